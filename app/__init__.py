@@ -1,0 +1,1 @@
+"""Qiwang (气网) application layer: Flask app factory, web pages and the command line."""

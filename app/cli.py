@@ -1,0 +1,301 @@
+"""The `qiwang` command line (run through ./qiwang, which sets up the machine first).
+
+Heavy modules (SQLAlchemy, Flask, the loaders) are imported inside commands so that --help and
+usage errors answer at once. main() turns every failure into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+from app.errors import QiwangError
+
+if TYPE_CHECKING:
+    from spatial.cluster import EmbeddedCluster
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ERROR_LOG = PROJECT_ROOT / "var" / "log" / "qiwang.log"
+
+
+def _cluster() -> EmbeddedCluster:
+    from spatial.cluster import EmbeddedCluster
+
+    return EmbeddedCluster(PROJECT_ROOT)
+
+
+def _external_url() -> str | None:
+    """The normalised DATABASE_URL, or None when the embedded cluster is in use."""
+    if not os.environ.get("DATABASE_URL"):
+        return None
+    from spatial.db import database_url
+
+    return database_url()
+
+
+def _ready_database() -> str:
+    """Start the database if it is ours, check it, bring the schema to head; returns its URL."""
+    from spatial.db import database_url, ensure_database
+
+    url = database_url()
+    ensure_database(url)
+    from spatial.migrate import upgrade
+
+    upgrade(url, "head")
+    return url
+
+
+def _load_demo(url: str, pipes: int, seed: int) -> None:
+    from ingest.demo_city import load_demo
+    from spatial.db import get_engine
+
+    counts = load_demo(get_engine(url), pipes=pipes, seed=seed, echo=click.echo)
+    click.echo(f"{'table':<24}{'rows':>14}")
+    for table, rows in counts.items():
+        click.echo(f"{table:<24}{rows:>14,}")
+
+
+def _serve(url: str, host: str, port: int) -> None:
+    """Serve the web app with waitress (a production WSGI server; Flask's own is for debugging)."""
+    import waitress
+
+    from app.web import create_app
+
+    try:
+        server = waitress.create_server(create_app(url), host=host, port=port, threads=8)
+    except OSError as exc:
+        raise QiwangError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    click.echo(f"Qiwang is at http://{host}:{port}/  (Ctrl-C stops it)")
+    server.run()
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="qiwang", prog_name="qiwang")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """气网 Qiwang — 城市燃气管网 GIS 平台 / a GIS platform for city gas networks.
+
+    With no DATABASE_URL, Qiwang runs its own PostgreSQL + PostGIS under ./var/.
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def db(ctx: click.Context) -> None:
+    """The database: embedded cluster or DATABASE_URL."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@db.command("up")
+def db_up() -> None:
+    """Create and start the embedded cluster.
+
+    With DATABASE_URL set, only checks that that database is reachable.
+    """
+    external = _external_url()
+    if external:
+        from spatial.db import check_reachable, shown
+
+        check_reachable(external)
+        click.echo(f"DATABASE_URL is set: using the external database at {shown(external)} (reachable)")
+        return
+    cluster = _cluster()
+    cluster.up()
+    click.echo(cluster.status())
+
+
+@db.command("down")
+def db_down() -> None:
+    """Stop the embedded cluster."""
+    external = _external_url()
+    if external:
+        from spatial.db import shown
+
+        click.echo(f"DATABASE_URL is set: the external database at {shown(external)} is not ours to stop")
+        return
+    _cluster().down()
+    click.echo("embedded PostgreSQL stopped")
+
+
+@db.command("status")
+def db_status() -> None:
+    """Whether the database runs, where, and its URL."""
+    external = _external_url()
+    if external:
+        from spatial.db import check_reachable, shown
+
+        try:
+            check_reachable(external)
+            state = "reachable"
+        except QiwangError as exc:
+            state = f"NOT reachable ({exc})"
+        click.echo(f"external database (DATABASE_URL): {state}\nurl: {shown(external)}")
+        return
+    click.echo(_cluster().status())
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print the SQLAlchemy URL.
+
+    Starts the embedded cluster if needed, so the URL works at once.
+    """
+    from spatial.db import database_url
+
+    click.echo(database_url())
+
+
+@db.command("reset")
+@click.option("--yes", is_flag=True, help="Confirm wiping an external DATABASE_URL database.")
+def db_reset(yes: bool) -> None:
+    """Throw all data away and start empty.
+
+    Embedded: a fresh cluster. DATABASE_URL: with --yes, every Qiwang table is dropped and
+    the schema is migrated again.
+    """
+    external = _external_url()
+    if external is None:
+        _cluster().reset()
+        click.echo("embedded PostgreSQL reset: empty database 'qiwang' with PostGIS")
+        return
+    from spatial.db import ensure_database, shown
+
+    if not yes:
+        raise QiwangError(
+            f"DATABASE_URL is set: resetting would drop every Qiwang table in {shown(external)}; "
+            "add --yes to do it"
+        )
+    from spatial.migrate import downgrade, upgrade
+
+    ensure_database(external)
+    downgrade(external, "base")
+    upgrade(external, "head")
+    click.echo(f"schema in {shown(external)} dropped and recreated")
+
+
+@cli.command()
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
+def migrate(revision: str) -> None:
+    """Bring the database schema up to a revision."""
+    from spatial.db import database_url, ensure_database, shown
+
+    url = database_url()
+    ensure_database(url)
+    from spatial.migrate import upgrade
+
+    upgrade(url, revision)
+    click.echo(f"database at {shown(url)}: upgraded to {revision}")
+
+
+PIPES = click.IntRange(100, 20_000_000)
+
+
+@cli.command("load-demo")
+@click.option("--pipes", type=PIPES, default=5000, show_default=True, help="Number of pipes to generate.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same city).")
+def load_demo_command(pipes: int, seed: int) -> None:
+    """Generate the demo city (Anshan) and load it."""
+    _load_demo(_ready_database(), pipes, seed)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def serve(port: int, host: str) -> None:
+    """Serve the web app and APIs."""
+    _serve(_ready_database(), host, port)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--pipes", type=PIPES, default=5000, show_default=True, help="Pipes in the demo city.")
+@click.option("--seed", type=int, default=42, show_default=True)
+def demo(port: int, pipes: int, seed: int) -> None:
+    """Load the demo city if empty, then serve it.
+
+    Starts the database (embedded unless DATABASE_URL), migrates the schema, loads the demo
+    city when table pipe is empty, and serves on 127.0.0.1.
+    """
+    import sqlalchemy as sa
+
+    from spatial.db import get_engine
+
+    url = _ready_database()
+    with get_engine(url).connect() as conn:
+        has_pipes = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM pipe)")).scalar()
+    if not has_pipes:
+        _load_demo(url, pipes, seed)
+    _serve(url, "127.0.0.1", port)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def test(ctx: click.Context, pytest_args: tuple[str, ...]) -> None:
+    """Run the tests; arguments go to pytest.
+
+    Starts the embedded cluster unless DATABASE_URL is set; pytest runs from the repo root
+    and its exit code is passed on.
+    """
+    if not os.environ.get("DATABASE_URL"):
+        _cluster().up()
+    ctx.exit(subprocess.call([sys.executable, "-m", "pytest", *pytest_args], cwd=PROJECT_ROOT))
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _log_unexpected(exc: BaseException) -> str:
+    """Append the traceback to var/log/qiwang.log; returns where it went."""
+    try:
+        ERROR_LOG.parent.mkdir(parents=True, exist_ok=True)
+        with open(ERROR_LOG, "a") as log:
+            log.write(f"--- {datetime.datetime.now().isoformat(timespec='seconds')} qiwang {' '.join(sys.argv[1:])}\n")
+            log.write("".join(traceback.format_exception(exc)))
+        return f"details in {_shown_path(ERROR_LOG)}"
+    except OSError as log_error:
+        return f"and the traceback could not be written to {ERROR_LOG}: {log_error.strerror}"
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"qiwang: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run the CLI; every failure ends as one line on stderr and a non-zero exit code."""
+    try:
+        code = cli.main(args=argv, prog_name="qiwang", standalone_mode=False)
+    except click.UsageError as exc:
+        message = exc.format_message().rstrip(".")
+        where = exc.ctx.command_path if exc.ctx else "qiwang"
+        _fail(f"{message[:1].lower()}{message[1:]} (see ./{where} --help)", exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except QiwangError as exc:
+        _fail(str(exc), 1)
+    except (click.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _fail(f"unexpected {type(exc).__name__}: {first} ({_log_unexpected(exc)})", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The Flask app factory: landing page and health check (OGC API and the map mount here later)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Flask, jsonify, render_template
+
+from spatial.db import database_url, get_engine
+
+# Business tables shown on the landing page: name -> (中文, English).
+TABLES = {
+    "pipe": ("管线", "Pipes"),
+    "node": ("节点", "Nodes"),
+    "valve": ("阀门", "Valves"),
+    "station": ("场站", "Stations"),
+    "customer": ("用户", "Customers"),
+}
+# Above this many rows (by the planner's estimate) show the estimate: count(*) would take seconds.
+EXACT_COUNT_BELOW = 1_000_000
+
+
+def table_counts(conn: sa.Connection) -> dict[str, tuple[int, bool] | None]:
+    """table -> (rows, is_estimate), or None when the table does not exist yet."""
+    counts: dict[str, tuple[int, bool] | None] = {}
+    for table in TABLES:
+        estimate = conn.execute(
+            sa.text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
+        ).scalar()
+        if estimate is None:
+            counts[table] = None
+        elif estimate >= EXACT_COUNT_BELOW:
+            counts[table] = (estimate, True)
+        else:
+            counts[table] = (conn.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one(), False)
+    return counts
+
+
+def _db_error(exc: sa.exc.SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def create_app(url: str | None = None) -> Flask:
+    """The WSGI app for the database at `url` (default: spatial.db.database_url())."""
+    app = Flask(__name__)
+    engine = get_engine(url or database_url())
+
+    @app.get("/")
+    def index():
+        try:
+            with engine.connect() as conn:
+                versions = conn.execute(
+                    sa.text("SELECT current_setting('server_version'), postgis_lib_version()")
+                ).one()
+                counts = table_counts(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            return render_template("index.html", tables=TABLES, error=_db_error(exc)), 503
+        return render_template("index.html", tables=TABLES, counts=counts, versions=versions)
+
+    @app.get("/health")
+    def health():
+        try:
+            with engine.connect() as conn:
+                pipes = table_counts(conn)["pipe"]
+        except sa.exc.SQLAlchemyError as exc:
+            return jsonify(status="error", database="unreachable", error=_db_error(exc)), 503
+        return jsonify(status="ok", database="ok", pipes=pipes[0] if pipes else 0)
+
+    return app

@@ -1,0 +1,1 @@
+"""Getting data in and out: file import/export, the demo city, telemetry and alarm rules."""

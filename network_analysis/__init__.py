@@ -1,0 +1,1 @@
+"""In-memory network topology and analyses (valve segments, burst isolation, routing)."""

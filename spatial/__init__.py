@@ -1,0 +1,1 @@
+"""Database access: the embedded PostgreSQL cluster, engines, models and spatial queries."""

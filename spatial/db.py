@@ -1,0 +1,84 @@
+"""Which database Qiwang talks to, and engines for it.
+
+DATABASE_URL wins when set; otherwise the project-local embedded cluster is started and used.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from app.errors import QiwangError
+from spatial.cluster import EmbeddedCluster
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DRIVER = "postgresql+psycopg"
+
+
+def normalise_url(url: str) -> str:
+    """Accept postgres://, postgresql:// (what most tools print) and pin the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            url = f"{DRIVER}://{url[len(prefix):]}"
+    try:
+        driver = make_url(url).drivername
+    except sa.exc.ArgumentError:
+        raise QiwangError(f"DATABASE_URL is not a database URL: {url!r}") from None
+    if driver != DRIVER:
+        raise QiwangError(f"DATABASE_URL must point at PostgreSQL with PostGIS (postgresql://...), not {driver}://")
+    return url
+
+
+def database_url() -> str:
+    """The SQLAlchemy URL to use, starting the embedded cluster when no DATABASE_URL is set."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        return normalise_url(external)
+    cluster = EmbeddedCluster(PROJECT_ROOT)
+    cluster.up()
+    return cluster.url()
+
+
+def shown(url: str) -> str:
+    """The URL with any password masked, for messages (unchanged, so readable, when it has none)."""
+    parsed = make_url(url)
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+
+
+@functools.cache
+def _engine(url: str) -> sa.Engine:
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def get_engine(url: str | None = None) -> sa.Engine:
+    """One pooled engine per URL for the whole process (default: database_url())."""
+    return _engine(url or database_url())
+
+
+def check_reachable(url: str) -> None:
+    """Fail fast with one readable line when the database cannot be reached."""
+    probe = sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with probe.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.DBAPIError as exc:
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        raise QiwangError(f"cannot reach the database at {shown(url)}: {first}") from None
+    finally:
+        probe.dispose()
+
+
+def ensure_database(url: str) -> None:
+    """Reachable, and PostGIS enabled (the schema's first requirement)."""
+    check_reachable(url)
+    try:
+        with get_engine(url).begin() as conn:
+            conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS postgis"))
+    except sa.exc.DBAPIError as exc:
+        first = str(exc.orig).strip().splitlines()[0]
+        raise QiwangError(f"cannot enable PostGIS in {shown(url)}: {first}") from None

@@ -1,0 +1,87 @@
+"""The real ./qiwang, run as a user would: errors are one line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def qiwang(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | env
+    return subprocess.run(
+        [str(ROOT / "qiwang"), *args], cwd=ROOT, env=environ, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, timeout=300,
+    )
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("qiwang: error: ")
+    return lines[0]
+
+
+def test_unknown_command_is_one_line_exit_2() -> None:
+    line = assert_one_line_error(qiwang("no-such-thing"), 2)
+    assert "no such command 'no-such-thing'" in line
+    assert "./qiwang --help" in line
+
+
+def test_bad_pipes_value_names_the_option() -> None:
+    for value in ("abc", "-5", "99", "20000001"):
+        line = assert_one_line_error(qiwang("load-demo", "--pipes", value), 2)
+        assert "--pipes" in line, value
+
+
+def test_unreachable_database_is_one_line_exit_1() -> None:
+    done = qiwang("migrate", DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing")
+    line = assert_one_line_error(done, 1)
+    expected = "qiwang: error: cannot reach the database at postgresql+psycopg://nobody@127.0.0.1:1/nothing: "
+    assert line.startswith(expected)
+
+
+def test_password_is_masked_in_errors() -> None:
+    done = qiwang("migrate", DATABASE_URL="postgres://nobody:s3cret@127.0.0.1:1/nothing")
+    line = assert_one_line_error(done, 1)
+    assert "s3cret" not in line and "***" in line
+
+
+def test_non_postgres_url_is_refused() -> None:
+    line = assert_one_line_error(qiwang("db", "url", DATABASE_URL="sqlite:///x.db"), 1)
+    assert "PostgreSQL" in line
+
+
+def test_db_url_embedded() -> None:
+    done = qiwang("db", "url")
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.strip()
+    assert url.startswith("postgresql+psycopg://qiwang@/qiwang?host=/")
+
+
+def test_db_url_normalises_database_url() -> None:
+    for given in ("postgres://u@db.example:5433/gas", "postgresql://u@db.example:5433/gas"):
+        done = qiwang("db", "url", DATABASE_URL=given)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "postgresql+psycopg://u@db.example:5433/gas"
+
+
+def test_reset_of_external_database_needs_yes() -> None:
+    line = assert_one_line_error(qiwang("db", "reset", DATABASE_URL="postgresql://u@127.0.0.1:1/gas"), 1)
+    assert "--yes" in line
+
+
+def test_version() -> None:
+    done = qiwang("--version")
+    assert done.returncode == 0
+    assert done.stdout.startswith("qiwang, version ")
+
+
+def test_test_command_keeps_pytest_exit_code() -> None:
+    """pytest's 5 (no tests collected) must stay a failure for CI."""
+    done = qiwang("test", "-q", "tests/test_cli.py", "-k", "no_test_has_this_name")
+    assert done.returncode == 5, done.stdout + done.stderr

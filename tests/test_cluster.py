@@ -1,0 +1,117 @@
+"""The embedded PostgreSQL cluster, for real: the project's own, and a throwaway one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from spatial.cluster import EmbeddedCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def qiwang(*args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return subprocess.run(
+        [str(ROOT / "qiwang"), *args], cwd=ROOT, env=environ, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, timeout=300,
+    )
+
+
+def scalar(url: str, query: str) -> object:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(query)).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_db_up_then_status_says_running() -> None:
+    up = qiwang("db", "up")
+    assert up.returncode == 0, up.stderr
+    status = qiwang("db", "status")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith("embedded PostgreSQL: running (pid ")
+
+
+def test_url_connects_with_postgis() -> None:
+    url = qiwang("db", "url").stdout.strip()
+    assert str(scalar(url, "SELECT postgis_full_version()")).startswith("POSTGIS=")
+    assert scalar(url, "SHOW listen_addresses") == ""
+
+
+@pytest.fixture
+def throwaway(tmp_path: Path) -> Iterator[EmbeddedCluster]:
+    """A second cluster in its own project root; removed afterwards."""
+    cluster = EmbeddedCluster(tmp_path)
+    yield cluster
+    cluster.down()
+    shutil.rmtree(cluster.base_dir, ignore_errors=True)
+
+
+def wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_throwaway_cluster_lifecycle(throwaway: EmbeddedCluster) -> None:
+    cluster = throwaway
+    assert "not created yet" in cluster.status()
+    cluster.up()
+    assert cluster.running_pid() is not None
+    assert str(cluster.data_dir) in cluster.status()
+    if cluster.relocated_because:  # as root, pytest's tmp dir is closed to the postgres user
+        assert cluster.relocated_because in cluster.status()
+
+    # A database of its own, with PostGIS, reachable by URL, and dropped while a session is open.
+    url = cluster.create_database("scratch")
+    assert scalar(url, "SELECT PostGIS_Lib_Version()")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+        cluster.drop_database("scratch")
+        with pytest.raises(sa.exc.OperationalError, match="terminating connection"):
+            conn.execute(sa.text("SELECT 1"))
+    engine.dispose()
+    assert scalar(cluster.url("postgres"), "SELECT count(*) FROM pg_database WHERE datname = 'scratch'") == 0
+
+    # A crash leaves a postmaster.pid behind; after a reboot its PID may belong to some other
+    # process of the same user. Neither may block the next start.
+    pid = cluster.running_pid()
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+        wait_gone(int(child))
+    owner = "postgres" if cluster.as_postgres else None
+    impostor = subprocess.Popen(["sleep", "120"], user=owner)
+    try:
+        pid_file = cluster.data_dir / "postmaster.pid"
+        lines = pid_file.read_text().split("\n")
+        pid_file.write_text("\n".join([str(impostor.pid), *lines[1:]]))
+        assert cluster.running_pid() is None
+        assert "stopped" in cluster.status()
+        cluster.up()
+        assert cluster.running_pid() not in (None, impostor.pid)
+        assert scalar(cluster.url(), "SELECT 1") == 1
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+    # reset gives an empty cluster again.
+    cluster.create_database("gone_after_reset")
+    cluster.reset()
+    assert scalar(cluster.url("postgres"), "SELECT count(*) FROM pg_database WHERE datname = 'gone_after_reset'") == 0
+
+    cluster.down()
+    assert cluster.running_pid() is None
+    assert "stopped" in cluster.status()
