@@ -198,7 +198,8 @@ def migrate(revision: str) -> None:
     click.echo(f"database at {shown(url)}: upgraded to {revision}")
 
 
-PIPES = click.IntRange(100, 20_000_000)
+# The smallest city that still has every feature (both enterprises, crossings, all tiers).
+PIPES = click.IntRange(300, 20_000_000)
 
 
 @cli.command("load-demo")

@@ -1,0 +1,96 @@
+"""Shared fixtures: a throwaway PostGIS database, migrated, with a small demo city loaded.
+
+The database lives in the embedded cluster (or beside DATABASE_URL's database when that is set)
+and is dropped at the end of the session.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from spatial import migrate
+from spatial.cluster import EmbeddedCluster
+from spatial.db import normalise_url
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_PIPES, DEMO_SEED = 3000, 7
+
+
+class ThrowawayDatabases:
+    """Creates and drops scratch databases on the server the tests use."""
+
+    def __init__(self) -> None:
+        external = os.environ.get("DATABASE_URL")
+        self.external = normalise_url(external) if external else None
+        self.cluster = None if self.external else EmbeddedCluster(ROOT)
+        if self.cluster:
+            self.cluster.up()
+
+    def _admin(self) -> sa.Engine:
+        return sa.create_engine(
+            make_url(self.external).set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+        )
+
+    def create(self, name: str) -> str:
+        self.drop(name)
+        if self.cluster:
+            return self.cluster.create_database(name)
+        with self._admin().connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = make_url(self.external).set(database=name).render_as_string(hide_password=False)
+        with sa.create_engine(url, poolclass=NullPool).begin() as conn:
+            conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS postgis"))
+        return url
+
+    def drop(self, name: str) -> None:
+        if self.cluster:
+            self.cluster.drop_database(name)
+            return
+        with self._admin().connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def databases() -> ThrowawayDatabases:
+    return ThrowawayDatabases()
+
+
+@pytest.fixture(scope="session")
+def db_url(databases: ThrowawayDatabases) -> Iterator[str]:
+    """A migrated database holding the demo city (DEMO_PIPES pipes, seed DEMO_SEED)."""
+    from ingest.demo_city import load_demo
+
+    name = f"qiwang_test_{os.getpid()}"
+    url = databases.create(name)
+    migrate.upgrade(url)
+    engine = sa.create_engine(url, poolclass=NullPool)
+    load_demo(engine, pipes=DEMO_PIPES, seed=DEMO_SEED, echo=lambda _: None)
+    engine.dispose()
+    yield url
+    databases.drop(name)
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def scratch_url(databases: ThrowawayDatabases, request: pytest.FixtureRequest) -> Iterator[str]:
+    """An empty database (PostGIS only) for one test."""
+    name = f"qiwang_scratch_{os.getpid()}_{request.node.name[:30].lower()}"
+    yield databases.create(name)
+    databases.drop(name)
+
+
+def scalar(engine: sa.Engine, query: str, **params: object) -> object:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(query), params).scalar()

@@ -1,0 +1,202 @@
+"""The generated demo city, checked as a network engineer would check survey data."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+
+import networkx as nx
+import numpy as np
+import pytest
+import requests
+import shapely
+import sqlalchemy as sa
+from pyproj import Transformer
+
+from conftest import DEMO_PIPES, ROOT, scalar
+from ingest.demo_city import generate
+
+
+def test_pipe_count_is_exactly_what_was_asked(engine: sa.Engine) -> None:
+    assert scalar(engine, "SELECT count(*) FROM pipe") == DEMO_PIPES
+
+
+@pytest.mark.parametrize("pipes", [1000, 7777, 40000])
+def test_generator_hits_any_size_exactly(pipes: int) -> None:
+    assert len(generate(pipes, seed=1).tables["pipe"][0]) == pipes
+
+
+def test_generator_is_deterministic_for_a_seed() -> None:
+    first, again, other = (generate(1500, seed=s).tables for s in (3, 3, 4))
+    for table in ("pipe", "valve", "customer"):
+        a, b = first[table][0], again[table][0]
+        assert a.drop(columns="geom").equals(b.drop(columns="geom")), table
+        assert shapely.equals_exact(a["geom"].to_numpy(), b["geom"].to_numpy(), 0).all(), table
+    assert not shapely.equals_exact(first["pipe"][0]["geom"].to_numpy()[:100],
+                                    other["pipe"][0]["geom"].to_numpy()[:100], 0).all()
+
+
+def test_every_pipe_is_a_3d_linestring_in_epsg_4550(engine: sa.Engine) -> None:
+    bad = scalar(engine, "SELECT count(*) FROM pipe WHERE GeometryType(geom) <> 'LINESTRING' "
+                         "OR ST_NDims(geom) <> 3 OR ST_SRID(geom) <> 4550 OR NOT ST_IsValid(geom)")
+    assert bad == 0
+
+
+def test_pipe_ends_coincide_with_their_nodes_in_3d(engine: sa.Engine) -> None:
+    mismatched = scalar(engine, """
+        SELECT count(*) FROM pipe p
+        JOIN node f ON f.id = p.from_node_id JOIN node t ON t.id = p.to_node_id
+        WHERE NOT (ST_X(ST_StartPoint(p.geom)) = ST_X(f.geom) AND ST_Y(ST_StartPoint(p.geom)) = ST_Y(f.geom)
+                   AND ST_Z(ST_StartPoint(p.geom)) = ST_Z(f.geom)
+               AND ST_X(ST_EndPoint(p.geom)) = ST_X(t.geom) AND ST_Y(ST_EndPoint(p.geom)) = ST_Y(t.geom)
+                   AND ST_Z(ST_EndPoint(p.geom)) = ST_Z(t.geom))""")
+    assert mismatched == 0
+    # Z is the pipe-top elevation: ground elevation minus burial depth, at both ends
+    off = scalar(engine, """
+        SELECT count(*) FROM pipe
+        WHERE abs(ST_Z(ST_StartPoint(geom)) - (start_elevation_m - start_depth_m)) > 0.01
+           OR abs(ST_Z(ST_EndPoint(geom)) - (end_elevation_m - end_depth_m)) > 0.01""")
+    assert off == 0
+
+
+def tier_graph(engine: sa.Engine) -> tuple[nx.Graph, dict[int, set], dict[str, int]]:
+    """Pipes as graph vertices between their nodes; a normally closed valve cuts its pipe end.
+    Returns the graph, the source nodes of each pressure class and each vertex's pressure class."""
+    with engine.connect() as conn:
+        pipes = conn.execute(sa.text("SELECT id, from_node_id, to_node_id, pressure_class FROM pipe")).all()
+        closed = set(conn.execute(sa.text(
+            "SELECT pipe_id, node_id FROM valve WHERE normal_state = 'closed'")).all())
+        sources = conn.execute(sa.text(
+            """SELECT n.id, n.pressure_class FROM node n
+               WHERE n.id IN (SELECT outlet_node_id FROM station WHERE station_type = 0)
+                  OR n.id IN (SELECT outlet_node_id FROM regulator)""")).all()
+    graph = nx.Graph()
+    tier: dict[str, int] = {}
+    for pipe, a, b, pclass in pipes:
+        tier[f"p{pipe}"] = pclass
+        graph.add_node(f"p{pipe}")
+        for node in (a, b):
+            if (pipe, node) not in closed:
+                graph.add_edge(f"p{pipe}", f"n{node}:{pclass}")
+    by_class: dict[int, set] = {}
+    for node, pclass in sources:
+        by_class.setdefault(pclass, set()).add(f"n{node}:{pclass}")
+    return graph, by_class, tier
+
+
+def test_each_pressure_tier_is_fed_by_a_source(engine: sa.Engine) -> None:
+    graph, sources, tier = tier_graph(engine)
+    assert set(sources) == {0, 1, 2, 3}  # low, medium, sub-high, high all have sources
+    unfed = []
+    for component in nx.connected_components(graph):
+        pipes = [v for v in component if v.startswith("p")]
+        pclass = tier[pipes[0]]
+        if not component & sources[pclass]:
+            unfed += pipes
+    assert unfed == []
+
+
+def test_tiers_meet_only_at_regulators(engine: sa.Engine) -> None:
+    mixed = scalar(engine, """
+        SELECT count(*) FROM pipe p JOIN node n ON n.id IN (p.from_node_id, p.to_node_id)
+        WHERE n.pressure_class <> p.pressure_class""")
+    assert mixed == 0
+    wrong_side = scalar(engine, """
+        SELECT count(*) FROM regulator r JOIN node i ON i.id = r.inlet_node_id JOIN node o ON o.id = r.outlet_node_id
+        WHERE i.pressure_class <> r.inlet_pressure_class OR o.pressure_class <> r.outlet_pressure_class
+           OR r.outlet_pressure_class >= r.inlet_pressure_class""")
+    assert wrong_side == 0
+
+
+def test_valves_sit_on_an_end_of_their_pipe(engine: sa.Engine) -> None:
+    off = scalar(engine, """
+        SELECT count(*) FROM valve v JOIN pipe p ON p.id = v.pipe_id JOIN node n ON n.id = v.node_id
+        WHERE v.node_id NOT IN (p.from_node_id, p.to_node_id)
+           OR ST_Distance(v.geom, n.geom) > 2.0 OR ST_Distance(v.geom, p.geom) > 0.001""")
+    assert off == 0
+    assert scalar(engine, "SELECT count(*) FROM valve WHERE normal_state = 'closed'") > 0
+    assert scalar(engine, "SELECT count(*) FROM valve WHERE operability <> 'operable'") > 0
+
+
+def test_customers_hang_on_service_points(engine: sa.Engine) -> None:
+    assert scalar(engine, """
+        SELECT count(*) FROM customer c LEFT JOIN node n ON n.id = c.service_node_id
+        WHERE n.role IS DISTINCT FROM 'service_point'""") == 0
+    assert scalar(engine, "SELECT count(DISTINCT user_type) FROM customer") == 2
+    assert scalar(engine, "SELECT count(*) FROM customer_personal") == scalar(engine, "SELECT count(*) FROM customer")
+
+
+def test_mains_cross_the_railway_and_river_with_valves_on_both_sides(engine: sa.Engine) -> None:
+    for layer in ("railway", "river"):
+        crossing = scalar(engine, f"""
+            SELECT count(*) FROM pipe p JOIN {layer} x ON ST_Intersects(p.geom, x.geom)
+            WHERE p.pressure_class >= 1
+              AND (SELECT count(*) FROM valve v WHERE v.pipe_id = p.id) = 2""")
+        assert crossing >= 5, layer
+
+
+def test_materials_and_ages_make_old_iron_and_steel(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        old = dict(conn.execute(sa.text(
+            "SELECT material, count(*) FROM pipe WHERE build_year <= 2005 GROUP BY 1")).all())
+        materials = set(conn.execute(sa.text("SELECT DISTINCT material FROM pipe")).scalars())
+    assert old.get(10, 0) > 0 and old.get(1, 0) > 0  # grey cast iron and steel over 20 years old
+    assert materials == {1, 10, 11, 20}
+
+
+def test_sentries_hazards_and_sensitive_sites_are_placed(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        kinds = dict(conn.execute(sa.text("SELECT location_kind, count(*) FROM sentry GROUP BY 1")).all())
+        sites = dict(conn.execute(sa.text("SELECT site_type, count(*) FROM sensitive_site GROUP BY 1")).all())
+    assert kinds.get("valve_chamber", 0) > 0 and kinds.get("sensitive_site", 0) > 0 and kinds.get("station", 0) > 0
+    assert set(sites) <= {10, 13, 85} and len(sites) >= 2
+    # a sensitive-site sentry stands inside or at the edge of its site (≤ 40 m)
+    assert scalar(engine, """SELECT max(ST_Distance(s.geom, m.geom)) FROM sentry s
+                             JOIN sensitive_site m ON m.id = s.sensitive_site_id""") <= 40
+    assert scalar(engine, "SELECT count(*) FROM hazard WHERE check_status < 4") > 0
+
+
+def test_the_city_lies_in_anshan(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        x, y = conn.execute(sa.text("SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)) c FROM pipe) s")).one()
+        districts = set(conn.execute(sa.text("SELECT DISTINCT admin_code FROM pipe")).scalars())
+    lon, lat = Transformer.from_crs("EPSG:4550", "EPSG:4490", always_xy=True).transform(x, y)
+    assert 122.9 < lon < 123.1 and 41.0 < lat < 41.2
+    assert districts == {"210302", "210303", "210304", "210311"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_load_demo_and_demo_commands_work_end_to_end(scratch_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": scratch_url}
+    done = subprocess.run([str(ROOT / "qiwang"), "load-demo", "--pipes", "1000", "--seed", "5"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    engine = sa.create_engine(scratch_url)
+    assert scalar(engine, "SELECT count(*) FROM pipe") == 1000
+    engine.dispose()
+    port = free_port()
+    server = subprocess.Popen([str(ROOT / "qiwang"), "demo", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                page = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None, server.stderr.read()
+                assert time.monotonic() < deadline, "demo did not start serving"
+                time.sleep(0.3)
+        assert page.status_code == 200
+        assert "气网" in page.text and "1,000" in page.text  # the demo kept the loaded city (1,000 pipes)
+        health = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+        assert health == {"status": "ok", "database": "ok", "pipes": 1000}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
