@@ -23,7 +23,6 @@ COPY_CHUNK_ROWS = 200_000
 class _Deferred:
     """A constraint or index taken off a table during the load, with the DDL that restores it."""
 
-    table: str
     drop: str
     restore: str
 
@@ -34,31 +33,28 @@ def _deferrable_objects(conn: Connection, tables: Iterable[str]) -> list[_Deferr
     rows = conn.execute(
         text(
             """
-            SELECT c.conrelid::regclass::text AS tbl, c.conname, c.contype,
-                   pg_get_constraintdef(c.oid) AS def
+            SELECT c.conrelid::regclass::text AS tbl, c.conname, pg_get_constraintdef(c.oid) AS def
             FROM pg_constraint c
             WHERE c.contype IN ('f', 'u')
               AND (c.conrelid = ANY (CAST(:names AS regclass[]))
                    OR (c.contype = 'f' AND c.confrelid = ANY (CAST(:names AS regclass[]))))
-            ORDER BY c.contype DESC  -- foreign keys ('f') after unique ('u') when restoring
             """
         ),
         {"names": names},
     ).all()
     deferred = [
         _Deferred(
-            tbl,
             f'ALTER TABLE {tbl} DROP CONSTRAINT "{name}"',
             f'ALTER TABLE {tbl} ADD CONSTRAINT "{name}" {definition}',
         )
-        for tbl, name, _, definition in rows
+        for tbl, name, definition in rows
     ]
     # Unique constraints must come back before the foreign keys that lean on them.
     deferred.sort(key=lambda d: " FOREIGN KEY " in d.restore)
     indexes = conn.execute(
         text(
             """
-            SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+            SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
             FROM pg_index i
             WHERE i.indrelid = ANY (CAST(:names AS regclass[]))
               AND NOT i.indisprimary
@@ -67,7 +63,7 @@ def _deferrable_objects(conn: Connection, tables: Iterable[str]) -> list[_Deferr
         ),
         {"names": names},
     ).all()
-    deferred += [_Deferred(tbl, f"DROP INDEX {index}", definition) for tbl, index, definition in indexes]
+    deferred += [_Deferred(f"DROP INDEX {index}", definition) for index, definition in indexes]
     return deferred
 
 
