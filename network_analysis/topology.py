@@ -1,0 +1,248 @@
+"""The in-memory topology: pipe ends, valve segments and who feeds whom.
+
+Two graphs are built once per network version:
+
+- the pipe-end graph: vertices are nodes and pipes, an edge is one end of a pipe at a node; a valve
+  sits on such an end (a cut), a regulator is an arc inlet → outlet (gas never flows back);
+- the segment graph: valve segments (what stays connected when every valve is shut) as vertices,
+  open valves as edges, check valves and regulators as arcs, plus a root feeding every source.
+  Its dominator tree answers "what loses gas if this segment is cut out" with a subtree lookup.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import sqlalchemy as sa
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import breadth_first_order, connected_components
+
+from network_analysis.model import NetworkModel, load_model
+
+
+def _csr_index(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ptr, order): the positions of `keys` grouped by key value 0..n-1 (a CSR row index)."""
+    order = np.argsort(keys, kind="stable")
+    ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(keys, minlength=n), out=ptr[1:])
+    return ptr, order
+
+
+@dataclass
+class Topology:
+    """Graphs of one network version (see module docstring). Indices are NetworkModel positions."""
+
+    model: NetworkModel
+    # pipe ends: end e belongs to pipe e % P; e < P is the from-end, e >= P the to-end
+    end_valve: np.ndarray = field(init=False)  # valve index on each end, -1 when none
+    node_end_ptr: np.ndarray = field(init=False)
+    node_ends: np.ndarray = field(init=False)  # ends at each node (CSR by node)
+    outlet_ptr: np.ndarray = field(init=False)
+    outlet_regulators: np.ndarray = field(init=False)  # regulators by outlet node (CSR)
+    node_customer_ptr: np.ndarray = field(init=False)
+    node_customers: np.ndarray = field(init=False)  # customers by service node (CSR)
+    is_source: np.ndarray = field(init=False)  # per node
+    pipe_segment: np.ndarray = field(init=False)
+    node_segment: np.ndarray = field(init=False)
+    n_segments: int = field(init=False)
+    supply: csr_matrix = field(init=False)  # segment graph arcs; vertex n_segments is the root
+    supplied: np.ndarray = field(init=False)  # bool per segment: reached from a source as built
+    idom_order: np.ndarray = field(init=False)  # segments in dominator-tree preorder
+    idom_tin: np.ndarray = field(init=False)  # preorder position of each segment (-1: unsupplied)
+    idom_size: np.ndarray = field(init=False)  # dominator-subtree size of each segment
+    segment_pipe_ptr: np.ndarray = field(init=False)
+    segment_pipe_list: np.ndarray = field(init=False)  # pipes by segment (CSR)
+    segment_node_ptr: np.ndarray = field(init=False)
+    segment_node_list: np.ndarray = field(init=False)  # nodes by segment (CSR)
+    _pipe_supply: csr_matrix | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        m = self.model
+        P, N = m.n_pipes, m.n_nodes
+        end_node = np.concatenate([m.pipe_from, m.pipe_to])
+        self.end_valve = np.full(2 * P, -1, np.int64)
+        at_to_end = (m.pipe_to[m.valve_pipe] == m.valve_node) & (m.pipe_from[m.valve_pipe] != m.valve_node)
+        self.end_valve[m.valve_pipe + P * at_to_end] = np.arange(len(m.valve_id))
+        self.node_end_ptr, self.node_ends = _csr_index(end_node, N)
+        self.outlet_ptr, self.outlet_regulators = _csr_index(m.regulator_outlet, N)
+        self.node_customer_ptr, self.node_customers = _csr_index(m.customer_node, N)
+        self.is_source = np.zeros(N, bool)
+        self.is_source[m.source_nodes] = True
+        self._segments(end_node)
+        self._supply_graph(end_node)
+        self._dominators()
+
+    # -- construction ----------------------------------------------------------------------------
+    def _segments(self, end_node: np.ndarray) -> None:
+        """Valve segments: components of nodes and pipes joined by the pipe ends without a valve."""
+        m = self.model
+        P, N = m.n_pipes, m.n_nodes
+        open_end = self.end_valve < 0
+        ends = np.flatnonzero(open_end)
+        graph = csr_matrix((np.ones(len(ends), np.int8), (end_node[ends], N + ends % P)), shape=(N + P, N + P))
+        self.n_segments, labels = connected_components(graph, directed=False)
+        self.node_segment, self.pipe_segment = labels[:N], labels[N:]
+        self.segment_pipe_ptr, self.segment_pipe_list = _csr_index(self.pipe_segment, self.n_segments)
+        self.segment_node_ptr, self.segment_node_list = _csr_index(self.node_segment, self.n_segments)
+
+    def _supply_graph(self, end_node: np.ndarray) -> None:
+        """Arcs between segments along which gas can flow, and which segments gas reaches today."""
+        m = self.model
+        P = m.n_pipes
+        ends = np.flatnonzero(self.end_valve >= 0)
+        valve = self.end_valve[ends]
+        seg_node = self.node_segment[end_node[ends]]
+        seg_pipe = self.pipe_segment[ends % P]
+        check = m.valve_check[valve]
+        flows = ~m.valve_closed[valve]
+        forward = flows & (check >= 0)  # node side → pipe side
+        backward = flows & (check <= 0)  # pipe side → node side
+        root = self.n_segments
+        src = np.concatenate([seg_node[forward], seg_pipe[backward], self.node_segment[m.regulator_inlet],
+                              np.full(len(m.source_nodes), root)])
+        dst = np.concatenate([seg_pipe[forward], seg_node[backward], self.node_segment[m.regulator_outlet],
+                              self.node_segment[m.source_nodes]])
+        keep = src != dst
+        n = root + 1
+        self.supply = csr_matrix((np.ones(keep.sum(), np.int8), (src[keep], dst[keep])), shape=(n, n))
+        self.supply.sum_duplicates()
+        reached = breadth_first_order(self.supply, root, directed=True, return_predecessors=False)
+        self.supplied = np.zeros(n, bool)
+        self.supplied[reached] = True
+
+    def _dominators(self) -> None:
+        """Dominator tree of the supply graph from the root, flattened to preorder intervals."""
+        root = self.n_segments
+        coo = self.supply.tocoo()
+        keep = self.supplied[coo.row] & self.supplied[coo.col]
+        graph = nx.DiGraph()
+        graph.add_nodes_from(np.flatnonzero(self.supplied).tolist())
+        graph.add_edges_from(zip(coo.row[keep].tolist(), coo.col[keep].tolist()))
+        idom = nx.immediate_dominators(graph, root)
+        children: dict[int, list[int]] = {}
+        for v, d in idom.items():
+            if v != d:
+                children.setdefault(d, []).append(v)
+        n = root + 1
+        self.idom_tin = np.full(n, -1, np.int64)
+        self.idom_size = np.zeros(n, np.int64)
+        order: list[int] = []
+        stack = [(root, False)]
+        while stack:
+            v, done = stack.pop()
+            if done:
+                self.idom_size[v] = len(order) - self.idom_tin[v]
+                continue
+            self.idom_tin[v] = len(order)
+            order.append(v)
+            stack.append((v, True))
+            stack.extend((c, False) for c in children.get(v, ()))
+        self.idom_order = np.array(order, np.int64)
+
+    # -- queries ---------------------------------------------------------------------------------
+    def dominated(self, segment: int) -> np.ndarray:
+        """Segments that lose gas when `segment` is cut out (its dominator subtree, itself excluded)."""
+        tin = self.idom_tin[segment]
+        if tin < 0:
+            return np.empty(0, np.int64)
+        return self.idom_order[tin + 1: tin + self.idom_size[segment]]
+
+    def segment_pipes(self, segments: np.ndarray) -> np.ndarray:
+        return _gather(self.segment_pipe_ptr, self.segment_pipe_list, segments)
+
+    def segment_nodes(self, segments: np.ndarray) -> np.ndarray:
+        return _gather(self.segment_node_ptr, self.segment_node_list, segments)
+
+    def unsupplied_without(self, segments: np.ndarray) -> np.ndarray:
+        """Segments supplied today that no source reaches once `segments` are cut out (a flood)."""
+        mask = np.ones(self.supply.shape[0], bool)
+        mask[segments] = False
+        graph = self.supply.copy()
+        graph.data = graph.data * mask[graph.indices]  # no arc may enter a removed segment
+        graph.eliminate_zeros()
+        reached = breadth_first_order(graph, self.n_segments, directed=True, return_predecessors=False)
+        alive = np.zeros(len(mask), bool)
+        alive[reached] = True
+        lost = self.supplied & ~alive & mask
+        lost[self.n_segments] = False
+        return np.flatnonzero(lost)
+
+
+    def pipe_level_unsupplied(self, removed_nodes: np.ndarray, removed_pipes: np.ndarray
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes, pipes) supplied today that no source reaches once the given nodes and pipes are
+        taken out: a flood of the whole pipe graph (the slow, general way; also the baseline)."""
+        m = self.model
+        N, P = m.n_nodes, m.n_pipes
+        if self._pipe_supply is None:
+            self._pipe_supply = self._pipe_graph()
+            self._pipe_supplied = self._flood(self._pipe_supply)
+        mask = np.ones(N + P + 1, bool)
+        mask[removed_nodes] = False
+        mask[N + removed_pipes] = False
+        graph = self._pipe_supply.copy()
+        graph.data = graph.data * mask[graph.indices]
+        graph.eliminate_zeros()
+        lost = self._pipe_supplied & ~self._flood(graph) & mask
+        return np.flatnonzero(lost[:N]), np.flatnonzero(lost[N: N + P])
+
+    def _pipe_graph(self) -> csr_matrix:
+        """Nodes, then pipes, then the root, as one directed graph of where gas can flow."""
+        m = self.model
+        N, P = m.n_nodes, m.n_pipes
+        ends = np.arange(2 * P)
+        node = np.concatenate([m.pipe_from, m.pipe_to])
+        pipe = N + ends % P
+        valve = self.end_valve
+        closed = (valve >= 0) & m.valve_closed[np.maximum(valve, 0)]
+        check = np.where(valve >= 0, m.valve_check[np.maximum(valve, 0)], 0)
+        forward = ~closed & (check >= 0)  # node → pipe
+        backward = ~closed & (check <= 0)
+        root = N + P
+        src = np.concatenate([node[forward], pipe[backward], m.regulator_inlet, np.full(len(m.source_nodes), root)])
+        dst = np.concatenate([pipe[forward], node[backward], m.regulator_outlet, m.source_nodes])
+        n = root + 1
+        return csr_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n, n))
+
+    @staticmethod
+    def _flood(graph: csr_matrix) -> np.ndarray:
+        reached = breadth_first_order(graph, graph.shape[0] - 1, directed=True, return_predecessors=False)
+        alive = np.zeros(graph.shape[0], bool)
+        alive[reached] = True
+        return alive
+
+
+def _gather(ptr: np.ndarray, values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Concatenated CSR rows `keys` of (ptr, values)."""
+    if len(keys) == 0:
+        return np.empty(0, np.int64)
+    starts, stops = ptr[keys], ptr[np.asarray(keys) + 1]
+    lengths = stops - starts
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return values[np.arange(lengths.sum()) + offsets]
+
+
+class TopologyCache:
+    """One Topology per engine, rebuilt only when `network_version` moved."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cached: dict[str, Topology] = {}
+
+    def get(self, engine: sa.Engine) -> Topology:
+        key = engine.url.render_as_string(hide_password=False)
+        with engine.connect() as conn:
+            version = conn.execute(sa.text("SELECT version FROM network_version")).scalar_one()
+        with self._lock:
+            cached = self._cached.get(key)
+            if cached is not None and cached.model.version == version:
+                return cached
+            with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+                topology = Topology(load_model(conn))
+            self._cached[key] = topology
+            return topology
+
+
+topologies = TopologyCache()
