@@ -113,6 +113,14 @@ class Plan:
         self.kind[self.gap_col, :] = BLOCK_KINDS.index("park")
         self.kind[self.rail_col, :] = BLOCK_KINDS.index("railway")
         self.kind[:, self.river_row] = BLOCK_KINDS.index("river")
+        for columns in (np.arange(0, self.gap_col), np.arange(self.gap_col + 1, self.cols)):
+            area = self.kind[columns]  # a view would not do: fancy indexing copies
+            for special in ("school", "hospital", "mall"):
+                if not (area == BLOCK_KINDS.index(special)).any():
+                    homes = np.argwhere(area == BLOCK_KINDS.index("residential"))
+                    c, r = homes[rng.integers(len(homes))]
+                    area[c, r] = BLOCK_KINDS.index(special)
+            self.kind[columns] = area
         west = np.linspace(0, self.gap_col, 4).round().astype(int)
         self.district_edges = np.array([*west, self.cols])
 
@@ -153,15 +161,6 @@ class _Network:
         pipe, node = np.atleast_1d(pipe), np.atleast_1d(node)
         if len(pipe):
             self.valves.add(pipe=pipe, node=node, enterprise=enterprise)
-
-    def _line(self, u: np.ndarray, v: np.ndarray, pclass: int, enterprise: int, kind: str, road: str,
-              valve_every: int = 0) -> np.ndarray:
-        """A chain of pipes through new nodes at (u, v); returns the node indices."""
-        nodes = self._node(u, v, pclass, enterprise)
-        pipes = self._pipe(nodes[:-1], nodes[1:], pclass, enterprise, kind, road)
-        if valve_every:
-            self._valve(pipes[::valve_every], nodes[1:][::valve_every], enterprise)
-        return nodes
 
     # -- one enterprise's network ----------------------------------------------------------------
     def _area(self, ent: int, i0: int, i1: int) -> None:
@@ -213,7 +212,8 @@ class _Network:
         block = c * self.plan.rows + r
         inlet = self._node(x0 + BLOCK_W / 2, y0 + CABINET_INLET_Y, MEDIUM, ent, "regulator_inlet", block)
         feeder = self._pipe(tee, inlet, MEDIUM, ent, "branch", "", block=block)
-        self._valve(feeder, inlet, ent)
+        self._valve(feeder, tee, ent)  # where the branch leaves the main
+        self._valve(feeder, inlet, ent)  # cabinet inlet
         outlet = self._node(x0 + BLOCK_W / 2, y0 + CABINET_OUTLET_Y, LOW, ent, "regulator_outlet", block)
         self.regulators.add(inlet=inlet, outlet=outlet, kind=np.where(self.rng.random(n) < 0.7, "cabinet", "box"),
                             inlet_class=MEDIUM, outlet_class=LOW, enterprise=ent, station=-1)
@@ -230,7 +230,7 @@ class _Network:
         self._pipe(local[ladder][:, YARD_LADDER[:, 0]].ravel(), local[ladder][:, YARD_LADDER[:, 1]].ravel(), LOW,
                    ent, "yard", "", block=np.repeat(block[ladder], len(YARD_LADDER)))
         served = local[:, YARD_SERVED].ravel()
-        sx = x0[:, None] + xy[:, YARD_SERVED - 1, 0]
+        sx = x0[:, None] + xy[:, YARD_SERVED - 1, 0] + 8.0  # beside the ladder pipes that run north
         sy = y0[:, None] + xy[:, YARD_SERVED - 1, 1] + 22.0
         point = self._node(sx.ravel(), sy.ravel(), LOW, ent, "service_point", np.repeat(block, len(YARD_SERVED)))
         self._pipe(served, point, LOW, ent, "service", "", block=np.repeat(block, len(YARD_SERVED)))
@@ -246,8 +246,13 @@ class _Network:
 
         # sub-high: a link along the enterprise's edge street, and mains along every sub-high row
         link_j = np.arange(rows[0], rows[-1] + 1)
-        link = self._line(np.full(len(link_j), edge_x), link_j * BLOCK_H + SH_OFFSET, SUB_HIGH, ent, "trunk",
-                          _street_name(vocab.NS_STREETS, edge_i, "经{}街"), valve_every=3)
+        link = self._node(np.full(len(link_j), edge_x), link_j * BLOCK_H + SH_OFFSET, SUB_HIGH, ent)
+        crossing = link_j[:-1] == plan.river_row
+        pipes = self._pipe(link[:-1], link[1:], SUB_HIGH, ent, "trunk", _street_name(vocab.NS_STREETS, edge_i, "经{}街"),
+                           laying=np.where(crossing, IN_CASING, DIRECT_BURIED))
+        every = np.arange(len(pipes)) % 3 == 0
+        self._valve(pipes[every | crossing], link[1:][every | crossing], ent)
+        self._valve(pipes[crossing], link[:-1][crossing], ent)
         cols = np.arange(i0, i1 + 1)
         for j in rows:
             start = link[j - rows[0]]
@@ -304,6 +309,7 @@ class _Network:
         self.regulators.add(inlet=inlet, outlet=outlet, kind="station", inlet_class=SUB_HIGH, outlet_class=MEDIUM,
                             enterprise=ent, station=station)
         p = self._pipe(sh_tee, inlet, SUB_HIGH, ent, "branch", "")
+        self._valve(p, sh_tee, ent)
         self._valve(p, inlet, ent)
         p = self._pipe(outlet, mp_node, MEDIUM, ent, "main", "")
         self._valve(p, outlet, ent)
@@ -828,7 +834,8 @@ class _Tables:
         people = self._names(n)
         shop = np.array([s for _, s in vocab.COMMERCIAL_KINDS], dtype=object)[shop_kind]
         site_name = pd.Series(block).map(self.site_names).fillna("").to_numpy(dtype=object)
-        name = np.where(resident, people, np.where(commercial, compound + building_s + "号" + shop,
+        masked = pd.Series(people).str[0].to_numpy(dtype=object) + "**"  # 张** (full name: customer_personal)
+        name = np.where(resident, masked, np.where(commercial, compound + building_s + "号" + shop,
                                                    site_name + np.where(unit > 1, "分楼" + unit_s, "")))
         credit = np.full(n, None, dtype=object)
         credit[~resident] = self._credit_codes(int((~resident).sum()))

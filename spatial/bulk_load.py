@@ -85,7 +85,10 @@ def copy_frame(conn: Connection, table: str, frame: pd.DataFrame) -> int:
         return 0
     columns = ", ".join(f'"{c}"' for c in frame.columns)
     raw = conn.connection.driver_connection  # psycopg 3 connection inside SQLAlchemy's transaction
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+    # CSV (tab-separated) rather than COPY's text format: pandas quotes tabs, newlines, quotes and
+    # backslashes the CSV way, so any text survives as it was.
+    command = f"COPY {table} ({columns}) FROM STDIN (FORMAT csv, DELIMITER E'\\t', NULL '\\N')"
+    with raw.cursor() as cursor, cursor.copy(command) as copy:
         for start in range(0, len(frame), COPY_CHUNK_ROWS):
             chunk = frame.iloc[start : start + COPY_CHUNK_ROWS]
             buffer = io.StringIO()
@@ -106,7 +109,9 @@ def replace_tables(
     largest id loaded. Returns rows loaded per table.
     """
     tables = list(frames)
-    conn.execute(text(f"TRUNCATE {', '.join(dict.fromkeys([*truncate, *tables]))} RESTART IDENTITY CASCADE"))
+    # No CASCADE: a table that references these and is not listed makes TRUNCATE fail loudly
+    # instead of being emptied behind the caller's back.
+    conn.execute(text(f"TRUNCATE {', '.join(dict.fromkeys([*truncate, *tables]))} RESTART IDENTITY"))
     deferred = _deferrable_objects(conn, tables)
     for item in reversed(deferred):
         conn.execute(text(item.drop))

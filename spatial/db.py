@@ -26,8 +26,9 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             url = f"{DRIVER}://{url[len(prefix):]}"
     try:
-        driver = make_url(url).drivername
-    except sa.exc.ArgumentError:
+        parsed = make_url(url)
+        driver, _ = parsed.drivername, parsed.port  # the port is parsed lazily: check it now
+    except (sa.exc.ArgumentError, ValueError):
         raise QiwangError(f"DATABASE_URL is not a database URL: {url!r}") from None
     if driver != DRIVER:
         raise QiwangError(f"DATABASE_URL must point at PostgreSQL with PostGIS (postgresql://...), not {driver}://")

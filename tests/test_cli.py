@@ -33,9 +33,19 @@ def test_unknown_command_is_one_line_exit_2() -> None:
 
 
 def test_bad_pipes_value_names_the_option() -> None:
-    for value in ("abc", "-5", "299", "20000001"):
+    for value in ("abc", "-5", "299", "3000001"):
         line = assert_one_line_error(qiwang("load-demo", "--pipes", value), 2)
         assert "--pipes" in line, value
+
+
+def test_bad_seed_names_the_option() -> None:
+    line = assert_one_line_error(qiwang("load-demo", "--seed", "-1"), 2)
+    assert "--seed" in line
+
+
+def test_malformed_database_url_is_one_clear_line() -> None:
+    line = assert_one_line_error(qiwang("migrate", DATABASE_URL="postgresql://u@h:abc/db"), 1)
+    assert line == "qiwang: error: DATABASE_URL is not a database URL: 'postgresql+psycopg://u@h:abc/db'"
 
 
 def test_unreachable_database_is_one_line_exit_1() -> None:

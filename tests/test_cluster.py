@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -88,10 +89,11 @@ def test_throwaway_cluster_lifecycle(throwaway: EmbeddedCluster) -> None:
     # A crash leaves a postmaster.pid behind; after a reboot its PID may belong to some other
     # process of the same user. Neither may block the next start.
     pid = cluster.running_pid()
+    children = [child.pid for child in psutil.Process(pid).children()]  # before they are re-parented
     os.kill(pid, signal.SIGKILL)
     wait_gone(pid)
-    for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
-        wait_gone(int(child))
+    for child in children:
+        wait_gone(child)
     owner = "postgres" if cluster.as_postgres else None
     impostor = subprocess.Popen(["sleep", "120"], user=owner)
     try:
