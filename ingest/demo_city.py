@@ -501,6 +501,7 @@ class _Tables:
         tables["customer"] = (customers, ("geom",))
         tables["customer_personal"] = (personal, ())
         tables["road"] = (self._roads(), ("geom",))
+        tables["crew_base"] = (self._crew_bases(), ("geom",))
         tables["railway"] = (self._railway(), ("geom",))
         tables["river"] = (self._river(), ("geom",))
         tables["sentry"] = (self._sentries(), ("geom",))
@@ -914,6 +915,30 @@ class _Tables:
             "admin_code": self._admin_code(u.mean(1)),
         })
 
+    def _crew_bases(self) -> pd.DataFrame:
+        """Emergency crew bases (抢修站): about one per 60 blocks, at least two per enterprise, each at
+        a street corner so that a route can start there."""
+        rows = []
+        for ent, i0, i1 in self.plan.areas():
+            per_area = max(2, (i1 - i0) * self.plan.rows // 60)
+            k = np.arange(per_area)
+            i = i0 + (k * 7 + 1) % max(1, i1 - i0)
+            j = (k * 5 + 1) % self.plan.rows
+            rows.append(pd.DataFrame({"u": i * BLOCK_W + 25.0, "v": j * BLOCK_H + 25.0, "ent": ent}))
+        bases = pd.concat(rows, ignore_index=True)
+        n = len(bases)
+        u, v = bases["u"].to_numpy(), bases["v"].to_numpy()
+        name = np.array([ENTERPRISES[e][1].replace("有限公司", "") for e in bases["ent"]], dtype=object)
+        x, y = self.to_storage(u, v)
+        return pd.DataFrame({
+            "id": np.arange(1, n + 1), "code": self._codes("QX", n, 3),
+            "name": name + pd.Series(np.arange(1, n + 1)).astype(str).to_numpy(dtype=object) + "号抢修站",
+            "address": self._compound_names(np.arange(n) * 11) + "路口", "phone": self._phones(n),
+            "crew_count": self.rng.integers(2, 6, n),
+            "geom": shapely.set_srid(shapely.points(x, y), STORAGE_SRID),
+            "enterprise_code": self._enterprise(bases["ent"]), "admin_code": self._admin_code(u),
+        })
+
     def _railway(self) -> pd.DataFrame:
         x = (self.plan.rail_col + 0.5) * BLOCK_W
         v = np.arange(-1500.0, self.plan.rows * BLOCK_H + 1500.0 + 1, 80.0)
@@ -1029,7 +1054,8 @@ def load_demo(engine: Engine, pipes: int = 5000, seed: int = 42, echo: Callable[
     """Generate the demo city and replace every business table's content with it, in one transaction."""
     city = generate(pipes, seed, progress=echo)
     with engine.begin() as conn:
-        counts = replace_tables(conn, city.tables, truncate=("alarm", "reading"), progress=echo)
+        counts = replace_tables(conn, city.tables, truncate=("alarm", "reading", "incident", "topology_issue"),
+                                progress=echo)
         conn.execute(text("UPDATE enterprise e SET customer_count = (SELECT count(*) FROM customer c "
                           "WHERE c.enterprise_code = e.enterprise_code)"))
     return counts

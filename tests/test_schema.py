@@ -30,7 +30,7 @@ def test_alembic_upgrade_downgrade_upgrade(scratch_url: str) -> None:
             # only PostGIS's spatial_ref_sys and alembic's bookkeeping are left
             assert tables == 2
             assert scalar(engine, "SELECT to_regnamespace('dict')") is None
-    assert scalar(engine, "SELECT version_num FROM alembic_version") == "0005"
+    assert scalar(engine, "SELECT version_num FROM alembic_version") == "0006"
     assert scalar(engine, "SELECT count(*) FROM dict.dictionary") == 42
     engine.dispose()
 
@@ -107,7 +107,7 @@ def test_every_business_table_carries_enterprise_and_division(engine: sa.Engine)
             GROUP BY c.relname
             """
         )).all()
-    assert len(rows) == 17
+    assert len(rows) == 20
     assert [name for name, has_ent, has_div in rows if not (has_ent and has_div)] == []
 
 
