@@ -5,6 +5,7 @@ can rely on them. Coordinates are EPSG:4550 easting/northing in metres unless a 
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 
@@ -17,6 +18,8 @@ from network_analysis.topology import Topology, topologies
 
 STORAGE_SRID = 4550
 SNAP_TOLERANCE_M = 50.0  # a burst or barrier point must lie this close to a pipe
+OUTAGE_BUFFER_M = 15.0  # the outage area: this far around every isolated or dry pipe
+INCIDENT_STATES = ("planned", "active", "closed")
 
 
 def _to_storage(points: Sequence[tuple[float, float]], crs: str | None) -> list[tuple[float, float]]:
@@ -74,9 +77,18 @@ def burst_analysis(
     failed_valves: Sequence[str] = (),
     barriers: Sequence[tuple[float, float]] = (),
     topology: Topology | None = None,
+    geometry: bool = False,
+    save_as: str | None = None,
+    title: str | None = None,
 ) -> dict:
     """Burst at pipe `pipe` (its middle) or at point `at`; valves in `failed_valves` (codes) cannot
-    be closed; `barriers` are squeeze-off points (same CRS as `at`). Returns the fixed-key report."""
+    be closed; `barriers` are squeeze-off points (same CRS as `at`). Returns the fixed-key report.
+
+    `geometry`: add the outage area and the isolated and dry pipes as GeoJSON (CRS84).
+    `save_as`: store the result as an incident in that state ('planned' or 'active').
+    """
+    if save_as is not None and save_as not in INCIDENT_STATES[:2]:
+        raise AnalysisError(f"an incident starts as planned or active, not {save_as!r}")
     if (pipe is None) == (at is None):
         raise AnalysisError("give either a pipe code or a point, not both")
     topo = topology or topologies.get(engine)
@@ -94,7 +106,137 @@ def burst_analysis(
             barrier_id, barrier_fraction, _ = snap_to_pipe(conn, bx, by)
             cuts.setdefault(m.pipe_index(barrier_id), []).append(barrier_fraction)
     result = analyse_burst(topo, index, fraction, failed, cuts)
-    return report(topo, result, cuts)
+    out = report(topo, result, cuts)
+    affected = np.union1d(result.isolated_pipes, result.dry_pipes)
+    with engine.begin() as conn:
+        out["sensitive_sites"] = sensitive_sites(conn, int(m.pipe_id[index]), m.pipe_id[result.isolated_pipes],
+                                                 m.pipe_id[affected])
+        outage, features = _outage_geometry(conn, topo, result) if geometry or save_as else (None, None)
+        out["outage_area"] = outage if geometry else None
+        if geometry:
+            out["features"] = features
+        out["incident"] = None
+        if save_as:
+            request = {"pipe": pipe, "at": list(at) if at else None, "crs": crs, "failed_valves": list(failed_valves),
+                       "barriers": [list(b) for b in barriers]}
+            out["incident"] = _save_incident(conn, int(m.pipe_id[index]), request, out, outage, save_as, title)
+    return out
+
+
+def sensitive_sites(conn: sa.Connection, burst_pipe_id: int, isolated_ids: np.ndarray, affected_ids: np.ndarray
+                    ) -> list[dict]:
+    """Schools, hospitals, malls… within the outage area (15 m of an isolated or dry pipe) or within
+    the potential impact radius of the burst pipe, r = 0.099 · √(d² · p) (GB 32167; r in m, d the
+    outside diameter in mm, p the maximum operating pressure in MPa)."""
+    rows = conn.execute(sa.text(
+        """
+        WITH burst AS (
+            SELECT geom, 0.099 * sqrt(coalesce(outside_diameter_mm, diameter_mm) ^ 2
+                                      * coalesce(max_operating_pressure_mpa, 0)) AS radius
+            FROM pipe WHERE id = :burst
+        ),
+        outage AS (SELECT DISTINCT s.id FROM sensitive_site s JOIN pipe p
+                      ON p.id = ANY(:affected) AND ST_DWithin(s.geom, p.geom, :buffer))
+        SELECT s.code, s.name, s.site_type, d.label_zh, s.id IN (SELECT id FROM outage) AS in_outage,
+               ST_DWithin(s.geom, b.geom, b.radius) AS in_radius, round(ST_Distance(s.geom, b.geom)::numeric, 1),
+               round(b.radius::numeric, 1)
+        FROM sensitive_site s JOIN dict.dt_usersubtype d ON d.code = s.site_type, burst b
+        WHERE s.id IN (SELECT id FROM outage) OR ST_DWithin(s.geom, b.geom, b.radius)
+        ORDER BY ST_Distance(s.geom, b.geom), s.code
+        """), {"burst": burst_pipe_id, "affected": affected_ids.tolist(), "buffer": OUTAGE_BUFFER_M}).all()
+    return [{"code": code, "name": name, "type": label, "in_outage_area": bool(outage),
+             "in_impact_radius": bool(radius), "distance_m": float(distance), "impact_radius_m": float(r)}
+            for code, name, _, label, outage, radius, distance, r in rows]
+
+
+def _outage_geometry(conn: sa.Connection, topo: Topology, result: BurstResult) -> tuple[dict | None, dict]:
+    """(outage area, {"isolated_pipes", "dry_pipes", "valves_to_close"} FeatureCollections), in CRS84."""
+    m = topo.model
+    isolated = m.pipe_id[result.isolated_pipes].tolist()
+    dry = m.pipe_id[result.dry_pipes].tolist()
+    valves = m.valve_id[sorted(result.isolation.to_close | result.isolation.already_closed)].tolist()
+    row = conn.execute(sa.text(
+        """
+        SELECT ST_AsGeoJSON(ST_Transform(ST_Buffer(ST_Collect(ST_Force2D(geom)), :buffer, 'quad_segs=4'), 4326), 7)
+               ::json,
+               (SELECT json_build_object('type', 'FeatureCollection', 'features', coalesce(json_agg(json_build_object(
+                    'type', 'Feature', 'id', code, 'properties', json_build_object('code', code, 'diameter_mm',
+                    diameter_mm, 'pressure_class', pressure_class),
+                    'geometry', ST_AsGeoJSON(ST_Transform(ST_Force2D(geom), 4326), 7)::json)), '[]'))
+                FROM pipe WHERE id = ANY(:isolated)),
+               (SELECT json_build_object('type', 'FeatureCollection', 'features', coalesce(json_agg(json_build_object(
+                    'type', 'Feature', 'id', code, 'properties', json_build_object('code', code),
+                    'geometry', ST_AsGeoJSON(ST_Transform(ST_Force2D(geom), 4326), 7)::json)), '[]'))
+                FROM pipe WHERE id = ANY(:dry)),
+               (SELECT json_build_object('type', 'FeatureCollection', 'features', coalesce(json_agg(json_build_object(
+                    'type', 'Feature', 'id', code, 'properties', json_build_object('code', code, 'normal_state',
+                    normal_state), 'geometry', ST_AsGeoJSON(ST_Transform(ST_Force2D(geom), 4326), 7)::json)), '[]'))
+                FROM valve WHERE id = ANY(:valves))
+        FROM pipe WHERE id = ANY(:all)
+        """), {"buffer": OUTAGE_BUFFER_M, "isolated": isolated, "dry": dry, "valves": valves,
+               "all": isolated + dry}).one()
+    return row[0], {"isolated_pipes": row[1], "dry_pipes": row[2], "valves_to_close": row[3]}
+
+
+def _save_incident(conn: sa.Connection, pipe_id: int, request: dict, out: dict, outage: dict | None, state: str,
+                   title: str | None) -> str:
+    number = conn.execute(sa.text("SELECT count(*) + 1 FROM incident")).scalar_one()
+    code = f"SG{number:06d}"
+    point = out["burst"]["point"]
+    conn.execute(sa.text(
+        """
+        INSERT INTO incident (code, state, title, request, result, network_version, valves_to_close, customers_out,
+                              geom, outage_area, enterprise_code, admin_code)
+        SELECT :code, :state, :title, CAST(:request AS jsonb), CAST(:result AS jsonb), :version, :valves,
+               :customers, ST_SetSRID(ST_MakePoint(:x, :y), 4550),
+               ST_Multi(ST_Transform(ST_SetSRID(ST_GeomFromGeoJSON(:area), 4326), 4550)),
+               enterprise_code, admin_code
+        FROM pipe WHERE id = :pipe
+        """), {"code": code, "state": state, "title": title, "request": json.dumps(request, ensure_ascii=False),
+               "result": json.dumps({**out, "incident": code}, ensure_ascii=False), "version": out["network_version"],
+               "valves": sum(not v["already_closed"] for v in out["valves_to_close"]),
+               "customers": out["affected_customers"]["count"], "x": point[0], "y": point[1],
+               "area": json.dumps(outage) if outage else None, "pipe": pipe_id})
+    return code
+
+
+def incidents(engine: sa.Engine, state: str | None = None) -> list[dict]:
+    """Stored incidents, newest first: code, state, title, counts, when."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            """SELECT code, state, title, valves_to_close, customers_out, result -> 'burst' ->> 'pipe', created_at
+               FROM incident WHERE CAST(:state AS text) IS NULL OR state = :state ORDER BY created_at DESC, id DESC"""),
+            {"state": state}).all()
+    return [{"code": c, "state": s, "title": t, "valves_to_close": v, "customers_out": n, "pipe": p,
+             "created_at": at.isoformat()} for c, s, t, v, n, p, at in rows]
+
+
+def incident(engine: sa.Engine, code: str) -> dict:
+    """One stored incident: its state and the burst report as it was computed."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT state, title, request, result, created_at, updated_at FROM incident "
+                                   "WHERE code = :code"), {"code": code}).first()
+    if row is None:
+        raise AnalysisError(f"unknown incident {code!r}")
+    state, title, request, result, created, updated = row
+    return {"code": code, "state": state, "title": title, "request": request, "result": result,
+            "created_at": created.isoformat(), "updated_at": updated.isoformat()}
+
+
+def set_incident_state(engine: sa.Engine, code: str, state: str) -> dict:
+    """Move an incident planned → active → closed (never back)."""
+    if state not in INCIDENT_STATES:
+        raise AnalysisError(f"incident state must be one of {', '.join(INCIDENT_STATES)}, not {state!r}")
+    with engine.begin() as conn:
+        current = conn.execute(sa.text("SELECT state FROM incident WHERE code = :code FOR UPDATE"),
+                               {"code": code}).scalar()
+        if current is None:
+            raise AnalysisError(f"unknown incident {code!r}")
+        if INCIDENT_STATES.index(state) < INCIDENT_STATES.index(current):
+            raise AnalysisError(f"incident {code} is {current}: it cannot go back to {state}")
+        conn.execute(sa.text("UPDATE incident SET state = :state, updated_at = now() WHERE code = :code"),
+                     {"state": state, "code": code})
+    return incident(engine, code)
 
 
 def _point(topo: Topology, pipe: int, fraction: float) -> list[float]:

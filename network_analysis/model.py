@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import io
+
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
@@ -76,8 +78,15 @@ class NetworkModel:
 
 
 def _frame(conn: sa.Connection, sql: str) -> pd.DataFrame:
-    result = conn.execute(sa.text(sql))
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    """A query's rows through COPY … TO STDOUT (CSV): a million rows in about a second, where
+    fetching row objects takes tens."""
+    buffer = io.BytesIO()
+    with conn.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+    buffer.seek(0)
+    return pd.read_csv(buffer, dtype={"code": object}, keep_default_na=False, na_values=[""])
 
 
 def load_model(conn: sa.Connection) -> NetworkModel:
@@ -97,9 +106,10 @@ def load_model(conn: sa.Connection) -> NetworkModel:
     pipe_id = pipes["id"].to_numpy(np.int64)
     valves = _frame(conn, """
         SELECT v.id, v.code, v.pipe_id, v.node_id, ST_X(v.geom) AS x, ST_Y(v.geom) AS y,
-               v.normal_state = 'closed' AS closed, v.operability = 'operable' AS usable,
+               (v.normal_state = 'closed')::int AS closed, (v.operability = 'operable')::int AS usable,
                CASE v.check_direction WHEN 'into_pipe' THEN 1 WHEN 'out_of_pipe' THEN -1 ELSE 0 END AS check_dir
         FROM valve v JOIN pipe p ON p.id = v.pipe_id AND p.status <> 'abandoned' ORDER BY v.id""")
+    valves["code"] = valves["code"].astype(str)
     regulators = _frame(conn, "SELECT code, inlet_node_id, outlet_node_id FROM regulator ORDER BY id")
     stations = _frame(conn, "SELECT code, outlet_node_id FROM station WHERE outlet_node_id IS NOT NULL")
     customers = _frame(conn, """
