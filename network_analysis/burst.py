@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.errors import QiwangError
 from network_analysis.topology import Topology
 
 
-class AnalysisError(ValueError):
+class AnalysisError(QiwangError):
     """Bad input to an analysis (unknown pipe or valve, point off the network…): one clear line."""
 
 
@@ -180,11 +181,15 @@ def analyse_burst(
     fraction: float = 0.5,
     failed_valves: set[int] = frozenset(),
     barriers: dict[int, list[float]] | None = None,
+    all_valves_work: bool = False,
 ) -> BurstResult:
-    """The full burst analysis on indices (see `network_analysis.api` for codes and coordinates)."""
+    """The full burst analysis on indices (see `network_analysis.api` for codes and coordinates).
+
+    `all_valves_work`: ignore the operability recorded in the database (design criticality)."""
     m = topo.model
     barriers = barriers or {}
-    unusable = set(np.flatnonzero(~m.valve_usable).tolist()) | set(failed_valves)
+    recorded = set() if all_valves_work else set(np.flatnonzero(~m.valve_usable).tolist())
+    unusable = recorded | set(failed_valves)
     iso = isolate(topo, pipe, fraction, unusable, barriers)
     first_ring = None
     if iso.failed_passed - set(np.flatnonzero(m.valve_check != 0).tolist()):

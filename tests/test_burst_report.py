@@ -1,11 +1,15 @@
 """The burst report on the demo city: sensitive sites, outage area, GeoJSON, stored incidents."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import pytest
 import shapely
 import sqlalchemy as sa
 
-from conftest import scalar
+from conftest import ROOT, scalar
 from network_analysis.api import burst_analysis, incident, incidents, set_incident_state
 from network_analysis.burst import AnalysisError
 
@@ -64,3 +68,45 @@ def test_incidents_are_stored_recalled_and_move_forward_only(engine: sa.Engine) 
         set_incident_state(engine, code, "planned")
     with pytest.raises(AnalysisError, match="unknown incident 'SG999999'"):
         incident(engine, "SG999999")
+
+
+def run(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ROOT / "qiwang"), *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "DATABASE_URL": db_url})
+
+
+def test_cli_burst_json_is_the_api_report(engine: sa.Engine, db_url: str) -> None:
+    feeder, _ = school_feeder(engine)
+    done = run(db_url, "burst", "--pipe", feeder, "--json")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    api = burst_analysis(engine, pipe=feeder)
+    assert printed == {**api, "network_version": printed["network_version"]}
+    human = run(db_url, "burst", "--pipe", feeder)
+    assert "关阀 valves to close: 2" in human.stdout and "学校" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("burst", "--pipe", "GX9999999"), "qiwang: error: unknown pipe code 'GX9999999'"),
+        (("burst", "--at", "0,0"), "qiwang: error: point (0.0, 0.0) is not on the network: the nearest pipe is "),
+        (("burst", "--at", "1;2"), "qiwang: error: invalid value for --at: '1;2' is not X,Y"),
+        (("burst", "--pipe", "GX0000001", "--failed-valve", "FM-NOPE"), "qiwang: error: unknown valve code 'FM-NOPE'"),
+        (("burst",), "qiwang: error: give --pipe CODE or --at X,Y"),
+    ],
+)
+def test_cli_burst_bad_input_is_one_line(db_url: str, args: tuple[str, ...], message: str) -> None:
+    done = run(db_url, *args)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(message), done.stderr
+
+
+def test_cli_criticality_ranks_the_segment_next_to_the_gate_station_first(engine: sa.Engine, db_url: str) -> None:
+    done = run(db_url, "criticality", "--json", "--top", "3")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    top = report["top_segments"][0]
+    # the high-pressure line of the larger enterprise feeds all of its customers
+    assert top["customers_cut"] == scalar(engine, "SELECT count(*) FROM customer WHERE enterprise_code = '2103020001'")
+    assert report["segments"] > 100 and report["top_valves"][0]["bound"] == "lower"

@@ -59,3 +59,38 @@ def test_model_reads_the_database_exactly(engine: sa.Engine) -> None:
     assert m.pipe_code[k] == code
     assert (m.node_id[m.pipe_from[k]], m.node_id[m.pipe_to[k]]) != (None, None)
     assert len(m.source_nodes) == 2  # one gate station per enterprise; every regulator is fed from upstream
+
+
+def test_criticality_agrees_with_the_burst_analysis(engine: sa.Engine) -> None:
+    from network_analysis.burst import analyse_burst
+    from network_analysis.criticality import criticality
+
+    topo = topologies.get(engine)
+    c = criticality(topo)
+    assert len(c.segment) == len(np.unique(topo.pipe_segment))
+    rng = np.random.default_rng(3)
+    for k in rng.choice(len(c.segment), 60, replace=False).tolist():
+        result = analyse_burst(topo, int(c.segment_example_pipe[k]), all_valves_work=True)
+        assert c.segment_customers_cut[k] == len(result.affected_customers)
+        assert c.segment_valves_to_close[k] == len(result.isolation.to_close)
+        assert c.segment_pipes[k] == len(result.isolated_pipes)
+
+
+def test_a_failed_valve_adds_at_least_the_dominator_bound(engine: sa.Engine) -> None:
+    from network_analysis.burst import analyse_burst
+    from network_analysis.criticality import criticality
+
+    topo = topologies.get(engine)
+    m = topo.model
+    c = criticality(topo)
+    rng = np.random.default_rng(5)
+    for v in rng.choice(len(m.valve_id), 40, replace=False).tolist():
+        if m.valve_closed[v]:
+            continue
+        pipe = int(m.valve_pipe[v])  # burst on the pipe side with the valve failed, then the node side
+        worst = 0
+        for side_pipe in (pipe, *topo.segment_pipes(np.array([topo.node_segment[m.valve_node[v]]])).tolist()[:1]):
+            base = analyse_burst(topo, side_pipe, all_valves_work=True)
+            failed = analyse_burst(topo, side_pipe, failed_valves={v}, all_valves_work=True)
+            worst = max(worst, len(failed.affected_customers) - len(base.affected_customers))
+        assert c.valve_extra_customers[v] <= worst

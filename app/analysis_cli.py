@@ -1,0 +1,150 @@
+"""CLI commands of the network analyses: burst, incident, criticality.
+
+Registered on the `qiwang` group by app.cli; they print for people by default and the fixed-key
+JSON of network_analysis.api with --json.
+"""
+from __future__ import annotations
+
+import json
+
+import click
+
+from app.cli import _ready_database, cli
+
+
+def _xy(value: str, option: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not X,Y (two numbers separated by a comma)", param_hint=option) from None
+    return x, y
+
+
+def _engine():
+    from spatial.db import get_engine
+
+    return get_engine(_ready_database())
+
+
+def _json(data: dict | list) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@cli.command()
+@click.option("--pipe", "pipe", metavar="CODE", help="Burst in the middle of this pipe.")
+@click.option("--at", "at", metavar="X,Y", help="Burst at this point (snapped to the nearest pipe, ≤ 50 m).")
+@click.option("--crs", help="CRS of --at and --barrier, e.g. EPSG:4490 (x = longitude); default EPSG:4550.")
+@click.option("--failed-valve", "failed", multiple=True, metavar="CODE", help="A valve that cannot be closed.")
+@click.option("--barrier", "barriers", multiple=True, metavar="X,Y", help="A temporary squeeze-off point.")
+@click.option("--geometry", is_flag=True, help="Add the outage area and GeoJSON features (CRS84).")
+@click.option("--save", type=click.Choice(["planned", "active"]), help="Store the result as an incident.")
+@click.option("--title", help="Title of the stored incident.")
+@click.option("--json", "as_json", is_flag=True, help="Print the fixed-key JSON report.")
+def burst(pipe: str | None, at: str | None, crs: str | None, failed: tuple[str, ...], barriers: tuple[str, ...],
+          geometry: bool, save: str | None, title: str | None, as_json: bool) -> None:
+    """Burst / valve isolation: valves to close, pipes and customers cut off."""
+    from network_analysis.api import burst_analysis
+
+    if (pipe is None) == (at is None):
+        raise click.UsageError("give --pipe CODE or --at X,Y")
+    result = burst_analysis(_engine(), pipe=pipe, at=_xy(at, "--at") if at else None, crs=crs,
+                            failed_valves=failed, barriers=[_xy(b, "--barrier") for b in barriers],
+                            geometry=geometry, save_as=save, title=title)
+    if as_json:
+        _json(result)
+        return
+    b = result["burst"]
+    click.echo(f"爆管 burst: pipe {b['pipe']} at {b['fraction']:.0%} ({b['point'][0]:.1f}, {b['point'][1]:.1f}) "
+               f"— network version {result['network_version']}")
+    to_close = [v for v in result["valves_to_close"] if not v["already_closed"]]
+    click.echo(f"关阀 valves to close: {len(to_close)}")
+    for v in result["valves_to_close"]:
+        state = "already closed" if v["already_closed"] else "close"
+        click.echo(f"  {v['code']:<12} {state:<15} on {v['pipe']:<12} ({v['x']:.1f}, {v['y']:.1f})")
+    for barrier in result["barriers"]:
+        click.echo(f"  barrier on {barrier['pipe']} at {barrier['fraction']:.0%}")
+    click.echo(f"停气 isolated: {len(result['isolated_pipes'])} pipes, {result['isolated_length_m']:,.1f} m, "
+               f"{result['isolated_volume_m3']:,.1f} m³ of gas (standard conditions); "
+               f"dry: {len(result['dry_pipes'])} pipes")
+    customers = result["affected_customers"]
+    by_type = ", ".join(f"{k} {n:,}" for k, n in customers["by_type"].items())
+    click.echo(f"用户 customers cut off: {customers['count']:,}" + (f" ({by_type})" if by_type else ""))
+    for site in result["sensitive_sites"]:
+        why = " and ".join(w for w, on in (("in the outage area", site["in_outage_area"]),
+                                            (f"within the {site['impact_radius_m']} m impact radius",
+                                             site["in_impact_radius"])) if on)
+        click.echo(f"敏感场所 {site['type']} {site['name']} ({site['code']}): {why}, {site['distance_m']} m")
+    if result["second_ring"]:
+        ring = result["second_ring"]
+        click.echo(f"第二道关阀 second ring: {', '.join(ring['failed_valves'])} cannot be closed; "
+                   f"close {', '.join(ring['added_valves']) or 'no other valve'} instead "
+                   f"(+{len(ring['added_isolated_pipes'])} pipes)")
+    if result["check_valves_holding"]:
+        click.echo(f"止回阀 check valves holding: {', '.join(result['check_valves_holding'])}")
+    if result["sources_to_shut"]:
+        click.echo(f"气源 stations to shut: {', '.join(result['sources_to_shut'])}")
+    if result["incident"]:
+        click.echo(f"saved as incident {result['incident']}")
+
+
+@cli.group()
+def incident() -> None:
+    """Stored burst analyses (incidents): list, show, change state."""
+
+
+@incident.command("list")
+@click.option("--state", type=click.Choice(["planned", "active", "closed"]))
+@click.option("--json", "as_json", is_flag=True)
+def incident_list(state: str | None, as_json: bool) -> None:
+    from network_analysis.api import incidents
+
+    rows = incidents(_engine(), state)
+    if as_json:
+        _json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['code']}  {row['state']:<8} {row['created_at'][:16]}  pipe {row['pipe']:<12} "
+                   f"valves {row['valves_to_close']:>3}  customers {row['customers_out']:>6,}  {row['title'] or ''}")
+
+
+@incident.command("show")
+@click.argument("code")
+def incident_show(code: str) -> None:
+    from network_analysis.api import incident as get
+
+    _json(get(_engine(), code))
+
+
+@incident.command("state")
+@click.argument("code")
+@click.argument("state", type=click.Choice(["planned", "active", "closed"]))
+def incident_state(code: str, state: str) -> None:
+    """Move an incident forward: planned → active → closed."""
+    from network_analysis.api import set_incident_state
+
+    click.echo(f"{code}: {set_incident_state(_engine(), code, state)['state']}")
+
+
+@cli.command()
+@click.option("--top", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def criticality(top: int, as_json: bool) -> None:
+    """Criticality of every valve segment and valve (customers cut off by a burst / a failed valve)."""
+    from network_analysis.criticality import criticality_report
+    from network_analysis.topology import topologies
+
+    result = criticality_report(topologies.get(_engine()), top)
+    if as_json:
+        _json(result)
+        return
+    dist = result["customers_cut_distribution"]
+    click.echo(f"{result['segments']:,} valve segments, {result['valves']:,} valves; customers cut off by a "
+               f"burst: median {dist['median']:g}, p95 {dist['p95']:g}, max {dist['max']:,}")
+    click.echo("most critical segments (a pipe in it · pipes · length · valves to close · customers):")
+    for s in result["top_segments"]:
+        click.echo(f"  {s['example_pipe']:<12} {s['pipes']:>5} {s['length_m']:>10,.1f} m {s['valves_to_close']:>4} "
+                   f"{s['customers_cut']:>8,}")
+    click.echo("valves whose failure costs most (at least this many more customers):")
+    for v in result["top_valves"]:
+        click.echo(f"  {v['valve']:<12} on {v['pipe']:<12} +{v['extra_customers_if_it_fails']:,}")
+
