@@ -53,7 +53,7 @@ def snap_to_pipe(conn: sa.Connection, x: float, y: float, tolerance_m: float = S
 
 
 def _pipe_by_code(topo: Topology, code: str) -> int:
-    hits = np.flatnonzero(topo.model.pipe_code == code)
+    hits = topo.index_of("pipe", code)
     if len(hits) == 0:
         raise AnalysisError(f"unknown pipe code {code!r}")
     if len(hits) > 1:
@@ -62,7 +62,7 @@ def _pipe_by_code(topo: Topology, code: str) -> int:
 
 
 def _valve_by_code(topo: Topology, code: str) -> int:
-    hits = np.flatnonzero(topo.model.valve_code == code)
+    hits = topo.index_of("valve", code)
     if len(hits) != 1:
         raise AnalysisError(f"unknown valve code {code!r}" if len(hits) == 0 else
                             f"valve code {code!r} is ambiguous ({len(hits)} valves)")

@@ -13,8 +13,8 @@ A burst at a point of a pipe must be cut off from every way gas can flow into it
 - a temporary barrier (squeeze-off) anywhere on a pipe is a cut at that point.
 
 Pipes that lose their supply because of the isolation, without being in it, are `dry_pipes`:
-cheap when the isolation is one valve segment (a dominator-subtree lookup), a flood of the segment
-graph when failed valves merged several, a flood of the pipe graph when barriers split pipes.
+cheap when the isolation is one valve segment (a dominator-subtree lookup), a local search next to
+the isolation when failed valves merged several, a flood of the pipe graph when barriers split pipes.
 """
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ class BurstResult:
     isolated_volume_m3: float
     dry_pipes: np.ndarray
     affected_customers: np.ndarray  # customer indices
-    dry_method: str  # "dominator", "segment-flood" or "pipe-flood"
+    dry_method: str  # "dominator", "local-search" or "pipe-flood"
 
 
 def _isolated_extent(topo: Topology, iso: Isolation, barriers: dict[int, list[float]]) -> tuple[np.ndarray, float, float]:
@@ -206,7 +206,7 @@ def analyse_burst(
         if len(segments) == 1:
             lost, method = topo.dominated(int(segments[0])), "dominator"
         else:
-            lost, method = topo.unsupplied_without(segments), "segment-flood"
+            lost, method = topo.cut_off_by(segments), "local-search"
         dry_pipes = topo.segment_pipes(lost)
         dry_nodes = topo.segment_nodes(lost)
     out_nodes = np.concatenate([nodes, dry_nodes])

@@ -56,6 +56,8 @@ class Topology:
     segment_node_ptr: np.ndarray = field(init=False)
     segment_node_list: np.ndarray = field(init=False)  # nodes by segment (CSR)
     _pipe_supply: csr_matrix | None = field(init=False, default=None)
+    _supply_lists: tuple[list[int], list[int], list[int], list[int]] | None = field(init=False, default=None)
+    _codes: dict[str, dict[str, list[int]]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         m = self.model
@@ -148,8 +150,63 @@ class Topology:
     def segment_nodes(self, segments: np.ndarray) -> np.ndarray:
         return _gather(self.segment_node_ptr, self.segment_node_list, segments)
 
+    def index_of(self, kind: str, code: str) -> list[int]:
+        """Indices of the pipes or valves (`kind`) with this code (codes are unique per enterprise)."""
+        if kind not in self._codes:
+            codes = self.model.pipe_code if kind == "pipe" else self.model.valve_code
+            index: dict[str, list[int]] = {}
+            for i, c in enumerate(codes.tolist()):
+                index.setdefault(c, []).append(i)
+            self._codes[kind] = index
+        return self._codes[kind].get(code, [])
+
+    def cut_off_by(self, segments: np.ndarray) -> np.ndarray:
+        """Segments supplied today that no source reaches once `segments` are cut out.
+
+        Exact, and local: everything a single removed segment dominates is lost outright; a segment
+        that several removed ones only cut off together must have lost its feed next to them, so
+        the out-neighbours of the lost area are tried one by one with a backward search for a
+        source that avoids the lost area. A failed search proves everything it saw lost too."""
+        root = self.n_segments
+        if self._supply_lists is None:
+            back = self.supply.transpose().tocsr()
+            self._supply_lists = (self.supply.indptr.tolist(), self.supply.indices.tolist(),
+                                  back.indptr.tolist(), back.indices.tolist())
+        succ_ptr, succ, pred_ptr, pred = self._supply_lists
+        removed = set(np.asarray(segments).tolist())
+        lost: set[int] = set()
+        for s in removed:
+            lost.update(self.dominated(s).tolist())
+        lost -= removed
+        blocked = removed | lost
+        fed: set[int] = set()
+        frontier = [w for v in blocked for w in succ[succ_ptr[v]: succ_ptr[v + 1]] if w not in blocked]
+        while frontier:
+            start = frontier.pop()
+            if start in blocked or start in fed:
+                continue
+            seen, queue, found = {start}, [start], False
+            while queue and not found:
+                v = queue.pop()
+                for u in pred[pred_ptr[v]: pred_ptr[v + 1]]:
+                    if u == root or u in fed:
+                        found = True
+                        break
+                    if u not in blocked and u not in seen:
+                        seen.add(u)
+                        queue.append(u)
+            if found:
+                fed.add(start)
+            else:
+                lost |= seen
+                blocked |= seen
+                frontier.extend(w for v in seen for w in succ[succ_ptr[v]: succ_ptr[v + 1]] if w not in blocked)
+        lost.discard(root)
+        return np.array(sorted(v for v in lost if self.supplied[v]), np.int64)
+
     def unsupplied_without(self, segments: np.ndarray) -> np.ndarray:
-        """Segments supplied today that no source reaches once `segments` are cut out (a flood)."""
+        """Segments supplied today that no source reaches once `segments` are cut out (a flood of
+        the whole segment graph: the plain way, kept to check cut_off_by against)."""
         mask = np.ones(self.supply.shape[0], bool)
         mask[segments] = False
         graph = self.supply.copy()

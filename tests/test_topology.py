@@ -94,3 +94,19 @@ def test_a_failed_valve_adds_at_least_the_dominator_bound(engine: sa.Engine) -> 
             failed = analyse_burst(topo, side_pipe, failed_valves={v}, all_valves_work=True)
             worst = max(worst, len(failed.affected_customers) - len(base.affected_customers))
         assert c.valve_extra_customers[v] <= worst
+
+
+def test_local_cut_off_search_equals_a_full_flood(engine: sa.Engine) -> None:
+    topo = topologies.get(engine)
+    m = topo.model
+    rng = np.random.default_rng(11)
+    # the two segments on either side of a valve (what a failed valve merges), and random triples
+    pairs = [np.array([topo.pipe_segment[m.valve_pipe[v]], topo.node_segment[m.valve_node[v]]])
+             for v in rng.choice(len(m.valve_id), 150, replace=False).tolist()]
+    triples = [rng.choice(topo.n_segments, 3, replace=False) for _ in range(50)]
+    checked_nonempty = 0
+    for removed in pairs + triples:
+        expected = topo.unsupplied_without(removed)
+        assert topo.cut_off_by(removed).tolist() == expected.tolist()
+        checked_nonempty += len(expected) > 0
+    assert checked_nonempty > 20
