@@ -685,8 +685,11 @@ class _Tables:
         draw = rng.random(n)
         valve_type = np.where(pclass >= SUB_HIGH, "ball", np.where(pclass == MEDIUM,
                               np.where(draw < 0.6, "ball", "gate"), "plug"))
-        # a few street valves are kept shut between supply zones, and some cannot be worked
-        closed = (kind == "main") & (pclass == MEDIUM) & (rng.random(n) < 0.01)
+        # a few street valves are kept shut between supply zones (never at a station outlet, never
+        # on a crossing, whose pipe would then have no way in), and some cannot be worked
+        junction = self.nodes["role"].to_numpy(dtype=object)[node] == "junction"
+        crossing = self.pipes["laying"].to_numpy()[pipe] == IN_CASING
+        closed = (kind == "main") & (pclass == MEDIUM) & junction & ~crossing & (rng.random(n) < 0.01)
         operability = np.select([draw < 0.03, draw < 0.045], ["inaccessible", "inoperable"], "operable")
         self.valve_geom = self._offset_along(pipe, node, 1.5)
         codes = self._codes("FM", n)

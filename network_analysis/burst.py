@@ -54,7 +54,7 @@ def isolate(
     topo: Topology,
     pipe: int,
     fraction: float = 0.5,
-    unusable: set[int] | None = None,
+    unusable: set[int] | frozenset[int] | None = None,
     barriers: dict[int, list[float]] | None = None,
 ) -> Isolation:
     """Spread from the burst at `fraction` (0 = from-node, 1 = to-node) of pipe index `pipe`.
@@ -66,7 +66,7 @@ def isolate(
     P = m.n_pipes
     barriers = barriers or {}
     if unusable is None:
-        unusable = set(np.flatnonzero(~m.valve_usable).tolist())
+        unusable = topo.unusable_valves
     result = Isolation()
     points = _breakpoints(barriers, pipe)
     start = max(0, int(np.searchsorted(points, fraction, side="right")) - 1)
@@ -188,11 +188,10 @@ def analyse_burst(
     `all_valves_work`: ignore the operability recorded in the database (design criticality)."""
     m = topo.model
     barriers = barriers or {}
-    recorded = set() if all_valves_work else set(np.flatnonzero(~m.valve_usable).tolist())
-    unusable = recorded | set(failed_valves)
+    unusable = (frozenset() if all_valves_work else topo.unusable_valves) | frozenset(failed_valves)
     iso = isolate(topo, pipe, fraction, unusable, barriers)
     first_ring = None
-    if iso.failed_passed - set(np.flatnonzero(m.valve_check != 0).tolist()):
+    if iso.failed_passed - topo.check_valves:
         first_ring = isolate(topo, pipe, fraction, set(), barriers)
     pipes, length, volume = _isolated_extent(topo, iso, barriers)
     nodes = np.fromiter(iso.nodes, np.int64, len(iso.nodes))

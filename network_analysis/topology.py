@@ -58,6 +58,9 @@ class Topology:
     _pipe_supply: csr_matrix | None = field(init=False, default=None)
     _supply_lists: tuple[list[int], list[int], list[int], list[int]] | None = field(init=False, default=None)
     _codes: dict[str, dict[str, list[int]]] = field(init=False, default_factory=dict)
+    tree_parent: np.ndarray = field(init=False)  # a breadth-first supply tree: one way each segment is fed
+    unusable_valves: frozenset[int] = field(init=False)  # not operable in the database
+    check_valves: frozenset[int] = field(init=False)
 
     def __post_init__(self) -> None:
         m = self.model
@@ -71,6 +74,8 @@ class Topology:
         self.node_customer_ptr, self.node_customers = _csr_index(m.customer_node, N)
         self.is_source = np.zeros(N, bool)
         self.is_source[m.source_nodes] = True
+        self.unusable_valves = frozenset(np.flatnonzero(~m.valve_usable).tolist())
+        self.check_valves = frozenset(np.flatnonzero(m.valve_check != 0).tolist())
         self._segments(end_node)
         self._supply_graph(end_node)
         self._dominators()
@@ -109,9 +114,10 @@ class Topology:
         n = root + 1
         self.supply = csr_matrix((np.ones(keep.sum(), np.int8), (src[keep], dst[keep])), shape=(n, n))
         self.supply.sum_duplicates()
-        reached = breadth_first_order(self.supply, root, directed=True, return_predecessors=False)
+        reached, parent = breadth_first_order(self.supply, root, directed=True, return_predecessors=True)
         self.supplied = np.zeros(n, bool)
         self.supplied[reached] = True
+        self.tree_parent = parent
 
     def _dominators(self) -> None:
         """Dominator tree of the supply graph from the root, flattened to preorder intervals."""
@@ -166,13 +172,31 @@ class Topology:
         Exact, and local: everything a single removed segment dominates is lost outright; a segment
         that several removed ones only cut off together must have lost its feed next to them, so
         the out-neighbours of the lost area are tried one by one with a backward search for a
-        source that avoids the lost area. A failed search proves everything it saw lost too."""
+        source that avoids the lost area. A failed search proves everything it saw lost too.
+        The search stops early at any segment whose way in the breadth-first supply tree avoids
+        the lost area: that way still feeds it."""
         root = self.n_segments
         if self._supply_lists is None:
             back = self.supply.transpose().tocsr()
             self._supply_lists = (self.supply.indptr.tolist(), self.supply.indices.tolist(),
                                   back.indptr.tolist(), back.indices.tolist())
         succ_ptr, succ, pred_ptr, pred = self._supply_lists
+        parent = self.tree_parent
+        clear: dict[int, bool] = {}
+
+        def tree_way_is_clear(u: int) -> bool:
+            path = []
+            while u != root and u not in clear:
+                if u in blocked or u < 0:
+                    clear[u] = False
+                    break
+                path.append(u)
+                u = int(parent[u])
+            verdict = True if u == root else clear[u]
+            for w in path:
+                clear[w] = verdict  # a clear way stays clear: what it passes is fed, never lost later
+            return verdict
+
         removed = set(np.asarray(segments).tolist())
         lost: set[int] = set()
         for s in removed:
@@ -185,11 +209,11 @@ class Topology:
             start = frontier.pop()
             if start in blocked or start in fed:
                 continue
-            seen, queue, found = {start}, [start], False
+            seen, queue, found = {start}, [start], tree_way_is_clear(start)
             while queue and not found:
                 v = queue.pop()
                 for u in pred[pred_ptr[v]: pred_ptr[v + 1]]:
-                    if u == root or u in fed:
+                    if u == root or u in fed or (u not in blocked and tree_way_is_clear(u)):
                         found = True
                         break
                     if u not in blocked and u not in seen:
