@@ -148,3 +148,79 @@ def criticality(top: int, as_json: bool) -> None:
     for v in result["top_valves"]:
         click.echo(f"  {v['valve']:<12} on {v['pipe']:<12} +{v['extra_customers_if_it_fails']:,}")
 
+
+
+@cli.command()
+@click.option("--tolerance", type=click.FloatRange(0, 100), default=0.5, show_default=True,
+              help="Metres a valve may stand off its pipe.")
+@click.option("--near-miss", type=click.FloatRange(0, 100), default=1.0, show_default=True,
+              help="Metres within which an unconnected pipe end counts as a near miss.")
+@click.option("--json", "as_json", is_flag=True)
+def qa(tolerance: float, near_miss: float, as_json: bool) -> None:
+    """Topology checks; findings are stored as features in topology_issue."""
+    from network_analysis.qa import run_qa
+
+    result = run_qa(_engine(), tolerance_m=tolerance, near_miss_m=near_miss)
+    if as_json:
+        _json(result)
+        return
+    total = sum(result["counts"].values())
+    click.echo(f"network version {result['network_version']}: {total:,} findings (stored in topology_issue)")
+    for kind, n in result["counts"].items():
+        click.echo(f"  {kind:<36} {n:>8,}")
+    for issue in result["issues"][:20]:
+        click.echo(f"  {issue['kind']}: {issue['detail']}")
+
+
+@cli.command()
+@click.option("--at", "at", required=True, metavar="X,Y", help="Centre of the search.")
+@click.option("--radius", type=click.FloatRange(0, 5000, min_open=True), required=True, help="Radius in metres.")
+@click.option("--crs", help="CRS of --at, e.g. EPSG:4490 (x = longitude); default EPSG:4550.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=200, show_default=True, help="Features per layer.")
+@click.option("--json", "as_json", is_flag=True)
+def near(at: str, radius: float, crs: str | None, limit: int, as_json: bool) -> None:
+    """Pipes, devices, customers and sensitive sites within a radius, nearest first."""
+    from network_analysis.radius import near as radius_query
+
+    with _engine().connect() as conn:
+        x, y = _xy(at, "--at")
+        result = radius_query(conn, x, y, radius, crs=crs, limit_per_layer=limit)
+    if as_json:
+        _json(result)
+        return
+    counts = ", ".join(f"{layer} {n:,}" for layer, n in result["counts"].items() if n)
+    click.echo(f"within {result['radius_m']:g} m of ({result['center'][0]:.1f}, {result['center'][1]:.1f}): "
+               f"{counts or 'nothing'}")
+    for f in result["features"][:50]:
+        click.echo(f"  {f['distance_m']:>8.2f} m  {f['layer']:<15} {f['code']:<14} {f['name'] or ''}")
+
+
+@cli.command()
+@click.option("--enterprise", metavar="CODE", help="Only this enterprise (企业唯一编码).")
+@click.option("--division", metavar="CODE", help="Only this administrative division and those below it.")
+@click.option("--year", type=click.IntRange(1900, 2100), help="Ages as of this year (default: this year).")
+@click.option("--json", "as_json", is_flag=True)
+def stats(enterprise: str | None, division: str | None, year: int | None, as_json: bool) -> None:
+    """Pipe length by pressure class, material, diameter, age, district, enterprise; old pipes."""
+    from network_analysis.statistics import network_statistics
+
+    with _engine().connect() as conn:
+        result = network_statistics(conn, enterprise_code=enterprise, admin_code=division, as_of_year=year)
+    if as_json:
+        _json(result)
+        return
+    total = result["total"]
+    click.echo(f"管道总长 total: {total['length_km']:,.3f} km in {total['count']:,} pipes "
+               f"(ages as of {result['as_of_year']})")
+    for key, title in (("by_pressure_class", "压力级制 pressure class"), ("by_material", "管材 material"),
+                       ("by_diameter_band", "管径 diameter"), ("by_age_band", "管龄 age (years)"),
+                       ("by_district", "行政区 district"), ("by_enterprise", "企业 enterprise")):
+        click.echo(title)
+        for row in result[key]:
+            label = row.get("label") or row.get("band") or row.get("name")
+            click.echo(f"  {label:<28} {row['length_km']:>12,.3f} km {row['count']:>10,}")
+    old = result["old_pipes"]
+    click.echo(f"超过 {old['older_than_years']} 年 older than {old['older_than_years']} years: "
+               f"{old['length_km']:,.3f} km ({old['share']:.1%})")
+    for row in old["by_material"]:
+        click.echo(f"  {row['label']:<28} {row['length_km']:>12,.3f} km {row['share']:>8.1%} of that material")

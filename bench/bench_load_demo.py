@@ -9,7 +9,6 @@ database), dropped at the end unless --keep. Peak memory is the resident set of 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time

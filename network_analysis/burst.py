@@ -186,7 +186,6 @@ def analyse_burst(
     """The full burst analysis on indices (see `network_analysis.api` for codes and coordinates).
 
     `all_valves_work`: ignore the operability recorded in the database (design criticality)."""
-    m = topo.model
     barriers = barriers or {}
     unusable = (frozenset() if all_valves_work else topo.unusable_valves) | frozenset(failed_valves)
     iso = isolate(topo, pipe, fraction, unusable, barriers)

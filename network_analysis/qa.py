@@ -126,7 +126,7 @@ _SQL_CHECKS: dict[str, list[str]] = {
     # away from it (a short pipe to a neighbour within the tolerance is a connection, not a miss).
     # Two ends missing each other are one defect: it is reported at the lower node id.
     "near_miss": [
-        f"""
+        """
         WITH hits AS MATERIALIZED (
             SELECT n.id, n.code, n.geom, n.enterprise_code, n.admin_code, hit.pipe_code, hit.other_code,
                    hit.distance, hit.partner

@@ -355,22 +355,28 @@ def _gather(ptr: np.ndarray, values: np.ndarray, keys: np.ndarray) -> np.ndarray
 
 
 class TopologyCache:
-    """One Topology per engine, rebuilt only when `network_version` moved."""
+    """One Topology per database, rebuilt only when `network_version` moved.
+
+    A database is known by its URL and its OID: a database dropped and created again under the same
+    name starts its versions afresh, and must not be served the old one's topology."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cached: dict[str, Topology] = {}
+        self._cached: dict[tuple[str, int], Topology] = {}
 
     def get(self, engine: sa.Engine) -> Topology:
-        key = engine.url.render_as_string(hide_password=False)
         with engine.connect() as conn:
-            version = conn.execute(sa.text("SELECT version FROM network_version")).scalar_one()
+            oid, version = conn.execute(sa.text(
+                "SELECT (SELECT oid FROM pg_database WHERE datname = current_database()), version "
+                "FROM network_version")).one()
+        key = (engine.url.render_as_string(hide_password=False), int(oid))
         with self._lock:
             cached = self._cached.get(key)
             if cached is not None and cached.model.version == version:
                 return cached
             with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
                 topology = Topology(load_model(conn))
+            self._cached = {k: v for k, v in self._cached.items() if k[0] != key[0]}  # one per URL
             self._cached[key] = topology
             return topology
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,27 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     engine = sa.create_engine(db_url)
     yield engine
     engine.dispose()
+
+
+@contextmanager
+def migrated_database(databases: ThrowawayDatabases, name: str) -> Iterator[sa.Engine]:
+    """A scratch database with the schema (no data), dropped afterwards."""
+    name = f"{name}_{os.getpid()}"
+    url = databases.create(name)
+    engine = sa.create_engine(url)
+    try:
+        migrate.upgrade(url)
+        yield engine
+    finally:
+        engine.dispose()
+        databases.drop(name)
+
+
+@pytest.fixture(scope="module")
+def net_engine(databases: ThrowawayDatabases, request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
+    """A migrated, empty database per test module, for hand-made networks (tests/networks.py)."""
+    with migrated_database(databases, f"qiwang_{request.module.__name__[-20:]}") as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -33,6 +33,22 @@ class Network:
     customers: dict[str, str] = field(default_factory=dict)
 
 
+# An example used by several tests: two tiers joined by a regulator cabinet.
+# medium pressure                          low pressure
+# S --m1--@ a --m2--@ ri  >R1>  ro --l1-- x @--l2-- y
+#           |
+#           m3 -- z   (customer cz on medium pressure)
+TIERS = Network(
+    nodes={"S": (0, 0, 1), "a": (100, 0, 1), "ri": (200, 0, 1), "ro": (205, 0, 0), "x": (300, 0, 0),
+           "y": (400, 0, 0), "z": (100, -100, 1)},
+    pipes={"m1": "S-a", "m2": "a-ri", "m3": "a-z", "l1": "ro-x", "l2": "x-y"},
+    valves={"vm1": "m1@a", "vm2": "m2@ri", "vl2": "l2@x"},
+    sources={"G1": "S"},
+    regulators={"R1": "ri>ro"},
+    customers={"cx": "x", "cy": "y", "cz": "z"},
+)
+
+
 def load(engine: sa.Engine, net: Network) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text(

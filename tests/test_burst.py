@@ -5,28 +5,13 @@ Each network is drawn above its test; `@` marks where a valve sits (on the pipe,
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from networks import Network, load
+from networks import TIERS, Network, load
 from network_analysis.api import burst_analysis
 from network_analysis.burst import AnalysisError
-
-
-@pytest.fixture(scope="module")
-def net_engine(databases) -> Iterator[sa.Engine]:
-    from spatial import migrate
-
-    name = f"qiwang_networks_{os.getpid()}"
-    url = databases.create(name)
-    migrate.upgrade(url)
-    engine = sa.create_engine(url)
-    yield engine
-    engine.dispose()
-    databases.drop(name)
 
 
 def burst(engine: sa.Engine, net: Network, **kwargs) -> dict:
@@ -94,21 +79,6 @@ def test_with_one_source_the_far_side_runs_dry(net_engine: sa.Engine) -> None:
     assert closing(result) == {"v2", "v3"}
     assert result["dry_pipes"] == ["p3"]
     assert result["affected_customers"]["list"] == ["cb"]
-
-
-# medium pressure                          low pressure
-# S --m1--@ a --m2--@ ri  >R1>  ro --l1-- x @--l2-- y
-#           |
-#           m3 -- z   (customer cz on medium pressure)
-TIERS = Network(
-    nodes={"S": (0, 0, 1), "a": (100, 0, 1), "ri": (200, 0, 1), "ro": (205, 0, 0), "x": (300, 0, 0),
-           "y": (400, 0, 0), "z": (100, -100, 1)},
-    pipes={"m1": "S-a", "m2": "a-ri", "m3": "a-z", "l1": "ro-x", "l2": "x-y"},
-    valves={"vm1": "m1@a", "vm2": "m2@ri", "vl2": "l2@x"},
-    sources={"G1": "S"},
-    regulators={"R1": "ri>ro"},
-    customers={"cx": "x", "cy": "y", "cz": "z"},
-)
 
 
 def test_low_pressure_burst_is_shut_upstream_of_the_regulator(net_engine: sa.Engine) -> None:

@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import networkx as nx
-import numpy as np
 import pytest
 import requests
 import shapely

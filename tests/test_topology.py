@@ -6,7 +6,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from network_analysis.model import load_model
-from network_analysis.topology import Topology, _immediate_dominators, topologies
+from network_analysis.topology import _immediate_dominators, topologies
 
 
 def test_dominators_match_networkx(engine: sa.Engine) -> None:
