@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.errors import QiwangError
-from network_analysis.topology import Topology
+from network_analysis.topology import Topology, gather
 
 
 class AnalysisError(QiwangError):
@@ -208,8 +208,7 @@ def analyse_burst(
         dry_pipes = topo.segment_pipes(lost)
         dry_nodes = topo.segment_nodes(lost)
     out_nodes = np.concatenate([nodes, dry_nodes])
-    customers = np.concatenate([topo.node_customers[topo.node_customer_ptr[n]: topo.node_customer_ptr[n + 1]]
-                                for n in out_nodes.tolist()] or [np.empty(0, np.int64)])
+    customers = gather(topo.node_customer_ptr, topo.node_customers, out_nodes)
     return BurstResult(
         pipe=pipe, fraction=fraction, isolation=iso, first_ring=first_ring,
         failed_valves=sorted(iso.failed_passed), isolated_pipes=pipes, isolated_length_m=length,

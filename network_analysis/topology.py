@@ -151,10 +151,10 @@ class Topology:
         return self.idom_order[tin + 1: tin + self.idom_size[segment]]
 
     def segment_pipes(self, segments: np.ndarray) -> np.ndarray:
-        return _gather(self.segment_pipe_ptr, self.segment_pipe_list, segments)
+        return gather(self.segment_pipe_ptr, self.segment_pipe_list, segments)
 
     def segment_nodes(self, segments: np.ndarray) -> np.ndarray:
-        return _gather(self.segment_node_ptr, self.segment_node_list, segments)
+        return gather(self.segment_node_ptr, self.segment_node_list, segments)
 
     def index_of(self, kind: str, code: str) -> list[int]:
         """Indices of the pipes or valves (`kind`) with this code (codes are unique per enterprise)."""
@@ -344,7 +344,7 @@ def _immediate_dominators(graph: csr_matrix, root: int) -> np.ndarray:
     return np.array(idom, np.int64)
 
 
-def _gather(ptr: np.ndarray, values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+def gather(ptr: np.ndarray, values: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Concatenated CSR rows `keys` of (ptr, values)."""
     if len(keys) == 0:
         return np.empty(0, np.int64)
