@@ -224,3 +224,33 @@ def stats(enterprise: str | None, division: str | None, year: int | None, as_jso
                f"{old['length_km']:,.3f} km ({old['share']:.1%})")
     for row in old["by_material"]:
         click.echo(f"  {row['label']:<28} {row['length_km']:>12,.3f} km {row['share']:>8.1%} of that material")
+
+
+@cli.command()
+@click.option("--from", "start", metavar="X,Y", help="Start point (default: the nearest crew base).")
+@click.option("--to", "end", required=True, metavar="X,Y", help="The incident.")
+@click.option("--crs", help="CRS of the points, e.g. EPSG:4490 (x = longitude); default EPSG:4550.")
+@click.option("--json", "as_json", is_flag=True)
+def route(start: str | None, end: str, crs: str | None, as_json: bool) -> None:
+    """Fastest route by road to an incident, from a point or from the nearest crew base."""
+    from network_analysis import routing
+
+    engine = _engine()
+    target = _xy(end, "--to")
+    if start:
+        result = routing.route(engine, _xy(start, "--from"), target, crs=crs)
+        path = result
+    else:
+        result = routing.route_from_nearest_crew_base(engine, target, crs=crs)
+        path = result["route"]
+    if as_json:
+        _json(result)
+        return
+    if not start:
+        base = result["crew_base"]
+        click.echo(f"抢修站 crew base: {base['name']} ({base['code']}, {base['phone']}, {base['crew_count']} crews)")
+    click.echo(f"路线 route: {path['length_m']:,.0f} m, {path['minutes']} min by road "
+               f"(+{path['access_m']['start']:.0f} m and {path['access_m']['end']:.0f} m off the road)")
+    click.echo("  " + " → ".join(path["roads"]))
+    for other in result.get("others", [])[:5]:
+        click.echo(f"  next: {other.get('name', other.get('code'))} {other.get('minutes')} min")

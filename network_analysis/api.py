@@ -22,7 +22,7 @@ OUTAGE_BUFFER_M = 15.0  # the outage area: this far around every isolated or dry
 INCIDENT_STATES = ("planned", "active", "closed")
 
 
-def _to_storage(points: Sequence[tuple[float, float]], crs: str | None) -> list[tuple[float, float]]:
+def points_to_storage(points: Sequence[tuple[float, float]], crs: str | None) -> list[tuple[float, float]]:
     """Points given as x, y in `crs` (easting/northing or lon/lat order, whatever the CRS's
     authority says) → EPSG:4550 easting/northing."""
     if crs is None:
@@ -96,13 +96,13 @@ def burst_analysis(
     failed = {_valve_by_code(topo, code) for code in failed_valves}
     with engine.connect() as conn:
         if at is not None:
-            (x, y), = _to_storage([at], crs)
+            (x, y), = points_to_storage([at], crs)
             pipe_id, fraction, _ = snap_to_pipe(conn, x, y)
             index = m.pipe_index(pipe_id)
         else:
             index, fraction = _pipe_by_code(topo, pipe), 0.5
         cuts: dict[int, list[float]] = {}
-        for bx, by in _to_storage(barriers, crs):
+        for bx, by in points_to_storage(barriers, crs):
             barrier_id, barrier_fraction, _ = snap_to_pipe(conn, bx, by)
             cuts.setdefault(m.pipe_index(barrier_id), []).append(barrier_fraction)
     result = analyse_burst(topo, index, fraction, failed, cuts)

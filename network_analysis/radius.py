@@ -10,7 +10,7 @@ import math
 
 import sqlalchemy as sa
 
-from network_analysis.api import STORAGE_SRID, _to_storage
+from network_analysis.api import STORAGE_SRID, points_to_storage
 from network_analysis.burst import AnalysisError
 
 MAX_RADIUS_M = 5000.0
@@ -86,7 +86,7 @@ def near(
         given = (math.nan,)
     if not all(map(math.isfinite, given)):
         raise AnalysisError(f"the point must be two finite numbers, not ({x!r}, {y!r})")
-    (ex, ey), = _to_storage([given], crs)
+    (ex, ey), = points_to_storage([given], crs)
     if not all(map(math.isfinite, (ex, ey))):
         raise AnalysisError(f"point ({x}, {y}) cannot be placed in EPSG:{STORAGE_SRID}"
                             + (f" from {crs}" if crs else "") + " (x is the easting or longitude)")

@@ -10,14 +10,13 @@ Two graphs are built once per network version:
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-import sqlalchemy as sa
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
+from network_analysis.cache import VersionedCache
 from network_analysis.model import NetworkModel, load_model
 
 
@@ -354,31 +353,8 @@ def gather(ptr: np.ndarray, values: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return values[np.arange(lengths.sum()) + offsets]
 
 
-class TopologyCache:
-    """One Topology per database, rebuilt only when `network_version` moved.
-
-    A database is known by its URL and its OID: a database dropped and created again under the same
-    name starts its versions afresh, and must not be served the old one's topology."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cached: dict[tuple[str, int], Topology] = {}
-
-    def get(self, engine: sa.Engine) -> Topology:
-        with engine.connect() as conn:
-            oid, version = conn.execute(sa.text(
-                "SELECT (SELECT oid FROM pg_database WHERE datname = current_database()), version "
-                "FROM network_version")).one()
-        key = (engine.url.render_as_string(hide_password=False), int(oid))
-        with self._lock:
-            cached = self._cached.get(key)
-            if cached is not None and cached.model.version == version:
-                return cached
-            with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-                topology = Topology(load_model(conn))
-            self._cached = {k: v for k, v in self._cached.items() if k[0] != key[0]}  # one per URL
-            self._cached[key] = topology
-            return topology
-
-
-topologies = TopologyCache()
+# The topology of a database, rebuilt when an edit of pipes, nodes, valves or regulators bumped the
+# network version. (A version read just before the snapshot is taken: an edit in between only
+# means one more rebuild on the next call.)
+topologies: VersionedCache[Topology] = VersionedCache(
+    "SELECT version FROM network_version", lambda conn: Topology(load_model(conn)))
