@@ -8,7 +8,8 @@ Geometries travel as hex EWKB (SRID included), which PostGIS parses directly.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,20 @@ def _deferrable_objects(conn: Connection, tables: Iterable[str]) -> list[_Deferr
     return deferred
 
 
+@contextmanager
+def constraints_deferred(conn: Connection, tables: Iterable[str], progress: Callable[[str], None] = lambda _: None
+                         ) -> Iterator[None]:
+    """Foreign keys, unique constraints and secondary indexes of `tables` off during the block and
+    rebuilt (so checked) after it, in the caller's transaction."""
+    deferred = _deferrable_objects(conn, tables)
+    for item in reversed(deferred):
+        conn.execute(text(item.drop))
+    yield
+    progress(f"rebuild {len(deferred)} indexes and constraints")
+    for item in deferred:
+        conn.execute(text(item.restore))
+
+
 def to_copy_text(frame: pd.DataFrame, geometry_columns: Iterable[str] = ()) -> pd.DataFrame:
     """Frame ready for COPY text format: shapely geometries become hex EWKB, booleans t/f."""
     out = frame.copy(deep=False)
@@ -112,16 +127,11 @@ def replace_tables(
     # No CASCADE: a table that references these and is not listed makes TRUNCATE fail loudly
     # instead of being emptied behind the caller's back.
     conn.execute(text(f"TRUNCATE {', '.join(dict.fromkeys([*truncate, *tables]))} RESTART IDENTITY"))
-    deferred = _deferrable_objects(conn, tables)
-    for item in reversed(deferred):
-        conn.execute(text(item.drop))
     counts: dict[str, int] = {}
-    for table, (frame, geometry_columns) in frames.items():
-        progress(f"copy {table}: {len(frame):,} rows")
-        counts[table] = copy_frame(conn, table, to_copy_text(frame, geometry_columns))
-    progress(f"rebuild {len(deferred)} indexes and constraints")
-    for item in deferred:
-        conn.execute(text(item.restore))
+    with constraints_deferred(conn, tables, progress):
+        for table, (frame, geometry_columns) in frames.items():
+            progress(f"copy {table}: {len(frame):,} rows")
+            counts[table] = copy_frame(conn, table, to_copy_text(frame, geometry_columns))
     for table in tables:
         if "id" in frames[table][0].columns:
             conn.execute(

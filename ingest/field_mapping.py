@@ -1,0 +1,218 @@
+"""How fields in exchanged files relate to table columns: name aliases and the schema's own facts.
+
+The aliases come from data/field_mapping.yaml (Chinese and English names seen in gas companies'
+files). The schema facts — column types, Chinese column comments, which columns are dictionary codes
+(foreign keys to `dict.<name>`) and which point at other features — are read from PostgreSQL, so
+the import and the export follow the migrations without a second copy of the schema here.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from sqlalchemy import Connection, text
+
+from app.errors import QiwangError
+
+DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "data" / "field_mapping.yaml"
+SHAPEFILE_NAME_MAX = 10  # dBASE field names
+LABEL_SUFFIX = "_label"  # export: dictionary label beside each code column
+
+
+def normalise(name: str) -> str:
+    """Key for matching names and labels: NFKC (full-width （） become ()), case-folded, without
+    spaces, underscores and hyphens."""
+    return re.sub(r"[\s_\-]+", "", unicodedata.normalize("NFKC", str(name))).casefold()
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """The parsed mapping file."""
+
+    layers: dict[str, dict]
+    shapefile_names: dict[str, str]
+
+    def aliases(self, table: str, column: str) -> list[str]:
+        """Names a source field may have for `column`, most specific first."""
+        spec = self.layers.get(table, {})
+        names = [column, *spec.get("fields", {}).get(column, [])]
+        if column in self.shapefile_names:
+            names.insert(1, self.shapefile_names[column])
+        return names
+
+    def layer_names(self, table: str) -> list[str]:
+        return [table, *self.layers.get(table, {}).get("names", [])]
+
+    def value_spellings(self, table: str, column: str) -> dict[str, str] | None:
+        """normalised spelling → stored value, for text-coded columns; None for other columns."""
+        values = self.layers.get(table, {}).get("values", {}).get(column)
+        if values is None:
+            return None
+        out: dict[str, str] = {}
+        for stored, spellings in values.items():
+            for spelling in [stored, *spellings]:
+                out[normalise(spelling)] = stored
+        return out
+
+    def resolve(self, table: str, columns: list[str], source_fields: list[str]) -> dict[str, str]:
+        """column → source field, for every column some source field names (first alias wins)."""
+        by_key: dict[str, str] = {}
+        for name in source_fields:
+            by_key.setdefault(normalise(name), name)
+        found: dict[str, str] = {}
+        for column in columns:
+            for alias in self.aliases(table, column):
+                if normalise(alias) in by_key:
+                    found[column] = by_key[normalise(alias)]
+                    break
+        return found
+
+    def coordinate_fields(self, table: str, source_fields: list[str]) -> dict[str, str] | None:
+        """start_x/start_y/end_x/end_y → source field, when a sheet has all four; else None."""
+        spec = self.layers.get(table, {}).get("coordinates", {})
+        by_key = {normalise(name): name for name in source_fields}
+        found = {}
+        for column, aliases in spec.items():
+            match = next((by_key[normalise(a)] for a in aliases if normalise(a) in by_key), None)
+            if match is None:
+                return None
+            found[column] = match
+        return found or None
+
+    def shapefile_name(self, column: str) -> str:
+        """The ≤ 10-character dBASE name a column is exported under."""
+        return self.shapefile_names.get(column, column[:SHAPEFILE_NAME_MAX])
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QiwangError(f"cannot read the field mapping {path}: {first}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("layers", {}), dict):
+        raise QiwangError(f"field mapping {path}: expected 'layers:' with one entry per table (see {DEFAULT_MAPPING.name})")
+    return raw
+
+
+def _merged(base: dict, override: dict) -> dict:
+    """Lists: the override's names first, then the base's; mappings: merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = _merged(base[key], value)
+        elif isinstance(value, list) and isinstance(base.get(key), list):
+            out[key] = [*value, *(v for v in base[key] if v not in value)]
+        else:
+            out[key] = value
+    return out
+
+
+@functools.cache
+def _defaults() -> dict:
+    return _read_yaml(DEFAULT_MAPPING)
+
+
+def load_mapping(override: Path | None = None) -> FieldMapping:
+    """The default mapping (data/field_mapping.yaml), with a user's mapping file laid over it: its
+    names are tried before the defaults, which stay valid."""
+    raw = _defaults()
+    if override is not None:
+        raw = _merged(raw, _read_yaml(override))
+    return FieldMapping(layers=raw.get("layers", {}), shapefile_names=raw.get("shapefile_names", {}))
+
+
+@dataclass
+class TableSchema:
+    """What PostgreSQL says about one feature table."""
+
+    name: str
+    columns: dict[str, str]  # column → type as format_type() prints it, in table order
+    not_null: set[str]
+    has_default: set[str]
+    comments: dict[str, str]  # column → Chinese comment (first word)
+    dictionaries: dict[str, str] = field(default_factory=dict)  # column → dict table name
+    references: dict[str, str] = field(default_factory=dict)  # column (…_id) → referenced feature table
+    geometry: str = "geom"
+    srid: int = 0
+
+
+def table_schema(conn: Connection, table: str) -> TableSchema:
+    """Columns, NOT NULLs, defaults, comments and foreign keys of a table in schema public."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                   a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
+                   col_description(a.attrelid, a.attnum)
+            FROM pg_attribute a
+            WHERE a.attrelid = CAST(:t AS regclass) AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """
+        ),
+        {"t": f"public.{table}"},
+    ).all()
+    if not rows:
+        raise QiwangError(f"table {table} does not exist (run ./qiwang migrate)")
+    schema = TableSchema(
+        name=table,
+        columns={r[0]: r[1] for r in rows},
+        not_null={r[0] for r in rows if r[2]},
+        has_default={r[0] for r in rows if r[3]},
+        comments={r[0]: (r[4] or "").split()[0] if r[4] else r[0] for r in rows},
+    )
+    fks = conn.execute(
+        text(
+            """
+            SELECT a.attname, ns.nspname, cl.relname
+            FROM pg_constraint c
+            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+            JOIN pg_class cl ON cl.oid = c.confrelid
+            JOIN pg_namespace ns ON ns.oid = cl.relnamespace
+            WHERE c.contype = 'f' AND c.conrelid = CAST(:t AS regclass) AND cardinality(c.conkey) = 1
+            """
+        ),
+        {"t": f"public.{table}"},
+    ).all()
+    for column, namespace, referenced in fks:
+        if namespace == "dict":
+            schema.dictionaries[column] = referenced
+        elif column.endswith("_id"):
+            schema.references[column] = referenced
+    srid = conn.execute(
+        text("SELECT srid FROM geometry_columns WHERE f_table_name = :t AND f_geometry_column = 'geom'"),
+        {"t": table},
+    ).scalar()
+    schema.srid = int(srid or 0)
+    return schema
+
+
+@dataclass(frozen=True)
+class Dictionary:
+    """One dict.<name> code list, for reading codes or Chinese labels."""
+
+    name: str
+    title_zh: str
+    labels: dict[int, str]  # code → label_zh
+
+    def code_of_label(self) -> dict[str, int]:
+        return {normalise(label): code for code, label in self.labels.items()}
+
+
+def dictionaries(conn: Connection, names: set[str]) -> dict[str, Dictionary]:
+    """The named code lists, from the view dict.code and the catalogue dict.dictionary."""
+    if not names:
+        return {}
+    titles = dict(
+        conn.execute(text("SELECT name, title_zh FROM dict.dictionary WHERE name = ANY(:n)"), {"n": list(names)}).all()
+    )
+    out = {name: Dictionary(name, titles.get(name, name), {}) for name in names}
+    for name, code, label in conn.execute(
+        text("SELECT dictionary, code, label_zh FROM dict.code WHERE dictionary = ANY(:n)"), {"n": list(names)}
+    ):
+        out[name].labels[int(code)] = label
+    return out

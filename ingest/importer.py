@@ -1,0 +1,968 @@
+"""Import of network data from GeoPackage, Shapefile, GeoJSON and CSV sheets (`./qiwang import`).
+
+This slice imports pipes (appendix A.1 #4). A file is read whole, every feature is checked, and only
+when nothing is wrong are nodes and pipes written, in one transaction: a file with one bad feature
+leaves the database exactly as it was.
+
+- Fields are found by name through data/field_mapping.yaml (管径/diameter/DN → diameter_mm, …).
+- Dictionary columns take codes or the Chinese labels of their dict.<name> table.
+- Coordinates come in the file's CRS (or --crs) and are transformed with pyproj to the storage CRS
+  (EPSG:4550). Heights are kept as they are (metres, 1985 National Height Datum); lines without Z
+  get the pipe-top height, ground elevation minus burial depth, interpolated along the line.
+- Shapefile attributes are decoded as the .cpg says; without a .cpg the .dbf (or a CSV sheet) is
+  tried as strict UTF-8 and read as GBK (GB18030) when that fails, the usual case for Chinese
+  CAD/GIS exports and Excel sheets.
+- A CSV sheet without geometry gives each pipe's start and end coordinates as columns; survey
+  sheets call northing X, so the axis order that falls inside the CRS's area of use is taken.
+- Pipe ends within a tolerance (metres, default 0.05) become one node, an existing node of the same
+  enterprise where there is one; moved ends are counted and reported.
+
+Every problem is one line `FILE:LAYER:FEATURE:FIELD: reason`, FEATURE being the 1-based row ('*'
+when the whole layer is concerned).
+"""
+from __future__ import annotations
+
+import codecs
+import math
+import re
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+from pyogrio import raw
+from pyogrio.errors import DataLayerError, DataSourceError
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from app.errors import QiwangError
+from ingest.exporter import parse_crs
+from ingest.field_mapping import (
+    LABEL_SUFFIX,
+    Dictionary,
+    FieldMapping,
+    TableSchema,
+    dictionaries,
+    load_mapping,
+    normalise,
+    table_schema,
+)
+from spatial.bulk_load import constraints_deferred, copy_frame, to_copy_text
+
+SNAP_TOLERANCE_M = 0.05
+# Imports at least this large, and larger than what the tables hold, drop indexes and constraints
+# of node and pipe and rebuild them after the COPY (one sort each instead of per-row upkeep).
+BULK_ROWS = 50_000
+IMPORT_KINDS = {"pipes": "pipe"}  # --as value → table; more kinds come with later slices
+ENTERPRISE_CODE = re.compile(r"^[1-9][0-9]{5}(?!0000)[0-9]{4}$")  # t_enterprise_code: division + sequence ≠ 0000
+ADMIN_CODE = re.compile(r"^[1-9][0-9]{5}$")
+# Appendix A.1 #4 (000 manual): mandatory fields of 管道数字化档案, besides the schema's NOT NULLs.
+APPENDIX_MANDATORY = {
+    "pipe": {"code", "pipe_type", "start_elevation_m", "end_elevation_m", "category", "material", "diameter_mm",
+             "start_depth_m", "end_depth_m", "road_name", "owner", "build_year", "survey_date", "status"},
+}
+POSITIVE = {"diameter_mm", "outside_diameter_mm", "max_operating_pressure_mpa"}
+NON_NEGATIVE = {"start_depth_m", "end_depth_m", "depth_m"}
+YEARS = (1900, 2100)
+BUILT_COLUMNS = {"id", "geom", "created_at", "updated_at", "length_m"}  # never taken from a file
+_INTEGER_TYPES = {"smallint": "Int16", "integer": "Int32", "bigint": "Int64"}
+_FLOAT_TYPES = {"numeric", "double precision", "real"}
+_NUMBER_DECORATION = re.compile(r"^\s*(?:DN|De|Φ|φ)?\s*(-?[0-9]+(?:\.[0-9]*)?)\s*(?:mm|m|MPa|kPa)?\s*$", re.I)
+TEE, END = 1, 3  # dt_pipeline_node_type
+
+
+@dataclass
+class LayerReport:
+    """One imported layer: where from, how many features, which CRS, what the node building did."""
+
+    source: str
+    table: str
+    features: int
+    crs: str
+    encoding: str | None = None
+    geometry_note: str | None = None  # where lines came from when the file has no geometry
+    unused_fields: list[str] = field(default_factory=list)  # source fields no column took
+    new_nodes: int = 0
+    reused_nodes: int = 0
+    snapped_ends: int = 0
+    max_snap_m: float = 0.0
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, in a dry run, would do), layer by layer."""
+
+    file: str
+    layers: list[LayerReport] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # layer names, with why
+    written: bool = False
+    tolerance_m: float = SNAP_TOLERANCE_M
+
+    def summary(self) -> list[str]:
+        lines = []
+        for layer in self.layers:
+            lines.append(f"{layer.source} → {layer.table}: {layer.features:,} features; CRS {layer.crs}"
+                         + (f"; encoding {layer.encoding}" if layer.encoding else "")
+                         + (f"; {layer.geometry_note}" if layer.geometry_note else ""))
+            if layer.unused_fields:
+                lines.append(f"  fields not imported: {', '.join(layer.unused_fields)}")
+            if layer.table == "pipe":
+                lines.append(f"  nodes: {layer.new_nodes:,} new, {layer.reused_nodes:,} existing reused; "
+                             f"{layer.snapped_ends:,} pipe ends snapped within {self.tolerance_m:g} m"
+                             + (f" (largest move {layer.max_snap_m:.3f} m)" if layer.snapped_ends else ""))
+        lines += [f"skipped layer {name}" for name in self.skipped]
+        lines.append("written in one transaction" if self.written else "dry run: nothing written")
+        return lines
+
+
+class ImportFailed(QiwangError):
+    """Problems found in the file; nothing was written. `problems` holds the report lines."""
+
+    def __init__(self, file: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{len(problems)} problem{'s' * (len(problems) != 1)} in {file}: nothing imported")
+
+
+class _Problems:
+    """Problem lines of one layer, kept in feature order."""
+
+    def __init__(self, file: str, layer: str) -> None:
+        self.prefix = f"{file}:{layer}"
+        self.items: list[tuple[int, int, str]] = []
+
+    def layer(self, field_name: str, reason: str) -> None:
+        self.items.append((-1, len(self.items), f"{self.prefix}:*:{field_name}: {reason}"))
+
+    def rows(self, rows: np.ndarray, field_name: str, reasons) -> None:
+        """One line per row; `reasons` is a string or one string per row."""
+        reasons = [reasons] * len(rows) if isinstance(reasons, str) else list(reasons)
+        for row, reason in zip(np.asarray(rows).tolist(), reasons):
+            self.items.append((row, len(self.items), f"{self.prefix}:{row + 1}:{field_name}: {reason}"))
+
+    def lines(self) -> list[str]:
+        return [line for _, _, line in sorted(self.items)]
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def _sibling(path: Path, suffix: str) -> Path | None:
+    for candidate in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def detected_encoding(path: Path) -> str | None:
+    """Encoding to read a Shapefile's .dbf or a CSV sheet with.
+
+    None when a .cpg says it (GDAL honours it) or for other formats (their encoding is defined);
+    else UTF-8 if the text decodes strictly as UTF-8, else GB18030 (a superset of GBK, what
+    Chinese GIS/CAD tools and Excel write).
+    """
+    suffix = path.suffix.lower()
+    if suffix in (".shp", ".dbf"):
+        dbf = _sibling(path, ".dbf")
+        if _sibling(path, ".cpg") or dbf is None:
+            return None
+        source = dbf
+    elif suffix in (".csv", ".txt"):
+        source = path
+    else:
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    with source.open("rb") as f:
+        try:
+            if source.suffix.lower() == ".dbf":  # binary header: only the field names are text
+                head = f.read(32)
+                if len(head) < 32:
+                    return None
+                descriptors = f.read(struct.unpack("<H", head[8:10])[0] - 32)
+                decoder.decode(b"".join(descriptors[i:i + 11].split(b"\0")[0]
+                                        for i in range(0, len(descriptors) - 31, 32)))
+            while chunk := f.read(1 << 20):
+                decoder.decode(chunk)
+        except UnicodeDecodeError:
+            return "GB18030"
+    return "UTF-8"
+
+
+def _shapefile_damage(path: Path) -> str | None:
+    """Why a Shapefile is truncated, if it is: its headers say how long .shp and .dbf must be."""
+    shp = path if path.suffix.lower() == ".shp" else _sibling(path, ".shp")
+    if shp and shp.stat().st_size >= 28:
+        with shp.open("rb") as f:
+            declared = struct.unpack(">i", f.read(28)[24:28])[0] * 2  # 16-bit words
+        if shp.stat().st_size < declared:
+            return f"truncated: {shp.name} has {shp.stat().st_size:,} bytes, its header says {declared:,}"
+    dbf = _sibling(path, ".dbf")
+    if dbf and dbf.stat().st_size >= 12:
+        with dbf.open("rb") as f:
+            head = f.read(12)
+        records, header_len, record_len = struct.unpack("<IHH", head[4:12])
+        declared = header_len + records * record_len
+        if dbf.stat().st_size < declared:
+            return f"truncated: {dbf.name} has {dbf.stat().st_size:,} bytes, its header says {declared:,}"
+    return None
+
+
+def _gdal_reason(exc: Exception) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "not recognized as being in a supported file format" in message:
+        return "not a geodata file (no GDAL driver recognises it)"
+    if "No such file or directory" in message:
+        return "no such file"
+    return f"cannot read it (damaged or truncated?): {message.split('; ')[-1]}"
+
+
+@dataclass
+class _Source:
+    """One layer as read: attribute frame (source field names), WKB geometries, CRS, encoding."""
+
+    layer: str
+    frame: pd.DataFrame
+    wkb: np.ndarray
+    crs: str | None
+    geometry_type: str | None
+    encoding: str | None
+
+
+def _layers(path: Path, file: str) -> list[tuple[str, str | None]]:
+    if not path.exists():
+        raise ImportFailed(file, [f"{file}:*:*:*: no such file"])
+    if path.suffix.lower() in (".shp", ".dbf") and (damage := _shapefile_damage(path)):
+        raise ImportFailed(file, [f"{file}:{path.stem}:*:*: {damage}"])
+    try:
+        return [(str(name), None if kind is None else str(kind)) for name, kind in pyogrio.list_layers(path)]
+    except (DataSourceError, DataLayerError) as exc:
+        raise ImportFailed(file, [f"{file}:*:*:*: {_gdal_reason(exc)}"]) from None
+
+
+def _read(path: Path, file: str, layer: str) -> _Source:
+    encoding = detected_encoding(path)
+    try:
+        meta, _, wkb, values = raw.read(path, layer=layer, encoding=encoding)
+    except Exception as exc:  # noqa: BLE001 - GDAL's many failure types all mean "cannot read"
+        raise ImportFailed(file, [f"{file}:{layer}:*:*: {_gdal_reason(exc)}"]) from None
+    frame = pd.DataFrame({name: column for name, column in zip(meta["fields"], values)})
+    if wkb is None:
+        wkb = np.full(len(frame), None, dtype=object)
+    return _Source(layer, frame, np.asarray(wkb, dtype=object), meta.get("crs"), meta.get("geometry_type"),
+                   encoding or meta.get("encoding"))
+
+
+# -- converting values -----------------------------------------------------------------------------
+def _textual(series: pd.Series) -> bool:
+    """Strings or mixed values (object or pandas' str dtype), as opposed to numbers and dates."""
+    return series.dtype == object or pd.api.types.is_string_dtype(series)
+
+
+def _blank(series: pd.Series) -> np.ndarray:
+    """True where a value is missing: null, NaN or only spaces."""
+    blank = series.isna().to_numpy().copy()
+    if _textual(series):
+        present = ~blank
+        blank[present] = series[present].astype(str).str.strip().eq("").to_numpy()
+    return blank
+
+
+def _one_text(value) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip() or None
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """Strings, stripped, empty ones None; integral numbers without '.0' (codes read as numbers)."""
+    if pd.api.types.is_integer_dtype(series) and not series.hasnans:
+        return series.astype(str).astype(object)
+    if pd.api.types.is_float_dtype(series):
+        values = series.to_numpy(dtype=float)
+        out = np.full(len(values), None, dtype=object)
+        whole = np.isfinite(values) & (np.mod(values, 1.0, where=np.isfinite(values), out=np.ones_like(values)) == 0)
+        fraction = np.isfinite(values) & ~whole
+        out[whole] = values[whole].astype(np.int64).astype(str)
+        out[fraction] = values[fraction].astype(str)
+        return pd.Series(out, index=series.index, dtype=object)
+    if not _textual(series):
+        return pd.Series([_one_text(v) for v in series.to_numpy(dtype=object)], index=series.index, dtype=object)
+    series = series.astype(object)
+    text_values = series.str.strip()  # vectorised for the usual case; non-strings become NaN
+    others = text_values.isna().to_numpy() & series.notna().to_numpy()
+    if others.any():
+        text_values[others] = [_one_text(v) for v in series[others]]
+    return text_values.where(text_values.notna() & text_values.ne(""), None).astype(object)
+
+
+def _as_number(series: pd.Series) -> pd.Series:
+    """Floats; strings like 'DN100', '1.2 m' give their number; anything else NaN."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series.astype(float)
+    def one(value):
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            return float(value)
+        match = _NUMBER_DECORATION.match(str(value)) if value is not None else None
+        return float(match.group(1)) if match else math.nan
+    return pd.Series([one(v) for v in series.to_numpy(dtype=object)], index=series.index, dtype=float)
+
+
+def _as_date(series: pd.Series) -> pd.Series:
+    """datetime64 values; ISO, 2024/5/1, 20240501 and GDAL dates understood; NaT where not."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series.dt.tz_localize(None) if series.dt.tz is not None else series
+    text_values = _as_text(series)
+    parsed = pd.to_datetime(text_values, format="%Y-%m-%d", errors="coerce")
+    rest = parsed.isna() & text_values.notna()
+    if rest.any():
+        compact = pd.to_datetime(text_values[rest], format="%Y%m%d", errors="coerce")
+        parsed[rest] = compact
+        rest = parsed.isna() & text_values.notna()
+    if rest.any():
+        parsed[rest] = pd.to_datetime(text_values[rest], format="mixed", errors="coerce")
+    return parsed
+
+
+class _Converter:
+    """Turns one layer's source fields into table columns, reporting every value it cannot use."""
+
+    def __init__(self, schema: TableSchema, mapping: FieldMapping, codes: dict[str, Dictionary],
+                 problems: _Problems, source: pd.DataFrame) -> None:
+        self.schema, self.mapping, self.codes, self.problems = schema, mapping, codes, problems
+        self.source = source
+
+    def column(self, column: str, field_name: str) -> pd.Series:
+        values = self.source[field_name]
+        sql_type = self.schema.columns[column]
+        blank = _blank(values)
+        if column in self.schema.dictionaries:
+            out = self._dictionary(column, field_name, values)
+        elif (spellings := self.mapping.value_spellings(self.schema.name, column)) is not None:
+            out = self._spelled(field_name, values, spellings)
+        elif sql_type in _INTEGER_TYPES or sql_type in _FLOAT_TYPES:
+            out = self._number(column, field_name, values, blank, sql_type)
+        elif sql_type == "date":
+            parsed = _as_date(values)
+            self._bad(field_name, values, ~blank & parsed.isna().to_numpy(), "not a date")
+            out = pd.Series(parsed.dt.strftime("%Y-%m-%d"), dtype=object).where(parsed.notna(), None)
+        else:
+            out = _as_text(values)
+        if column == "enterprise_code":
+            self._pattern(field_name, out, ENTERPRISE_CODE,
+                          "is not an enterprise code (10 digits: 6-digit division + 4-digit sequence from 0001)")
+        elif column == "admin_code":
+            self._pattern(field_name, out, ADMIN_CODE, "is not a 6-digit administrative division code")
+        return out
+
+    def _bad(self, field_name: str, values: pd.Series, bad: np.ndarray, reason: str) -> None:
+        rows = np.flatnonzero(bad)
+        shown = values.to_numpy(dtype=object)[rows]
+        self.problems.rows(rows, field_name, [f"{reason}: {_shown(v)}" for v in shown])
+
+    def _pattern(self, field_name: str, values: pd.Series, pattern: re.Pattern, reason: str) -> None:
+        rows = np.flatnonzero([v is not None and not pattern.match(v) for v in values.to_numpy(dtype=object)])
+        self.problems.rows(rows, field_name, [f"{_shown(v)} {reason}" for v in values.to_numpy(dtype=object)[rows]])
+        values.iloc[rows] = None
+
+    def _number(self, column: str, field_name: str, values: pd.Series, blank: np.ndarray, sql_type: str) -> pd.Series:
+        """Numbers, with the ranges the schema's CHECKs and types allow."""
+        numbers = _as_number(values)
+        if column.endswith("_year"):  # 建设时间 given as a date: take its year
+            dates = _as_date(values[numbers.isna() & ~blank])
+            numbers[dates.index] = dates.dt.year
+        self._bad(field_name, values, ~blank & numbers.isna().to_numpy(), "not a number")
+        ok = numbers.notna().to_numpy()
+        if sql_type in _INTEGER_TYPES:
+            fraction = ok & (numbers.fillna(0) % 1 != 0).to_numpy()
+            self._bad(field_name, values, fraction, "not a whole number")
+            numbers[fraction] = math.nan
+        if column in POSITIVE:
+            self._bad(field_name, values, ok & (numbers <= 0).to_numpy(), "must be greater than 0")
+        if column in NON_NEGATIVE:
+            self._bad(field_name, values, ok & (numbers < 0).to_numpy(), "must not be negative")
+        if column.endswith("_year"):
+            years = ok & ((numbers < YEARS[0]) | (numbers > YEARS[1])).to_numpy()
+            self._bad(field_name, values, years, f"not a year between {YEARS[0]} and {YEARS[1]}")
+            numbers[years] = math.nan
+        if sql_type in _INTEGER_TYPES:
+            limit = np.iinfo(_INTEGER_TYPES[sql_type].lower()).max
+            huge = numbers.notna().to_numpy() & (numbers.abs() > limit).to_numpy()
+            self._bad(field_name, values, huge, f"out of range (at most {limit})")
+            numbers[huge] = math.nan
+            return numbers.round().astype(_INTEGER_TYPES[sql_type])
+        return numbers
+
+    def _dictionary(self, column: str, field_name: str, values: pd.Series) -> pd.Series:
+        """Codes of the column's dict.<name> table, from codes or Chinese labels."""
+        code_list = self.codes[self.schema.dictionaries[column]]
+        numbers = _as_number(values)
+        is_code = numbers.notna() & (numbers % 1 == 0) & numbers.isin(list(code_list.labels))
+        out = numbers.where(is_code)
+        text_values = _as_text(values)
+        rest = text_values.notna() & ~is_code
+        by_label = code_list.code_of_label()
+        labels = {v: by_label.get(normalise(v)) for v in text_values[rest].unique()}
+        out[rest] = text_values[rest].map(labels).astype(float)
+        bad = np.flatnonzero((rest & out.isna()).to_numpy())
+        self.problems.rows(bad, field_name, [
+            f"{_shown(values.iloc[i])} is neither a code nor a label of {code_list.title_zh} ({code_list.name})"
+            for i in bad])
+        return out.astype("Int16")
+
+    def _spelled(self, field_name: str, values: pd.Series, spellings: dict[str, str]) -> pd.Series:
+        """Text codes (pipe_type, status, …) from any accepted spelling of data/field_mapping.yaml."""
+        text_values = _as_text(values)
+        present = text_values.dropna().unique()
+        out = text_values.map({v: spellings.get(normalise(v)) for v in present})
+        bad = np.flatnonzero(text_values.notna().to_numpy() & out.isna().to_numpy())
+        allowed = ", ".join(dict.fromkeys(spellings.values()))
+        self.problems.rows(bad, field_name, [f"{_shown(values.iloc[i])} is not one of {allowed} (or their Chinese names)"
+                                             for i in bad])
+        return out.astype(object).where(out.notna(), None)
+
+
+def _shown(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return repr(str(value)) if not isinstance(value, (int, float)) else str(value)
+
+
+# -- geometry --------------------------------------------------------------------------------------
+def _lines(wkb: np.ndarray, problems: _Problems) -> np.ndarray:
+    """Single LineStrings from WKB; every other shape, unreadable or empty geometry is a problem."""
+    missing = np.array([v is None for v in wkb], dtype=bool)
+    problems.rows(np.flatnonzero(missing), "geometry", "no geometry")
+    geoms = shapely.from_wkb(wkb, on_invalid="ignore")
+    unreadable = ~missing & pd.isna(geoms)
+    problems.rows(np.flatnonzero(unreadable), "geometry",
+                  "broken geometry (unreadable, e.g. a line with a single point)")
+    type_ids = shapely.get_type_id(geoms)
+    single_multi = (type_ids == 5) & (shapely.get_num_geometries(geoms) == 1)
+    geoms[single_multi] = shapely.get_geometry(geoms[single_multi], 0)
+    type_ids = shapely.get_type_id(geoms)
+    multi = np.flatnonzero(type_ids == 5)
+    problems.rows(multi, "geometry", [f"multi-part line with {n} parts: split it into one pipe per part"
+                                      for n in shapely.get_num_geometries(geoms[multi])])
+    other = np.flatnonzero((type_ids >= 0) & (type_ids != 1) & (type_ids != 5))
+    problems.rows(other, "geometry", [f"{g.geom_type} where a line is expected" for g in geoms[other]])
+    line = type_ids == 1
+    empty = line & shapely.is_empty(geoms)
+    problems.rows(np.flatnonzero(empty), "geometry", "empty line")
+    coords = shapely.get_coordinates(geoms[line & ~empty], include_z=True)
+    finite = np.ones(len(geoms), dtype=bool)
+    if len(coords):
+        _, index = shapely.get_coordinates(geoms[line & ~empty], return_index=True)
+        bad_coords = ~np.isfinite(coords[:, :2]).all(axis=1)
+        finite[np.flatnonzero(line & ~empty)[np.unique(index[bad_coords])]] = False
+    problems.rows(np.flatnonzero(~finite), "geometry", "coordinates are not finite numbers")
+    checked = line & ~empty & finite
+    zero = checked & (shapely.length(geoms) == 0)
+    problems.rows(np.flatnonzero(zero), "geometry", "zero-length line")
+    invalid = checked & ~zero & ~shapely.is_valid(geoms)
+    problems.rows(np.flatnonzero(invalid), "geometry",
+                  [f"invalid line: {shapely.is_valid_reason(g)}" for g in geoms[invalid]])
+    geoms[~(checked & ~invalid & ~zero)] = None
+    return geoms
+
+
+def _sheet_lines(frame: pd.DataFrame, fields: dict[str, str], crs: CRS | None,
+                 problems: _Problems) -> tuple[np.ndarray, str]:
+    """WKB lines from a sheet's start/end coordinate columns, and a note saying how they were read.
+
+    Chinese survey tables usually call northing X and easting Y; whichever axis order puts more
+    points inside the CRS's area of use is taken.
+    """
+    numbers = {}
+    for column, name in fields.items():
+        numbers[column] = _as_number(frame[name]).to_numpy()
+        blank = _blank(frame[name])
+        problems.rows(np.flatnonzero(blank), name, "coordinate is empty")
+        bad = np.flatnonzero(~blank & np.isnan(numbers[column]))
+        problems.rows(bad, name, [f"not a number: {_shown(v)}" for v in frame[name].to_numpy(dtype=object)[bad]])
+    x1, y1, x2, y2 = (numbers[c] for c in ("start_x", "start_y", "end_x", "end_y"))
+    ok = ~np.isnan(np.column_stack([x1, y1, x2, y2])).any(axis=1)
+    swapped = False
+    if crs is not None and crs.area_of_use is not None and ok.any():
+        minx, miny, maxx, maxy = Transformer.from_crs(CRS.from_epsg(4326), crs, always_xy=True).transform_bounds(
+            *crs.area_of_use.bounds)
+
+        def inside(x: np.ndarray, y: np.ndarray) -> float:
+            return float(((x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy))[ok].mean())
+
+        swapped = inside(y1, x1) + inside(y2, x2) > inside(x1, y1) + inside(x2, y2)
+    if swapped:
+        x1, y1, x2, y2 = y1, x1, y2, x2
+    wkb = np.full(len(frame), None, dtype=object)
+    starts, ends = np.column_stack([x1, y1])[ok], np.column_stack([x2, y2])[ok]
+    wkb[ok] = shapely.to_wkb(shapely.linestrings(np.stack([starts, ends], axis=1)))
+    names = ", ".join(fields[c] for c in ("start_x", "start_y", "end_x", "end_y"))
+    return wkb, f"lines from columns {names}" + (" (X is northing, Y easting)" if swapped else "")
+
+
+def _with_z(geoms: np.ndarray, start_z: np.ndarray, end_z: np.ndarray) -> np.ndarray:
+    """3D lines: Z kept where the file has it, else interpolated by length from start_z to end_z."""
+    flat = np.flatnonzero(pd.notna(geoms) & ~shapely.has_z(geoms))
+    if len(flat) == 0:
+        return geoms
+    xy, index = shapely.get_coordinates(geoms[flat], return_index=True)
+    step = np.r_[0.0, np.hypot(*np.diff(xy, axis=0).T)]
+    step[np.r_[True, index[1:] != index[:-1]]] = 0.0  # each line starts at distance 0
+    along = pd.Series(step).groupby(index).cumsum().to_numpy()
+    total = np.bincount(index, weights=step)
+    t = along / np.where(total[index] > 0, total[index], 1.0)
+    z = start_z[flat][index] + t * (end_z[flat][index] - start_z[flat][index])
+    out = geoms.copy()
+    out[flat] = shapely.linestrings(np.column_stack([xy, z]), indices=index)
+    return out
+
+
+def _transform(geoms: np.ndarray, source: CRS, target_srid: int) -> np.ndarray:
+    """Plane coordinates to the storage CRS with pyproj (x = east/longitude); heights unchanged."""
+    if source.to_epsg() == target_srid:
+        return geoms
+    transformer = Transformer.from_crs(source, CRS.from_epsg(target_srid), always_xy=True)
+
+    def move(coords: np.ndarray) -> np.ndarray:
+        x, y = transformer.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y, coords[:, 2]])
+
+    return shapely.transform(geoms, move, include_z=True)
+
+
+def _deployment_area(conn: Connection, srid: int) -> tuple[float, float, float, float]:
+    """Extent of the deployment: its administrative divisions, or else the storage CRS's area of use."""
+    extent = conn.execute(
+        text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) e FROM admin_division) s")
+    ).one()
+    if extent[0] is not None:
+        return tuple(float(v) for v in extent)
+    area = CRS.from_epsg(srid).area_of_use
+    transformer = Transformer.from_crs(CRS.from_epsg(4490), CRS.from_epsg(srid), always_xy=True)
+    return transformer.transform_bounds(*area.bounds)
+
+
+# -- nodes from pipe ends --------------------------------------------------------------------------
+def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Connected components of n points joined by pairs (i, j): each point's smallest member index."""
+    labels = np.arange(n)
+    while True:
+        low = np.minimum(labels[i], labels[j])
+        new = labels.copy()
+        np.minimum.at(new, i, low)
+        np.minimum.at(new, j, low)
+        new = new[new]  # pointer jumping: chains collapse in log steps
+        if np.array_equal(new, labels):
+            return labels
+        labels = new
+
+
+@dataclass
+class _Nodes:
+    frame: pd.DataFrame  # new nodes, ready for COPY (ids filled at write time)
+    from_node: np.ndarray  # per pipe: index into frame (≥ 0) or -(existing id) - 1
+    to_node: np.ndarray
+    reused: int
+    snapped: int
+    max_snap: float
+    geoms: np.ndarray  # pipes with ends moved onto their nodes
+
+
+def _build_nodes(conn: Connection, pipes: pd.DataFrame, geoms: np.ndarray, tolerance: float, srid: int) -> _Nodes:
+    """One node per cluster of pipe ends within `tolerance` metres (per enterprise), reusing nodes
+    already in the database; ends are moved (in plan, Z kept) onto their node."""
+    n = len(pipes)
+    starts = shapely.get_coordinates(shapely.get_point(geoms, 0), include_z=True)
+    ends = shapely.get_coordinates(shapely.get_point(geoms, -1), include_z=True)
+    points = np.vstack([starts, ends])
+    enterprise = np.concatenate([pipes["enterprise_code"].to_numpy(dtype=object)] * 2)
+    minx, miny = points[:, 0].min() - tolerance, points[:, 1].min() - tolerance
+    maxx, maxy = points[:, 0].max() + tolerance, points[:, 1].max() + tolerance
+    existing = pd.read_sql(
+        text(
+            "SELECT id, enterprise_code, ST_X(geom) AS x, ST_Y(geom) AS y, ST_Z(geom) AS z FROM node "
+            "WHERE enterprise_code = ANY(:e) AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, :srid)"
+        ),
+        conn,
+        params={"e": sorted(set(enterprise)), "x0": minx, "y0": miny, "x1": maxx, "y1": maxy, "srid": srid},
+    )
+    # existing nodes first: a cluster's smallest index is then an existing node when it has one
+    all_xyz = np.vstack([existing[["x", "y", "z"]].to_numpy(dtype=float).reshape(-1, 3), points])
+    all_enterprise = np.concatenate([existing["enterprise_code"].to_numpy(dtype=object), enterprise])
+    k = len(existing)
+    labels = np.arange(len(all_xyz))
+    for code in sorted(set(all_enterprise)):
+        members = np.flatnonzero(all_enterprise == code)
+        xy = all_xyz[members, :2]
+        tree = shapely.STRtree(shapely.points(xy))
+        i, j = tree.query(shapely.points(xy), predicate="dwithin", distance=tolerance)
+        labels[members] = members[_components(len(members), i, j)]
+    end_label = labels[k:]
+    moved = np.hypot(*(all_xyz[end_label, :2] - points[:, :2]).T)
+    snapped = moved > 0
+    # move snapped ends onto their node in plan; heights stay the pipe's own
+    target = np.column_stack([all_xyz[end_label, :2], points[:, 2]])
+    out = geoms.copy()
+    for which, rows in ((0, np.flatnonzero(snapped[:n])), (-1, np.flatnonzero(snapped[n:]))):
+        for row in rows:
+            coords = shapely.get_coordinates(out[row], include_z=True)
+            coords[which] = target[row if which == 0 else row + n]
+            out[row] = shapely.LineString(coords)
+    new_labels, first = np.unique(end_label[end_label >= k], return_index=True)
+    new_index = np.full(len(all_xyz), -1)
+    new_index[new_labels] = np.arange(len(new_labels))
+    existing_ids = np.concatenate([existing["id"].to_numpy(dtype=np.int64), np.zeros(len(points), np.int64)])
+    node_of_end = np.where(end_label < k, -existing_ids[end_label] - 1, new_index[end_label])
+    # attributes of new nodes: from the first pipe end in each cluster
+    rep = np.flatnonzero(end_label >= k)[first]  # index into points
+    pipe_row = rep % n
+    at_start = rep < n
+    degree = np.bincount(new_index[end_label[end_label >= k]], minlength=len(new_labels))
+    pressure = pd.Series(np.concatenate([pipes["pressure_class"].to_numpy()] * 2)[end_label >= k])
+    node_pressure = pressure.groupby(new_index[end_label[end_label >= k]]).max().to_numpy()
+    frame = pd.DataFrame({
+        "node_type": pd.array(np.select([degree >= 3, degree == 1], [TEE, END], 0), dtype="Int16").astype(object),
+        "role": "junction",
+        "pressure_class": node_pressure.astype(int),
+        "ground_elevation_m": np.where(at_start, pipes["start_elevation_m"].to_numpy()[pipe_row],
+                                       pipes["end_elevation_m"].to_numpy()[pipe_row]),
+        "depth_m": np.where(at_start, pipes["start_depth_m"].to_numpy()[pipe_row],
+                            pipes["end_depth_m"].to_numpy()[pipe_row]),
+        "geom": shapely.points(all_xyz[new_labels]),
+        "enterprise_code": pipes["enterprise_code"].to_numpy(dtype=object)[pipe_row],
+        "admin_code": pipes["admin_code"].to_numpy(dtype=object)[pipe_row],
+    })
+    frame.loc[degree == 2, "node_type"] = None
+    return _Nodes(frame, node_of_end[:n], node_of_end[n:], int(len(np.unique(end_label[end_label < k]))),
+                  int(snapped.sum()), float(moved.max()) if len(moved) else 0.0, out)
+
+
+# -- one layer -------------------------------------------------------------------------------------
+@dataclass
+class _Prepared:
+    table: str
+    rows: pd.DataFrame  # table columns, converted
+    geoms: np.ndarray  # 3D lines in the storage CRS
+    report: LayerReport
+
+
+def _source_crs(src: _Source, crs_option: str | None, problems: _Problems) -> tuple[CRS | None, str]:
+    if crs_option:
+        epsg = parse_crs(crs_option)
+        return CRS.from_epsg(epsg), f"EPSG:{epsg} (--crs)"
+    if src.crs:
+        try:
+            return CRS.from_user_input(src.crs), f"{src.crs} (from the file)"
+        except CRSError:
+            problems.layer("geometry", f"the file's CRS is not one pyproj knows ({src.crs}): give --crs EPSG:XXXX")
+            return None, "unknown"
+    problems.layer("geometry", "the file has no CRS (a Shapefile without .prj?): give --crs EPSG:XXXX")
+    return None, "unknown"
+
+
+def _registered(conn: Connection, table: str, column: str, values: pd.Series) -> set[str]:
+    wanted = sorted({v for v in values.dropna().to_numpy(dtype=object)})
+    if not wanted:
+        return set()
+    found = conn.execute(text(f"SELECT {column} FROM {table} WHERE {column} = ANY(:v)"), {"v": wanted}).scalars()
+    return set(found)
+
+
+def _admin_codes(conn: Connection, geoms: np.ndarray, enterprise: pd.Series) -> pd.Series:
+    """Division of each pipe: the county whose boundary holds its start, else its enterprise's."""
+    out = np.full(len(geoms), None, dtype=object)
+    starts = shapely.get_coordinates(shapely.get_point(geoms, 0))
+    has = np.flatnonzero(pd.notna(geoms))
+    counties = conn.execute(
+        text("SELECT admin_code, ST_AsBinary(geom) FROM admin_division WHERE level = 'county' AND geom IS NOT NULL")
+    ).all()
+    for code, wkb in counties:
+        polygon = shapely.from_wkb(bytes(wkb))
+        inside = shapely.contains_xy(polygon, starts[:, 0], starts[:, 1])
+        out[has[inside & pd.isna(out[has])]] = code
+    by_enterprise = dict(conn.execute(text("SELECT enterprise_code, admin_code FROM enterprise")).all())
+    fallback = enterprise.map(by_enterprise).to_numpy(dtype=object)
+    return pd.Series(np.where(pd.isna(out), fallback, out), index=enterprise.index, dtype=object)
+
+
+def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: FieldMapping,
+             crs_option: str | None, enterprise_option: str | None) -> tuple[_Prepared, _Problems]:
+    """Convert and check one layer; nothing is written here."""
+    problems = _Problems(file, src.layer)
+    schema = table_schema(conn, table)
+    importable = [c for c in schema.columns if c not in BUILT_COLUMNS and c not in schema.references]
+    found = mapping.resolve(table, importable, list(src.frame.columns))
+    mandatory = (APPENDIX_MANDATORY.get(table, set()) | (schema.not_null - schema.has_default)) & set(importable)
+    for column in sorted(mandatory - set(found) - {"enterprise_code", "admin_code"}, key=importable.index):
+        problems.layer(column, f"mandatory field {schema.comments[column]} is missing")
+    codes = dictionaries(conn, {schema.dictionaries[c] for c in found if c in schema.dictionaries})
+    converter = _Converter(schema, mapping, codes, problems, src.frame)
+    rows = pd.DataFrame({c: converter.column(c, found[c]) for c in importable if c in found}, index=src.frame.index)
+    for column in sorted(mandatory & set(found) - {"enterprise_code"}, key=importable.index):
+        empty = np.flatnonzero(_blank(src.frame[found[column]]))
+        problems.rows(empty, found[column], f"{schema.comments[column]} is empty")
+
+    # enterprise: the file's field, blanks filled from --enterprise; it must be registered
+    ent_field = found.get("enterprise_code", "enterprise_code")
+    if "enterprise_code" not in rows:
+        rows["enterprise_code"] = enterprise_option
+        if not enterprise_option:
+            problems.layer("enterprise_code", "the file has no 企业唯一编码 field: give --enterprise CODE")
+    elif enterprise_option:
+        rows["enterprise_code"] = rows["enterprise_code"].where(~_blank(src.frame[ent_field]), enterprise_option)
+    else:
+        problems.rows(np.flatnonzero(_blank(src.frame[ent_field])), ent_field, "企业唯一编码 is empty")
+    known = _registered(conn, "enterprise", "enterprise_code", rows["enterprise_code"])
+    unknown = np.flatnonzero(rows["enterprise_code"].notna().to_numpy()
+                             & ~rows["enterprise_code"].isin(known).to_numpy())
+    problems.rows(unknown, ent_field, [f"enterprise {rows['enterprise_code'].iloc[i]} is not registered in this database"
+                                       for i in unknown])
+
+    # geometry: lines, in the storage CRS, 3D, inside the deployment area
+    source_crs, crs_text = _source_crs(src, crs_option, problems)
+    wkb, geometry_note = src.wkb, None
+    sheet = mapping.coordinate_fields(table, list(src.frame.columns)) if src.geometry_type is None else None
+    if sheet:
+        wkb, geometry_note = _sheet_lines(src.frame, sheet, source_crs, problems)
+    geoms = _lines(wkb, problems)
+    start_z = (rows.get("start_elevation_m", pd.Series(np.nan, index=rows.index))
+               - rows.get("start_depth_m", pd.Series(np.nan, index=rows.index))).to_numpy(dtype=float)
+    end_z = (rows.get("end_elevation_m", pd.Series(np.nan, index=rows.index))
+             - rows.get("end_depth_m", pd.Series(np.nan, index=rows.index))).to_numpy(dtype=float)
+    geoms = _with_z(geoms, start_z, end_z)
+    if source_crs is not None:
+        geoms = _transform(geoms, source_crs, schema.srid)
+        minx, miny, maxx, maxy = _deployment_area(conn, schema.srid)
+        bounds = shapely.bounds(geoms)
+        outside = pd.notna(geoms) & ~((bounds[:, 0] >= minx) & (bounds[:, 1] >= miny)
+                                      & (bounds[:, 2] <= maxx) & (bounds[:, 3] <= maxy))
+        problems.rows(np.flatnonzero(outside), "geometry",
+                      f"outside the deployment area (x {minx:.0f}..{maxx:.0f}, y {miny:.0f}..{maxy:.0f} in "
+                      f"EPSG:{schema.srid}): wrong CRS?")
+
+    if "admin_code" in rows:
+        admin_field = found["admin_code"]
+        known = _registered(conn, "admin_division", "admin_code", rows["admin_code"])
+        unknown = np.flatnonzero(rows["admin_code"].notna().to_numpy() & ~rows["admin_code"].isin(known).to_numpy())
+        problems.rows(unknown, admin_field, [f"division {rows['admin_code'].iloc[i]} is not in admin_division"
+                                             for i in unknown])
+        rows["admin_code"] = rows["admin_code"].where(rows["admin_code"].notna(),
+                                                      _admin_codes(conn, geoms, rows["enterprise_code"]))
+    else:
+        rows["admin_code"] = _admin_codes(conn, geoms, rows["enterprise_code"])
+
+    _check_codes(conn, table, rows, found.get("code", "code"), problems)
+    used = {*found.values(), *(sheet or {}).values()}
+    # what our own export adds (labels, referenced codes, generated columns) is derived, not data
+    derived = {c for c in schema.columns if c in schema.references or c in BUILT_COLUMNS}
+    derived |= {f"{c}{LABEL_SUFFIX}" for c in schema.dictionaries} | {f"{c.removesuffix('_id')}_code" for c in derived}
+    derived |= {mapping.shapefile_name(c) for c in derived}
+    unused = [f for f in src.frame.columns if f not in used and f not in derived]
+    report = LayerReport(f"{file}:{src.layer}", table, len(rows), f"{crs_text} → EPSG:{schema.srid}",
+                         encoding=src.encoding if src.encoding and src.encoding != "UTF-8" else None,
+                         geometry_note=geometry_note, unused_fields=unused)
+    return _Prepared(table, rows, geoms, report), problems
+
+
+def _check_codes(conn: Connection, table: str, rows: pd.DataFrame, code_field: str, problems: _Problems) -> None:
+    """Codes are unique per enterprise: within the file and against the database."""
+    if "code" not in rows:
+        return
+    key = rows[["enterprise_code", "code"]]
+    present = key.notna().all(axis=1).to_numpy()
+    joined = (key["enterprise_code"].astype(str) + "/" + key["code"].astype(str)).to_numpy()
+    first = pd.Series(np.arange(len(rows))).groupby(joined).transform("min").to_numpy(dtype=np.int64)
+    dup_rows = np.flatnonzero(present & (first != np.arange(len(rows))))
+    problems.rows(dup_rows, code_field, [f"duplicate code {rows['code'].iloc[i]!r} (first in row {first[i] + 1})"
+                                         for i in dup_rows])
+    codes = sorted(set(rows.loc[present, "code"]))
+    if not codes:
+        return
+    taken = pd.DataFrame(conn.execute(
+        text(f"SELECT enterprise_code, code FROM {table} WHERE code = ANY(:c)"), {"c": codes}).all(),
+        columns=["enterprise_code", "code"])
+    if taken.empty:
+        return
+    clash = key.reset_index().merge(taken, on=["enterprise_code", "code"])["index"].to_numpy()
+    clash = np.sort(clash)
+    problems.rows(clash, code_field, [f"code {rows['code'].iloc[i]!r} is already in the database (enterprise "
+                                      f"{rows['enterprise_code'].iloc[i]})" for i in clash])
+
+
+# -- choosing layers -------------------------------------------------------------------------------
+def _table_of(layer: str, mapping: FieldMapping, tables: list[str]) -> str | None:
+    """The table a layer name stands for: an exact name first, then a name contained in it."""
+    key = normalise(layer)
+    for table in tables:
+        if key in {normalise(n) for n in mapping.layer_names(table)}:
+            return table
+    best = [(len(n), t) for t in tables for n in mapping.layer_names(t) if normalise(n) in key]
+    return max(best)[1] if best else None
+
+
+def _choose(path: Path, layers: list[tuple[str, str | None]], file: str, layer: str | None, kind: str | None,
+            mapping: FieldMapping) -> tuple[list[tuple[str, str]], list[str]]:
+    """(layer, table) pairs to import, and skipped layers with why."""
+    from ingest.exporter import EXPORTABLE_LAYERS
+
+    names = [name for name, _ in layers]
+    tables = list(dict.fromkeys([*IMPORT_KINDS.values(), *EXPORTABLE_LAYERS]))
+    importable = set(IMPORT_KINDS.values())
+    wanted = IMPORT_KINDS[kind] if kind else None
+    if layer is not None:
+        if layer not in names:
+            raise ImportFailed(file, [f"{file}:{layer}:*:*: no such layer (the file has: {', '.join(names)})"])
+        candidates = [layer]
+    elif wanted:
+        candidates = [n for n in names if _table_of(n, mapping, tables) == wanted] or (names if len(names) == 1 else [])
+        if len(candidates) != 1:
+            why = "no layer" if not candidates else "several layers"
+            raise ImportFailed(file, [f"{file}:*:*:*: {why} look like {kind} (layers: {', '.join(names)}): "
+                                      "choose one with --layer"])
+    else:
+        candidates = names
+    chosen, skipped = [], []
+    for name in candidates:
+        table = wanted or _table_of(name, mapping, tables)
+        lines = (dict(layers)[name] or "").startswith(("LineString", "MultiLineString"))
+        if dict(layers)[name] is None:  # a sheet: lines only if it has start/end coordinate columns
+            fields = pyogrio.read_info(path, layer=name, encoding=detected_encoding(path))["fields"]
+            lines = mapping.coordinate_fields(table or "pipe", list(fields))
+            if not lines:
+                skipped.append(f"{name}: no geometries (not a geodata layer)")
+                continue
+        if table is None and len(names) == 1 and lines:
+            table = "pipe"  # a lone line layer with an unknown name: pipes are the only lines we import
+        if table in importable:
+            chosen.append((name, table))
+        elif table:
+            skipped.append(f"{name}: importing {table} layers comes in a later version")
+        else:
+            skipped.append(f"{name}: not recognised as any layer (say what it holds with --layer {name} --as …)")
+    if not chosen:
+        raise ImportFailed(file, [f"{file}:*:*:*: nothing to import: " + "; ".join(skipped)])
+    return chosen, skipped
+
+
+# -- writing ---------------------------------------------------------------------------------------
+@contextmanager
+def _bulk(conn: Connection, tables: list[str], rows: int) -> Iterator[None]:
+    """Indexes and constraints off during a large COPY into small tables, rebuilt (and so checked)
+    after it, in the caller's transaction, as spatial.bulk_load does for the demo city."""
+    existing = conn.execute(text(f"SELECT count(*) FROM (SELECT 1 FROM {tables[0]} LIMIT {rows}) s")).scalar()
+    if rows < BULK_ROWS or existing >= rows:
+        yield
+        return
+    with constraints_deferred(conn, tables):
+        yield
+
+
+def _write_pipes(conn: Connection, prepared: _Prepared, nodes: _Nodes, srid: int) -> None:
+    """COPY the new nodes, then the pipes pointing at them (one transaction: the caller's)."""
+    conn.execute(text("LOCK TABLE node, pipe IN SHARE ROW EXCLUSIVE MODE"))  # ids below stay ours
+    with _bulk(conn, ["pipe", "node"], len(prepared.rows)):
+        _copy_pipes(conn, prepared, nodes, srid)
+    for table in ("node", "pipe"):
+        conn.execute(text(f"ANALYZE {table}"))
+
+
+def _copy_pipes(conn: Connection, prepared: _Prepared, nodes: _Nodes, srid: int) -> None:
+    base = int(conn.execute(text("SELECT COALESCE(max(id), 0) FROM node")).scalar())
+    frame = nodes.frame.copy()
+    ids = base + 1 + np.arange(len(frame), dtype=np.int64)
+    frame.insert(0, "id", ids)
+    frame.insert(1, "code", pd.Series(ids).astype(str).str.zfill(8).radd("JD").to_numpy(dtype=object))
+    taken = conn.execute(text("SELECT code FROM node WHERE code = ANY(:c) LIMIT 1"),
+                         {"c": frame["code"].tolist()}).scalar()
+    if taken:
+        raise QiwangError(f"node code {taken} already exists: cannot number the new nodes; nothing imported")
+    frame["geom"] = shapely.set_srid(frame["geom"].to_numpy(), srid)
+    copy_frame(conn, "node", to_copy_text(frame, ("geom",)))
+    conn.execute(text("SELECT setval(pg_get_serial_sequence('node', 'id'), GREATEST((SELECT max(id) FROM node), 1))"))
+
+    def node_ids(index: np.ndarray) -> np.ndarray:
+        return np.where(index >= 0, ids[np.maximum(index, 0)] if len(ids) else 0, -index - 1)
+
+    pipes = prepared.rows.copy()
+    pipes["from_node_id"] = node_ids(nodes.from_node)
+    pipes["to_node_id"] = node_ids(nodes.to_node)
+    pipes["geom"] = shapely.set_srid(nodes.geoms, srid)
+    copy_frame(conn, "pipe", to_copy_text(pipes, ("geom",)))
+
+
+def import_file(
+    engine: Engine,
+    path: Path,
+    layer: str | None = None,
+    kind: str | None = None,
+    crs: str | None = None,
+    enterprise: str | None = None,
+    dry_run: bool = False,
+    tolerance_m: float = SNAP_TOLERANCE_M,
+    file_label: str | None = None,
+    mapping_file: Path | None = None,
+    echo: Callable[[str], None] = lambda _: None,
+) -> ImportReport:
+    """Check a file and, when nothing is wrong and not `dry_run`, import it in one transaction.
+
+    Raises ImportFailed (with every problem line) when anything is wrong; nothing is written then.
+    `tolerance_m` is the snapping distance for pipe ends, in metres of the storage CRS;
+    `mapping_file` a YAML file of field names laid over data/field_mapping.yaml.
+    """
+    file = file_label or str(path)
+    if kind is not None and kind not in IMPORT_KINDS:
+        raise QiwangError(f"--as {kind}: this version imports {', '.join(IMPORT_KINDS)} only")
+    if enterprise is not None and not ENTERPRISE_CODE.match(enterprise):
+        raise QiwangError(f"--enterprise {enterprise}: an enterprise code is 10 digits, a 6-digit division code "
+                          "and a 4-digit sequence from 0001")
+    if not (0 <= tolerance_m <= 10):
+        raise QiwangError(f"snapping tolerance {tolerance_m} m: give 0 to 10 m")
+    mapping = load_mapping(mapping_file)
+    chosen, skipped = _choose(path, _layers(path, file), file, layer, kind, mapping)
+    report = ImportReport(file, skipped=skipped, tolerance_m=tolerance_m)
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            prepared_layers, lines = [], []
+            for name, table in chosen:
+                echo(f"reading {file}:{name}")
+                prepared, problems = _prepare(conn, _read(path, file, name), file, table, mapping, crs, enterprise)
+                prepared_layers.append(prepared)
+                lines += problems.lines()
+            if lines:
+                raise ImportFailed(file, lines)
+            srid = table_schema(conn, "node").srid
+            built = []
+            for prepared in prepared_layers:
+                nodes = _build_nodes(conn, prepared.rows, prepared.geoms, tolerance_m, srid)
+                prepared.report.new_nodes, prepared.report.reused_nodes = len(nodes.frame), nodes.reused
+                prepared.report.snapped_ends, prepared.report.max_snap_m = nodes.snapped, nodes.max_snap
+                report.layers.append(prepared.report)
+                built.append(nodes)
+                lines += [f"{prepared.report.source}:{row + 1}:geometry: both ends on one node (a closed line, "
+                          f"or shorter than the {tolerance_m:g} m snapping tolerance)"
+                          for row in np.flatnonzero(nodes.from_node == nodes.to_node)]
+            if lines:
+                raise ImportFailed(file, lines)
+            for prepared, nodes in zip(prepared_layers, built):
+                if not dry_run:
+                    echo(f"writing {prepared.report.features:,} {prepared.table} rows")
+                    _write_pipes(conn, prepared, nodes, srid)
+            if dry_run:
+                transaction.rollback()
+            else:
+                transaction.commit()
+                report.written = True
+        except DBAPIError as exc:
+            transaction.rollback()
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise QiwangError(f"the database refused the import of {file}, nothing was written: {first}") from None
+        except BaseException:
+            transaction.rollback()
+            raise
+    return report
