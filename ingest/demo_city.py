@@ -617,7 +617,7 @@ class _Tables:
         return year, material
 
     def _pipe_table(self) -> pd.DataFrame:
-        pipes, rng = self.pipes, self.rng
+        pipes = self.pipes
         n = len(pipes)
         a, b = pipes["a"].to_numpy(), pipes["b"].to_numpy()
         pclass = pipes["pclass"].to_numpy(dtype=int)
@@ -644,7 +644,6 @@ class _Tables:
         compound = self._compound_names(block)
         road = np.where(road != "", road, np.where(block >= 0, compound + "内部道路", street))
         xyz = self.node_xyz
-        status = np.where(rng.random(n) < 0.004, "idle", "in_service")
         return pd.DataFrame({
             "id": np.arange(1, n + 1), "code": self._codes("GX", n),
             "pipe_type": kind, "category": 1, "material": material, "diameter_mm": dn,
@@ -653,7 +652,7 @@ class _Tables:
             "end_depth_m": self.node_depth[b].round(2), "road_name": road,
             "owner": np.array([name for _, name, _ in ENTERPRISES], dtype=object)[pipes["enterprise"].to_numpy(int)],
             "build_year": year, "survey_date": self._dates(n, SURVEY_DATE - timedelta(days=900), SURVEY_DATE),
-            "status": status, "pressure_class": pclass,
+            "status": "in_service", "pressure_class": pclass,
             "pressure_subclass": np.vectorize(PRESSURE_SUBCLASS.get, otypes=[object])(pclass),
             "max_operating_pressure_mpa": np.vectorize(MAX_PRESSURE_MPA.get)(pclass),
             "laying_type": pipes["laying"].to_numpy(dtype=int), "from_node_id": a + 1, "to_node_id": b + 1,

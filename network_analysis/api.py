@@ -5,20 +5,26 @@ can rely on them. Coordinates are EPSG:4550 easting/northing in metres unless a 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+import shapely
+import shapely.geometry
+import shapely.ops
 import sqlalchemy as sa
 from pyproj import CRS, Transformer
 
 from network_analysis.burst import AnalysisError, BurstResult, analyse_burst
+from network_analysis.model import CLASS_MAX_PRESSURE_SQL
 from network_analysis.topology import Topology, topologies
 
 STORAGE_SRID = 4550
 SNAP_TOLERANCE_M = 50.0  # a burst or barrier point must lie this close to a pipe
 OUTAGE_BUFFER_M = 15.0  # the outage area: this far around every isolated or dry pipe
+LARGE_OUTAGE_PIPES = 5000  # beyond, the outage area is a hull and dry pipes are not listed as features
 INCIDENT_STATES = ("planned", "active", "closed")
 
 
@@ -42,7 +48,7 @@ def snap_to_pipe(conn: sa.Connection, x: float, y: float, tolerance_m: float = S
         """
         SELECT id, ST_LineLocatePoint(ST_Force2D(geom), pt), ST_Distance(geom, pt)
         FROM pipe, ST_SetSRID(ST_MakePoint(:x, :y), 4550) AS pt
-        WHERE status <> 'abandoned'
+        WHERE status = 'in_service'  -- only pipes in service carry gas (model.LIVE)
         ORDER BY geom <-> pt LIMIT 1
         """), {"x": x, "y": y}).first()
     if row is None or row[2] > tolerance_m:
@@ -94,6 +100,12 @@ def burst_analysis(
     topo = topology or topologies.get(engine)
     m = topo.model
     failed = {_valve_by_code(topo, code) for code in failed_valves}
+    for v in failed:
+        if m.valve_check[v]:
+            raise AnalysisError(f"valve {m.valve_code[v]} is a check valve: it is not closed by hand, so it cannot "
+                                f"fail to close")
+        if m.valve_closed[v]:
+            raise AnalysisError(f"valve {m.valve_code[v]} is normally closed: it stays closed, it cannot fail open")
     with engine.connect() as conn:
         if at is not None:
             (x, y), = points_to_storage([at], crs)
@@ -109,8 +121,7 @@ def burst_analysis(
     out = report(topo, result, cuts)
     affected = np.union1d(result.isolated_pipes, result.dry_pipes)
     with engine.begin() as conn:
-        out["sensitive_sites"] = sensitive_sites(conn, int(m.pipe_id[index]), m.pipe_id[result.isolated_pipes],
-                                                 m.pipe_id[affected])
+        out["sensitive_sites"] = sensitive_sites(conn, topo, index, affected)
         outage, features = _outage_geometry(conn, topo, result) if geometry or save_as else (None, None)
         out["outage_area"] = outage if geometry else None
         if geometry:
@@ -123,40 +134,57 @@ def burst_analysis(
     return out
 
 
-def sensitive_sites(conn: sa.Connection, burst_pipe_id: int, isolated_ids: np.ndarray, affected_ids: np.ndarray
-                    ) -> list[dict]:
+def sensitive_sites(conn: sa.Connection, topo: Topology, burst_pipe: int, affected: np.ndarray) -> list[dict]:
     """Schools, hospitals, malls… within the outage area (15 m of an isolated or dry pipe) or within
     the potential impact radius of the burst pipe, r = 0.099 · √(d² · p) (GB 32167; r in m, d the
-    outside diameter in mm, p the maximum operating pressure in MPa)."""
-    rows = conn.execute(sa.text(
+    outside diameter in mm, p the maximum operating pressure in MPa).
+
+    Driven from the sites near the affected area's bounding box, with the membership test done in
+    memory, so that a city-wide outage costs one pass over the sites, not one look-up per pipe."""
+    m = topo.model
+    ends = np.concatenate([m.pipe_from[affected], m.pipe_to[affected]])
+    xy = m.node_xy[ends] if len(ends) else m.node_xy[[m.pipe_from[burst_pipe]]]
+    (xmin, ymin), (xmax, ymax) = xy.min(axis=0), xy.max(axis=0)
+    pairs = conn.execute(sa.text(
         """
+        SELECT s.id, p.id FROM sensitive_site s
+        JOIN pipe p ON ST_DWithin(s.geom, p.geom, :buffer)
+        WHERE s.geom && ST_Expand(ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, 4550), :buffer)
+        """), {"buffer": OUTAGE_BUFFER_M, "xmin": float(xmin), "ymin": float(ymin), "xmax": float(xmax),
+               "ymax": float(ymax)}).all()
+    pairs_arr = np.array(pairs, np.int64).reshape(-1, 2)
+    in_outage = np.unique(pairs_arr[np.isin(pairs_arr[:, 1], m.pipe_id[affected]), 0])
+    rows = conn.execute(sa.text(
+        f"""
         WITH burst AS (
             SELECT geom, 0.099 * sqrt(coalesce(outside_diameter_mm, diameter_mm) ^ 2
-                                      * coalesce(max_operating_pressure_mpa, 0)) AS radius
+                                      * coalesce(max_operating_pressure_mpa, {CLASS_MAX_PRESSURE_SQL})) AS radius
             FROM pipe WHERE id = :burst
         ),
-        outage AS (  -- two index look-ups rather than one scan with an OR
-            SELECT DISTINCT s.id FROM pipe p JOIN sensitive_site s ON ST_DWithin(s.geom, p.geom, :buffer)
-            WHERE p.id = ANY(:affected)
-        ),
         near AS (SELECT s.id FROM sensitive_site s, burst b WHERE ST_DWithin(s.geom, b.geom, b.radius))
-        SELECT s.code, s.name, s.site_type, d.label_zh, s.id IN (SELECT id FROM outage) AS in_outage,
-               s.id IN (SELECT id FROM near) AS in_radius, round(ST_Distance(s.geom, b.geom)::numeric, 1),
-               round(b.radius::numeric, 1)
+        SELECT s.code, s.name, d.label_zh, s.id = ANY(:outage), s.id IN (SELECT id FROM near),
+               round(ST_Distance(s.geom, b.geom)::numeric, 1), round(b.radius::numeric, 1)
         FROM sensitive_site s JOIN dict.dt_usersubtype d ON d.code = s.site_type, burst b
-        WHERE s.id IN (SELECT id FROM outage UNION SELECT id FROM near)
+        WHERE s.id = ANY(:outage) OR s.id IN (SELECT id FROM near)
         ORDER BY ST_Distance(s.geom, b.geom), s.code
-        """), {"burst": burst_pipe_id, "affected": affected_ids.tolist(), "buffer": OUTAGE_BUFFER_M}).all()
+        """), {"burst": int(m.pipe_id[burst_pipe]), "outage": in_outage.tolist()}).all()
     return [{"code": code, "name": name, "type": label, "in_outage_area": bool(outage),
              "in_impact_radius": bool(radius), "distance_m": float(distance), "impact_radius_m": float(r)}
-            for code, name, _, label, outage, radius, distance, r in rows]
+            for code, name, label, outage, radius, distance, r in rows]
 
 
 def _outage_geometry(conn: sa.Connection, topo: Topology, result: BurstResult) -> tuple[dict | None, dict]:
-    """(outage area, {"isolated_pipes", "dry_pipes", "valves_to_close"} FeatureCollections), in CRS84."""
+    """(outage area, {"isolated_pipes", "dry_pipes", "valves_to_close"} FeatureCollections), in CRS84.
+
+    Up to LARGE_OUTAGE_PIPES affected pipes the area is the union of 15 m buffers round each pipe,
+    in PostGIS. Beyond, it is the buffered convex hull of the pipes' end points, computed in memory,
+    and the dry pipes are counted rather than listed as features (a city-wide outage would
+    otherwise take minutes and tens of megabytes)."""
     m = topo.model
     isolated = m.pipe_id[result.isolated_pipes].tolist()
     dry = m.pipe_id[result.dry_pipes].tolist()
+    if len(isolated) + len(dry) > LARGE_OUTAGE_PIPES:
+        return _large_outage(conn, topo, result)
     valves = m.valve_id[sorted(result.isolation.to_close | result.isolation.already_closed)].tolist()
     row = conn.execute(sa.text(
         """
@@ -179,6 +207,21 @@ def _outage_geometry(conn: sa.Connection, topo: Topology, result: BurstResult) -
         """), {"buffer": OUTAGE_BUFFER_M, "isolated": isolated, "dry": dry, "valves": valves,
                "all": isolated + dry}).one()
     return row[0], {"isolated_pipes": row[1], "dry_pipes": row[2], "valves_to_close": row[3]}
+
+
+def _large_outage(conn: sa.Connection, topo: Topology, result: BurstResult) -> tuple[dict, dict]:
+    m = topo.model
+    pipes = np.concatenate([result.isolated_pipes, result.dry_pipes])
+    xy = m.node_xy[np.unique(np.concatenate([m.pipe_from[pipes], m.pipe_to[pipes]]))]
+    hull = shapely.buffer(shapely.convex_hull(shapely.multipoints(xy)), OUTAGE_BUFFER_M, quad_segs=4)
+    to_lonlat = Transformer.from_crs(STORAGE_SRID, 4326, always_xy=True).transform
+    area = shapely.geometry.mapping(shapely.ops.transform(to_lonlat, hull))
+    isolated_only = {"isolated_pipes": None, "valves_to_close": None}
+    if len(result.isolated_pipes) <= LARGE_OUTAGE_PIPES:  # the isolation itself is listed in full
+        isolated_only = _outage_geometry(conn, topo, dataclasses.replace(result, dry_pipes=np.empty(0, np.int64)))[1]
+    features = {**isolated_only, "dry_pipes": None, "dry_pipes_omitted": int(len(result.dry_pipes)),
+                "outage_area_approximate": True}
+    return area, features
 
 
 def _save_incident(conn: sa.Connection, pipe_id: int, request: dict, out: dict, outage: dict | None, state: str,
@@ -268,9 +311,11 @@ def report(topo: Topology, result: BurstResult, barriers: dict[int, list[float]]
         first = result.first_ring
         second_ring = {
             "failed_valves": sorted(m.valve_code[v] for v in result.failed_valves if m.valve_check[v] == 0),
-            "first_ring_valves": sorted(m.valve_code[v] for v in first.to_close),
-            "added_valves": sorted(m.valve_code[v] for v in iso.to_close - first.to_close),
-            "added_isolated_pipes": sorted(m.pipe_code[q] for q in set(iso.pieces) - set(first.pieces)),
+            "first_ring_valves": sorted(m.valve_code[v] for v in first.isolation.to_close),
+            "added_valves": sorted(m.valve_code[v] for v in iso.to_close - first.isolation.to_close),
+            "added_isolated_pipes": sorted(m.pipe_code[np.setdiff1d(result.isolated_pipes, first.isolated_pipes)]),
+            "added_dry_pipes": sorted(m.pipe_code[np.setdiff1d(result.dry_pipes, first.dry_pipes)]),
+            "added_customers": int(len(np.setdiff1d(result.affected_customers, first.affected_customers))),
         }
     return {
         "network_version": m.version,
@@ -287,6 +332,6 @@ def report(topo: Topology, result: BurstResult, barriers: dict[int, list[float]]
         "barriers": [{"pipe": m.pipe_code[q], "fraction": round(f, 6), "point": _point(topo, q, f)}
                      for q, f in sorted(iso.barriers_used)],
         "check_valves_holding": sorted(m.valve_code[v] for v in iso.check_boundary),
-        "sources_to_shut": sorted(m.source_station[np.flatnonzero(m.source_nodes == n)[0]] for n in iso.sources),
+        "sources_to_shut": sorted(topo.source_label[np.flatnonzero(topo.source_nodes == n)[0]] for n in iso.sources),
         "dry_method": result.dry_method,
     }

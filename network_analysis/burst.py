@@ -152,7 +152,7 @@ class BurstResult:
     pipe: int
     fraction: float
     isolation: Isolation
-    first_ring: Isolation | None  # the isolation had every valve worked, when some could not
+    first_ring: BurstResult | None  # the analysis had every valve worked, when some could not
     failed_valves: list[int]
     isolated_pipes: np.ndarray  # pipes with at least one isolated piece
     isolated_length_m: float
@@ -191,7 +191,8 @@ def analyse_burst(
     iso = isolate(topo, pipe, fraction, unusable, barriers)
     first_ring = None
     if iso.failed_passed - topo.check_valves:
-        first_ring = isolate(topo, pipe, fraction, set(), barriers)
+        # what every valve working would have cost, for the second ring's "what failure added"
+        first_ring = analyse_burst(topo, pipe, fraction, barriers=barriers, all_valves_work=True)
     pipes, length, volume = _isolated_extent(topo, iso, barriers)
     nodes = np.fromiter(iso.nodes, np.int64, len(iso.nodes))
 
@@ -232,4 +233,5 @@ def _pipe_flood(topo: Topology, iso: Isolation, barriers: dict[int, list[float]]
             dry.add(q)
         if last not in taken and int(m.pipe_to[q]) in lost_node_set:
             dry.add(q)
+    dry -= set(iso.pieces)  # a pipe partly isolated is reported as isolated
     return np.array(sorted(dry), np.int64), lost_nodes

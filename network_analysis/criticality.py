@@ -8,8 +8,9 @@ regulator outlet without an outlet valve, a check valve letting gas in) go throu
 analysis instead.
 
 Per valve (what its failure adds): a burst on either side needs the other side shut too, so the
-outage grows to both segments and everything either dominates. That union is exact when no
-segment is fed only through the pair together, else a lower bound; it is reported as such.
+outage grows at least to both segments and everything either dominates: a lower bound, reported as
+such (the isolation may grow further, through a regulator outlet or to segments fed only through
+the pair together). Normally closed and check valves are never worked by hand: they add nothing.
 """
 from __future__ import annotations
 
@@ -57,13 +58,13 @@ def criticality(topo: Topology) -> Criticality:
 
     # every valve bounds the segment on each of its sides; open ones must be shut
     seg_pipe, seg_node = topo.pipe_segment[m.valve_pipe], topo.node_segment[m.valve_node]
-    open_valve = ~m.valve_closed & (m.valve_check == 0)
+    # (a valve with the same segment on both sides — a loop goes round it — needs no closing)
+    open_valve = ~m.valve_closed & (m.valve_check == 0) & (seg_pipe != seg_node)
     to_close = np.bincount(seg_pipe[open_valve], minlength=n_seg) + np.bincount(seg_node[open_valve], minlength=n_seg)
 
     # segments that the plain picture does not cover: inflow through a regulator outlet or a check valve
     special = np.zeros(n_seg, bool)
-    outlets_without_valve = np.setdiff1d(m.regulator_outlet, m.valve_node)
-    special[topo.node_segment[outlets_without_valve]] = True
+    special[topo.node_segment[m.regulator_outlet]] = True  # the isolation goes on upstream from there
     inflow_check = m.valve_check != 0
     special[seg_pipe[inflow_check]] = special[seg_node[inflow_check]] = True
 
@@ -88,6 +89,7 @@ def criticality(topo: Topology) -> Criticality:
     joint = np.where(a_over_b, cut[seg_pipe], np.where(b_over_a, cut[seg_node], cut[seg_pipe] + cut[seg_node]))
     # a burst in the pipe-side segment, or in the node-side one when it holds pipes at all
     extra = np.maximum(joint - cut[seg_pipe], np.where(pipes[seg_node] > 0, joint - cut[seg_node], 0))
+    extra[m.valve_closed | (m.valve_check != 0)] = 0  # never worked by hand: nothing to fail
     return Criticality(
         segment=with_pipes, segment_pipes=seg_pipes.astype(int), segment_length_m=seg_length,
         segment_valves_to_close=seg_valves.astype(int), segment_customers_cut=seg_customers.astype(int),

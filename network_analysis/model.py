@@ -16,7 +16,16 @@ import sqlalchemy as sa
 
 # Gas at standard conditions (GB/T 13610-style reference: 101.325 kPa, 20 °C); pressures are gauge.
 ATMOSPHERE_MPA = 0.101325
-GATE_STATION = 0  # dt_pipe_station_type
+# Stations that put gas into a city network (dt_pipe_station_type): gate 门站, offtake 分输站,
+# storage 储气站. Regulator (1) and metering (4) stations are fed by the network itself.
+SOURCE_STATION_TYPES = (0, 2, 3)
+# Only pipes in service carry gas: planned, under construction, idle and abandoned ones do not.
+LIVE = "status = 'in_service'"
+# Without a recorded maximum operating pressure, the top of the pipe's class (GB 50028), MPa.
+CLASS_MAX_PRESSURE_SQL = ("CASE pressure_class WHEN 0 THEN 0.01 WHEN 1 THEN 0.4 WHEN 2 THEN 1.6 "
+                          "WHEN 3 THEN 4.0 ELSE 10.0 END")
+PE = 20  # dt_pipe_material 聚乙烯: sized by outside diameter
+PE_SDR = 11.0  # the usual PE gas pipe: wall = outside diameter / SDR
 
 
 @dataclass
@@ -31,7 +40,7 @@ class NetworkModel:
     pipe_from: np.ndarray  # node index
     pipe_to: np.ndarray  # node index
     pipe_length_m: np.ndarray
-    pipe_diameter_mm: np.ndarray  # nominal (≈ inner) diameter, mm
+    pipe_inner_diameter_mm: np.ndarray  # steel, iron: the nominal DN; PE: OD · (1 − 2/SDR11)
     pipe_outside_diameter_mm: np.ndarray
     pipe_pressure_mpa: np.ndarray  # maximum operating pressure, gauge, MPa
     pipe_pressure_class: np.ndarray  # dt_pipe_pressure_type
@@ -45,9 +54,11 @@ class NetworkModel:
     valve_check: np.ndarray  # int8: 0 not a check valve, +1 passes node → pipe only, -1 pipe → node only
     regulator_inlet: np.ndarray  # node index
     regulator_outlet: np.ndarray  # node index
-    source_nodes: np.ndarray  # node indices where gas enters: station outlets, and outlets of
-    #                           regulators whose inlet has no pipe (the edge of a partial network)
-    source_station: np.ndarray  # object: code of the station (or regulator) behind each source node
+    source_nodes: np.ndarray  # node indices where gas enters: outlets of gate, offtake and storage
+    #                           stations (the topology adds regulators fed from nowhere upstream)
+    source_station: np.ndarray  # object: code of the station behind each source node
+    regulator_code: np.ndarray
+    regulator_inlet_class: np.ndarray  # dt_pipe_pressure_type of the inlet
     customer_id: np.ndarray
     customer_code: np.ndarray
     customer_node: np.ndarray  # node index of the service point
@@ -71,8 +82,8 @@ class NetworkModel:
 
     def pipe_volume_std_m3(self, pipes: np.ndarray) -> float:
         """Gas held by the pipes at standard conditions (m³): inner volume × absolute/atmospheric
-        pressure (ideal gas, isothermal), with the nominal diameter as inner diameter."""
-        d = self.pipe_diameter_mm[pipes] / 1000.0
+        pressure at the maximum operating pressure (ideal gas, isothermal: an upper estimate)."""
+        d = self.pipe_inner_diameter_mm[pipes] / 1000.0
         geometric = np.pi / 4.0 * d**2 * self.pipe_length_m[pipes]
         return float((geometric * (self.pipe_pressure_mpa[pipes] + ATMOSPHERE_MPA) / ATMOSPHERE_MPA).sum())
 
@@ -98,36 +109,30 @@ def load_model(conn: sa.Connection) -> NetworkModel:
     def node_index(ids: pd.Series) -> np.ndarray:
         return np.searchsorted(node_id, ids.to_numpy(np.int64))
 
-    pipes = _frame(conn, """
+    pipes = _frame(conn, f"""
         SELECT id, code, from_node_id, to_node_id, length_m, diameter_mm::float8 AS dn,
-               coalesce(outside_diameter_mm, diameter_mm)::float8 AS od,
-               coalesce(max_operating_pressure_mpa, 0)::float8 AS mop, pressure_class
-        FROM pipe WHERE status <> 'abandoned' ORDER BY id""")
+               coalesce(outside_diameter_mm, diameter_mm)::float8 AS od, material,
+               coalesce(max_operating_pressure_mpa, {CLASS_MAX_PRESSURE_SQL})::float8 AS mop, pressure_class
+        FROM pipe WHERE {LIVE} ORDER BY id""")
     pipe_id = pipes["id"].to_numpy(np.int64)
-    valves = _frame(conn, """
+    valves = _frame(conn, f"""
         SELECT v.id, v.code, v.pipe_id, v.node_id, ST_X(v.geom) AS x, ST_Y(v.geom) AS y,
                (v.normal_state = 'closed')::int AS closed, (v.operability = 'operable')::int AS usable,
                CASE v.check_direction WHEN 'into_pipe' THEN 1 WHEN 'out_of_pipe' THEN -1 ELSE 0 END AS check_dir
-        FROM valve v JOIN pipe p ON p.id = v.pipe_id AND p.status <> 'abandoned' ORDER BY v.id""")
+        FROM valve v JOIN pipe p ON p.id = v.pipe_id AND p.{LIVE} ORDER BY v.id""")
     valves["code"] = valves["code"].astype(str)
-    regulators = _frame(conn, "SELECT code, inlet_node_id, outlet_node_id FROM regulator ORDER BY id")
-    stations = _frame(conn, "SELECT code, outlet_node_id FROM station WHERE outlet_node_id IS NOT NULL")
+    regulators = _frame(conn, "SELECT code, inlet_node_id, outlet_node_id, inlet_pressure_class FROM regulator "
+                              "ORDER BY id")
+    stations = _frame(conn, f"""SELECT code, outlet_node_id FROM station WHERE outlet_node_id IS NOT NULL
+                                AND station_type IN {SOURCE_STATION_TYPES}""")
     customers = _frame(conn, """
         SELECT id, code, service_node_id, user_type, user_subtype FROM customer
         WHERE service_node_id IS NOT NULL ORDER BY id""")
 
     pipe_from, pipe_to = node_index(pipes["from_node_id"]), node_index(pipes["to_node_id"])
     inlet, outlet = node_index(regulators["inlet_node_id"]), node_index(regulators["outlet_node_id"])
-    # Station outlets that a regulator feeds are not sources: the regulator station is part of the
-    # network, fed from upstream. A regulator with nothing upstream feeds its tier by itself.
-    station_outlets = node_index(stations["outlet_node_id"])
-    piped = np.zeros(len(node_id), bool)
-    piped[pipe_from] = piped[pipe_to] = True
-    fed_by_regulator = np.isin(station_outlets, outlet[piped[inlet]])
-    edge_regulators = ~piped[inlet]
-    source_nodes = np.concatenate([station_outlets[~fed_by_regulator], outlet[edge_regulators]])
-    source_station = np.concatenate([stations["code"].to_numpy(object)[~fed_by_regulator],
-                                     regulators["code"].to_numpy(object)[edge_regulators]])
+    material = pipes["material"].to_numpy(np.int16)
+    od = pipes["od"].to_numpy(float)
     return NetworkModel(
         version=version,
         node_id=node_id,
@@ -137,8 +142,8 @@ def load_model(conn: sa.Connection) -> NetworkModel:
         pipe_from=pipe_from,
         pipe_to=pipe_to,
         pipe_length_m=pipes["length_m"].to_numpy(float),
-        pipe_diameter_mm=pipes["dn"].to_numpy(float),
-        pipe_outside_diameter_mm=pipes["od"].to_numpy(float),
+        pipe_inner_diameter_mm=np.where(material == PE, od * (1 - 2 / PE_SDR), pipes["dn"].to_numpy(float)),
+        pipe_outside_diameter_mm=od,
         pipe_pressure_mpa=pipes["mop"].to_numpy(float),
         pipe_pressure_class=pipes["pressure_class"].to_numpy(np.int8),
         valve_id=valves["id"].to_numpy(np.int64),
@@ -151,8 +156,10 @@ def load_model(conn: sa.Connection) -> NetworkModel:
         valve_check=valves["check_dir"].to_numpy(np.int8),
         regulator_inlet=inlet,
         regulator_outlet=outlet,
-        source_nodes=source_nodes,
-        source_station=source_station,
+        source_nodes=node_index(stations["outlet_node_id"]),
+        source_station=stations["code"].to_numpy(object),
+        regulator_code=regulators["code"].to_numpy(object),
+        regulator_inlet_class=regulators["inlet_pressure_class"].to_numpy(np.int16),
         customer_id=customers["id"].to_numpy(np.int64),
         customer_code=customers["code"].to_numpy(object),
         customer_node=node_index(customers["service_node_id"]),

@@ -42,6 +42,8 @@ class Topology:
     node_customer_ptr: np.ndarray = field(init=False)
     node_customers: np.ndarray = field(init=False)  # customers by service node (CSR)
     is_source: np.ndarray = field(init=False)  # per node
+    source_nodes: np.ndarray = field(init=False)  # station outlets, then regulators fed from nowhere
+    source_label: np.ndarray = field(init=False)  # station or regulator code of each source node
     pipe_segment: np.ndarray = field(init=False)
     node_segment: np.ndarray = field(init=False)
     n_segments: int = field(init=False)
@@ -71,12 +73,12 @@ class Topology:
         self.node_end_ptr, self.node_ends = _csr_index(end_node, N)
         self.outlet_ptr, self.outlet_regulators = _csr_index(m.regulator_outlet, N)
         self.node_customer_ptr, self.node_customers = _csr_index(m.customer_node, N)
-        self.is_source = np.zeros(N, bool)
-        self.is_source[m.source_nodes] = True
         self.unusable_valves = frozenset(np.flatnonzero(~m.valve_usable).tolist())
         self.check_valves = frozenset(np.flatnonzero(m.valve_check != 0).tolist())
         self._segments(end_node)
         self._supply_graph(end_node)
+        self.is_source = np.zeros(N, bool)
+        self.is_source[self.source_nodes] = True
         self._dominators()
 
     # -- construction ----------------------------------------------------------------------------
@@ -105,18 +107,48 @@ class Topology:
         forward = flows & (check >= 0)  # node side → pipe side
         backward = flows & (check <= 0)  # pipe side → node side
         root = self.n_segments
-        src = np.concatenate([seg_node[forward], seg_pipe[backward], self.node_segment[m.regulator_inlet],
-                              np.full(len(m.source_nodes), root)])
-        dst = np.concatenate([seg_pipe[forward], seg_node[backward], self.node_segment[m.regulator_outlet],
-                              self.node_segment[m.source_nodes]])
-        keep = src != dst
         n = root + 1
+        inlet_seg, outlet_seg = self.node_segment[m.regulator_inlet], self.node_segment[m.regulator_outlet]
+        arcs_src = np.concatenate([seg_node[forward], seg_pipe[backward], inlet_seg])
+        arcs_dst = np.concatenate([seg_pipe[forward], seg_node[backward], outlet_seg])
+        edge = self._edge_regulators(seg_node, seg_pipe)
+        sources = np.concatenate([m.source_nodes, m.regulator_outlet[edge]])
+        src = np.concatenate([arcs_src, np.full(len(sources), root)])
+        dst = np.concatenate([arcs_dst, self.node_segment[sources]])
+        keep = src != dst
         self.supply = csr_matrix((np.ones(keep.sum(), np.int8), (src[keep], dst[keep])), shape=(n, n))
         self.supply.sum_duplicates()
         reached, parent = breadth_first_order(self.supply, root, directed=True, return_predecessors=True)
         self.supplied = np.zeros(n, bool)
         self.supplied[reached] = True
         self.tree_parent = parent
+        self.source_nodes = sources
+        self.source_label = np.concatenate([m.source_station, m.regulator_code[edge]])
+
+    def _edge_regulators(self, seg_node: np.ndarray, seg_pipe: np.ndarray) -> np.ndarray:
+        """Regulators that feed their tier by themselves: nothing upstream of them could ever bring
+        gas, whatever the valves (the edge of a partial network, e.g. a low-pressure district
+        imported without its medium-pressure mains). A regulator cut off only by closed valves is
+        not one of them: its tier is then unfed. Decided tier by tier from the top, so that one
+        regulator fed by another does not count."""
+        m = self.model
+        n = self.n_segments
+        # parts of the network joined by pipes and valves of any state, regulators left out
+        joined = csr_matrix((np.ones(len(seg_node), np.int8), (seg_node, seg_pipe)), shape=(n, n))
+        n_parts, part = connected_components(joined, directed=False)
+        inlet, outlet = part[self.node_segment[m.regulator_inlet]], part[self.node_segment[m.regulator_outlet]]
+        edge = np.zeros(len(inlet), bool)
+        while True:
+            roots = np.concatenate([part[self.node_segment[m.source_nodes]], outlet[edge]])
+            graph = csr_matrix((np.ones(len(inlet) + len(roots), np.int8),
+                                (np.concatenate([inlet, np.full(len(roots), n_parts)]), np.concatenate([outlet, roots]))),
+                               shape=(n_parts + 1, n_parts + 1))
+            sourced = np.zeros(n_parts + 1, bool)
+            sourced[breadth_first_order(graph, n_parts, directed=True, return_predecessors=False)] = True
+            orphan = ~sourced[inlet] & ~edge
+            if not orphan.any():
+                return edge
+            edge |= orphan & (m.regulator_inlet_class == m.regulator_inlet_class[orphan].max())
 
     def _dominators(self) -> None:
         """Dominator tree of the supply graph from the root, flattened to preorder intervals."""
@@ -269,13 +301,14 @@ class Topology:
         node = np.concatenate([m.pipe_from, m.pipe_to])
         pipe = N + ends % P
         valve = self.end_valve
-        closed = (valve >= 0) & m.valve_closed[np.maximum(valve, 0)]
-        check = np.where(valve >= 0, m.valve_check[np.maximum(valve, 0)], 0)
+        # index -1 (no valve) picks the appended "open, not a check valve" entry
+        closed = np.append(m.valve_closed, False)[valve]
+        check = np.append(m.valve_check, 0)[valve]
         forward = ~closed & (check >= 0)  # node → pipe
         backward = ~closed & (check <= 0)
         root = N + P
-        src = np.concatenate([node[forward], pipe[backward], m.regulator_inlet, np.full(len(m.source_nodes), root)])
-        dst = np.concatenate([pipe[forward], node[backward], m.regulator_outlet, m.source_nodes])
+        src = np.concatenate([node[forward], pipe[backward], m.regulator_inlet, np.full(len(self.source_nodes), root)])
+        dst = np.concatenate([pipe[forward], node[backward], m.regulator_outlet, self.source_nodes])
         n = root + 1
         return csr_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n, n))
 

@@ -45,8 +45,9 @@ def test_loop_closes_two_valves_and_nothing_runs_dry(net_engine: sa.Engine) -> N
     assert result["affected_customers"] == {"count": 1, "by_type": {"居民": 1}, "list": ["c1"]}
     assert result["second_ring"] is None
     assert result["isolated_length_m"] == 200.0
-    # 2 × 100 m of DN200 at 0.4 MPa gauge: π/4 · 0.2² · 200 · (0.4 + 0.101325) / 0.101325
-    assert result["isolated_volume_m3"] == pytest.approx(31.09, abs=0.005)
+    # 2 × 100 m of PE dn200 SDR11 (inner 200 · 9/11 mm) at 0.4 MPa gauge:
+    # π/4 · 0.16364² · 200 · (0.4 + 0.101325) / 0.101325
+    assert result["isolated_volume_m3"] == pytest.approx(20.81, abs=0.005)
 
 
 def test_valves_report_where_they_stand(net_engine: sa.Engine) -> None:
@@ -166,7 +167,8 @@ def test_a_failed_valve_grows_the_isolation_to_the_second_ring(net_engine: sa.En
     assert closing(second) == {"va", "v2"}
     assert second["isolated_pipes"] == ["p2", "p3"]  # v1 fails, but va on p1's other end holds
     assert second["second_ring"] == {"failed_valves": ["v1"], "first_ring_valves": ["v1", "v2"],
-                                     "added_valves": ["va"], "added_isolated_pipes": []}
+                                     "added_valves": ["va"], "added_isolated_pipes": [], "added_dry_pipes": [],
+                                     "added_customers": 0}
     third = burst_analysis(net_engine, pipe="p2", failed_valves=["v1", "va"])
     assert closing(third) == {"v0", "v2"}
     assert third["isolated_pipes"] == ["p1", "p2", "p3"]
@@ -220,6 +222,86 @@ def test_a_burst_next_to_a_source_shuts_the_station_outlet(net_engine: sa.Engine
     assert result["sources_to_shut"] == ["G1"]
 
 
+def test_pipes_not_in_service_carry_no_gas(net_engine: sa.Engine) -> None:
+    load(net_engine, LOOP)
+    with net_engine.begin() as conn:
+        conn.execute(sa.text("UPDATE pipe SET status = 'planned' WHERE code = 'p6'"))
+    result = burst_analysis(net_engine, pipe="p3")
+    # without p6 the loop is open: c and e hang on p3's side and go dry
+    assert result["dry_pipes"] == ["p5"]
+    assert result["affected_customers"]["list"] == ["c1", "c2", "c3"]
+
+
+def test_only_gate_offtake_and_storage_stations_are_sources(net_engine: sa.Engine) -> None:
+    metering = Network(nodes={"S": (0, 0), "a": (100, 0), "M": (200, 0), "c": (300, 0)},
+                       pipes={"p1": "S-a", "p2": "a-M", "p3": "M-c"}, valves={"v1": "p2@a"},
+                       sources={"G1": "S"}, customers={"cc": "c"})
+    load(net_engine, metering)
+    with net_engine.begin() as conn:  # a metering station (type 4) on the line feeds nothing itself
+        conn.execute(sa.text("""INSERT INTO station (code, name, station_type, address, equipment, outlet_node_id,
+                                    geom, enterprise_code, admin_code)
+                                SELECT 'M1', '计量站', 4, '测试', '流量计', id, geom, enterprise_code, admin_code
+                                FROM node WHERE code = 'M'"""))
+    result = burst_analysis(net_engine, pipe="p1")
+    assert result["dry_pipes"] == ["p2", "p3"]
+    assert result["affected_customers"]["list"] == ["cc"]
+
+
+def test_a_regulator_with_nothing_upstream_feeds_its_tier(net_engine: sa.Engine) -> None:
+    # a low-pressure district imported with its regulator but without the mains: h --hs-- ri >R1> ro
+    partial = Network(nodes={"h": (-20, 0, 1), "ri": (0, 0, 1), "ro": (5, 0, 0), "a": (100, 0, 0), "b": (200, 0, 0)},
+                      pipes={"hs": "h-ri", "l1": "ro-a", "l2": "a-b"}, valves={"vl2": "l2@a"},
+                      regulators={"R1": "ri>ro"}, customers={"ca": "a", "cb": "b"})
+    result = burst(net_engine, partial, pipe="l1")
+    assert result["dry_pipes"] == ["l2"]
+    assert result["affected_customers"]["list"] == ["ca", "cb"]
+    assert result["sources_to_shut"] == ["R1"]  # the isolation reaches the regulator feeding it
+
+
+def test_a_regulator_cut_off_by_a_closed_valve_is_no_source(net_engine: sa.Engine) -> None:
+    closed = Network(**{**TIERS.__dict__, "valves": {**TIERS.valves, "vm1": "m1@a closed"}})
+    result = burst(net_engine, closed, pipe="l2")
+    assert result["affected_customers"]["list"] == ["cy"]  # the low-pressure side is unfed anyway
+    with net_engine.connect() as conn:
+        from network_analysis.topology import topologies
+
+        topo = topologies.get(net_engine)
+    assert not topo.supplied[topo.pipe_segment[topo.index_of("pipe", "l1")[0]]]
+
+
+def test_a_barrier_on_a_network_without_valves(net_engine: sa.Engine) -> None:
+    bare = Network(**{**LINE.__dict__, "valves": {}})
+    result = burst(net_engine, bare, at=(500_180.0, 4_550_000.0), barriers=[(500_130.0, 4_550_000.0)])
+    assert result["isolated_pipes"] == ["p2"] and result["dry_pipes"] == []
+    assert result["isolated_length_m"] == 70.0
+
+
+def test_criticality_of_hand_made_networks_matches_their_bursts(net_engine: sa.Engine) -> None:
+    from network_analysis.burst import analyse_burst
+    from network_analysis.criticality import criticality
+    from network_analysis.topology import topologies
+
+    # S --p0--@ A, ring A @--p1-- B --p2-- C --p3-- A: v1 has the ring's segment on both sides
+    ring = Network(nodes={"S": (0, 0), "A": (100, 0), "B": (200, 0), "C": (150, 80)},
+                   pipes={"p0": "S-A", "p1": "A-B", "p2": "B-C", "p3": "C-A"},
+                   valves={"v0": "p0@A", "v1": "p1@A"}, sources={"G1": "S"}, customers={"cb": "B"})
+    # TIERS with a low-pressure branch l3 off the regulator outlet that has no valve of its own
+    tiers = Network(nodes={**TIERS.nodes, "w": (205, -100, 0)}, pipes={**TIERS.pipes, "l3": "ro-w"},
+                    valves={"vm1": "m1@a", "vl1": "l1@ro", "vl2": "l2@x"}, sources=TIERS.sources,
+                    regulators=TIERS.regulators, customers={**TIERS.customers, "cw": "w"})
+    for net in (ring, tiers, ALREADY_CLOSED):
+        load(net_engine, net)
+        topo = topologies.get(net_engine)
+        c = criticality(topo)
+        for k, pipe in enumerate(c.segment_example_pipe.tolist()):
+            burst_result = analyse_burst(topo, pipe, all_valves_work=True)
+            assert (c.segment_valves_to_close[k], c.segment_customers_cut[k], c.segment_pipes[k]) == (
+                len(burst_result.isolation.to_close), len(burst_result.affected_customers),
+                len(burst_result.isolated_pipes)), topo.model.pipe_code[pipe]
+    closed = topo.index_of("valve", "v3")[0]  # ALREADY_CLOSED's normally closed valve
+    assert c.valve_extra_customers[closed] == 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -228,6 +310,7 @@ def test_a_burst_next_to_a_source_shuts_the_station_outlet(net_engine: sa.Engine
         ({"pipe": "p2", "failed_valves": ["zz"]}, "unknown valve code 'zz'"),
         ({"pipe": "p2", "at": (0.0, 0.0)}, "give either a pipe code or a point, not both"),
         ({"at": (1.0, 2.0), "crs": "EPSG:999999"}, "unknown CRS 'EPSG:999999'"),
+        ({"at": (500_000.0, 4_555_000.0)}, "the nearest pipe is 5,000 m away"),
     ],
 )
 def test_bad_input_is_a_clear_error(net_engine: sa.Engine, kwargs: dict, message: str) -> None:

@@ -15,11 +15,15 @@ from network_analysis.burst import AnalysisError
 
 
 def school_feeder(engine: sa.Engine) -> tuple[str, str]:
-    """(feeder pipe code, school code): the branch that feeds a school's regulator cabinet."""
+    """(feeder pipe code, school code): the branch that feeds a school's regulator cabinet, with two
+    working valves (one where it leaves the main, one at the cabinet)."""
     with engine.connect() as conn:
         return conn.execute(sa.text(
             """SELECT p.code, m.code FROM sentry s JOIN sensitive_site m ON m.id = s.sensitive_site_id
-               JOIN pipe p ON p.id = s.pipe_id WHERE m.site_type = 10 ORDER BY m.id LIMIT 1""")).one()
+               JOIN pipe p ON p.id = s.pipe_id WHERE m.site_type = 10
+                AND (SELECT count(*) FROM valve v WHERE v.pipe_id = p.id AND v.operability = 'operable'
+                                                    AND v.normal_state = 'open') = 2
+               ORDER BY m.id LIMIT 1""")).one()
 
 
 def test_a_school_feeder_burst_puts_the_school_in_the_outage(engine: sa.Engine) -> None:
