@@ -38,14 +38,14 @@ def percentiles(seconds: list[float]) -> str:
     return f"median {np.median(ms):8.2f} ms   p95 {np.percentile(ms, 95):8.2f} ms   max {ms.max():8.1f} ms"
 
 
-def naive_burst(topo: Topology, pipe: int) -> int:
+def naive_burst(topo: Topology, pipe: int) -> np.ndarray:
     """What a straightforward tool does: isolate by walking to the valves, then flood the whole
-    network from the sources to see what is still fed. Returns the number of dry pipes."""
+    network from the sources to see what is still fed. Returns the dry pipes."""
     iso = isolate(topo, pipe)
     pipes = np.fromiter(iso.pieces, np.int64, len(iso.pieces))
     nodes = np.fromiter(iso.nodes, np.int64, len(iso.nodes))
     _, lost_pipes = topo.pipe_level_unsupplied(nodes, pipes)
-    return len(lost_pipes)
+    return lost_pipes
 
 
 def main() -> None:
@@ -99,8 +99,8 @@ def main() -> None:
         t = time.perf_counter()
         naive_dry = naive_burst(topo, pipe)
         naive.append(time.perf_counter() - t)
-        assert naive_dry == len(result.dry_pipes), f"dry pipes differ on pipe {pipe}"
-    print(f"burst, no geometry ({args.bursts} random pipes):   {percentiles(ours)}   {methods}")
+        assert np.array_equal(naive_dry, result.dry_pipes), f"dry pipes differ on pipe {pipe}"
+    print(f"burst, no geometry ({args.bursts} random pipes):   {percentiles(ours)}   dry area by {methods}")
     print(f"naive flood baseline (same bursts): {percentiles(naive)}")
     print(f"speed ratio naive / ours: median {np.median(naive) / np.median(ours):,.0f}×, "
           f"p95 {np.percentile(naive, 95) / np.percentile(ours, 95):,.0f}×  (dry pipes identical in every burst)")
@@ -112,6 +112,13 @@ def main() -> None:
         burst_analysis(engine, pipe=code, topology=topo, geometry=True)
         full.append(time.perf_counter() - t)
     print(f"burst API with sensitive sites, outage area, GeoJSON ({len(codes)} pipes): {percentiles(full)}")
+
+    c = criticality(topo)
+    worst = int(c.segment_example_pipe[np.argmax(c.segment_customers_cut)])
+    t = time.perf_counter()
+    out = burst_analysis(engine, pipe=model.pipe_code[worst], topology=topo, geometry=True)
+    print(f"worst burst (pipe {model.pipe_code[worst]}: {len(out['dry_pipes']):,} dry pipes, "
+          f"{out['affected_customers']['count']:,} customers), API with geometry: {time.perf_counter() - t:.1f} s")
 
     t = time.perf_counter()
     c = criticality(topo)

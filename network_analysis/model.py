@@ -44,6 +44,8 @@ class NetworkModel:
     pipe_outside_diameter_mm: np.ndarray
     pipe_pressure_mpa: np.ndarray  # maximum operating pressure, gauge, MPa
     pipe_pressure_class: np.ndarray  # dt_pipe_pressure_type
+    idle_pipe_ends: np.ndarray  # (k, 2) node indices of pipes that exist but carry no gas today
+    #                             (planned, under construction, idle): they still tell what is upstream
     valve_id: np.ndarray
     valve_code: np.ndarray
     valve_pipe: np.ndarray  # pipe index
@@ -121,6 +123,7 @@ def load_model(conn: sa.Connection) -> NetworkModel:
                CASE v.check_direction WHEN 'into_pipe' THEN 1 WHEN 'out_of_pipe' THEN -1 ELSE 0 END AS check_dir
         FROM valve v JOIN pipe p ON p.id = v.pipe_id AND p.{LIVE} ORDER BY v.id""")
     valves["code"] = valves["code"].astype(str)
+    idle = _frame(conn, f"SELECT from_node_id, to_node_id FROM pipe WHERE NOT {LIVE} AND status <> 'abandoned'")
     regulators = _frame(conn, "SELECT code, inlet_node_id, outlet_node_id, inlet_pressure_class FROM regulator "
                               "ORDER BY id")
     stations = _frame(conn, f"""SELECT code, outlet_node_id FROM station WHERE outlet_node_id IS NOT NULL
@@ -146,6 +149,7 @@ def load_model(conn: sa.Connection) -> NetworkModel:
         pipe_outside_diameter_mm=od,
         pipe_pressure_mpa=pipes["mop"].to_numpy(float),
         pipe_pressure_class=pipes["pressure_class"].to_numpy(np.int8),
+        idle_pipe_ends=np.column_stack([node_index(idle["from_node_id"]), node_index(idle["to_node_id"])]),
         valve_id=valves["id"].to_numpy(np.int64),
         valve_code=valves["code"].to_numpy(object),
         valve_pipe=np.searchsorted(pipe_id, valves["pipe_id"].to_numpy(np.int64)),

@@ -127,14 +127,17 @@ class Topology:
 
     def _edge_regulators(self, seg_node: np.ndarray, seg_pipe: np.ndarray) -> np.ndarray:
         """Regulators that feed their tier by themselves: nothing upstream of them could ever bring
-        gas, whatever the valves (the edge of a partial network, e.g. a low-pressure district
+        gas, whatever the valves and pipe states (the edge of a partial network, e.g. a low-pressure district
         imported without its medium-pressure mains). A regulator cut off only by closed valves is
         not one of them: its tier is then unfed. Decided tier by tier from the top, so that one
         regulator fed by another does not count."""
         m = self.model
         n = self.n_segments
-        # parts of the network joined by pipes and valves of any state, regulators left out
-        joined = csr_matrix((np.ones(len(seg_node), np.int8), (seg_node, seg_pipe)), shape=(n, n))
+        # parts of the network joined by pipes (in service or not) and valves of any state, regulators
+        # left out: a pipe out of service still says where this part's gas would come from
+        idle = self.node_segment[m.idle_pipe_ends].reshape(-1, 2)
+        rows, cols = np.concatenate([seg_node, idle[:, 0]]), np.concatenate([seg_pipe, idle[:, 1]])
+        joined = csr_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
         n_parts, part = connected_components(joined, directed=False)
         inlet, outlet = part[self.node_segment[m.regulator_inlet]], part[self.node_segment[m.regulator_outlet]]
         edge = np.zeros(len(inlet), bool)

@@ -232,6 +232,17 @@ def test_pipes_not_in_service_carry_no_gas(net_engine: sa.Engine) -> None:
     assert result["affected_customers"]["list"] == ["c1", "c2", "c3"]
 
 
+def test_a_regulator_behind_an_idle_pipe_is_no_source(net_engine: sa.Engine) -> None:
+    load(net_engine, TIERS)
+    with net_engine.begin() as conn:
+        conn.execute(sa.text("UPDATE pipe SET status = 'idle' WHERE code = 'm2'"))
+    result = burst_analysis(net_engine, pipe="l2")
+    # m2 carries no gas, but it is there: R1 is fed from the main, not a source of its own, so
+    # the low-pressure side has no gas before the burst and nobody more is cut off by it
+    assert result["sources_to_shut"] == [] and result["dry_pipes"] == []
+    assert result["affected_customers"]["list"] == ["cy"]
+
+
 def test_only_gate_offtake_and_storage_stations_are_sources(net_engine: sa.Engine) -> None:
     metering = Network(nodes={"S": (0, 0), "a": (100, 0), "M": (200, 0), "c": (300, 0)},
                        pipes={"p1": "S-a", "p2": "a-M", "p3": "M-c"}, valves={"v1": "p2@a"},
