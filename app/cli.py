@@ -243,7 +243,7 @@ def demo(port: int, pipes: int, seed: int) -> None:
 
 
 @cli.command("export")
-@click.option("--format", "fmt", type=click.Choice(["gpkg", "shp", "geojson", "csv"]), default="gpkg",
+@click.option("--format", "fmt", type=click.Choice(["gpkg", "shp", "geojson", "csv", "kml", "dxf"]), default="gpkg",
               show_default=True, help="File format.")
 @click.option("--layers", help="Comma-separated layers (default: pipe,node,valve,station,regulator,sentry,"
                                "customer,sensitive_site,hazard).")
@@ -268,28 +268,38 @@ def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | No
 @cli.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--layer", help="Layer of the file to import (default: every layer it recognises).")
-@click.option("--as", "kind", type=click.Choice(["pipes"]), help="What the layer holds.")
-@click.option("--crs", help="CRS of the file's coordinates, e.g. EPSG:4326 (default: the file's own).")
+@click.option("--as", "kind", metavar="KIND",
+              help="What the layer holds: pipes, nodes, valves, stations, regulators, sentries, customers, "
+                   "sensitive_sites, roads, railways, rivers, hazards, devices, crew_bases.")
+@click.option("--crs", help="CRS of the file's coordinates, e.g. EPSG:4326 (default: the file's own), "
+                            "or LOCAL:NAME for a local grid of the mapping file (four parameters).")
 @click.option("--enterprise", help="企业唯一编码 for features without one (10 digits).")
 @click.option("--tolerance", type=click.FloatRange(0, 10), default=0.05, show_default=True,
               help="Pipe ends closer than this (metres) share one node.")
 @click.option("--mapping", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="YAML file of field names, laid over data/field_mapping.yaml.")
+              help="YAML file of field names, CAD layers and local grids, laid over data/field_mapping.yaml.")
 @click.option("--dry-run", is_flag=True, help="Check and report only; write nothing.")
 def import_command(path: Path, layer: str | None, kind: str | None, crs: str | None, enterprise: str | None,
                    tolerance: float, mapping: Path | None, dry_run: bool) -> None:
-    """Import pipes from a GeoPackage, Shapefile, GeoJSON or CSV sheet.
+    """Import network layers from a GeoPackage, Shapefile, GeoJSON, CSV sheet, DXF drawing, or a
+    folder of such files (a Shapefile export).
 
-    A CSV sheet gives each pipe's start and end coordinates as columns (起点X, 起点Y, 终点X,
-    终点Y, …) in the --crs it names. Every feature is checked first; any problem is listed as FILE:LAYER:FEATURE:FIELD: reason and
-    nothing is written. Otherwise the file goes in as one transaction.
+    Every layer the file holds and the import recognises (pipes, nodes, valves, stations,
+    regulators, sentries, customers, sensitive sites, roads, railways, rivers, hazards, …) goes in,
+    in one transaction; features name other features by code (a valve its pipe and node). A CSV
+    sheet gives coordinates as columns (起点X/起点Y/终点X/终点Y for pipes, x/y for points) in the
+    --crs it names. Every feature is checked first; any problem is listed as
+    FILE:LAYER:FEATURE:FIELD: reason and nothing is written. Progress goes to stderr.
     """
     from ingest.importer import ImportFailed, import_file
     from spatial.db import get_engine
 
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
     try:
         report = import_file(get_engine(_ready_database()), path, layer, kind, crs, enterprise, dry_run,
-                             tolerance, file_label=str(path), mapping_file=mapping, echo=click.echo)
+                             tolerance, file_label=str(path), mapping_file=mapping, echo=progress)
     except ImportFailed as failed:
         for line in failed.problems:
             click.echo(line)

@@ -35,14 +35,18 @@ class FieldMapping:
 
     layers: dict[str, dict]
     shapefile_names: dict[str, str]
+    point_coordinates: dict[str, list[str]] = field(default_factory=dict)  # x/y/z → names
+    local_grids: dict[str, dict] = field(default_factory=dict)  # name → Helmert parameters
+    cad_layers: dict[str, dict] = field(default_factory=dict)  # DXF layer name → table and values
 
-    def aliases(self, table: str, column: str) -> list[str]:
-        """Names a source field may have for `column`, most specific first."""
+    def aliases(self, table: str, column: str, comment: str | None = None) -> list[str]:
+        """Names a source field may have for `column`, most specific first: the column, its dBASE
+        name, the mapping file's names, then the column's Chinese comment (the schema's own name)."""
         spec = self.layers.get(table, {})
-        names = [column, *spec.get("fields", {}).get(column, [])]
-        if column in self.shapefile_names:
-            names.insert(1, self.shapefile_names[column])
-        return names
+        names = [column, self.shapefile_name(column), *spec.get("fields", {}).get(column, [])]
+        if comment:
+            names.append(comment)
+        return list(dict.fromkeys(names))
 
     def layer_names(self, table: str) -> list[str]:
         return [table, *self.layers.get(table, {}).get("names", [])]
@@ -58,14 +62,15 @@ class FieldMapping:
                 out[normalise(spelling)] = stored
         return out
 
-    def resolve(self, table: str, columns: list[str], source_fields: list[str]) -> dict[str, str]:
+    def resolve(self, table: str, columns: list[str], source_fields: list[str],
+                comments: dict[str, str] | None = None) -> dict[str, str]:
         """column → source field, for every column some source field names (first alias wins)."""
         by_key: dict[str, str] = {}
         for name in source_fields:
             by_key.setdefault(normalise(name), name)
         found: dict[str, str] = {}
         for column in columns:
-            for alias in self.aliases(table, column):
+            for alias in self.aliases(table, column, (comments or {}).get(column)):
                 if normalise(alias) in by_key:
                     found[column] = by_key[normalise(alias)]
                     break
@@ -82,6 +87,21 @@ class FieldMapping:
                 return None
             found[column] = match
         return found or None
+
+    def point_fields(self, source_fields: list[str]) -> dict[str, str] | None:
+        """x/y (and z when present) → source field, for point sheets without geometry; else None."""
+        by_key = {normalise(name): name for name in source_fields}
+        found = {}
+        for axis, aliases in self.point_coordinates.items():
+            match = next((by_key[normalise(a)] for a in aliases if normalise(a) in by_key), None)
+            if match is not None:
+                found[axis] = match
+        return found if {"x", "y"} <= set(found) else None
+
+    def cad_layer(self, name: str) -> dict | None:
+        """What a DXF layer holds (table and values), from `cad_layers`; None for an unlisted layer."""
+        key = normalise(name)
+        return next((dict(spec) for layer, spec in self.cad_layers.items() if normalise(layer) == key), None)
 
     def shapefile_name(self, column: str) -> str:
         """The ≤ 10-character dBASE name a column is exported under."""
@@ -123,7 +143,9 @@ def load_mapping(override: Path | None = None) -> FieldMapping:
     raw = _defaults()
     if override is not None:
         raw = _merged(raw, _read_yaml(override))
-    return FieldMapping(layers=raw.get("layers", {}), shapefile_names=raw.get("shapefile_names", {}))
+    return FieldMapping(layers=raw.get("layers", {}), shapefile_names=raw.get("shapefile_names", {}),
+                        point_coordinates=raw.get("point_coordinates", {}), local_grids=raw.get("local_grids", {}),
+                        cad_layers=raw.get("cad_layers", {}))
 
 
 @dataclass
@@ -139,6 +161,8 @@ class TableSchema:
     references: dict[str, str] = field(default_factory=dict)  # column (…_id) → referenced feature table
     geometry: str = "geom"
     srid: int = 0
+    geometry_type: str = ""  # POINT, LINESTRING, POLYGON, … as geometry_columns says
+    has_z: bool = False
 
 
 def table_schema(conn: Connection, table: str) -> TableSchema:
@@ -183,11 +207,15 @@ def table_schema(conn: Connection, table: str) -> TableSchema:
             schema.dictionaries[column] = referenced
         elif column.endswith("_id"):
             schema.references[column] = referenced
-    srid = conn.execute(
-        text("SELECT srid FROM geometry_columns WHERE f_table_name = :t AND f_geometry_column = 'geom'"),
+    geometry = conn.execute(
+        text("SELECT srid, type, coord_dimension FROM geometry_columns "
+             "WHERE f_table_name = :t AND f_geometry_column = 'geom'"),
         {"t": table},
-    ).scalar()
-    schema.srid = int(srid or 0)
+    ).first()
+    if geometry is not None:
+        schema.srid = int(geometry[0] or 0)
+        schema.geometry_type = str(geometry[1]).upper().removesuffix("Z")
+        schema.has_z = geometry[2] == 3
     return schema
 
 

@@ -1,19 +1,32 @@
-"""Import of network data from GeoPackage, Shapefile, GeoJSON and CSV sheets (`./qiwang import`).
+"""Import of network data from GeoPackage, Shapefile, GeoJSON, CSV sheets and DXF (`./qiwang import`).
 
-This slice imports pipes (appendix A.1 #4). A file is read whole, every feature is checked, and only
-when nothing is wrong are nodes and pipes written, in one transaction: a file with one bad feature
-leaves the database exactly as it was.
+Every layer the exporter writes can come back: pipes (appendix A.1 #4), nodes, stations, valves,
+regulators, devices, sensitive sites, customers (without personal data), sentries, hazards, roads,
+railways, rivers, crew bases. A file (or every geodata file of a folder, as a Shapefile export is)
+is read whole, every feature of every layer is checked, and only when nothing is wrong are the
+layers written, in one transaction: a file with one bad feature leaves the database exactly as it
+was.
 
+- Features name other features by code (`pipe_code`, `node_code`, `inlet_node_code`,
+  `service_node_code`, …, as the exporter writes them); a code must name a feature of the same
+  enterprise in this import or in the database. Layers are written in LAYER_ORDER so that what is
+  named is there first. A pipe layer imported with a node layer takes its nodes by code; alone, it
+  gets nodes built from its ends (snapping, below).
 - Fields are found by name through data/field_mapping.yaml (管径/diameter/DN → diameter_mm, …).
 - Dictionary columns take codes or the Chinese labels of their dict.<name> table.
-- Coordinates come in the file's CRS (or --crs) and are transformed with pyproj to the storage CRS
-  (EPSG:4550). Heights are kept as they are (metres, 1985 National Height Datum); lines without Z
-  get the pipe-top height, ground elevation minus burial depth, interpolated along the line.
+- Coordinates come in the file's CRS (or --crs, or a local grid's four parameters: local_grid.py)
+  and are transformed with pyproj to the storage CRS (EPSG:4550). Heights are kept as they are
+  (metres, 1985 National Height Datum); pipes without Z get the pipe-top height, ground elevation
+  minus burial depth, interpolated along the line; nodes without Z ground minus depth; other points
+  without Z 0 m. Layers stored in 2D (roads, sensitive sites, …) drop Z.
 - Shapefile attributes are decoded as the .cpg says; without a .cpg the .dbf (or a CSV sheet) is
   tried as strict UTF-8 and read as GBK (GB18030) when that fails, the usual case for Chinese
   CAD/GIS exports and Excel sheets.
-- A CSV sheet without geometry gives each pipe's start and end coordinates as columns; survey
-  sheets call northing X, so the axis order that falls inside the CRS's area of use is taken.
+- A CSV sheet without geometry gives each pipe's start and end coordinates as columns, each
+  point's x/y(/z); survey sheets call northing X, so the axis order that falls inside the CRS's
+  area of use is taken.
+- DXF drawings (dxf_reader.py): CAD layers map to tables and values through `cad_layers` of the
+  mapping file (中压 → pipes of pressure class 1).
 - Pipe ends within a tolerance (metres, default 0.05) become one node, an existing node of the same
   enterprise where there is one; moved ends are counted and reported.
 
@@ -43,7 +56,10 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from app.errors import QiwangError
+from ingest import dxf_reader as dxf
 from ingest.exporter import parse_crs
+from ingest.local_grid import PREFIX as LOCAL_PREFIX
+from ingest.local_grid import LocalGrid, local_grid
 from ingest.field_mapping import (
     LABEL_SUFFIX,
     Dictionary,
@@ -60,7 +76,17 @@ SNAP_TOLERANCE_M = 0.05
 # Imports at least this large, and larger than what the tables hold, drop indexes and constraints
 # of node and pipe and rebuild them after the COPY (one sort each instead of per-row upkeep).
 BULK_ROWS = 50_000
-IMPORT_KINDS = {"pipes": "pipe"}  # --as value → table; more kinds come with later slices
+# --as value → table
+IMPORT_KINDS = {"pipes": "pipe", "nodes": "node", "valves": "valve", "stations": "station", "regulators": "regulator",
+                "sentries": "sentry", "customers": "customer", "sensitive_sites": "sensitive_site", "roads": "road",
+                "railways": "railway", "rivers": "river", "hazards": "hazard", "devices": "device",
+                "crew_bases": "crew_base"}
+# Write order: every layer after the layers it names by code (a valve names its pipe and node, …).
+LAYER_ORDER = ("node", "station", "pipe", "valve", "regulator", "device", "sensitive_site", "customer", "sentry",
+               "hazard", "road", "railway", "river", "crew_base")
+# Columns never taken from a file: hazard.feature_id is an id of the exporting database (no code
+# travels with it), and feature_type cannot stand without it (CHECK feature_reference_is_whole).
+NOT_IMPORTED = {"hazard": {"feature_type", "feature_id"}}
 ENTERPRISE_CODE = re.compile(r"^[1-9][0-9]{5}(?!0000)[0-9]{4}$")  # t_enterprise_code: division + sequence ≠ 0000
 ADMIN_CODE = re.compile(r"^[1-9][0-9]{5}$")
 # Appendix A.1 #4 (000 manual): mandatory fields of 管道数字化档案, besides the schema's NOT NULLs.
@@ -76,6 +102,7 @@ _INTEGER_TYPES = {"smallint": "Int16", "integer": "Int32", "bigint": "Int64"}
 _FLOAT_TYPES = {"numeric", "double precision", "real"}
 _NUMBER_DECORATION = re.compile(r"^\s*(?:DN|De|Φ|φ)?\s*(-?[0-9]+(?:\.[0-9]*)?)\s*(?:mm|m|MPa|kPa)?\s*$", re.I)
 TEE, END = 1, 3  # dt_pipeline_node_type
+_BOOLEAN_WORDS = {"t": ("true", "t", "1", "yes", "y", "是", "有", "√"), "f": ("false", "f", "0", "no", "n", "否", "无", "×")}
 
 
 @dataclass
@@ -93,6 +120,7 @@ class LayerReport:
     reused_nodes: int = 0
     snapped_ends: int = 0
     max_snap_m: float = 0.0
+    nodes_by_code: bool = False  # pipes joined to imported nodes by from/to node codes, not by snapping
 
 
 @dataclass
@@ -113,7 +141,9 @@ class ImportReport:
                          + (f"; {layer.geometry_note}" if layer.geometry_note else ""))
             if layer.unused_fields:
                 lines.append(f"  fields not imported: {', '.join(layer.unused_fields)}")
-            if layer.table == "pipe":
+            if layer.table == "pipe" and layer.nodes_by_code:
+                lines.append("  nodes: taken from the from/to node codes (node layer of this import)")
+            elif layer.table == "pipe":
                 lines.append(f"  nodes: {layer.new_nodes:,} new, {layer.reused_nodes:,} existing reused; "
                              f"{layer.snapped_ends:,} pipe ends snapped within {self.tolerance_m:g} m"
                              + (f" (largest move {layer.max_snap_m:.3f} m)" if layer.snapped_ends else ""))
@@ -230,6 +260,7 @@ class _Source:
     crs: str | None
     geometry_type: str | None
     encoding: str | None
+    constant_fields: tuple[str, ...] = ()  # fields a reader filled from the mapping (DXF layer values)
 
 
 def _layers(path: Path, file: str) -> list[tuple[str, str | None]]:
@@ -237,13 +268,23 @@ def _layers(path: Path, file: str) -> list[tuple[str, str | None]]:
         raise ImportFailed(file, [f"{file}:*:*:*: no such file"])
     if path.suffix.lower() in (".shp", ".dbf") and (damage := _shapefile_damage(path)):
         raise ImportFailed(file, [f"{file}:{path.stem}:*:*: {damage}"])
+    if path.suffix.lower() == ".dxf":
+        try:
+            return dxf.layers(path)
+        except dxf.DrawingError as exc:
+            raise ImportFailed(file, [f"{file}:*:*:*: {exc}"]) from None
     try:
         return [(str(name), None if kind is None else str(kind)) for name, kind in pyogrio.list_layers(path)]
     except (DataSourceError, DataLayerError) as exc:
         raise ImportFailed(file, [f"{file}:*:*:*: {_gdal_reason(exc)}"]) from None
 
 
-def _read(path: Path, file: str, layer: str) -> _Source:
+def _read(path: Path, file: str, layer: str, mapping: FieldMapping, table: str) -> _Source:
+    if path.suffix.lower() == ".dxf":
+        code_names = {normalise(name) for name in mapping.aliases(table, "code")}
+        drawing = dxf.read_layer(path, layer, mapping.cad_layer(layer) or {}, table, code_names)
+        return _Source(layer, drawing.frame, drawing.wkb, None, drawing.geometry_type, drawing.encoding,
+                       drawing.constant_fields)
     encoding = detected_encoding(path)
     try:
         meta, _, wkb, values = raw.read(path, layer=layer, encoding=encoding)
@@ -294,7 +335,10 @@ def _as_text(series: pd.Series) -> pd.Series:
     if not _textual(series):
         return pd.Series([_one_text(v) for v in series.to_numpy(dtype=object)], index=series.index, dtype=object)
     series = series.astype(object)
-    text_values = series.str.strip()  # vectorised for the usual case; non-strings become NaN
+    try:
+        text_values = series.str.strip()  # vectorised for the usual case; non-strings become NaN
+    except AttributeError:  # no strings at all (e.g. dates from a mapping file's values)
+        text_values = pd.Series(np.nan, index=series.index, dtype=object)
     others = text_values.isna().to_numpy() & series.notna().to_numpy()
     if others.any():
         text_values[others] = [_one_text(v) for v in series[others]]
@@ -345,6 +389,12 @@ class _Converter:
             out = self._dictionary(column, field_name, values)
         elif (spellings := self.mapping.value_spellings(self.schema.name, column)) is not None:
             out = self._spelled(field_name, values, spellings)
+        elif sql_type == "boolean":
+            out = self._boolean(field_name, values, blank)
+        elif sql_type.startswith("timestamp"):
+            parsed = pd.to_datetime(_as_text(values), errors="coerce", utc=True, format="mixed")
+            self._bad(field_name, values, ~blank & parsed.isna().to_numpy(), "not a date and time")
+            out = pd.Series(parsed.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00"), dtype=object).where(parsed.notna(), None)
         elif sql_type in _INTEGER_TYPES or sql_type in _FLOAT_TYPES:
             out = self._number(column, field_name, values, blank, sql_type)
         elif sql_type == "date":
@@ -364,6 +414,14 @@ class _Converter:
         rows = np.flatnonzero(bad)
         shown = values.to_numpy(dtype=object)[rows]
         self.problems.rows(rows, field_name, [f"{reason}: {_shown(v)}" for v in shown])
+
+    def _boolean(self, field_name: str, values: pd.Series, blank: np.ndarray) -> pd.Series:
+        """t/f for COPY, from booleans, 1/0, true/false, yes/no, T/F, 是/否, 有/无."""
+        words = {normalise(w): v for v, spellings in _BOOLEAN_WORDS.items() for w in spellings}
+        text_values = _as_text(values)
+        out = text_values.map(lambda v: None if v is None else words.get(normalise(v)))
+        self._bad(field_name, values, ~blank & out.isna().to_numpy(), "not yes/no (是/否, true/false, 1/0)")
+        return out.astype(object).where(out.notna(), None)
 
     def _pattern(self, field_name: str, values: pd.Series, pattern: re.Pattern, reason: str) -> None:
         rows = np.flatnonzero([v is not None and not pattern.match(v) for v in values.to_numpy(dtype=object)])
@@ -434,50 +492,68 @@ def _shown(value) -> str:
 
 
 # -- geometry --------------------------------------------------------------------------------------
-def _lines(wkb: np.ndarray, problems: _Problems) -> np.ndarray:
-    """Single LineStrings from WKB; every other shape, unreadable or empty geometry is a problem."""
+_SHAPES = {"POINT": (0, "point"), "LINESTRING": (1, "line"), "POLYGON": (3, "polygon")}  # shapely type ids
+
+
+def _shapes(wkb: np.ndarray, problems: _Problems, kind: str = "LINESTRING", feature: str = "feature") -> np.ndarray:
+    """Single points, lines or polygons (`kind`, as geometry_columns names it) from WKB; every
+    other shape, unreadable, empty, degenerate or invalid geometry is a problem (and None)."""
+    single, noun = _SHAPES[kind]
     missing = np.array([v is None for v in wkb], dtype=bool)
     problems.rows(np.flatnonzero(missing), "geometry", "no geometry")
     geoms = shapely.from_wkb(wkb, on_invalid="ignore")
     unreadable = ~missing & pd.isna(geoms)
     problems.rows(np.flatnonzero(unreadable), "geometry",
-                  "broken geometry (unreadable, e.g. a line with a single point)")
+                  f"broken geometry (unreadable, e.g. a {'line with a single point' if single == 1 else 'ring'})")
     type_ids = shapely.get_type_id(geoms)
-    single_multi = (type_ids == 5) & (shapely.get_num_geometries(geoms) == 1)
+    single_multi = (type_ids == single + 4) & (shapely.get_num_geometries(geoms) == 1)
     geoms[single_multi] = shapely.get_geometry(geoms[single_multi], 0)
     type_ids = shapely.get_type_id(geoms)
-    multi = np.flatnonzero(type_ids == 5)
-    problems.rows(multi, "geometry", [f"multi-part line with {n} parts: split it into one pipe per part"
+    multi = np.flatnonzero(type_ids == single + 4)
+    problems.rows(multi, "geometry", [f"multi-part {noun} with {n} parts: split it into one {feature} per part"
                                       for n in shapely.get_num_geometries(geoms[multi])])
-    other = np.flatnonzero((type_ids >= 0) & (type_ids != 1) & (type_ids != 5))
-    problems.rows(other, "geometry", [f"{g.geom_type} where a line is expected" for g in geoms[other]])
-    line = type_ids == 1
-    empty = line & shapely.is_empty(geoms)
-    problems.rows(np.flatnonzero(empty), "geometry", "empty line")
-    coords = shapely.get_coordinates(geoms[line & ~empty], include_z=True)
+    other = np.flatnonzero((type_ids >= 0) & (type_ids != single) & (type_ids != single + 4))
+    problems.rows(other, "geometry", [f"{g.geom_type} where a {noun} is expected" for g in geoms[other]])
+    ok = type_ids == single
+    empty = ok & shapely.is_empty(geoms)
+    problems.rows(np.flatnonzero(empty), "geometry", f"empty {noun}")
+    coords = shapely.get_coordinates(geoms[ok & ~empty], include_z=True)
     finite = np.ones(len(geoms), dtype=bool)
     if len(coords):
-        _, index = shapely.get_coordinates(geoms[line & ~empty], return_index=True)
+        _, index = shapely.get_coordinates(geoms[ok & ~empty], return_index=True)
         bad_coords = ~np.isfinite(coords[:, :2]).all(axis=1)
-        finite[np.flatnonzero(line & ~empty)[np.unique(index[bad_coords])]] = False
+        finite[np.flatnonzero(ok & ~empty)[np.unique(index[bad_coords])]] = False
     problems.rows(np.flatnonzero(~finite), "geometry", "coordinates are not finite numbers")
-    checked = line & ~empty & finite
-    zero = checked & (shapely.length(geoms) == 0)
-    problems.rows(np.flatnonzero(zero), "geometry", "zero-length line")
+    checked = ok & ~empty & finite
+    zero = np.zeros(len(geoms), dtype=bool)
+    if single == 1:
+        zero = checked & (shapely.length(geoms) == 0)
+    elif single == 3:
+        zero = checked & (shapely.area(geoms) == 0)
+    problems.rows(np.flatnonzero(zero), "geometry", f"zero-{'length line' if single == 1 else 'area polygon'}")
     invalid = checked & ~zero & ~shapely.is_valid(geoms)
     problems.rows(np.flatnonzero(invalid), "geometry",
-                  [f"invalid line: {shapely.is_valid_reason(g)}" for g in geoms[invalid]])
+                  [f"invalid {noun}: {shapely.is_valid_reason(g)}" for g in geoms[invalid]])
     geoms[~(checked & ~invalid & ~zero)] = None
     return geoms
 
 
-def _sheet_lines(frame: pd.DataFrame, fields: dict[str, str], crs: CRS | None,
-                 problems: _Problems) -> tuple[np.ndarray, str]:
-    """WKB lines from a sheet's start/end coordinate columns, and a note saying how they were read.
+def _swapped_axes(pairs: list[tuple[np.ndarray, np.ndarray]], ok: np.ndarray, crs: CRS | None) -> bool:
+    """Whether (x, y) columns hold northing/easting: true when swapping puts more points inside the
+    CRS's area of use (Chinese survey tables call northing X)."""
+    if crs is None or crs.area_of_use is None or not ok.any():
+        return False
+    minx, miny, maxx, maxy = Transformer.from_crs(CRS.from_epsg(4326), crs, always_xy=True).transform_bounds(
+        *crs.area_of_use.bounds)
 
-    Chinese survey tables usually call northing X and easting Y; whichever axis order puts more
-    points inside the CRS's area of use is taken.
-    """
+    def inside(x: np.ndarray, y: np.ndarray) -> float:
+        return float(((x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy))[ok].mean())
+
+    return sum(inside(y, x) for x, y in pairs) > sum(inside(x, y) for x, y in pairs)
+
+
+def _sheet_numbers(frame: pd.DataFrame, fields: dict[str, str], problems: _Problems) -> dict[str, np.ndarray]:
+    """Coordinate columns as floats; empty or non-numeric values reported."""
     numbers = {}
     for column, name in fields.items():
         numbers[column] = _as_number(frame[name]).to_numpy()
@@ -485,17 +561,34 @@ def _sheet_lines(frame: pd.DataFrame, fields: dict[str, str], crs: CRS | None,
         problems.rows(np.flatnonzero(blank), name, "coordinate is empty")
         bad = np.flatnonzero(~blank & np.isnan(numbers[column]))
         problems.rows(bad, name, [f"not a number: {_shown(v)}" for v in frame[name].to_numpy(dtype=object)[bad]])
+    return numbers
+
+
+def _sheet_points(frame: pd.DataFrame, fields: dict[str, str], crs: CRS | None,
+                  problems: _Problems) -> tuple[np.ndarray, str]:
+    """WKB points from a sheet's x/y(/z) columns, and a note saying how they were read."""
+    numbers = _sheet_numbers(frame, {k: v for k, v in fields.items() if k in ("x", "y")}, problems)
+    x, y = numbers["x"], numbers["y"]
+    ok = ~np.isnan(np.column_stack([x, y])).any(axis=1)
+    swapped = _swapped_axes([(x, y)], ok, crs)
+    if swapped:
+        x, y = y, x
+    z = _as_number(frame[fields["z"]]).to_numpy() if "z" in fields else np.full(len(frame), np.nan)
+    wkb = np.full(len(frame), None, dtype=object)
+    has_z = ok & np.isfinite(z)
+    wkb[has_z] = shapely.to_wkb(shapely.points(np.column_stack([x, y, z])[has_z]))
+    wkb[ok & ~has_z] = shapely.to_wkb(shapely.points(np.column_stack([x, y])[ok & ~has_z]))
+    names = ", ".join(fields[c] for c in ("x", "y", "z") if c in fields)
+    return wkb, f"points from columns {names}" + (" (X is northing, Y easting)" if swapped else "")
+
+
+def _sheet_lines(frame: pd.DataFrame, fields: dict[str, str], crs: CRS | None,
+                 problems: _Problems) -> tuple[np.ndarray, str]:
+    """WKB lines from a sheet's start/end coordinate columns, and a note saying how they were read."""
+    numbers = _sheet_numbers(frame, fields, problems)
     x1, y1, x2, y2 = (numbers[c] for c in ("start_x", "start_y", "end_x", "end_y"))
     ok = ~np.isnan(np.column_stack([x1, y1, x2, y2])).any(axis=1)
-    swapped = False
-    if crs is not None and crs.area_of_use is not None and ok.any():
-        minx, miny, maxx, maxy = Transformer.from_crs(CRS.from_epsg(4326), crs, always_xy=True).transform_bounds(
-            *crs.area_of_use.bounds)
-
-        def inside(x: np.ndarray, y: np.ndarray) -> float:
-            return float(((x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy))[ok].mean())
-
-        swapped = inside(y1, x1) + inside(y2, x2) > inside(x1, y1) + inside(x2, y2)
+    swapped = _swapped_axes([(x1, y1), (x2, y2)], ok, crs)
     if swapped:
         x1, y1, x2, y2 = y1, x1, y2, x2
     wkb = np.full(len(frame), None, dtype=object)
@@ -522,17 +615,30 @@ def _with_z(geoms: np.ndarray, start_z: np.ndarray, end_z: np.ndarray) -> np.nda
     return out
 
 
-def _transform(geoms: np.ndarray, source: CRS, target_srid: int) -> np.ndarray:
-    """Plane coordinates to the storage CRS with pyproj (x = east/longitude); heights unchanged."""
-    if source.to_epsg() == target_srid:
+def _transform(geoms: np.ndarray, source: CRS, target_srid: int, grid: LocalGrid | None = None) -> np.ndarray:
+    """Plane coordinates to the storage CRS with pyproj (x = east/longitude), after the local grid's
+    four parameters when there is one (then `source` is the grid's target); heights unchanged."""
+    transformer = None
+    if source.to_epsg() != target_srid:
+        transformer = Transformer.from_crs(source, CRS.from_epsg(target_srid), always_xy=True)
+    if grid is None and transformer is None:
         return geoms
-    transformer = Transformer.from_crs(source, CRS.from_epsg(target_srid), always_xy=True)
 
     def move(coords: np.ndarray) -> np.ndarray:
-        x, y = transformer.transform(coords[:, 0], coords[:, 1])
-        return np.column_stack([x, y, coords[:, 2]])
+        x, y = coords[:, 0], coords[:, 1]
+        if grid is not None:
+            x, y = grid.apply(x, y)
+        if transformer is not None:
+            x, y = transformer.transform(x, y)
+        return np.column_stack([x, y, *coords[:, 2:].T])
 
-    return shapely.transform(geoms, move, include_z=True)
+    out = geoms.copy()
+    has_z = shapely.has_z(geoms)
+    for with_z in (True, False):
+        chosen = pd.notna(geoms) & (has_z == with_z)
+        if chosen.any():
+            out[chosen] = shapely.transform(geoms[chosen], move, include_z=with_z)
+    return out
 
 
 def _deployment_area(conn: Connection, srid: int) -> tuple[float, float, float, float]:
@@ -647,22 +753,38 @@ def _build_nodes(conn: Connection, pipes: pd.DataFrame, geoms: np.ndarray, toler
 class _Prepared:
     table: str
     rows: pd.DataFrame  # table columns, converted
-    geoms: np.ndarray  # 3D lines in the storage CRS
+    geoms: np.ndarray  # geometries in the storage CRS (3D where the table is)
     report: LayerReport
+    schema: TableSchema
+    refs: dict[str, pd.Series]  # reference column (…_id) → code of the referenced feature, per row
+    ref_fields: dict[str, str]  # reference column → source field
+    problems: _Problems
 
 
-def _source_crs(src: _Source, crs_option: str | None, problems: _Problems) -> tuple[CRS | None, str]:
+@dataclass
+class _SourceCRS:
+    """Where a layer's coordinates are: a CRS pyproj knows, optionally reached through a local grid."""
+
+    crs: CRS | None
+    text: str
+    grid: LocalGrid | None = None
+
+
+def _source_crs(src: _Source, crs_option: str | None, mapping: FieldMapping, problems: _Problems) -> _SourceCRS:
+    if crs_option and crs_option.upper().startswith(LOCAL_PREFIX):
+        grid = local_grid(crs_option, mapping.local_grids)
+        return _SourceCRS(grid.target, f"{grid.describe()} (--crs)", grid)
     if crs_option:
         epsg = parse_crs(crs_option)
-        return CRS.from_epsg(epsg), f"EPSG:{epsg} (--crs)"
+        return _SourceCRS(CRS.from_epsg(epsg), f"EPSG:{epsg} (--crs)")
     if src.crs:
         try:
-            return CRS.from_user_input(src.crs), f"{src.crs} (from the file)"
+            return _SourceCRS(CRS.from_user_input(src.crs), f"{src.crs} (from the file)")
         except CRSError:
             problems.layer("geometry", f"the file's CRS is not one pyproj knows ({src.crs}): give --crs EPSG:XXXX")
-            return None, "unknown"
-    problems.layer("geometry", "the file has no CRS (a Shapefile without .prj?): give --crs EPSG:XXXX")
-    return None, "unknown"
+            return _SourceCRS(None, "unknown")
+    problems.layer("geometry", "the file has no CRS (a Shapefile without .prj, a CAD drawing?): give --crs EPSG:XXXX")
+    return _SourceCRS(None, "unknown")
 
 
 def _registered(conn: Connection, table: str, column: str, values: pd.Series) -> set[str]:
@@ -673,10 +795,20 @@ def _registered(conn: Connection, table: str, column: str, values: pd.Series) ->
     return set(found)
 
 
+def _anchors(geoms: np.ndarray) -> np.ndarray:
+    """One point per feature for locating it: a line's start, a polygon's point on its surface."""
+    out = geoms.copy()
+    type_ids = shapely.get_type_id(geoms)
+    out[type_ids == 1] = shapely.get_point(geoms[type_ids == 1], 0)
+    out[type_ids == 3] = shapely.point_on_surface(geoms[type_ids == 3])
+    return out
+
+
 def _admin_codes(conn: Connection, geoms: np.ndarray, enterprise: pd.Series) -> pd.Series:
-    """Division of each pipe: the county whose boundary holds its start, else its enterprise's."""
+    """Division of each feature: the county whose boundary holds its anchor point (a line's start),
+    else its enterprise's."""
     out = np.full(len(geoms), None, dtype=object)
-    starts = shapely.get_coordinates(shapely.get_point(geoms, 0))
+    starts = shapely.get_coordinates(_anchors(geoms))
     has = np.flatnonzero(pd.notna(geoms))
     counties = conn.execute(
         text("SELECT admin_code, ST_AsBinary(geom) FROM admin_division WHERE level = 'county' AND geom IS NOT NULL")
@@ -690,22 +822,100 @@ def _admin_codes(conn: Connection, geoms: np.ndarray, enterprise: pd.Series) -> 
     return pd.Series(np.where(pd.isna(out), fallback, out), index=enterprise.index, dtype=object)
 
 
+def _references(src: _Source, schema: TableSchema, mapping: FieldMapping, nodes_by_code: bool,
+                problems: _Problems) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """Codes naming other features (<column>_code fields), per reference column, and their fields.
+
+    A pipe's from/to nodes are taken by code only when its nodes come in the same import;
+    otherwise they are built from the pipe ends (snapping)."""
+    refs, fields = {}, {}
+    for column in schema.references:
+        if schema.name == "pipe" and not nodes_by_code:
+            continue
+        name = f"{column.removesuffix('_id')}_code"
+        hit = mapping.resolve(schema.name, [name], list(src.frame.columns), {name: schema.comments[column]})
+        if name in hit:
+            refs[column], fields[column] = _as_text(src.frame[hit[name]]), hit[name]
+            if column in schema.not_null:
+                problems.rows(np.flatnonzero(refs[column].isna().to_numpy()), hit[name],
+                              f"{schema.comments[column]} is empty")
+        elif column in schema.not_null:
+            problems.layer(name, f"mandatory field {schema.comments[column]} ({name}) is missing")
+    return refs, fields
+
+
+def _geometries(conn: Connection, src: _Source, schema: TableSchema, rows: pd.DataFrame, mapping: FieldMapping,
+                source_crs: _SourceCRS, problems: _Problems) -> tuple[np.ndarray, str | None, dict[str, str]]:
+    """The layer's geometries checked, 3D where the table is (pipes: Z interpolated from the ends'
+    ground elevation − depth; nodes: ground − depth; other points: 0 m), in the storage CRS and
+    inside the deployment area; with a note on sheet columns used and those columns."""
+    kind = schema.geometry_type if schema.geometry_type in _SHAPES else "LINESTRING"
+    wkb, note, sheet = src.wkb, None, None
+    if src.geometry_type is None and kind == "LINESTRING":
+        sheet = mapping.coordinate_fields(schema.name, list(src.frame.columns))
+        if sheet:
+            wkb, note = _sheet_lines(src.frame, sheet, source_crs.crs, problems)
+    elif src.geometry_type is None and kind == "POINT":
+        sheet = mapping.point_fields(list(src.frame.columns))
+        if sheet:
+            wkb, note = _sheet_points(src.frame, sheet, source_crs.crs, problems)
+    geoms = _shapes(wkb, problems, kind, "pipe" if schema.name == "pipe" else "feature")
+
+    def column(name: str) -> np.ndarray:
+        return rows[name].to_numpy(dtype=float, na_value=np.nan) if name in rows else np.full(len(rows), np.nan)
+
+    if schema.name == "pipe":
+        geoms = _with_z(geoms, column("start_elevation_m") - column("start_depth_m"),
+                        column("end_elevation_m") - column("end_depth_m"))
+    elif schema.has_z and kind == "POINT":
+        z = column("ground_elevation_m") - np.nan_to_num(column("depth_m"))
+        flat = np.flatnonzero(pd.notna(geoms) & ~shapely.has_z(geoms))
+        xy = shapely.get_coordinates(geoms[flat])
+        geoms[flat] = shapely.points(np.column_stack([xy, np.nan_to_num(z[flat])]))
+    if source_crs.crs is not None:
+        geoms = _transform(geoms, source_crs.crs, schema.srid, source_crs.grid)
+        minx, miny, maxx, maxy = _deployment_area(conn, schema.srid)
+        bounds = shapely.bounds(geoms)
+        outside = pd.notna(geoms) & ~((bounds[:, 0] >= minx) & (bounds[:, 1] >= miny)
+                                      & (bounds[:, 2] <= maxx) & (bounds[:, 3] <= maxy))
+        problems.rows(np.flatnonzero(outside), "geometry",
+                      f"outside the deployment area (x {minx:.0f}..{maxx:.0f}, y {miny:.0f}..{maxy:.0f} in "
+                      f"EPSG:{schema.srid}): wrong CRS?")
+    if not schema.has_z:
+        geoms = shapely.force_2d(geoms)
+    return geoms, note, sheet or {}
+
+
 def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: FieldMapping,
-             crs_option: str | None, enterprise_option: str | None) -> tuple[_Prepared, _Problems]:
-    """Convert and check one layer; nothing is written here."""
+             crs_option: str | None, enterprise_option: str | None,
+             with_nodes: bool = False) -> tuple[_Prepared, _Problems]:
+    """Convert and check one layer; nothing is written here. `with_nodes`: a node layer comes in
+    the same import (pipes then name their nodes by code)."""
     problems = _Problems(file, src.layer)
     schema = table_schema(conn, table)
-    importable = [c for c in schema.columns if c not in BUILT_COLUMNS and c not in schema.references]
-    found = mapping.resolve(table, importable, list(src.frame.columns))
+    skipped = NOT_IMPORTED.get(table, set())
+    importable = [c for c in schema.columns if c not in BUILT_COLUMNS and c not in schema.references
+                  and c not in skipped and not schema.columns[c].startswith("geometry")]
+    found = mapping.resolve(table, importable, list(src.frame.columns), schema.comments)
     mandatory = (APPENDIX_MANDATORY.get(table, set()) | (schema.not_null - schema.has_default)) & set(importable)
     for column in sorted(mandatory - set(found) - {"enterprise_code", "admin_code"}, key=importable.index):
         problems.layer(column, f"mandatory field {schema.comments[column]} is missing")
+    nodes_by_code = table == "pipe" and with_nodes and {"from_node_id", "to_node_id"} <= set(
+        c for c in schema.references
+        if f"{c.removesuffix('_id')}_code" in mapping.resolve(table, [f"{c.removesuffix('_id')}_code"],
+                                                              list(src.frame.columns)))
+    refs, ref_fields = _references(src, schema, mapping, nodes_by_code, problems)
     codes = dictionaries(conn, {schema.dictionaries[c] for c in found if c in schema.dictionaries})
     converter = _Converter(schema, mapping, codes, problems, src.frame)
     rows = pd.DataFrame({c: converter.column(c, found[c]) for c in importable if c in found}, index=src.frame.index)
     for column in sorted(mandatory & set(found) - {"enterprise_code"}, key=importable.index):
         empty = np.flatnonzero(_blank(src.frame[found[column]]))
         problems.rows(empty, found[column], f"{schema.comments[column]} is empty")
+    if table == "customer" and "user_type" in rows:  # CHECK non_residents_have_credit_code
+        credit = rows["credit_code"] if "credit_code" in rows else pd.Series(None, index=rows.index, dtype=object)
+        need = np.flatnonzero((rows["user_type"].fillna(1) != 1).to_numpy() & credit.isna().to_numpy())
+        problems.rows(need, found.get("credit_code", "credit_code"),
+                      "统一社会信用代码 is empty: only residents (用户类型 1) may leave it empty")
 
     # enterprise: the file's field, blanks filled from --enterprise; it must be registered
     ent_field = found.get("enterprise_code", "enterprise_code")
@@ -723,27 +933,8 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
     problems.rows(unknown, ent_field, [f"enterprise {rows['enterprise_code'].iloc[i]} is not registered in this database"
                                        for i in unknown])
 
-    # geometry: lines, in the storage CRS, 3D, inside the deployment area
-    source_crs, crs_text = _source_crs(src, crs_option, problems)
-    wkb, geometry_note = src.wkb, None
-    sheet = mapping.coordinate_fields(table, list(src.frame.columns)) if src.geometry_type is None else None
-    if sheet:
-        wkb, geometry_note = _sheet_lines(src.frame, sheet, source_crs, problems)
-    geoms = _lines(wkb, problems)
-    start_z = (rows.get("start_elevation_m", pd.Series(np.nan, index=rows.index))
-               - rows.get("start_depth_m", pd.Series(np.nan, index=rows.index))).to_numpy(dtype=float)
-    end_z = (rows.get("end_elevation_m", pd.Series(np.nan, index=rows.index))
-             - rows.get("end_depth_m", pd.Series(np.nan, index=rows.index))).to_numpy(dtype=float)
-    geoms = _with_z(geoms, start_z, end_z)
-    if source_crs is not None:
-        geoms = _transform(geoms, source_crs, schema.srid)
-        minx, miny, maxx, maxy = _deployment_area(conn, schema.srid)
-        bounds = shapely.bounds(geoms)
-        outside = pd.notna(geoms) & ~((bounds[:, 0] >= minx) & (bounds[:, 1] >= miny)
-                                      & (bounds[:, 2] <= maxx) & (bounds[:, 3] <= maxy))
-        problems.rows(np.flatnonzero(outside), "geometry",
-                      f"outside the deployment area (x {minx:.0f}..{maxx:.0f}, y {miny:.0f}..{maxy:.0f} in "
-                      f"EPSG:{schema.srid}): wrong CRS?")
+    source_crs = _source_crs(src, crs_option, mapping, problems)
+    geoms, geometry_note, sheet = _geometries(conn, src, schema, rows, mapping, source_crs, problems)
 
     if "admin_code" in rows:
         admin_field = found["admin_code"]
@@ -757,16 +948,16 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
         rows["admin_code"] = _admin_codes(conn, geoms, rows["enterprise_code"])
 
     _check_codes(conn, table, rows, found.get("code", "code"), problems)
-    used = {*found.values(), *(sheet or {}).values()}
+    used = {*found.values(), *sheet.values(), *ref_fields.values(), *src.constant_fields}
     # what our own export adds (labels, referenced codes, generated columns) is derived, not data
     derived = {c for c in schema.columns if c in schema.references or c in BUILT_COLUMNS}
     derived |= {f"{c}{LABEL_SUFFIX}" for c in schema.dictionaries} | {f"{c.removesuffix('_id')}_code" for c in derived}
     derived |= {mapping.shapefile_name(c) for c in derived}
     unused = [f for f in src.frame.columns if f not in used and f not in derived]
-    report = LayerReport(f"{file}:{src.layer}", table, len(rows), f"{crs_text} → EPSG:{schema.srid}",
+    report = LayerReport(f"{file}:{src.layer}", table, len(rows), f"{source_crs.text} → EPSG:{schema.srid}",
                          encoding=src.encoding if src.encoding and src.encoding != "UTF-8" else None,
-                         geometry_note=geometry_note, unused_fields=unused)
-    return _Prepared(table, rows, geoms, report), problems
+                         geometry_note=geometry_note, unused_fields=unused, nodes_by_code=nodes_by_code)
+    return _Prepared(table, rows, geoms, report, schema, refs, ref_fields, problems), problems
 
 
 def _check_codes(conn: Connection, table: str, rows: pd.DataFrame, code_field: str, problems: _Problems) -> None:
@@ -805,21 +996,44 @@ def _table_of(layer: str, mapping: FieldMapping, tables: list[str]) -> str | Non
     return max(best)[1] if best else None
 
 
+@dataclass
+class _Chosen:
+    """One layer to import: the file it is in, its name there and the table it goes to."""
+
+    path: Path
+    file: str  # as shown in problem lines
+    layer: str
+    table: str
+
+
+def _has_coordinates(path: Path, layer: str, table: str | None, mapping: FieldMapping) -> bool:
+    """A sheet (no geometry column) with coordinate columns: start/end for pipes, x/y for points."""
+    fields = list(pyogrio.read_info(path, layer=layer, encoding=detected_encoding(path))["fields"])
+    if table in (None, "pipe") and mapping.coordinate_fields("pipe", fields):
+        return True
+    return table not in (None, "pipe") and mapping.point_fields(fields) is not None
+
+
 def _choose(path: Path, layers: list[tuple[str, str | None]], file: str, layer: str | None, kind: str | None,
-            mapping: FieldMapping) -> tuple[list[tuple[str, str]], list[str]]:
-    """(layer, table) pairs to import, and skipped layers with why."""
+            mapping: FieldMapping) -> tuple[list[_Chosen], list[str]]:
+    """Layers of one file to import, and skipped layers with why."""
     from ingest.exporter import EXPORTABLE_LAYERS
 
     names = [name for name, _ in layers]
     tables = list(dict.fromkeys([*IMPORT_KINDS.values(), *EXPORTABLE_LAYERS]))
     importable = set(IMPORT_KINDS.values())
     wanted = IMPORT_KINDS[kind] if kind else None
+
+    def table_of(name: str) -> str | None:
+        cad = mapping.cad_layer(name) if path.suffix.lower() == ".dxf" else None
+        return cad["table"] if cad and cad.get("table") else _table_of(name, mapping, tables)
+
     if layer is not None:
         if layer not in names:
             raise ImportFailed(file, [f"{file}:{layer}:*:*: no such layer (the file has: {', '.join(names)})"])
         candidates = [layer]
     elif wanted:
-        candidates = [n for n in names if _table_of(n, mapping, tables) == wanted] or (names if len(names) == 1 else [])
+        candidates = [n for n in names if table_of(n) == wanted] or (names if len(names) == 1 else [])
         if len(candidates) != 1:
             why = "no layer" if not candidates else "several layers"
             raise ImportFailed(file, [f"{file}:*:*:*: {why} look like {kind} (layers: {', '.join(names)}): "
@@ -828,25 +1042,75 @@ def _choose(path: Path, layers: list[tuple[str, str | None]], file: str, layer: 
         candidates = names
     chosen, skipped = [], []
     for name in candidates:
-        table = wanted or _table_of(name, mapping, tables)
+        table = wanted or table_of(name)
         lines = (dict(layers)[name] or "").startswith(("LineString", "MultiLineString"))
-        if dict(layers)[name] is None:  # a sheet: lines only if it has start/end coordinate columns
-            fields = pyogrio.read_info(path, layer=name, encoding=detected_encoding(path))["fields"]
-            lines = mapping.coordinate_fields(table or "pipe", list(fields))
-            if not lines:
+        if dict(layers)[name] is None:  # a sheet: only with coordinate columns
+            if not _has_coordinates(path, name, table, mapping):
                 skipped.append(f"{name}: no geometries (not a geodata layer)")
                 continue
+            lines = table in (None, "pipe")
         if table is None and len(names) == 1 and lines:
-            table = "pipe"  # a lone line layer with an unknown name: pipes are the only lines we import
+            table = "pipe"  # a lone line layer with an unknown name: pipes are what such files hold
         if table in importable:
-            chosen.append((name, table))
+            chosen.append(_Chosen(path, file, name, table))
         elif table:
-            skipped.append(f"{name}: importing {table} layers comes in a later version")
+            skipped.append(f"{name}: {table} layers are not imported")
         else:
             skipped.append(f"{name}: not recognised as any layer (say what it holds with --layer {name} --as …)")
+    return chosen, skipped
+
+
+FOLDER_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".csv", ".dxf")
+
+
+def _plan(path: Path, file: str, layer: str | None, kind: str | None,
+          mapping: FieldMapping) -> tuple[list[_Chosen], list[str]]:
+    """What to import from a file, or from every geodata file of a folder (a Shapefile export:
+    one file per layer), in write order; and what is skipped, with why."""
+    if path.is_dir():
+        if layer or kind:
+            raise QiwangError(f"{file} is a folder: --layer and --as name one layer of one file")
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() in FOLDER_SUFFIXES and not f.name.startswith("."))
+        if not files:
+            raise ImportFailed(file, [f"{file}:*:*:*: no geodata files ({', '.join(FOLDER_SUFFIXES)}) in this folder"])
+        chosen, skipped = [], []
+        for member in files:
+            label = f"{file.rstrip('/')}/{member.name}"
+            more, why = _choose(member, _layers(member, label), label, None, None, mapping)
+            chosen += more
+            skipped += [f"{member.name}:{reason}" for reason in why]
+    else:
+        chosen, skipped = _choose(path, _layers(path, file), file, layer, kind, mapping)
     if not chosen:
         raise ImportFailed(file, [f"{file}:*:*:*: nothing to import: " + "; ".join(skipped)])
-    return chosen, skipped
+    order = {table: i for i, table in enumerate(LAYER_ORDER)}
+    return sorted(chosen, key=lambda c: order.get(c.table, len(order))), skipped
+
+
+def _check_references(conn: Connection, prepared_layers: list[_Prepared]) -> None:
+    """Every code naming another feature names one of this import or of the database (same
+    enterprise); each that does not is a problem line."""
+    keys: dict[str, set[tuple[str, str]]] = {}
+    for prepared in prepared_layers:
+        if "code" in prepared.rows:
+            keys.setdefault(prepared.table, set()).update(
+                zip(prepared.rows["enterprise_code"].to_numpy(dtype=object), prepared.rows["code"].to_numpy(dtype=object)))
+    for prepared in prepared_layers:
+        enterprises = prepared.rows["enterprise_code"].to_numpy(dtype=object)
+        for column, codes in prepared.refs.items():
+            referenced = prepared.schema.references[column]
+            pairs = list(zip(enterprises, codes.to_numpy(dtype=object)))
+            inside = keys.get(referenced, set())
+            missing = [i for i, (e, c) in enumerate(pairs) if e is not None and c is not None and (e, c) not in inside]
+            if not missing:
+                continue
+            wanted = sorted({pairs[i][1] for i in missing})
+            stored = {tuple(r) for r in conn.execute(
+                text(f"SELECT enterprise_code, code FROM {referenced} WHERE code = ANY(:c)"), {"c": wanted})}
+            bad = [i for i in missing if pairs[i] not in stored]
+            prepared.problems.rows(np.array(bad, dtype=np.int64), prepared.ref_fields[column], [
+                f"no {referenced} {pairs[i][1]!r} of enterprise {pairs[i][0]} in this import or the database"
+                for i in bad])
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -895,6 +1159,44 @@ def _copy_pipes(conn: Connection, prepared: _Prepared, nodes: _Nodes, srid: int)
     copy_frame(conn, "pipe", to_copy_text(pipes, ("geom",)))
 
 
+def _reference_ids(conn: Connection, table: str, enterprise: pd.Series, codes: pd.Series) -> pd.Series:
+    """Ids of the features of `table` that (enterprise, code) name; <NA> where no code is given."""
+    wanted = sorted(set(codes.dropna()))
+    found = pd.DataFrame(conn.execute(
+        text(f"SELECT enterprise_code, code, id FROM {table} WHERE code = ANY(:c)"), {"c": wanted}).all(),
+        columns=["enterprise_code", "code", "id"])
+    key = pd.DataFrame({"enterprise_code": enterprise.to_numpy(dtype=object), "code": codes.to_numpy(dtype=object)})
+    ids = key.merge(found, how="left", on=["enterprise_code", "code"])["id"]  # a left merge keeps the order
+    return pd.Series(ids.to_numpy(), index=codes.index).astype("Int64")
+
+
+def _write_features(conn: Connection, prepared: _Prepared, srid: int) -> None:
+    """COPY one layer, its references to other features turned from codes into ids (the features
+    they name are in the database by now: layers are written in LAYER_ORDER)."""
+    rows = prepared.rows.copy()
+    for column, codes in prepared.refs.items():
+        rows[column] = _reference_ids(conn, prepared.schema.references[column], rows["enterprise_code"], codes)
+    rows["geom"] = shapely.set_srid(prepared.geoms, srid)
+    with _bulk(conn, [prepared.table], len(rows)):
+        copy_frame(conn, prepared.table, to_copy_text(rows, ("geom",)))
+    conn.execute(text(f"ANALYZE {prepared.table}"))
+
+
+def _snapped_pipes(conn: Connection, prepared: _Prepared, tolerance_m: float, srid: int) -> _Nodes:
+    """Nodes built from the pipe ends (reusing nodes already written), reported on the layer; an
+    ImportFailed when a pipe would start and end on one node."""
+    nodes = _build_nodes(conn, prepared.rows, prepared.geoms, tolerance_m, srid)
+    report = prepared.report
+    report.new_nodes, report.reused_nodes = len(nodes.frame), nodes.reused
+    report.snapped_ends, report.max_snap_m = nodes.snapped, nodes.max_snap
+    loops = [f"{report.source}:{row + 1}:geometry: both ends on one node (a closed line, "
+             f"or shorter than the {tolerance_m:g} m snapping tolerance)"
+             for row in np.flatnonzero(nodes.from_node == nodes.to_node)]
+    if loops:
+        raise ImportFailed(report.source.rsplit(":", 1)[0], loops)
+    return nodes
+
+
 def import_file(
     engine: Engine,
     path: Path,
@@ -908,51 +1210,51 @@ def import_file(
     mapping_file: Path | None = None,
     echo: Callable[[str], None] = lambda _: None,
 ) -> ImportReport:
-    """Check a file and, when nothing is wrong and not `dry_run`, import it in one transaction.
+    """Check a file (or every geodata file of a folder) and, when nothing is wrong and not
+    `dry_run`, import every layer it recognises in one transaction.
 
     Raises ImportFailed (with every problem line) when anything is wrong; nothing is written then.
-    `tolerance_m` is the snapping distance for pipe ends, in metres of the storage CRS;
-    `mapping_file` a YAML file of field names laid over data/field_mapping.yaml.
+    Layers are written nodes first, then the layers that name them by code (LAYER_ORDER); a dry
+    run writes too, inside the transaction, so that the database's own checks run, then rolls back.
+    `crs` is an EPSG code or LOCAL:<grid of the mapping file>; `tolerance_m` the snapping distance
+    for pipe ends, in metres of the storage CRS; `mapping_file` a YAML file laid over
+    data/field_mapping.yaml. `echo` gets one line per step (reading, writing).
     """
     file = file_label or str(path)
     if kind is not None and kind not in IMPORT_KINDS:
-        raise QiwangError(f"--as {kind}: this version imports {', '.join(IMPORT_KINDS)} only")
+        raise QiwangError(f"--as {kind}: choose one of {', '.join(IMPORT_KINDS)}")
     if enterprise is not None and not ENTERPRISE_CODE.match(enterprise):
         raise QiwangError(f"--enterprise {enterprise}: an enterprise code is 10 digits, a 6-digit division code "
                           "and a 4-digit sequence from 0001")
     if not (0 <= tolerance_m <= 10):
         raise QiwangError(f"snapping tolerance {tolerance_m} m: give 0 to 10 m")
     mapping = load_mapping(mapping_file)
-    chosen, skipped = _choose(path, _layers(path, file), file, layer, kind, mapping)
+    chosen, skipped = _plan(path, file, layer, kind, mapping)
+    with_nodes = any(c.table == "node" for c in chosen)
     report = ImportReport(file, skipped=skipped, tolerance_m=tolerance_m)
     with engine.connect() as conn:
         transaction = conn.begin()
         try:
-            prepared_layers, lines = [], []
-            for name, table in chosen:
-                echo(f"reading {file}:{name}")
-                prepared, problems = _prepare(conn, _read(path, file, name), file, table, mapping, crs, enterprise)
+            prepared_layers = []
+            for number, item in enumerate(chosen, 1):
+                echo(f"[{number}/{len(chosen)}] reading {item.file}:{item.layer} → {item.table}")
+                source = _read(item.path, item.file, item.layer, mapping, item.table)
+                prepared, _ = _prepare(conn, source, item.file, item.table, mapping, crs, enterprise, with_nodes)
                 prepared_layers.append(prepared)
-                lines += problems.lines()
+            _check_references(conn, prepared_layers)
+            lines = [line for prepared in prepared_layers for line in prepared.problems.lines()]
             if lines:
                 raise ImportFailed(file, lines)
             srid = table_schema(conn, "node").srid
-            built = []
-            for prepared in prepared_layers:
-                nodes = _build_nodes(conn, prepared.rows, prepared.geoms, tolerance_m, srid)
-                prepared.report.new_nodes, prepared.report.reused_nodes = len(nodes.frame), nodes.reused
-                prepared.report.snapped_ends, prepared.report.max_snap_m = nodes.snapped, nodes.max_snap
+            conn.execute(text(f"LOCK TABLE {', '.join(dict.fromkeys(c.table for c in chosen))} "
+                              "IN SHARE ROW EXCLUSIVE MODE"))  # codes checked above stay free
+            for number, prepared in enumerate(prepared_layers, 1):
                 report.layers.append(prepared.report)
-                built.append(nodes)
-                lines += [f"{prepared.report.source}:{row + 1}:geometry: both ends on one node (a closed line, "
-                          f"or shorter than the {tolerance_m:g} m snapping tolerance)"
-                          for row in np.flatnonzero(nodes.from_node == nodes.to_node)]
-            if lines:
-                raise ImportFailed(file, lines)
-            for prepared, nodes in zip(prepared_layers, built):
-                if not dry_run:
-                    echo(f"writing {prepared.report.features:,} {prepared.table} rows")
-                    _write_pipes(conn, prepared, nodes, srid)
+                echo(f"[{number}/{len(prepared_layers)}] writing {prepared.report.features:,} {prepared.table} rows")
+                if prepared.table == "pipe" and not prepared.report.nodes_by_code:
+                    _write_pipes(conn, prepared, _snapped_pipes(conn, prepared, tolerance_m, srid), srid)
+                else:
+                    _write_features(conn, prepared, srid)
             if dry_run:
                 transaction.rollback()
             else:

@@ -10,12 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import shapely
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from spatial import migrate
+from spatial.bulk_load import copy_frame, to_copy_text
 from spatial.cluster import EmbeddedCluster
 from spatial.db import normalise_url
 
@@ -111,6 +114,21 @@ def scratch_url(databases: ThrowawayDatabases, request: pytest.FixtureRequest) -
     name = f"qiwang_scratch_{os.getpid()}_{request.node.name[:30].lower()}"
     yield databases.create(name)
     databases.drop(name)
+
+
+@pytest.fixture
+def target(scratch_url: str, engine: sa.Engine) -> Iterator[sa.Engine]:
+    """A migrated empty database holding the demo city's divisions and enterprises, no network."""
+    migrate.upgrade(scratch_url)
+    target = sa.create_engine(scratch_url, poolclass=NullPool)
+    with engine.connect() as source, target.begin() as conn:
+        for table, order in (("admin_division", "array_position(ARRAY['province','city','county'], level)"),
+                             ("enterprise", "enterprise_code")):
+            frame = pd.read_sql(sa.text(f"SELECT *, ST_AsBinary(geom) AS wkb FROM {table} ORDER BY {order}"), source)
+            frame["geom"] = shapely.set_srid(shapely.from_wkb(frame.pop("wkb").map(bytes)), 4550)
+            copy_frame(conn, table, to_copy_text(frame, ("geom",)))
+    yield target
+    target.dispose()
 
 
 def scalar(engine: sa.Engine, query: str, **params: object) -> object:

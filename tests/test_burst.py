@@ -273,10 +273,9 @@ def test_a_regulator_cut_off_by_a_closed_valve_is_no_source(net_engine: sa.Engin
     closed = Network(**{**TIERS.__dict__, "valves": {**TIERS.valves, "vm1": "m1@a closed"}})
     result = burst(net_engine, closed, pipe="l2")
     assert result["affected_customers"]["list"] == ["cy"]  # the low-pressure side is unfed anyway
-    with net_engine.connect() as conn:
-        from network_analysis.topology import topologies
+    from network_analysis.topology import topologies
 
-        topo = topologies.get(net_engine)
+    topo = topologies.get(net_engine)
     assert not topo.supplied[topo.pipe_segment[topo.index_of("pipe", "l1")[0]]]
 
 
