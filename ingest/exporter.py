@@ -100,6 +100,8 @@ DXF_LAYERS: dict[str, tuple[str, int]] = {
     "road": ("道路", 8), "railway": ("铁路", 8), "river": ("河流", 4), "crew_base": ("抢修站", 1),
 }
 CHUNK_ROWS = 100_000
+_HAZARD_FEATURE = ("hazard", "feature_id")
+HAZARD_FEATURE_TYPES = ("pipe", "valve", "regulator", "station", "sentry", "device", "customer")  # CHECK in 0005
 _PYOGRIO_TYPES = {"POINT": "Point", "LINESTRING": "LineString", "POLYGON": "Polygon",
                   "MULTIPOINT": "MultiPoint", "MULTILINESTRING": "MultiLineString",
                   "MULTIPOLYGON": "MultiPolygon"}
@@ -147,6 +149,11 @@ def _select(schema: TableSchema, srid: int, bbox: tuple[float, float, float, flo
         if column in ("id", schema.geometry):
             continue
         value = f"t.{column}"
+        if (schema.name, column) == _HAZARD_FEATURE:  # written as the code of whatever the hazard concerns
+            cases = " ".join(f"WHEN '{kind}' THEN (SELECT code FROM {kind} x WHERE x.id = t.feature_id)"
+                             for kind in HAZARD_FEATURE_TYPES)
+            parts.append(f"CASE t.feature_type {cases} END AS feature_code")
+            continue
         if column in schema.references:
             joins.append(f"LEFT JOIN {schema.references[column]} r_{column} ON r_{column}.id = t.{column}")
             parts.append(f"r_{column}.code AS {column.removesuffix('_id')}_code")
@@ -193,7 +200,7 @@ def _chunks(conn: Connection, schema: TableSchema, srid: int,
             bbox: tuple[float, float, float, float] | None) -> Iterator[gpd.GeoDataFrame]:
     """The layer's rows, CHUNK_ROWS at a time (at least one frame, empty for an empty layer)."""
     dtypes = {c: _NULLABLE_INTS[t] for c, t in schema.columns.items() if t in _NULLABLE_INTS and c != "id"}
-    dtypes = {c: t for c, t in dtypes.items() if c not in schema.references}
+    dtypes = {c: t for c, t in dtypes.items() if c not in schema.references and (schema.name, c) != _HAZARD_FEATURE}
     streaming = conn.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
     empty = True
     for chunk in pd.read_sql(text(_select(schema, srid, bbox)), streaming, chunksize=CHUNK_ROWS, dtype=dtypes):

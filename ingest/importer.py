@@ -84,9 +84,10 @@ IMPORT_KINDS = {"pipes": "pipe", "nodes": "node", "valves": "valve", "stations":
 # Write order: every layer after the layers it names by code (a valve names its pipe and node, …).
 LAYER_ORDER = ("node", "station", "pipe", "valve", "regulator", "device", "sensitive_site", "customer", "sentry",
                "hazard", "road", "railway", "river", "crew_base")
-# Columns never taken from a file: hazard.feature_id is an id of the exporting database (no code
-# travels with it), and feature_type cannot stand without it (CHECK feature_reference_is_whole).
-NOT_IMPORTED = {"hazard": {"feature_type", "feature_id"}}
+# References whose table a column of the row names: a hazard concerns a pipe, a valve… named by
+# (feature_type, feature_code) in files, as the exporter writes it. The id itself never comes from a file.
+POLYMORPHIC = {("hazard", "feature_id"): ("feature_type", "feature_code")}
+NOT_IMPORTED = {"hazard": {"feature_id"}}
 ENTERPRISE_CODE = re.compile(r"^[1-9][0-9]{5}(?!0000)[0-9]{4}$")  # t_enterprise_code: division + sequence ≠ 0000
 ADMIN_CODE = re.compile(r"^[1-9][0-9]{5}$")
 # Appendix A.1 #4 (000 manual): mandatory fields of 管道数字化档案, besides the schema's NOT NULLs.
@@ -841,7 +842,24 @@ def _references(src: _Source, schema: TableSchema, mapping: FieldMapping, nodes_
                               f"{schema.comments[column]} is empty")
         elif column in schema.not_null:
             problems.layer(name, f"mandatory field {schema.comments[column]} ({name}) is missing")
+    for (table, column), (type_column, name) in POLYMORPHIC.items():
+        if table != schema.name:
+            continue
+        hit = mapping.resolve(table, [name, type_column], list(src.frame.columns))
+        if name in hit:
+            refs[column], fields[column] = _as_text(src.frame[hit[name]]), hit[name]
+            kinds = _as_text(src.frame[hit[type_column]]) if type_column in hit else pd.Series(None, index=src.frame.index)
+            half = np.flatnonzero(kinds.isna().to_numpy() != refs[column].isna().to_numpy())
+            problems.rows(half, hit[name], f"{name} and {type_column} go together: give both or neither")
     return refs, fields
+
+
+def _targets(prepared: _Prepared, column: str) -> pd.Series:
+    """The table each row's reference in `column` points at."""
+    if column in prepared.schema.references:
+        return pd.Series(prepared.schema.references[column], index=prepared.rows.index)
+    type_column, _ = POLYMORPHIC[(prepared.table, column)]
+    return prepared.rows[type_column]
 
 
 def _geometries(conn: Connection, src: _Source, schema: TableSchema, rows: pd.DataFrame, mapping: FieldMapping,
@@ -1098,19 +1116,21 @@ def _check_references(conn: Connection, prepared_layers: list[_Prepared]) -> Non
     for prepared in prepared_layers:
         enterprises = prepared.rows["enterprise_code"].to_numpy(dtype=object)
         for column, codes in prepared.refs.items():
-            referenced = prepared.schema.references[column]
-            pairs = list(zip(enterprises, codes.to_numpy(dtype=object)))
-            inside = keys.get(referenced, set())
-            missing = [i for i, (e, c) in enumerate(pairs) if e is not None and c is not None and (e, c) not in inside]
-            if not missing:
-                continue
-            wanted = sorted({pairs[i][1] for i in missing})
-            stored = {tuple(r) for r in conn.execute(
-                text(f"SELECT enterprise_code, code FROM {referenced} WHERE code = ANY(:c)"), {"c": wanted})}
-            bad = [i for i in missing if pairs[i] not in stored]
-            prepared.problems.rows(np.array(bad, dtype=np.int64), prepared.ref_fields[column], [
-                f"no {referenced} {pairs[i][1]!r} of enterprise {pairs[i][0]} in this import or the database"
-                for i in bad])
+            targets = _targets(prepared, column).to_numpy(dtype=object)
+            for referenced in sorted({t for t in targets if isinstance(t, str)}):
+                pairs = list(zip(enterprises, codes.to_numpy(dtype=object)))
+                inside = keys.get(referenced, set())
+                missing = [i for i, (e, c) in enumerate(pairs) if targets[i] == referenced and e is not None
+                           and c is not None and (e, c) not in inside]
+                if not missing:
+                    continue
+                wanted = sorted({pairs[i][1] for i in missing})
+                stored = {tuple(r) for r in conn.execute(
+                    text(f"SELECT enterprise_code, code FROM {referenced} WHERE code = ANY(:c)"), {"c": wanted})}
+                bad = [i for i in missing if pairs[i] not in stored]
+                prepared.problems.rows(np.array(bad, dtype=np.int64), prepared.ref_fields[column], [
+                    f"no {referenced} {pairs[i][1]!r} of enterprise {pairs[i][0]} in this import or the database"
+                    for i in bad])
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -1175,7 +1195,12 @@ def _write_features(conn: Connection, prepared: _Prepared, srid: int) -> None:
     they name are in the database by now: layers are written in LAYER_ORDER)."""
     rows = prepared.rows.copy()
     for column, codes in prepared.refs.items():
-        rows[column] = _reference_ids(conn, prepared.schema.references[column], rows["enterprise_code"], codes)
+        targets = _targets(prepared, column)
+        ids = pd.Series(pd.NA, index=rows.index, dtype="Int64")
+        for referenced in sorted({t for t in targets.dropna()}):
+            mine = (targets == referenced).to_numpy()
+            ids[mine] = _reference_ids(conn, referenced, rows["enterprise_code"][mine], codes[mine])
+        rows[column] = ids
     rows["geom"] = shapely.set_srid(prepared.geoms, srid)
     with _bulk(conn, [prepared.table], len(rows)):
         copy_frame(conn, prepared.table, to_copy_text(rows, ("geom",)))

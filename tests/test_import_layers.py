@@ -23,9 +23,11 @@ from ingest.local_grid import local_grid
 from test_import_export import ENTERPRISE, chinese_pipe, count, failed_lines, pipe_frame
 
 ROUND_TRIP_LAYERS = list(EXPORTABLE_LAYERS)  # the default layers, devices, roads, railways, rivers, crew bases
-# never compared: the database's own ids and timestamps, a generated column, and hazard.feature_type/
-# feature_id (an id of the exporting database, which the importer does not take; see NOT_IMPORTED)
-NOT_COMPARED = {"id", "created_at", "updated_at", "length_m", "feature_type", "feature_id"}
+# never compared: the database's own ids and timestamps, a generated column, and hazard.feature_id
+# (an id of the exporting database: the hazard's feature is compared by code instead)
+NOT_COMPARED = {"id", "created_at", "updated_at", "length_m", "feature_id"}
+HAZARD_FEATURES = """SELECT h.code, h.feature_type, p.code FROM hazard h
+                     LEFT JOIN pipe p ON h.feature_type = 'pipe' AND p.id = h.feature_id ORDER BY h.code"""
 
 
 def layer_frame(engine: sa.Engine, table: str) -> pd.DataFrame:
@@ -90,8 +92,6 @@ def test_whole_city_round_trip(fmt: str, engine: sa.Engine, target: sa.Engine, t
     features per layer, attributes, coordinates and topology (pipe from/to node codes, valve
     pipe/node codes, regulator inlet/outlet codes, customer service nodes, sentry links)."""
     out = tmp_path / ("city.gpkg" if fmt == "gpkg" else "city")
-    # device to Shapefile: facility_type and facility_type_label both shorten to facility_t (an
-    # exporter matter), so that layer goes by GeoPackage only
     layers = ROUND_TRIP_LAYERS
     export(engine, out, fmt, layers=layers)
     with target.connect() as conn:
@@ -102,10 +102,13 @@ def test_whole_city_round_trip(fmt: str, engine: sa.Engine, target: sa.Engine, t
     pipe_layer = next(layer for layer in report.layers if layer.table == "pipe")
     assert pipe_layer.nodes_by_code and pipe_layer.new_nodes == 0
     for layer in report.layers:
-        unused = set(layer.unused_fields) - ({"feat_type", "feat_id", "feature_id", "feature_type"} if layer.table == "hazard" else set())
-        assert not unused, (layer.table, layer.unused_fields)
+        assert not layer.unused_fields, (layer.table, layer.unused_fields)
     for table in layers:
         assert_same_layer(table, layer_frame(engine, table), layer_frame(target, table))
+    with engine.connect() as source, target.connect() as copy:
+        expected = source.execute(sa.text(HAZARD_FEATURES)).all()
+        assert copy.execute(sa.text(HAZARD_FEATURES)).all() == expected
+        assert all(pipe is not None for _, _, pipe in expected)  # every demo hazard concerns a pipe
     with target.connect() as conn:
         assert conn.execute(sa.text("SELECT version FROM network_version")).scalar() > version_before
 
@@ -309,3 +312,21 @@ def test_cli_imports_whole_geopackage_and_names_unknown_layers(target: sa.Engine
     assert out[-1] == "written in one transaction"
     assert "[3/3] writing 1 valve rows" in done.stderr.splitlines()  # progress on stderr
     assert (count(target, "node"), count(target, "pipe"), count(target, "valve")) == (2, 1, 1)
+
+
+def test_a_hazard_names_its_feature_by_type_and_code(engine: sa.Engine, target: sa.Engine, tmp_path: Path) -> None:
+    """Hazards alone into a database without the pipes they concern: each names a missing pipe;
+    a hazard with a feature type but no feature code is refused too. Nothing is written."""
+    out = tmp_path / "hazards.gpkg"
+    export(engine, out, "gpkg", layers=["hazard"])
+    frame = pyogrio.read_dataframe(out)
+    frame.loc[0, "feature_code"] = None
+    pyogrio.write_dataframe(frame, out, layer="hazard")
+    with engine.connect() as conn:
+        first = conn.execute(sa.text("SELECT code, enterprise_code FROM hazard ORDER BY id LIMIT 2")).all()
+    lines = failed_lines(target, out)
+    assert lines[0] == "hazards.gpkg:hazard:1:feature_code: feature_code and feature_type go together: give both or neither"
+    pipe = frame.loc[1, "feature_code"]
+    assert (f"hazards.gpkg:hazard:2:feature_code: no pipe {pipe!r} of enterprise {first[1][1]} in this import "
+            f"or the database") in lines
+    assert len(lines) == len(frame)  # one line per hazard
