@@ -70,7 +70,7 @@ def _serve(url: str, host: str, port: int) -> None:
     from app.web import create_app
 
     try:
-        server = waitress.create_server(create_app(url), host=host, port=port, threads=8)
+        server = waitress.create_server(create_app(url, os.environ.get("QIWANG_PUBLIC_URL") or f"http://{host}:{port}"), host=host, port=port, threads=8)
     except OSError as exc:
         raise QiwangError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(f"Qiwang is at http://{host}:{port}/  (Ctrl-C stops it)")

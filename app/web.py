@@ -1,9 +1,12 @@
-"""The Flask app factory: landing page and health check (OGC API and the map mount here later)."""
+"""The Flask app factory: landing page, health check, the OGC API (/ogc) and the styles (/styles)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 from flask import Flask, jsonify, render_template
+from flask_cors import CORS
 
 from spatial.db import database_url, get_engine
 
@@ -40,10 +43,28 @@ def _db_error(exc: sa.exc.SQLAlchemyError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def create_app(url: str | None = None) -> Flask:
-    """The WSGI app for the database at `url` (default: spatial.db.database_url())."""
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
+
+
+def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: Path | None = None) -> Flask:
+    """The WSGI app for the database at `url` (default: spatial.db.database_url()).
+
+    `public_url` is where clients reach the app (links in OGC API documents are absolute; `serve`
+    passes $QIWANG_PUBLIC_URL or its own address). `jobs_dir` keeps asynchronous process results
+    (default ./var/jobs).
+    """
+    from app.ogc import ogc_blueprint
+    from app.styles import styles_blueprint
+
+    url = url or database_url()
+    public_url = (public_url or DEFAULT_PUBLIC_URL).rstrip("/")
     app = Flask(__name__)
-    engine = get_engine(url or database_url())
+    app.json.ensure_ascii = False
+    engine = get_engine(url)
+    # Web maps on other origins (and MapLibre in a worker) read features and tiles: allow CORS.
+    CORS(app, expose_headers=["Content-Crs", "Location", "Preference-Applied"])
+    app.register_blueprint(ogc_blueprint(url, public_url, jobs_dir or Path("var/jobs").resolve()))
+    app.register_blueprint(styles_blueprint)
 
     @app.get("/")
     def index():

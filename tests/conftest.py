@@ -134,3 +134,33 @@ def target(scratch_url: str, engine: sa.Engine) -> Iterator[sa.Engine]:
 def scalar(engine: sa.Engine, query: str, **params: object) -> object:
     with engine.connect() as conn:
         return conn.execute(sa.text(query), params).scalar()
+
+
+class LiveServer:
+    """The Qiwang web app served by waitress on a free port in a background thread (real HTTP)."""
+
+    def __init__(self, database_url: str, jobs_dir: Path):
+        import threading
+
+        import waitress
+
+        from app.web import create_app
+
+        app_holder: dict = {}
+        # The app must know its public URL, and the port is known only once the socket is bound.
+        self.server = waitress.create_server(lambda env, start: app_holder["app"](env, start),
+                                             host="127.0.0.1", port=0, threads=6)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        app_holder["app"] = create_app(database_url, self.url, jobs_dir)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = LiveServer(db_url, tmp_path_factory.mktemp("jobs"))
+    yield server
+    server.close()

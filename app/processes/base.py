@@ -1,0 +1,167 @@
+"""What every Qiwang process shares: input checking against the declared metadata, points and CRS,
+the database, and turning analysis errors into errors that name the input.
+
+A process module declares PROCESS_METADATA (pygeoapi's plugin pattern) and subclasses
+QiwangProcessor with a `run(inputs)` that calls the analysis; `execute` does the rest.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http import HTTPStatus
+from typing import Any
+
+import jsonschema
+import sqlalchemy as sa
+from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
+
+from app.errors import QiwangError
+from spatial.db import get_engine
+
+DEFAULT_CRS = "OGC:CRS84"
+JOB_CONTROL = ["sync-execute", "async-execute"]
+
+# A point is a GeoJSON Point or a bare [x, y] pair. Either way x is the easting or longitude and y
+# the northing or latitude (GeoJSON order), whatever axis order the CRS's authority declares.
+POINT_SCHEMA: dict = {"oneOf": [
+    {"type": "object", "format": "geojson-geometry", "required": ["type", "coordinates"],
+     "properties": {"type": {"type": "string", "enum": ["Point"]},
+                    "coordinates": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 3}}},
+    {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+]}
+
+CRS_INPUT: dict = {
+    "title": "CRS of the input points",
+    "description": "CRS of every point input: OGC:CRS84 (longitude, latitude; the default), EPSG:4490 "
+                   "(CGCS2000 geographic, still given as longitude, latitude), EPSG:4550 (the storage "
+                   "CRS, easting, northing in metres) or any EPSG code or OGC CRS URI. Points are always "
+                   "x first (easting or longitude), as in GeoJSON.",
+    "schema": {"type": "string", "default": DEFAULT_CRS},
+    "minOccurs": 0,
+    "maxOccurs": 1,
+}
+
+
+def point_input(title: str, description: str, required: bool) -> dict:
+    """The metadata of a point input (one point)."""
+    return {"title": title, "description": description + " A GeoJSON Point or [x, y], in `crs`.",
+            "schema": POINT_SCHEMA, "minOccurs": 1 if required else 0, "maxOccurs": 1}
+
+
+def report_output(description: str) -> dict:
+    """The one output of every Qiwang process: the analysis's fixed-key JSON report."""
+    return {"report": {"title": "Report", "description": description,
+                       "schema": {"type": "object", "contentMediaType": "application/json"}}}
+
+
+class InputError(ProcessorExecuteError):
+    """Bad input to a process: the client's mistake, so 400 wherever pygeoapi honours the status."""
+
+    ogc_exception_code = "InvalidParameterValue"
+    http_status_code = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, message: str) -> None:
+        # user_msg too: pygeoapi shows `.message` on one path and str() on the other
+        super().__init__(message, user_msg=message)
+
+
+@contextmanager
+def blame(name: str) -> Iterator[None]:
+    """Analysis errors raised inside are the fault of input `name`."""
+    try:
+        yield
+    except QiwangError as err:
+        raise InputError(f"input {name!r}: {err}") from None
+
+
+def xy(value: dict | list) -> tuple[float, float]:
+    """(x, y) of a point input that passed POINT_SCHEMA."""
+    coordinates = value["coordinates"] if isinstance(value, dict) else value
+    return float(coordinates[0]), float(coordinates[1])
+
+
+def _unwrapped(value: Any) -> Any:
+    """An OGC API Processes qualified value ({"value": …, "mediaType": …}) → the value itself."""
+    if isinstance(value, dict) and "value" in value and set(value) <= {"value", "mediaType", "encoding", "schema"}:
+        return value["value"]
+    return value
+
+
+def _check(name: str, schema: dict, value: Any) -> None:
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    if error is not None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        raise InputError(f"input {name!r}{f' at {where}' if where else ''}: {error.message}")
+
+
+def checked_inputs(metadata: dict, data: Any) -> dict:
+    """The execute request's inputs checked against `metadata["inputs"]`: no unknown names, the
+    required ones present, each value valid for its schema. Absent optional inputs get the
+    schema's default (None without one, [] when several are allowed); inputs with maxOccurs > 1
+    are lists (a single value is accepted as a list of one)."""
+    if not isinstance(data, dict):
+        raise InputError("inputs must be a JSON object of input name → value")
+    declared = metadata["inputs"]
+    unknown = sorted(set(data) - set(declared))
+    if unknown:
+        raise InputError(f"unknown input {unknown[0]!r}: {metadata['id']} takes {', '.join(declared)}")
+    inputs = {}
+    for name, spec in declared.items():
+        schema, many = spec["schema"], spec["maxOccurs"] != 1
+        value = _unwrapped(data.get(name))
+        if value is None:
+            if spec["minOccurs"] > 0:
+                raise InputError(f"input {name!r} is required")
+            inputs[name] = [] if many else copy.deepcopy(schema.get("default"))
+            continue
+        if not many:
+            _check(name, schema, value)
+            inputs[name] = value
+            continue
+        if not isinstance(value, list) or jsonschema.Draft202012Validator(schema).is_valid(value):
+            value = [value]  # one value given bare, e.g. "V1" or [x, y] for a list of points
+        if spec["maxOccurs"] != "unbounded" and len(value) > spec["maxOccurs"]:
+            raise InputError(f"input {name!r}: at most {spec['maxOccurs']} values, not {len(value)}")
+        for k, item in enumerate(value):
+            _check(f"{name}[{k}]", schema, item)
+        inputs[name] = value
+    return inputs
+
+
+class QiwangProcessor(BaseProcessor):
+    """A process on the Qiwang database named by the processor definition's `database_url`.
+
+    Subclasses set BLAME, (regular expression, input name) pairs matched in order against the
+    message of an analysis error to say which input caused it, and implement `run`.
+    """
+
+    BLAME: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, processor_def: dict, process_metadata: dict) -> None:
+        # a copy: pygeoapi pops keys out of the metadata while it writes the OpenAPI document
+        super().__init__(processor_def, copy.deepcopy(process_metadata))
+        try:
+            self.database_url: str = processor_def["database_url"]
+        except KeyError:
+            raise QiwangError(f"process {process_metadata['id']}: the processor definition has no database_url "
+                              "(build it with app.processes.process_resources)") from None
+
+    @property
+    def engine(self) -> sa.Engine:
+        return get_engine(self.database_url)
+
+    def execute(self, data: dict, outputs: dict | None = None) -> tuple[str, dict]:
+        inputs = checked_inputs(self.metadata, data)
+        try:
+            return "application/json", self.run(inputs)
+        except InputError:
+            raise
+        except QiwangError as err:
+            name = next((name for pattern, name in self.BLAME if re.search(pattern, str(err))), None)
+            raise InputError(f"input {name!r}: {err}" if name else str(err)) from None
+
+    def run(self, inputs: dict) -> dict:
+        """The analysis on checked inputs (defaults filled in): its JSON-ready report."""
+        raise NotImplementedError

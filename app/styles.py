@@ -1,0 +1,579 @@
+"""Layer styles: QGIS QML, SLD 1.1 and a MapLibre style, all built from styles/palette.yaml.
+
+The palette is the one source of symbology; nothing here hand-writes a colour. Every collection's
+style is a list of rules, each an AND of `property = value` tests (or the ELSE rule) with one
+symbol, so that the three outputs stay in step: a QGIS rule-based renderer, SLD Rules with
+ogc:Filter / ElseFilter, and one MapLibre layer per rule whose filter is the same test (the ELSE
+rule's filter is "none of the others").
+
+The server builds the styles per request (MapLibre needs the request's host for its tile URLs);
+`python -m app.styles` rewrites the committed copies under styles/ for people who load files.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from flask import Blueprint, Response, jsonify, request
+from lxml import etree
+
+from app.errors import QiwangError
+
+STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
+PALETTE_PATH = STYLES_DIR / "palette.yaml"
+# The committed MapLibre copy points at the default local server.
+DEFAULT_BASE_URL = "http://127.0.0.1:5000/"
+
+STYLE_FORMATS = {
+    "qml": "application/vnd.qgis.qml",
+    "sld": "application/vnd.ogc.sld+xml;version=1.1",
+    "mapbox": "application/vnd.mapbox.style+json",
+}
+STYLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/styles"
+
+# spatial.collections.Layer.group → QGIS layer-tree group, bottom group first.
+GROUPS = {"admin": ("行政", "Administration"), "context": ("背景", "Context"), "network": ("管网", "Network"),
+          "operations": ("运行", "Operations")}
+GEOMETRIES = ("polygon", "line", "point")  # also the bottom-to-top drawing order
+MARKER_SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross", "x")
+# MapLibre asks for tiles up to this zoom and overzooms beyond it (every feature is in z16 tiles).
+TILE_MAXZOOM = 16
+QGIS_VERSION = "3.28.0-Firenze"
+
+MM_PER_PX = 25.4 / 96  # QGIS works in mm, the palette in 96-dpi pixels
+
+
+@dataclass(frozen=True)
+class Line:
+    color: str
+    width: float
+    dash: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Marker:
+    shape: str
+    fill: str | None  # None: hollow
+    stroke: str
+    size: float
+
+
+@dataclass(frozen=True)
+class Fill:
+    fill: str | None  # None: outline only
+    stroke: str
+    stroke_width: float
+    fill_opacity: float = 1.0
+    stroke_dash: tuple[float, ...] = ()
+
+
+Symbol = Line | Marker | Fill
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    title_zh: str
+    title_en: str
+    when: tuple[tuple[str, Any], ...] | None  # None: the ELSE rule
+    symbol: Symbol
+
+    @property
+    def label(self) -> str:
+        return f"{self.title_zh} {self.title_en}"
+
+
+@dataclass(frozen=True)
+class LayerStyle:
+    collection: str
+    table: str
+    title_zh: str
+    title_en: str
+    group: str
+    geometry: str
+    rules: tuple[Rule, ...]
+
+    @property
+    def title(self) -> str:
+        return f"{self.title_zh} {self.title_en}"
+
+    @property
+    def draw_rank(self) -> int:
+        """Polygons under lines under points, whatever their group."""
+        return GEOMETRIES.index(self.geometry)
+
+
+# --- the palette ---------------------------------------------------------------------------------
+
+
+def _color(value: Any, where: str) -> str:
+    if not (isinstance(value, str) and len(value) == 7 and value[0] == "#"
+            and all(c in "0123456789abcdefABCDEF" for c in value[1:])):
+        raise QiwangError(f"{PALETTE_PATH}: {where}: colour {value!r} is not #rrggbb")
+    return value.lower()
+
+
+def _symbol(geometry: str, spec: dict, where: str) -> Symbol:
+    kinds = {"line": "line", "point": "marker", "polygon": "polygon"}
+    body = spec.get(kinds[geometry])
+    if not isinstance(body, dict):
+        raise QiwangError(f"{PALETTE_PATH}: {where}: a {geometry} layer's rule needs `{kinds[geometry]}:`")
+    if geometry == "line":
+        return Line(_color(body["color"], where), float(body["width"]), tuple(map(float, body.get("dash") or ())))
+    if geometry == "point":
+        if body["shape"] not in MARKER_SHAPES:
+            raise QiwangError(f"{PALETTE_PATH}: {where}: shape {body['shape']!r} is not one of {MARKER_SHAPES}")
+        fill = body.get("fill")
+        return Marker(body["shape"], fill and _color(fill, where), _color(body["stroke"], where), float(body["size"]))
+    fill = body.get("fill")
+    return Fill(fill and _color(fill, where), _color(body["stroke"], where), float(body["stroke_width"]),
+                float(body.get("fill_opacity", 1.0)), tuple(map(float, body.get("stroke_dash") or ())))
+
+
+def _layer(collection: str, spec: dict) -> LayerStyle:
+    from spatial.collections import LAYERS
+
+    if collection not in LAYERS:
+        raise QiwangError(f"{PALETTE_PATH}: {collection} is not a collection of spatial/collections.py")
+    layer = LAYERS[collection]
+    if layer.group not in GROUPS or spec.get("geometry") not in GEOMETRIES:
+        raise QiwangError(f"{PALETTE_PATH}: {collection}: group must be one of {tuple(GROUPS)}, "
+                          f"geometry one of {GEOMETRIES}")
+    rules = []
+    for raw in spec["rules"]:
+        where = f"{collection}.{raw.get('key')}"
+        when = raw.get("when")
+        rules.append(Rule(raw["key"], raw["title_zh"], raw["title_en"],
+                          tuple(when.items()) if when else None, _symbol(spec["geometry"], raw, where)))
+    elses = [r for r in rules if r.when is None]
+    # One rule alone is a single symbol; otherwise exactly one ELSE rule, and it comes last so that
+    # MapLibre draws it first (underneath) and QGIS lists it last in the legend.
+    if len(rules) > 1 and (len(elses) != 1 or rules[-1].when is not None):
+        raise QiwangError(f"{PALETTE_PATH}: {collection}: a layer with several rules needs one ELSE rule "
+                          "(no `when`), placed last")
+    # SLD and MapLibre draw every rule that matches: rules must test the same properties with
+    # different values so that no feature is drawn twice.
+    tested = {tuple(sorted(dict(r.when))) for r in rules if r.when}
+    values = [tuple(sorted(r.when)) for r in rules if r.when]
+    if len(tested) > 1 or len(set(values)) != len(values):
+        raise QiwangError(f"{PALETTE_PATH}: {collection}: rules overlap (each must test the same properties "
+                          "with other values)")
+    if len({r.key for r in rules}) != len(rules):
+        raise QiwangError(f"{PALETTE_PATH}: {collection}: rule keys repeat")
+    return LayerStyle(collection, layer.table, layer.title_zh, layer.title_en, layer.group, spec["geometry"],
+                      tuple(rules))
+
+
+@cache
+def palette() -> dict[str, LayerStyle]:
+    """Every collection's style, in palette order (the drawing order within a geometry type)."""
+    try:
+        raw = yaml.safe_load(PALETTE_PATH.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise QiwangError(f"cannot read the style palette {PALETTE_PATH}: {exc}") from None
+    return {cid: _layer(cid, spec) for cid, spec in raw["collections"].items()}
+
+
+def layer_style(collection: str) -> LayerStyle:
+    """The style of one collection; QiwangError for an unknown one."""
+    try:
+        return palette()[collection]
+    except KeyError:
+        raise QiwangError(f"no style for collection {collection!r}; known: {', '.join(palette())}") from None
+
+
+def drawing_order(collections: list[str] | None = None) -> list[LayerStyle]:
+    """Bottom to top: polygons, lines, points; pipes above roads, alarms above valves (palette order)."""
+    styles = [layer_style(c) for c in collections] if collections else list(palette().values())
+    return sorted(styles, key=lambda s: s.draw_rank)  # stable: palette order within a geometry
+
+
+def marker_stroke_px(sym: Marker) -> float:
+    """Outline width: line-only shapes (cross, x) and hollow markers need a heavier pen to read."""
+    if sym.shape in ("cross", "x"):
+        return 2.5
+    return 2.0 if sym.fill is None else 1.0
+
+
+# --- QGIS QML ------------------------------------------------------------------------------------
+
+
+def _qgis_color(hex_color: str | None, alpha: float = 1.0) -> str:
+    if hex_color is None:
+        return "0,0,0,0"
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"{r},{g},{b},{round(alpha * 255)}"
+
+
+def _mm(px: float) -> str:
+    return f"{px * MM_PER_PX:.3g}"
+
+
+def _options(parent: etree._Element, props: dict[str, str]) -> None:
+    """QGIS 3 symbol-layer properties: <Option type="Map"> of QString options."""
+    options = etree.SubElement(parent, "Option", type="Map")
+    for name, value in sorted(props.items()):
+        etree.SubElement(options, "Option", type="QString", name=name, value=value)
+
+
+def _empty_data_defined(parent: etree._Element, tag: str = "data_defined_properties") -> None:
+    ddp = etree.SubElement(parent, tag)
+    options = etree.SubElement(ddp, "Option", type="Map")
+    etree.SubElement(options, "Option", type="QString", name="name", value="")
+    etree.SubElement(options, "Option", name="properties")
+    etree.SubElement(options, "Option", type="QString", name="type", value="collection")
+
+
+def _symbol_layer(symbol: etree._Element, cls: str, props: dict[str, str]) -> None:
+    layer = etree.SubElement(symbol, "layer", {"class": cls, "enabled": "1", "locked": "0", "pass": "0"})
+    _options(layer, props)
+    _empty_data_defined(layer)
+
+
+def _line_props(color: str, width: float, dash: tuple[float, ...]) -> dict[str, str]:
+    return {
+        "line_color": _qgis_color(color), "line_width": _mm(width), "line_width_unit": "MM",
+        "line_style": "solid", "use_custom_dash": "1" if dash else "0",
+        "customdash": ";".join(_mm(d) for d in dash) if dash else "5;2", "customdash_unit": "MM",
+        "capstyle": "flat" if dash else "round", "joinstyle": "round", "offset": "0", "offset_unit": "MM",
+        "align_dash_pattern": "0", "dash_pattern_offset": "0", "draw_inside_polygon": "0", "ring_filter": "0",
+        "trim_distance_start": "0", "trim_distance_end": "0", "tweak_dash_pattern_on_corners": "0",
+    }
+
+
+def _qml_symbol(symbols: etree._Element, name: str, sym: Symbol) -> None:
+    kind = {Line: "line", Marker: "marker", Fill: "fill"}[type(sym)]
+    el = etree.SubElement(symbols, "symbol", {
+        "type": kind, "name": name, "alpha": "1", "clip_to_extent": "1", "force_rhr": "0",
+        "is_animated": "0", "frame_rate": "10"})
+    _empty_data_defined(el)
+    if isinstance(sym, Line):
+        _symbol_layer(el, "SimpleLine", _line_props(sym.color, sym.width, sym.dash))
+    elif isinstance(sym, Marker):
+        _symbol_layer(el, "SimpleMarker", {
+            "name": {"x": "cross2"}.get(sym.shape, sym.shape), "color": _qgis_color(sym.fill),
+            "outline_color": _qgis_color(sym.stroke), "outline_style": "solid",
+            "outline_width": _mm(marker_stroke_px(sym)), "outline_width_unit": "MM",
+            "size": _mm(sym.size), "size_unit": "MM", "angle": "0", "scale_method": "diameter",
+            "joinstyle": "bevel", "cap_style": "square", "offset": "0,0", "offset_unit": "MM",
+            "horizontal_anchor_point": "1", "vertical_anchor_point": "1"})
+    else:
+        _symbol_layer(el, "SimpleFill", {
+            "color": _qgis_color(sym.fill, sym.fill_opacity), "style": "solid" if sym.fill else "no",
+            "outline_style": "no", "outline_color": _qgis_color(sym.stroke), "outline_width": "0",
+            "outline_width_unit": "MM", "joinstyle": "bevel", "offset": "0,0", "offset_unit": "MM"})
+        # The outline is its own line layer so that it can carry the palette's dash pattern.
+        _symbol_layer(el, "SimpleLine", _line_props(sym.stroke, sym.stroke_width, sym.stroke_dash))
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def qgis_expression(when: tuple[tuple[str, Any], ...]) -> str:
+    """A rule's test as a QGIS expression, e.g. "status" = 'in_service' AND "pressure_class" = 3."""
+    return " AND ".join(f'"{prop}" = {_literal(value)}' for prop, value in when)
+
+
+def _key(*parts: str) -> str:
+    """A stable QGIS rule key, so that regenerated files do not churn."""
+    return "{" + str(uuid.uuid5(uuid.NAMESPACE_URL, "qiwang-style:" + ":".join(parts))) + "}"
+
+
+def renderer_element(collection: str) -> etree._Element:
+    """The <renderer-v2> of a collection: singleSymbol for one rule, else a RuleRenderer."""
+    style = layer_style(collection)
+    common = {"symbollevels": "0", "enableorderby": "0", "forceraster": "0", "referencescale": "-1"}
+    if len(style.rules) == 1:
+        renderer = etree.Element("renderer-v2", type="singleSymbol", **common)
+        _qml_symbol(etree.SubElement(renderer, "symbols"), "0", style.rules[0].symbol)
+        etree.SubElement(renderer, "rotation")
+        etree.SubElement(renderer, "sizescale")
+        return renderer
+    renderer = etree.Element("renderer-v2", type="RuleRenderer", **common)
+    rules = etree.SubElement(renderer, "rules", key=_key(collection))
+    symbols = etree.SubElement(renderer, "symbols")
+    for i, rule in enumerate(style.rules):
+        etree.SubElement(rules, "rule", key=_key(collection, rule.key), symbol=str(i), label=rule.label,
+                         filter=qgis_expression(rule.when) if rule.when else "ELSE")
+        _qml_symbol(symbols, str(i), rule.symbol)
+    return renderer
+
+
+def qml(collection: str) -> str:
+    """A QGIS 3 style file (symbology only) for a collection."""
+    style = layer_style(collection)
+    root = etree.Element("qgis", version=QGIS_VERSION, styleCategories="Symbology")
+    root.append(renderer_element(collection))
+    etree.SubElement(root, "blendMode").text = "0"
+    etree.SubElement(root, "featureBlendMode").text = "0"
+    etree.SubElement(root, "layerGeometryType").text = str({"point": 0, "line": 1, "polygon": 2}[style.geometry])
+    body = etree.tostring(root, pretty_print=True, encoding="unicode")
+    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body
+
+
+# --- SLD 1.1 -------------------------------------------------------------------------------------
+
+SLD_NS = "http://www.opengis.net/sld"
+SE_NS = "http://www.opengis.net/se"
+OGC_NS = "http://www.opengis.net/ogc"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def _se(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    el = etree.SubElement(parent, f"{{{SE_NS}}}{tag}", **attrs)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _svg(parent: etree._Element, tag: str, params: dict[str, str]) -> etree._Element:
+    el = _se(parent, tag)
+    for name, value in params.items():
+        _se(el, "SvgParameter", value, name=name)
+    return el
+
+
+def _stroke(parent: etree._Element, color: str, width: float, dash: tuple[float, ...]) -> None:
+    params = {"stroke": color, "stroke-width": f"{width:g}", "stroke-linejoin": "round",
+              "stroke-linecap": "butt" if dash else "round"}
+    if dash:
+        params["stroke-dasharray"] = " ".join(f"{d:g}" for d in dash)
+    _svg(parent, "Stroke", params)
+
+
+def _sld_symbolizer(rule_el: etree._Element, sym: Symbol) -> None:
+    if isinstance(sym, Line):
+        _stroke(_se(rule_el, "LineSymbolizer"), sym.color, sym.width, sym.dash)
+    elif isinstance(sym, Fill):
+        poly = _se(rule_el, "PolygonSymbolizer")
+        if sym.fill:
+            _svg(poly, "Fill", {"fill": sym.fill, "fill-opacity": f"{sym.fill_opacity:g}"})
+        _stroke(poly, sym.stroke, sym.stroke_width, sym.stroke_dash)
+    else:
+        graphic = _se(_se(rule_el, "PointSymbolizer"), "Graphic")
+        mark = _se(graphic, "Mark")
+        # SLD has no diamond: a square turned 45° (what QGIS exports too).
+        _se(mark, "WellKnownName", "square" if sym.shape == "diamond" else sym.shape)
+        if sym.fill:
+            _svg(mark, "Fill", {"fill": sym.fill})
+        _svg(mark, "Stroke", {"stroke": sym.stroke, "stroke-width": f"{marker_stroke_px(sym):g}"})
+        _se(graphic, "Size", f"{sym.size:g}")
+        if sym.shape == "diamond":
+            _se(graphic, "Rotation", "45")
+
+
+def _ogc_filter(parent: etree._Element, when: tuple[tuple[str, Any], ...]) -> None:
+    filt = etree.SubElement(parent, f"{{{OGC_NS}}}Filter")
+    target = etree.SubElement(filt, f"{{{OGC_NS}}}And") if len(when) > 1 else filt
+    for prop, value in when:
+        test = etree.SubElement(target, f"{{{OGC_NS}}}PropertyIsEqualTo")
+        etree.SubElement(test, f"{{{OGC_NS}}}PropertyName").text = prop
+        etree.SubElement(test, f"{{{OGC_NS}}}Literal").text = _literal(value) if isinstance(value, bool) else str(value)
+
+
+def sld(collection: str) -> str:
+    """An SLD 1.1.0 (Symbology Encoding) document: NamedLayer = collection id, one Rule per palette rule."""
+    style = layer_style(collection)
+    root = etree.Element(f"{{{SLD_NS}}}StyledLayerDescriptor", nsmap={
+        None: SLD_NS, "se": SE_NS, "ogc": OGC_NS, "xsi": XSI_NS}, version="1.1.0")
+    root.set(f"{{{XSI_NS}}}schemaLocation",
+             "http://www.opengis.net/sld http://schemas.opengis.net/sld/1.1.0/StyledLayerDescriptor.xsd")
+    layer = etree.SubElement(root, f"{{{SLD_NS}}}NamedLayer")
+    _se(layer, "Name", collection)
+    user_style = etree.SubElement(layer, f"{{{SLD_NS}}}UserStyle")
+    _se(user_style, "Name", collection)
+    _se(_se(user_style, "Description"), "Title", style.title)
+    fts = _se(user_style, "FeatureTypeStyle")
+    for rule in style.rules:
+        rule_el = _se(fts, "Rule")
+        _se(rule_el, "Name", rule.key)
+        _se(_se(rule_el, "Description"), "Title", rule.label)
+        if rule.when:
+            _ogc_filter(rule_el, rule.when)
+        elif len(style.rules) > 1:
+            _se(rule_el, "ElseFilter")
+        _sld_symbolizer(rule_el, rule.symbol)
+    return etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8").decode("utf-8")
+
+
+# --- MapLibre ------------------------------------------------------------------------------------
+
+
+def maplibre_filter(style: LayerStyle, rule: Rule) -> list | None:
+    """The MapLibre expression of a rule; the ELSE rule is "none of the others"."""
+    def test(when: tuple[tuple[str, Any], ...]) -> list:
+        parts = [["==", ["get", prop], value] for prop, value in when]
+        return parts[0] if len(parts) == 1 else ["all", *parts]
+
+    if rule.when:
+        return test(rule.when)
+    others = [test(r.when) for r in style.rules if r.when]
+    return ["!", ["any", *others]] if others else None
+
+
+def _maplibre_layers(style: LayerStyle) -> list[dict]:
+    layers = []
+    # The ELSE rule last in the palette, first here: MapLibre draws later layers on top.
+    for rule in [style.rules[-1], *style.rules[:-1]] if len(style.rules) > 1 else style.rules:
+        base = {"source": style.collection, "source-layer": style.collection,
+                "metadata": {"qiwang:title": rule.label, "qiwang:collection": style.collection}}
+        filt = maplibre_filter(style, rule)
+        if filt is not None:
+            base["filter"] = filt
+        lid = f"{style.collection}.{rule.key}"
+        sym = rule.symbol
+        if isinstance(sym, Line):
+            paint = {"line-color": sym.color, "line-width": sym.width}
+            if sym.dash:  # MapLibre dashes are in line widths, the palette's in pixels
+                paint["line-dasharray"] = [round(d / sym.width, 3) for d in sym.dash]
+            layers.append({"id": lid, "type": "line", **base, "layout": {"line-join": "round"}, "paint": paint})
+        elif isinstance(sym, Marker):
+            paint = {"circle-radius": sym.size / 2, "circle-color": sym.fill or sym.stroke,
+                     "circle-opacity": 1 if sym.fill else 0, "circle-stroke-color": sym.stroke,
+                     "circle-stroke-width": marker_stroke_px(sym)}
+            layers.append({"id": lid, "type": "circle", **base, "paint": paint})
+        else:
+            if sym.fill:
+                layers.append({"id": f"{lid}.fill", "type": "fill", **base,
+                               "paint": {"fill-color": sym.fill, "fill-opacity": sym.fill_opacity}})
+            paint = {"line-color": sym.stroke, "line-width": sym.stroke_width}
+            if sym.stroke_dash:
+                paint["line-dasharray"] = [round(d / sym.stroke_width, 3) for d in sym.stroke_dash]
+            layers.append({"id": f"{lid}.outline", "type": "line", **base, "paint": paint})
+    return layers
+
+
+def maplibre_style(base_url: str) -> dict:
+    """A MapLibre GL style (version 8) over the OGC API vector tiles at `base_url` (server root).
+
+    No glyphs or sprite: no text layers, points are circles. A source starts at the first zoom its
+    tiles carry features (spatial/tiles.py), so that the map asks for no tile it knows to be empty.
+    """
+    from spatial.tiles import rule as tile_rule
+
+    root = base_url.rstrip("/")
+    sources, layers = {}, [{"id": "background", "type": "background", "paint": {"background-color": "#f7f5f0"}}]
+    for style in drawing_order():
+        sources[style.collection] = {
+            "type": "vector",
+            "tiles": [f"{root}/ogc/collections/{style.collection}/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}"],
+            "minzoom": tile_rule(style.collection).min_zoom, "maxzoom": TILE_MAXZOOM,
+            "attribution": "气网 Qiwang",
+        }
+        layers += _maplibre_layers(style)
+    return {
+        "version": 8,
+        "name": "气网 Qiwang",
+        "metadata": {"qiwang:palette": "styles/palette.yaml"},
+        "center": [122.995, 41.108],  # the demo city, 鞍山市铁东区
+        "zoom": 12,
+        "sources": sources,
+        "layers": layers,
+    }
+
+
+# --- links and HTTP ------------------------------------------------------------------------------
+
+
+def style_links(collection_id: str, base_url: str) -> list[dict]:
+    """Links for a collection document: the styles list plus one stylesheet link per format."""
+    root = base_url.rstrip("/")
+    title = layer_style(collection_id).title
+    return [
+        {"rel": STYLES_REL, "type": "application/json", "title": "样式 Styles", "href": f"{root}/styles/"},
+        {"rel": "stylesheet", "type": STYLE_FORMATS["qml"], "title": f"{title} (QGIS QML)",
+         "href": f"{root}/styles/{collection_id}.qml"},
+        {"rel": "stylesheet", "type": STYLE_FORMATS["sld"], "title": f"{title} (SLD 1.1)",
+         "href": f"{root}/styles/{collection_id}.sld"},
+        {"rel": "stylesheet", "type": STYLE_FORMATS["mapbox"], "title": "气网 Qiwang (MapLibre, all layers)",
+         "href": f"{root}/styles/maplibre.json"},
+    ]
+
+
+styles_blueprint = Blueprint("styles", __name__)
+
+
+def _not_found(description: str) -> tuple[Response, int]:
+    return jsonify({"code": "NotFound", "description": description}), 404
+
+
+def _text(body: str, media_type: str) -> Response:
+    response = Response(body, mimetype=media_type.split(";")[0])
+    response.headers["Content-Type"] = f"{media_type}; charset=utf-8"
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@styles_blueprint.get("/styles/")
+def list_styles() -> Response:
+    """Every collection's styles (OGC API Styles-like list)."""
+    root = request.url_root.rstrip("/")
+    return jsonify({
+        "styles": [{"id": s.collection, "title": s.title, "links": style_links(s.collection, root)[1:3]}
+                   for s in palette().values()],
+        "links": [{"rel": "stylesheet", "type": STYLE_FORMATS["mapbox"], "title": "气网 Qiwang (MapLibre)",
+                   "href": f"{root}/styles/maplibre.json"}],
+    })
+
+
+@styles_blueprint.get("/styles/maplibre.json")
+def get_maplibre() -> Response:
+    # url_root, not host_url: the tile URLs stay right when the app is mounted under a prefix.
+    body = json.dumps(maplibre_style(request.url_root), ensure_ascii=False)
+    return _text(body, STYLE_FORMATS["mapbox"])
+
+
+@styles_blueprint.get("/styles/<collection>.qml")
+def get_qml(collection: str) -> Response | tuple[Response, int]:
+    if collection not in palette():
+        return _not_found(f"no collection {collection!r}")
+    return _text(qml(collection), STYLE_FORMATS["qml"])
+
+
+@styles_blueprint.get("/styles/<collection>.sld")
+def get_sld(collection: str) -> Response | tuple[Response, int]:
+    if collection not in palette():
+        return _not_found(f"no collection {collection!r}")
+    return _text(sld(collection), STYLE_FORMATS["sld"])
+
+
+@styles_blueprint.get("/styles/<path:name>")
+def unknown_style(name: str) -> tuple[Response, int]:
+    return _not_found(f"no style {name!r}: see /styles/")
+
+
+# --- committed copies ----------------------------------------------------------------------------
+
+
+def generated_files(base_url: str = DEFAULT_BASE_URL) -> dict[Path, str]:
+    """Every file under styles/ that is built from the palette, with its content."""
+    files = {STYLES_DIR / "maplibre.json": json.dumps(maplibre_style(base_url), ensure_ascii=False, indent=2) + "\n"}
+    for cid in palette():
+        files[STYLES_DIR / "qml" / f"{cid}.qml"] = qml(cid)
+        files[STYLES_DIR / "sld" / f"{cid}.sld"] = sld(cid)
+    return files
+
+
+def write_files() -> list[Path]:
+    """Rewrite the committed copies under styles/ from the palette."""
+    written = []
+    for path, text in generated_files().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for written_path in write_files():
+        print(written_path.relative_to(STYLES_DIR.parent))

@@ -1,0 +1,26 @@
+"""CLI command `qgis-project`: a QGIS project with every layer read from a Qiwang server, styled.
+
+Registered on the `qiwang` group by app.cli (`import app.styles_cli`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app.cli import cli
+
+
+@cli.command("qgis-project")
+@click.option("--url", default="http://127.0.0.1:5000", show_default=True,
+              help="The Qiwang server (its OGC API is at URL/ogc).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("qiwang.qgs"),
+              show_default=True, help="The project file to write.")
+@click.option("--collection", "collections", multiple=True, metavar="ID",
+              help="Only these collections (repeatable); default all.")
+def qgis_project(url: str, out: Path, collections: tuple[str, ...]) -> None:
+    """Write a QGIS project (.qgs): every layer over OGC API Features, styled by pressure class etc."""
+    from app.qgis_project import write_project
+
+    path = write_project(out, url, list(collections) or None)
+    click.echo(str(path))

@@ -1,0 +1,219 @@
+"""CQL2 filters (OGC API Features Part 3) turned into a parameterised SQL condition.
+
+pygeofilter parses CQL2 text and CQL2 JSON into one syntax tree; this module walks that tree and
+writes SQL in which every literal is a bound parameter and every property is checked against the
+collection's queryables, so a filter can select rows but never change the statement. Spatial
+literals arrive in `filter-crs` (CRS84 by default) and are transformed to the storage CRS in SQL, so
+the GiST index on the geometry is used.
+
+Supported (and declared in /conformance): basic CQL2 (comparisons, AND/OR/NOT, IS NULL), advanced
+comparisons (LIKE, BETWEEN, IN), spatial functions (S_INTERSECTS, S_DISJOINT, S_CONTAINS, S_WITHIN,
+S_TOUCHES, S_CROSSES, S_OVERLAPS, S_EQUALS) on points, lines, polygons and BBOX/ENVELOPE literals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pygeofilter import ast, values
+from pygeofilter.backends.evaluator import Evaluator, handle
+from pygeofilter.parsers.cql2_json import parse as parse_cql2_json
+from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
+
+from spatial.collections import Collection
+from spatial.crs import ServedCrs
+
+GEOMETRY_QUERYABLE = "geometry"
+
+_COMPARISON = {ast.Equal: "=", ast.NotEqual: "<>", ast.LessThan: "<", ast.LessEqual: "<=",
+               ast.GreaterThan: ">", ast.GreaterEqual: ">="}
+_SPATIAL = {ast.GeometryIntersects: "ST_Intersects", ast.GeometryDisjoint: "ST_Disjoint",
+            ast.GeometryContains: "ST_Contains", ast.GeometryWithin: "ST_Within",
+            ast.GeometryTouches: "ST_Touches", ast.GeometryCrosses: "ST_Crosses",
+            ast.GeometryOverlaps: "ST_Overlaps", ast.GeometryEquals: "ST_Equals"}
+
+
+class FilterError(ValueError):
+    """A filter that cannot be parsed or refers to something that does not exist."""
+
+
+@dataclass
+class SqlCondition:
+    sql: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class _Sql:
+    """A fragment of SQL with its own parameters; `Literal` marks values still to be bound."""
+
+    def __init__(self, sql: str, kind: str = "expr", sql_type: str | None = None):
+        self.sql, self.kind, self.sql_type = sql, kind, sql_type
+
+
+class _ToSql(Evaluator):
+    def __init__(self, collection: Collection, filter_crs: ServedCrs, params: dict[str, Any], prefix: str):
+        self.collection, self.filter_crs, self.params, self.prefix = collection, filter_crs, params, prefix
+
+    # -- values ---------------------------------------------------------------------------------
+    def bind(self, value: Any, sql_type: str | None = None) -> str:
+        name = f"{self.prefix}{len(self.params)}"
+        self.params[name] = value
+        return f"CAST(:{name} AS {sql_type})" if sql_type else f":{name}"
+
+    def literal(self, value: Any, against: _Sql | None) -> str:
+        """Bind `value`, cast to the type of the column it is compared with."""
+        if isinstance(value, _Sql):
+            return value.sql
+        if isinstance(value, (dt.date, dt.datetime)):
+            value = value.isoformat()
+        elif isinstance(value, bool) or value is None:
+            pass
+        elif not isinstance(value, (str, int, float)):
+            raise FilterError(f"unsupported literal {value!r}")
+        sql_type = against.sql_type if against is not None and against.kind == "column" else None
+        if sql_type is not None:
+            self.check_type(value, sql_type)
+        return self.bind(value, sql_type)
+
+    @staticmethod
+    def check_type(value: Any, sql_type: str) -> None:
+        numeric = sql_type in ("smallint", "integer", "bigint", "numeric", "real", "double precision")
+        if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise FilterError(f"a {sql_type} property is compared with {value!r}, which is not a number")
+        if sql_type == "boolean" and not isinstance(value, bool):
+            raise FilterError(f"a boolean property is compared with {value!r}")
+        if sql_type in ("date",) or sql_type.startswith("timestamp"):
+            if not isinstance(value, str):
+                raise FilterError(f"a {sql_type} property is compared with {value!r}")
+            try:
+                dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise FilterError(f"{value!r} is not an ISO 8601 date or timestamp") from None
+
+    def geometry(self, geojson: dict) -> str:
+        """A GeoJSON literal in filter-crs → storage CRS, in SQL."""
+        g = f"ST_SetSRID(ST_GeomFromGeoJSON({self.bind(json.dumps(geojson))}), {self.filter_crs.srid})"
+        if self.filter_crs.north_first:
+            g = f"ST_FlipCoordinates({g})"
+        if self.filter_crs.srid != self.collection.srid:
+            if self.filter_crs.is_geographic:  # follow meridians and parallels, not straight chords
+                g = f"ST_Segmentize({g}, 0.001)"
+            g = f"ST_Transform({g}, {self.collection.srid})"
+        return g
+
+    # -- tree -----------------------------------------------------------------------------------
+    @handle(ast.Attribute)
+    def attribute(self, node: ast.Attribute) -> _Sql:
+        name = node.name
+        if name in (GEOMETRY_QUERYABLE, self.collection.geometry_column):
+            return _Sql(f't."{self.collection.geometry_column}"', "geometry")
+        column = self.collection.column_index.get(name)
+        if column is None:
+            raise FilterError(f"unknown property {name!r}; see the collection's queryables")
+        return _Sql(f't."{column.name}"', "column", column.sql_type)
+
+    @handle(ast.And, ast.Or)
+    def combination(self, node: ast.Combination, lhs: _Sql, rhs: _Sql) -> _Sql:
+        return _Sql(f"({lhs.sql} {node.op.value} {rhs.sql})", "condition")
+
+    @handle(ast.Not)
+    def negate(self, node: ast.Not, sub: _Sql) -> _Sql:
+        return _Sql(f"(NOT {sub.sql})", "condition")
+
+    @handle(*_COMPARISON)
+    def comparison(self, node: ast.Comparison, lhs: Any, rhs: Any) -> _Sql:
+        left = lhs if isinstance(lhs, _Sql) else None
+        right = rhs if isinstance(rhs, _Sql) else None
+        a = self.literal(lhs, right)
+        b = self.literal(rhs, left)
+        return _Sql(f"({a} {_COMPARISON[type(node)]} {b})", "condition")
+
+    @handle(ast.Between)
+    def between(self, node: ast.Between, lhs: _Sql, low: Any, high: Any) -> _Sql:
+        return _Sql(f"({lhs.sql} {'NOT ' if node.not_ else ''}BETWEEN {self.literal(low, lhs)} "
+                    f"AND {self.literal(high, lhs)})", "condition")
+
+    @handle(ast.Like)
+    def like(self, node: ast.Like, lhs: _Sql) -> _Sql:
+        if not isinstance(node.pattern, str):
+            raise FilterError("LIKE needs a text pattern")
+        # CQL2 wildcards are SQL's own ('%', '_', backslash escape); cast so numbers can be matched too.
+        op = "ILIKE" if node.nocase else "LIKE"
+        return _Sql(f"({lhs.sql}::text {'NOT ' if node.not_ else ''}{op} {self.bind(node.pattern)})", "condition")
+
+    @handle(ast.In)
+    def in_(self, node: ast.In, lhs: _Sql, *items: Any) -> _Sql:
+        bound = ", ".join(self.literal(v, lhs) for v in items)
+        return _Sql(f"({lhs.sql} {'NOT ' if node.not_ else ''}IN ({bound}))", "condition")
+
+    @handle(ast.IsNull)
+    def is_null(self, node: ast.IsNull, lhs: _Sql) -> _Sql:
+        return _Sql(f"({lhs.sql} IS {'NOT ' if node.not_ else ''}NULL)", "condition")
+
+    @handle(*_SPATIAL)
+    def spatial(self, node: ast.SpatialComparisonPredicate, lhs: Any, rhs: Any) -> _Sql:
+        a, b = (v.sql if isinstance(v, _Sql) else self.geometry(self.as_geojson(v)) for v in (lhs, rhs))
+        return _Sql(f"{_SPATIAL[type(node)]}({a}, {b})", "condition")
+
+    @handle(ast.Function)
+    def function(self, node: ast.Function, *args: Any) -> Any:
+        if node.name.lower() in ("bbox", "envelope") and len(args) in (4, 6):
+            numbers = [float(a) for a in args]
+            x1, y1, x2, y2 = numbers if len(numbers) == 4 else numbers[0:2] + numbers[3:5]
+            return values.Envelope(x1, x2, y1, y2)
+        raise FilterError(f"unsupported function {node.name!r}")
+
+    @handle(values.Geometry, values.Envelope)
+    def geometry_value(self, node: Any) -> Any:
+        return node
+
+    @handle(*values.LITERALS)
+    def plain(self, node: Any) -> Any:
+        return node
+
+    @staticmethod
+    def as_geojson(value: Any) -> dict:
+        if isinstance(value, (values.Geometry, values.Envelope)):
+            return value.geometry
+        raise FilterError(f"a spatial function needs a geometry, not {value!r}")
+
+    def adopt(self, node: Any, *sub_args: Any) -> Any:
+        raise FilterError(f"unsupported CQL2 element {type(node).__name__}")
+
+
+def _fix_json_bboxes(node: Any) -> Any:
+    """Turn CQL2 JSON {"bbox": [minx, miny, maxx, maxy]} into a GeoJSON polygon.
+
+    pygeofilter 0.4 reads the four numbers in the wrong order (x1, x2, y1, y2), so it never sees a bbox.
+    """
+    if isinstance(node, dict):
+        if set(node) == {"bbox"} and isinstance(node["bbox"], list) and len(node["bbox"]) in (4, 6):
+            b = node["bbox"]
+            x1, y1, x2, y2 = b if len(b) == 4 else b[0:2] + b[3:5]
+            return {"type": "Polygon", "coordinates": [[[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]]]}
+        return {k: _fix_json_bboxes(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_json_bboxes(v) for v in node]
+    return node
+
+
+def to_sql(text: str, lang: str, collection: Collection, filter_crs: ServedCrs, prefix: str = "f") -> SqlCondition:
+    """The SQL condition (on table alias `t`) for a CQL2 filter in `lang` ('cql2-text' or 'cql2-json')."""
+    try:
+        if lang == "cql2-json":
+            tree = parse_cql2_json(_fix_json_bboxes(json.loads(text)))
+        else:
+            tree = parse_cql2_text(text)
+    except FilterError:
+        raise
+    except Exception as exc:  # lark and json raise many types; all mean the same thing here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FilterError(f"malformed {lang} filter: {first}") from None
+    params: dict[str, Any] = {}
+    result = _ToSql(collection, filter_crs, params, prefix).evaluate(tree)
+    if not isinstance(result, _Sql) or result.kind != "condition":
+        raise FilterError("the filter is not a condition (true or false for each feature)")
+    return SqlCondition(result.sql, params)

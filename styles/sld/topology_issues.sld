@@ -1,0 +1,35 @@
+<?xml version='1.0' encoding='UTF-8'?>
+<StyledLayerDescriptor xmlns="http://www.opengis.net/sld" xmlns:se="http://www.opengis.net/se" xmlns:ogc="http://www.opengis.net/ogc" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" version="1.1.0" xsi:schemaLocation="http://www.opengis.net/sld http://schemas.opengis.net/sld/1.1.0/StyledLayerDescriptor.xsd">
+  <NamedLayer>
+    <se:Name>topology_issues</se:Name>
+    <UserStyle>
+      <se:Name>topology_issues</se:Name>
+      <se:Description>
+        <se:Title>拓扑问题 Topology issues</se:Title>
+      </se:Description>
+      <se:FeatureTypeStyle>
+        <se:Rule>
+          <se:Name>all</se:Name>
+          <se:Description>
+            <se:Title>拓扑问题 Topology issue</se:Title>
+          </se:Description>
+          <se:PointSymbolizer>
+            <se:Graphic>
+              <se:Mark>
+                <se:WellKnownName>x</se:WellKnownName>
+                <se:Fill>
+                  <se:SvgParameter name="fill">#d81b60</se:SvgParameter>
+                </se:Fill>
+                <se:Stroke>
+                  <se:SvgParameter name="stroke">#d81b60</se:SvgParameter>
+                  <se:SvgParameter name="stroke-width">2.5</se:SvgParameter>
+                </se:Stroke>
+              </se:Mark>
+              <se:Size>10</se:Size>
+            </se:Graphic>
+          </se:PointSymbolizer>
+        </se:Rule>
+      </se:FeatureTypeStyle>
+    </UserStyle>
+  </NamedLayer>
+</StyledLayerDescriptor>

@@ -1,0 +1,349 @@
+"""The analyses as OGC API processes: each processor against the real database, inputs checked and
+errors naming the input, jobs kept in PostgreSQL through pygeoapi's manager, the jobs migration.
+
+The processors only wrap network_analysis, so each result is compared with a direct call of the
+function it wraps, for the same inputs; the analyses themselves are tested elsewhere.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask, request
+from pygeoapi.api import API, APIRequest
+from pygeoapi.api.processes import describe_processes, execute_process, get_oas_30
+from pygeoapi.plugin import load_plugin
+from pygeoapi.process.base import ProcessorExecuteError
+from pygeoapi.process.manager.base import get_manager
+from pygeoapi.util import JobStatus, RequestedProcessExecutionMode
+from pyproj import Transformer
+
+from app.processes import PROCESSES, manager_definition, process_resources
+from app.processes.base import checked_inputs
+from app.processes.jobs import QiwangJobManager
+from conftest import migrated_database, scalar
+from network_analysis import routing
+from network_analysis.api import burst_analysis
+from network_analysis.criticality import criticality_report
+from network_analysis.radius import near
+from network_analysis.statistics import network_statistics
+from network_analysis.topology import topologies
+from networks import ORIGIN, TIERS, load
+from spatial import migrate
+
+TO_CRS84 = Transformer.from_crs(4550, "OGC:CRS84", always_xy=True).transform
+
+
+def url_of(engine: sa.Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def processor(url: str, process_id: str):
+    """The processor as pygeoapi's manager builds it: from the resource entry, by dotted path."""
+    return load_plugin("process", process_resources(url)[process_id]["processor"])
+
+
+def run(url: str, process_id: str, inputs: dict) -> dict:
+    mimetype, result = processor(url, process_id).execute(inputs)
+    assert mimetype == "application/json"
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiers(net_engine: sa.Engine) -> str:
+    """The two-tier hand-made network (tests/networks.py TIERS); its database URL."""
+    load(net_engine, TIERS)
+    return url_of(net_engine)
+
+
+# --- metadata -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("process_id", sorted(PROCESSES))
+def test_metadata_declares_every_input_and_a_valid_example(process_id: str) -> None:
+    p = processor("postgresql+psycopg://nobody@/nowhere", process_id)  # no connection until executed
+    md = p.metadata
+    assert md["id"] == process_id
+    assert md["jobControlOptions"] == ["sync-execute", "async-execute"]
+    assert set(md["title"]) == set(md["description"]) == {"en", "zh"}
+    for name, spec in md["inputs"].items():
+        assert {"title", "description", "schema", "minOccurs", "maxOccurs"} <= set(spec), name
+    assert list(md["outputs"]) == ["report"]
+    assert md["outputs"]["report"]["schema"]["contentMediaType"] == "application/json"
+    checked_inputs(md, md["example"]["inputs"])  # the example passes the declared schemas
+
+
+def test_process_resources_and_manager_definition(tmp_path: Path) -> None:
+    resources = process_resources("postgresql+psycopg://qiwang@/qiwang?host=/tmp")
+    assert list(resources) == ["burst-analysis", "criticality", "radius-query", "route", "topology-check",
+                               "network-statistics"]
+    assert resources["route"] == {"type": "process", "processor": {
+        "name": "app.processes.route.RouteProcessor", "database_url": "postgresql+psycopg://qiwang@/qiwang?host=/tmp"}}
+    assert manager_definition("postgresql+psycopg://qiwang@/qiwang", tmp_path) == {
+        "name": "app.processes.jobs.QiwangJobManager", "connection": "postgresql+psycopg://qiwang@/qiwang",
+        "output_dir": str(tmp_path)}
+
+
+# --- burst-analysis on a hand-made network ----------------------------------------------------------
+
+def test_burst_by_pipe_is_the_analysis_report(tiers: str, net_engine: sa.Engine) -> None:
+    result = run(tiers, "burst-analysis", {"pipe": "m2"})
+    direct = burst_analysis(net_engine, pipe="m2")
+    assert {v["code"] for v in result["valves_to_close"]} == {v["code"] for v in direct["valves_to_close"]}
+    assert result == direct
+
+
+def test_burst_at_a_crs84_point_with_a_failed_valve_and_geometry(tiers: str, net_engine: sa.Engine) -> None:
+    lon, lat = TO_CRS84(ORIGIN[0] + 150, ORIGIN[1])  # middle of m2 (a → ri)
+    result = run(tiers, "burst-analysis", {"point": {"type": "Point", "coordinates": [lon, lat]},
+                                           "failed_valves": "vm2", "geometry": True})
+    direct = burst_analysis(net_engine, at=(lon, lat), crs="OGC:CRS84", failed_valves=["vm2"], geometry=True)
+    assert result == direct
+    assert result["burst"]["pipe"] == "m2" and result["second_ring"]["failed_valves"] == ["vm2"]
+    assert result["outage_area"]["type"] in ("Polygon", "MultiPolygon")
+    assert {f["id"] for f in result["features"]["valves_to_close"]["features"]} == {
+        v["code"] for v in result["valves_to_close"]}
+
+
+def test_burst_at_a_storage_crs_point_given_as_a_pair(tiers: str, net_engine: sa.Engine) -> None:
+    point = (ORIGIN[0] + 150, ORIGIN[1] + 2)
+    barrier = (ORIGIN[0] + 250, ORIGIN[1])  # on l1
+    result = run(tiers, "burst-analysis", {"point": {"value": list(point)}, "crs": "EPSG:4550",
+                                           "barriers": [list(barrier)]})
+    assert result == burst_analysis(net_engine, at=point, crs="EPSG:4550", barriers=[barrier])
+    assert result["burst"]["pipe"] == "m2"
+
+
+@pytest.mark.parametrize(("inputs", "named", "says"), [
+    ({"pipe": "NOPE"}, "'pipe'", "unknown pipe code 'NOPE'"),
+    ({}, "'pipe'", "exactly one"),
+    ({"pipe": "m1", "point": [123.0, 41.0]}, "'point'", "exactly one"),
+    ({"pipe": "m1", "colour": "red"}, "'colour'", "unknown input"),
+    ({"pipe": 12}, "'pipe'", "is not of type 'string'"),
+    ({"pipe": "m1", "geometry": "yes"}, "'geometry'", "is not of type 'boolean'"),
+    ({"pipe": "m1", "save_as": "closed"}, "'save_as'", "is not one of"),
+    ({"pipe": "m1", "failed_valves": ["NOPE"]}, "'failed_valves'", "unknown valve code 'NOPE'"),
+    ({"pipe": "m1", "failed_valves": [7]}, "'failed_valves[0]'", "is not of type 'string'"),
+    ({"point": [ORIGIN[0] + 50, ORIGIN[1] + 500], "crs": "EPSG:4550"}, "'point'", "not on the network"),
+    ({"point": {"type": "Point", "coordinates": ["a", 1]}}, "'point' at coordinates[0]", "is not of type 'number'"),
+    ({"pipe": "m1", "barriers": [[ORIGIN[0], ORIGIN[1] - 900]], "crs": "EPSG:4550"}, "'barriers[0]'",
+     "not on the network"),
+    ({"pipe": "m1", "barriers": [[1, 2]], "crs": "EPSG:999999"}, "'crs'", "unknown CRS"),
+])
+def test_bad_burst_inputs_name_the_input(tiers: str, inputs: dict, named: str, says: str) -> None:
+    with pytest.raises(ProcessorExecuteError) as caught:
+        run(tiers, "burst-analysis", inputs)
+    message = str(caught.value)
+    assert named in message and says in message
+    assert caught.value.message == message and caught.value.http_status_code == 400
+
+
+# --- the other processes on the demo city -----------------------------------------------------------
+
+def pipe_midpoint_crs84(engine: sa.Engine) -> tuple[float, float]:
+    with engine.connect() as conn:
+        x, y = conn.execute(sa.text(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_LineInterpolatePoint(ST_Force2D(geom), 0.5) AS p FROM pipe "
+            "WHERE status = 'in_service' ORDER BY id LIMIT 1) s")).one()
+    return TO_CRS84(x, y)
+
+
+def road_points(engine: sa.Engine) -> list[tuple[float, float]]:
+    """Midpoints of two roads far apart, in EPSG:4550."""
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_LineInterpolatePoint(geom, 0.5) AS p, id FROM road) s "
+            "ORDER BY id LIMIT 2 OFFSET 0")).all()] + [tuple(r) for r in conn.execute(sa.text(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_LineInterpolatePoint(geom, 0.5) AS p, id FROM road) s "
+            "ORDER BY id DESC LIMIT 1")).all()]
+
+
+def test_radius_query(db_url: str, engine: sa.Engine) -> None:
+    lon, lat = pipe_midpoint_crs84(engine)
+    result = run(db_url, "radius-query", {"point": [lon, lat], "radius_m": 150, "limit_per_layer": 5})
+    with engine.connect() as conn:
+        assert result == near(conn, lon, lat, 150, crs="OGC:CRS84", limit_per_layer=5)
+    assert result["counts"]["pipe"] >= 1 and set(result) == {"center", "radius_m", "features", "counts"}
+
+
+def test_route_from_a_point_and_from_the_nearest_crew_base(db_url: str, engine: sa.Engine) -> None:
+    start, _, end = road_points(engine)
+    given = run(db_url, "route", {"from": list(start), "to": list(end), "crs": "EPSG:4550"})
+    assert given == routing.route(engine, start, end, crs="EPSG:4550")
+    assert given["length_m"] > 0 and given["geometry"]["type"] == "LineString"
+    lon, lat = TO_CRS84(*end)
+    nearest = run(db_url, "route", {"to": {"type": "Point", "coordinates": [lon, lat]}})
+    assert nearest == routing.route_from_nearest_crew_base(engine, (lon, lat), crs="OGC:CRS84")
+    assert set(nearest) == {"crew_base", "route", "others", "unreachable"}
+
+
+def test_network_statistics(db_url: str, engine: sa.Engine) -> None:
+    admin = scalar(engine, "SELECT admin_code FROM pipe ORDER BY id LIMIT 1")
+    result = run(db_url, "network-statistics", {"admin_code": admin, "as_of_year": 2020})
+    with engine.connect() as conn:
+        assert result == network_statistics(conn, admin_code=admin, as_of_year=2020)
+    assert result["total"]["count"] > 0
+
+
+def test_criticality(db_url: str, engine: sa.Engine) -> None:
+    result = run(db_url, "criticality", {"top": 3})
+    assert result == criticality_report(topologies.get(engine), 3)
+    assert len(result["top_segments"]) == 3
+
+
+def test_topology_check(db_url: str, engine: sa.Engine) -> None:
+    result = run(db_url, "topology-check", {})
+    assert set(result) == {"network_version", "counts", "issues"}
+    assert sum(result["counts"].values()) == scalar(engine, "SELECT count(*) FROM topology_issue")
+
+
+@pytest.mark.parametrize(("process_id", "inputs", "named", "says"), [
+    ("radius-query", {"point": [123.0, 41.1]}, "'radius_m'", "is required"),
+    ("radius-query", {"point": [123.0, 41.1], "radius_m": 0}, "'radius_m'", "more than 0"),
+    ("radius-query", {"point": [123.0, 41.1], "radius_m": 9000}, "'radius_m'", "maximum"),
+    ("radius-query", {"point": [100.0, 30.0], "radius_m": 100}, "'point'", "outside the deployment area"),
+    ("radius-query", {"point": [123.0, 41.1], "radius_m": 100, "crs": "EPSG:nope"}, "'crs'", "unknown CRS"),
+    ("route", {"from": [110.0, 35.0], "to": [123.0, 41.1]}, "'from'", "no road within"),
+    ("route", {"to": [110.0, 35.0]}, "'to'", "no road within"),
+    ("route", {"from": [123.0, 41.1]}, "'to'", "is required"),
+    ("network-statistics", {"enterprise_code": "9999999999"}, "'enterprise_code'", "unknown enterprise code"),
+    ("network-statistics", {"admin_code": "21"}, "'admin_code'", "does not match"),
+    ("network-statistics", {"as_of_year": "2020"}, "'as_of_year'", "is not of type 'integer'"),
+    ("criticality", {"top": 0}, "'top'", "minimum"),
+    ("topology-check", {"tolerance_m": -1}, "'tolerance_m'", "minimum"),
+    ("topology-check", "tolerance", "inputs", "JSON object"),
+])
+def test_bad_inputs_name_the_input(db_url: str, process_id: str, inputs: dict, named: str, says: str) -> None:
+    with pytest.raises(ProcessorExecuteError) as caught:
+        run(db_url, process_id, inputs)
+    assert named in str(caught.value) and says in str(caught.value)
+
+
+# --- jobs in PostgreSQL through pygeoapi's manager ----------------------------------------------------
+
+@pytest.fixture
+def manager(tiers: str, tmp_path: Path) -> QiwangJobManager:
+    """The manager as pygeoapi's get_manager builds it from the configuration the blueprint writes."""
+    config = {"server": {"manager": manager_definition(tiers, tmp_path / "jobs")},
+              "resources": process_resources(tiers)}
+    built = get_manager(config)
+    assert isinstance(built, QiwangJobManager) and built.is_async
+    return built
+
+
+def wait_for(manager: QiwangJobManager, job_id: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while (job := manager.get_job(job_id))["status"] in ("accepted", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
+def test_async_job_round_trip(manager: QiwangJobManager, net_engine: sa.Engine) -> None:
+    sync = run(url_of(net_engine), "burst-analysis", {"pipe": "m3"})
+    job_id, mimetype, outputs, status, headers = manager.execute_process(
+        "burst-analysis", {"pipe": "m3"}, execution_mode=RequestedProcessExecutionMode.respond_async)
+    assert status == JobStatus.accepted and outputs is None
+    assert headers == {"Preference-Applied": "respond-async"}
+    job = wait_for(manager, job_id)
+    assert job["status"] == "successful" and job["progress"] == 100, job
+    assert job["process_id"] == "burst-analysis" and job["finished"].endswith("Z")
+    assert manager.get_job_result(job_id) == ("application/json", sync)
+    row = scalar(net_engine, "SELECT status || ' ' || mimetype FROM jobs WHERE identifier = :id", id=job_id)
+    assert row == "successful application/json"
+    listed = manager.get_jobs(limit=1)
+    assert listed["jobs"][0]["identifier"] == job_id and listed["numberMatched"] >= 1
+    assert manager.delete_job(job_id) and not Path(job["location"]).exists()
+
+
+def test_failing_async_job_ends_failed_with_the_message(manager: QiwangJobManager, net_engine: sa.Engine) -> None:
+    job_id, *_ = manager.execute_process("burst-analysis", {"pipe": "NOPE"},
+                                         execution_mode=RequestedProcessExecutionMode.respond_async)
+    job = wait_for(manager, job_id)
+    assert job["status"] == "failed"
+    assert "input 'pipe': unknown pipe code 'NOPE'" in job["message"]
+    assert scalar(net_engine, "SELECT status FROM jobs WHERE identifier = :id", id=job_id) == "failed"
+    assert manager.get_job_result(job_id) == (None,)
+
+
+def test_sync_execution_through_the_manager(manager: QiwangJobManager, net_engine: sa.Engine) -> None:
+    """What pygeoapi answers synchronously: the report (200), or for bad input the failure JSON (400)."""
+    job_id, mimetype, outputs, status, _ = manager.execute_process("burst-analysis", {"pipe": "m1"})
+    assert status == JobStatus.successful and outputs == burst_analysis(net_engine, pipe="m1")
+    _, _, outputs, status, _ = manager.execute_process("burst-analysis", {"pipe": "m1", "top": 3})
+    assert status == JobStatus.failed
+    assert outputs["code"] == "InvalidParameterValue" and "unknown input 'top'" in outputs["description"]
+
+
+# --- the migration --------------------------------------------------------------------------------
+
+def test_jobs_migration_goes_up_and_down(databases) -> None:
+    with migrated_database(databases, "qiwang_jobs_migration") as engine:
+        url = url_of(engine)
+        with engine.connect() as conn:
+            columns = dict(conn.execute(sa.text(
+                "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
+                "WHERE attrelid = 'jobs'::regclass AND attnum > 0 AND NOT attisdropped")).all())
+        assert set(columns) == {"identifier", "type", "process_id", "status", "message", "progress", "mimetype",
+                                "location", "created", "started", "updated", "finished"}
+        assert all(columns.values()) and scalar(engine, "SELECT obj_description('jobs'::regclass)")
+        migrate.downgrade(url, "0007")
+        assert scalar(engine, "SELECT to_regclass('jobs')") is None
+        migrate.upgrade(url)
+        assert scalar(engine, "SELECT to_regclass('jobs')") == "jobs"
+
+
+@pytest.mark.parametrize("process_id", sorted(PROCESSES))
+def test_the_documented_example_runs_on_the_demo_city(db_url: str, process_id: str) -> None:
+    p = processor(db_url, process_id)
+    _, result = p.execute(p.metadata["example"]["inputs"])
+    assert isinstance(result, dict) and result
+
+
+# --- what pygeoapi's API answers (its own request handling, without the Qiwang blueprint) -----------
+
+@pytest.fixture
+def ogc_api(tiers: str, tmp_path: Path) -> API:
+    config = {"server": {"url": "http://localhost/ogc", "mimetype": "application/json; charset=UTF-8",
+                         "encoding": "utf-8", "languages": ["en-US"], "limits": {"default_items": 10,
+                         "max_items": 100}, "manager": manager_definition(tiers, tmp_path / "jobs")},
+              "logging": {"level": "ERROR"}, "metadata": {}, "resources": process_resources(tiers)}
+    return API(config, {})
+
+
+def execute_over_http(api: API, process_id: str, body: dict, prefer: str | None = None
+                      ) -> tuple[dict, int, dict | None]:
+    """pygeoapi's execute handler on a Flask request, as a blueprint calls it."""
+    with Flask(__name__).test_request_context(f"/processes/{process_id}/execution", method="POST",
+                                              json=body, headers={"Prefer": prefer} if prefer else {}):
+        headers, status, content = execute_process(api, APIRequest.from_flask(request, api.locales), process_id)
+    return headers, int(status), json.loads(content) if content else None
+
+
+def test_pygeoapi_answers_bad_input_with_400_and_async_with_201(ogc_api: API, net_engine: sa.Engine) -> None:
+    headers, status, body = execute_over_http(ogc_api, "burst-analysis", {"inputs": {"pipe": "m1"}})
+    assert status == 200 and body == burst_analysis(net_engine, pipe="m1")
+    headers, status, body = execute_over_http(ogc_api, "burst-analysis", {"inputs": {"pipe": "NOPE"}})
+    assert status == 400 and body["code"] == "InvalidParameterValue"
+    assert body["description"] == "Error executing process: input 'pipe': unknown pipe code 'NOPE'"
+    headers, status, body = execute_over_http(ogc_api, "burst-analysis", {"inputs": {"pipe": "m1"}},
+                                              prefer="respond-async")
+    assert status == 201 and headers["Location"].startswith("http://localhost/ogc/jobs/")
+    assert headers["Preference-Applied"] == "respond-async"
+    assert wait_for(ogc_api.manager, headers["Location"].rsplit("/", 1)[1])["status"] == "successful"
+
+
+def test_pygeoapi_describes_the_processes_and_their_openapi(ogc_api: API) -> None:
+    with Flask(__name__).test_request_context("/processes/radius-query?f=json"):
+        _, status, content = describe_processes(ogc_api, APIRequest.from_flask(request, ogc_api.locales),
+                                                "radius-query")
+    described = json.loads(content)
+    assert status == 200 and described["jobControlOptions"] == ["sync-execute", "async-execute"]
+    assert described["inputs"]["radius_m"]["minOccurs"] == 1
+    _, oas = get_oas_30(ogc_api.config, "en-US")
+    for process_id in PROCESSES:
+        post = oas["paths"][f"/processes/{process_id}/execution"]["post"]
+        assert post["responses"]["200"]["content"]["application/json"]["schema"] == {"type": "object"}
+        assert "example" in post["requestBody"]["content"]["application/json"]
