@@ -349,6 +349,7 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the CLI; every failure ends as one line on stderr and a non-zero exit code."""
     import app.analysis_cli  # noqa: F401  (registers burst, incident, criticality on `cli`)
+    import app.styles_cli  # noqa: F401  (registers qgis-project)
 
     try:
         code = cli.main(args=argv, prog_name="qiwang", standalone_mode=False)

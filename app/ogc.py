@@ -242,8 +242,20 @@ def error(status: int, code: str, description: str) -> Response:
                     mimetype="application/json")
 
 
+def _api_request(api: API) -> APIRequest:
+    """pygeoapi's request object, JSON unless HTML is asked for.
+
+    pygeoapi 0.21 answers some paths (job results) with HTML when a client sends `Accept: */*`, as
+    requests, curl and GDAL do; API clients get JSON unless they ask for text/html or f=html.
+    """
+    api_request = APIRequest.from_flask(request, api.locales)
+    if "f" not in request.args and "text/html" not in request.headers.get("Accept", ""):
+        api_request._format = "json"
+    return api_request
+
+
 def _negotiated_format(api: API) -> str | None:
-    return APIRequest.from_flask(request, api.locales).format
+    return _api_request(api).format
 
 
 def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Blueprint:
@@ -257,7 +269,7 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
 
     def pygeoapi(function: Callable, *args: Any, skip_valid_check: bool = False) -> Response:
         """Answer with a pygeoapi API function, as pygeoapi's own flask_app does."""
-        api_request = APIRequest.from_flask(request, api.locales)
+        api_request = _api_request(api)
         if not skip_valid_check and not api_request.is_valid():
             headers, status, content = api.get_format_exception(api_request)
         else:
@@ -463,7 +475,15 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
 
     @bp.post("/processes/<process_id>/execution")
     def execute(process_id: str) -> Response:
-        return pygeoapi(processes_api.execute_process, process_id)
+        response = pygeoapi(processes_api.execute_process, process_id)
+        location = response.headers.get("Location")
+        if response.status_code == HTTPStatus.CREATED and location:
+            # pygeoapi 0.21 answers an accepted job with `null`; the standard asks for its status info.
+            status = pygeoapi(processes_api.get_jobs, location.rstrip("/").rsplit("/", 1)[1])
+            if status.status_code == HTTPStatus.OK:
+                response.set_data(status.get_data())
+                response.mimetype = "application/json"
+        return response
 
     @bp.get("/jobs")
     @bp.get("/jobs/<job_id>")

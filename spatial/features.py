@@ -351,7 +351,7 @@ def query_one(conn: sa.Connection, c: Collection, feature_id: str, crs: ServedCr
     if id_column == "id":
         if not feature_id.isdigit():
             return None
-        key = f't."id" = CAST(:fid AS bigint)'
+        key = 't."id" = CAST(:fid AS bigint)'
     else:
         key = f't."{id_column}" = :fid'
     sql = f'SELECT {feature_sql(c, crs, properties, skip_geometry)} FROM "{c.layer.table}" t WHERE {key} LIMIT 2'
