@@ -78,6 +78,8 @@ class Collection:
     geometry_column: str
     geometry_type: str         # PostGIS type, e.g. 'LINESTRINGZ', 'POINTZ', 'MULTIPOLYGON'
     srid: int                  # storage SRID, e.g. 4550
+    primary_key: str = "id"    # the table's (single-column) primary key: keyset paging, MVT feature ids
+    primary_key_type: str = "bigint"
     extent_crs84: tuple[float, float, float, float] | None = None
     column_index: dict[str, Column] = field(default_factory=dict, compare=False)
 
@@ -131,6 +133,13 @@ def describe(conn: sa.Connection, layers: dict[str, Layer] | None = None) -> dic
         SELECT relname, coalesce(obj_description(oid, 'pg_class'), '') FROM pg_class
         WHERE relnamespace = 'public'::regnamespace AND relname = ANY(:tables)
     """), {"tables": [layer.table for layer in layers.values()]}).all())
+    keys = {r.relname: (r.attname, r.type) for r in conn.execute(sa.text("""
+        SELECT c.relname, a.attname, format_type(a.atttypid, NULL) AS type
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+        WHERE i.indisprimary AND i.indnatts = 1 AND c.relnamespace = 'public'::regnamespace
+          AND c.relname = ANY(:tables)
+    """), {"tables": [layer.table for layer in layers.values()]})}
     by_table: dict[str, list] = {}
     for r in rows:
         by_table.setdefault(r[0], []).append(r)
@@ -148,8 +157,10 @@ def describe(conn: sa.Connection, layers: dict[str, Layer] | None = None) -> dic
             json_type, json_format = _json_type(sql_type)
             columns.append(Column(name, sql_type, comment, json_type, json_format))
         geometry_type = g.type + ("Z" if g.coord_dimension == 3 and not g.type.endswith("Z") else "")
+        key, key_type = keys[layer.table]
         out[layer.id] = Collection(layer, comments.get(layer.table, ""), tuple(columns), g.f_geometry_column,
-                                   geometry_type, g.srid, _extent(conn, layer.table, g.f_geometry_column, g.srid))
+                                   geometry_type, g.srid, key, key_type,
+                                   _extent(conn, layer.table, g.f_geometry_column, g.srid))
     return out
 
 

@@ -226,14 +226,6 @@ def feature_sql(collection: Collection, crs: ServedCrs, properties: list[str] | 
             f"'geometry', {geometry}, 'properties', json_build_object({pairs}))::text")
 
 
-# Tables whose primary key is a code, not a bigint id.
-_TEXT_KEYED = {"enterprise": "enterprise_code", "admin_division": "admin_code"}
-
-
-def _primary_key(collection: Collection) -> str:
-    return _TEXT_KEYED.get(collection.layer.table, "id")
-
-
 def where_clause(q: FeatureQuery, params: dict[str, Any]) -> list[str]:
     """The conditions of the query except the keyset (bbox, datetime, equality, CQL2)."""
     c = q.collection
@@ -279,14 +271,14 @@ def _json_value(collection: Collection, name: str) -> str:
 
 
 def _order_and_keyset(q: FeatureQuery, params: dict[str, Any]) -> tuple[str, str | None, list[str]]:
-    pk = _primary_key(q.collection)
+    pk = q.collection.primary_key
     keys: list[tuple[str, bool]] = []
     types: list[str] = []
     for name, descending in q.sortby:
         keys += [(f'(t."{name}" IS NULL)', descending), (f't."{name}"', descending)]
         types += ["boolean", q.collection.column_index[name].sql_type]
     keys.append((f't."{pk}"', False))
-    types.append("text" if pk != "id" else "bigint")
+    types.append(q.collection.primary_key_type)
     order = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
     keyset = None
     if q.cursor is not None:

@@ -57,7 +57,7 @@ def tile_sql(c: Collection, z: int) -> str | None:
     condition = next((sql for below, sql in r.thinning if z < below), None)
     geom = f't."{c.geometry_column}"'
     properties = ", ".join(f't."{col.name}"' for col in c.columns)
-    has_id = c.layer.id_column == "id" or c.layer.table not in ("enterprise", "admin_division")
+    has_id = c.primary_key_type == "bigint"  # MVT feature ids are integers
     return f"""
         WITH bounds AS (
             SELECT ST_TileEnvelope(:z, :x, :y) AS merc,
@@ -65,7 +65,7 @@ def tile_sql(c: Collection, z: int) -> str | None:
         )
         SELECT ST_AsMVT(mvt, '{c.id}', {EXTENT}, 'mvt_geom'{", 'mvt_id'" if has_id else ""}) FROM (
             SELECT ST_AsMVTGeom(ST_Transform({geom}, 3857), bounds.merc, {EXTENT}, {BUFFER}, true) AS mvt_geom,
-                   {"t.id AS mvt_id, " if has_id else ""}{properties}
+                   {f't."{c.primary_key}" AS mvt_id, ' if has_id else ""}{properties}
             FROM "{c.layer.table}" t, bounds
             WHERE {geom} && bounds.box{f" AND {condition}" if condition else ""}
         ) mvt WHERE mvt_geom IS NOT NULL
