@@ -32,7 +32,8 @@ class TileRule:
 
 # Pipe types (pipe.pipe_type): trunk 输气干线, main 干管, branch 支管, yard 庭院管, service 引入管.
 TILE_RULES: dict[str, TileRule] = {
-    "pipes": TileRule(8, ((13, "t.pipe_type IN ('trunk', 'main')"),
+    # City overview (z < 13): the trunk lines only; medium-pressure mains from 13, yards from 14.
+    "pipes": TileRule(8, ((13, "t.pipe_type = 'trunk'"),
                           (14, "t.pipe_type IN ('trunk', 'main', 'branch')"),
                           (15, "t.pipe_type IN ('trunk', 'main', 'branch', 'yard')")),
                       light=("code", "pipe_type", "pressure_class", "status", "material", "diameter_mm"),
