@@ -1,4 +1,4 @@
-"""The Flask app factory: landing page, health check, the OGC API (/ogc) and the styles (/styles)."""
+"""The Flask app factory: landing page, health check, the OGC API (/ogc), styles (/styles), the map (/map)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     passes $QIWANG_PUBLIC_URL or its own address). `jobs_dir` keeps asynchronous process results
     (default ./var/jobs).
     """
+    from app.map import map_blueprint
     from app.ogc import ogc_blueprint
     from app.styles import styles_blueprint
 
@@ -65,6 +66,7 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     CORS(app, expose_headers=["Content-Crs", "Location", "Preference-Applied"])
     app.register_blueprint(ogc_blueprint(url, public_url, jobs_dir or Path("var/jobs").resolve()))
     app.register_blueprint(styles_blueprint)
+    app.register_blueprint(map_blueprint)
 
     @app.get("/")
     def index():

@@ -53,7 +53,10 @@ def shown(url: str) -> str:
 
 @functools.cache
 def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    # pool_size covers the web server's threads (waitress: 8): a connection closed after a burst of
+    # tile requests would cost ≈ 100 ms to reopen (PostGIS rebuilds its PROJ transformations).
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                            connect_args={"connect_timeout": 10})
 
 
 def get_engine(url: str | None = None) -> sa.Engine:

@@ -1,0 +1,67 @@
+"""The dispatcher web map (调度地图) at /map: MapLibre GL JS over the OGC API vector tiles and processes.
+
+MapLibre comes from npm (`package.json`, installed by ./qiwang into node_modules/) and is served
+by the app under /map/vendor/maplibre-gl/: the map makes no request outside the server (no CDN,
+no web fonts, no glyphs). A basemap is optional: $QIWANG_BASEMAP_URL is an XYZ or WMTS (KVP)
+tile URL template with {z}/{x}/{y} (and {key}, replaced by $QIWANG_BASEMAP_KEY, e.g. Tianditu's
+`tk`); without one, the city's roads, rivers, railways and districts are the backdrop.
+
+The page's JavaScript (app/static/map/) reads the style from /styles/maplibre.json and talks to
+/ogc only; this module just serves the page, the scripts and the vendored library.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, render_template, send_from_directory
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = Path(__file__).resolve().parent / "static" / "map"
+MAPLIBRE_DIST = ROOT / "node_modules" / "maplibre-gl" / "dist"
+# The files of maplibre-gl's dist/ the page may load (the CSP-free build and its stylesheet).
+MAPLIBRE_FILES = frozenset({"maplibre-gl.js", "maplibre-gl.js.map", "maplibre-gl.css", "LICENSE.txt"})
+
+
+def basemap_config(environ: dict[str, str] | None = None) -> dict[str, str] | None:
+    """The raster basemap from the environment ({url, attribution}), or None when none is configured.
+
+    $QIWANG_BASEMAP_URL: tile URL template ({z}, {x}, {y}; `{key}` is replaced by $QIWANG_BASEMAP_KEY);
+    $QIWANG_BASEMAP_ATTRIBUTION: the credit line shown on the map.
+    """
+    env = os.environ if environ is None else environ
+    url = env.get("QIWANG_BASEMAP_URL", "").strip()
+    if not url:
+        return None
+    return {"url": url.replace("{key}", env.get("QIWANG_BASEMAP_KEY", "").strip()),
+            "attribution": env.get("QIWANG_BASEMAP_ATTRIBUTION", "").strip()}
+
+
+def maplibre_version() -> str | None:
+    """The installed maplibre-gl version (None when `npm ci` has not run)."""
+    import json
+
+    try:
+        return json.loads((MAPLIBRE_DIST.parent / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+map_blueprint = Blueprint("map", __name__, static_folder=str(STATIC_DIR), static_url_path="/map/static",
+                          template_folder="templates")
+
+
+@map_blueprint.get("/map")
+def map_page() -> str:
+    """The dispatcher map page."""
+    return render_template("map.html", basemap=basemap_config(), maplibre_version=maplibre_version())
+
+
+@map_blueprint.get("/map/vendor/maplibre-gl/<name>")
+def maplibre_file(name: str) -> Response:
+    """maplibre-gl's dist files from node_modules (installed by ./qiwang from package-lock.json)."""
+    if name not in MAPLIBRE_FILES:
+        abort(404)
+    if not (MAPLIBRE_DIST / name).is_file():
+        abort(503, description="maplibre-gl is not installed: run ./qiwang (npm ci) in the checkout")
+    return send_from_directory(MAPLIBRE_DIST, name, max_age=86400)

@@ -1,0 +1,151 @@
+"""The web map in the browser: time to first render of the demo city and the burst round trip.
+
+    .venv/bin/python bench/bench_map.py [--pipes 5000] [--loads 9] [--bursts 30] [--reuse]
+
+Loads the demo city of N pipes (default: the size `./qiwang demo` makes) into the scratch database
+`qiwang_bench_map` (--reuse keeps one already loaded with the same N), serves the Qiwang app with the
+map (waitress in a background thread, real HTTP on 127.0.0.1) and drives Debian's Chromium
+(headless, Playwright) on /map. It prints:
+- time to first render: navigation start → the map's first 'idle' (style, every visible layer's
+  tiles loaded and drawn), each load in a fresh browser context (empty HTTP cache), after one
+  warm-up load; median, min, max over --loads loads;
+- burst round trip: with a random pipe in service in view (zoom 16, untimed), the burst tool
+  started on it as a click does → burst-analysis executed over HTTP (geometry) → report panel drawn
+  → the map 'idle' with the outage drawn; median and p95 over --bursts pipes, after one warm-up
+  burst (which builds the in-memory topology).
+Targets: first render ≤ 2 s, burst round trip ≤ 300 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_load_demo import ThrowawayDatabases  # noqa: E402  (same folder; puts tests/ on sys.path)
+from ingest.demo_city import load_demo  # noqa: E402
+from spatial import migrate  # noqa: E402
+from test_map import CHROMIUM, VIEWPORT, MapServer  # noqa: E402  (tests/: the app with the map)
+
+DATABASE = "qiwang_bench_map"
+FIRST_RENDER_TARGET_S = 2.0
+BURST_TARGET_MS = 300.0
+
+# In the page: show the pipe (untimed), then start a burst as a click does (the view kept), wait for
+# the report and the next 'idle' of the map (the result drawn); milliseconds.
+BURST_ROUND_TRIP = """async ([pipe, center]) => {
+    const map = window.qiwangMap;
+    await new Promise(resolve => { map.once('idle', resolve); map.jumpTo({center, zoom: 16}); });
+    const t0 = performance.now();
+    const result = await window.qiwang.burst.start({pipe}, {fit: false});
+    await new Promise(resolve => { map.once('idle', resolve); map.triggerRepaint(); });
+    return [performance.now() - t0, result ? result.valves_to_close.length : -1];
+}"""
+
+
+def load_average() -> str:
+    return f"load average {os.getloadavg()[0]:.2f}"
+
+
+def scratch_database(pipes: int, seed: int, reuse: bool) -> tuple[ThrowawayDatabases, str]:
+    """The database with the demo city of `pipes` pipes, loaded unless --reuse finds it there."""
+    databases = ThrowawayDatabases()
+    url = databases.cluster.url(DATABASE) if databases.cluster else None
+    loaded = 0
+    if reuse and url:
+        try:
+            with sa.create_engine(url).connect() as conn:
+                loaded = conn.execute(sa.text("SELECT count(*) FROM pipe")).scalar_one()
+        except sa.exc.SQLAlchemyError:
+            loaded = 0
+    if loaded != pipes:
+        url = databases.create(DATABASE)
+        migrate.upgrade(url)
+        t = time.perf_counter()
+        load_demo(sa.create_engine(url), pipes=pipes, seed=seed, echo=lambda _: None)
+        print(f"demo city of {pipes:,} pipes loaded in {time.perf_counter() - t:.1f} s")
+    return databases, url
+
+
+def summary(values_ms: list[float]) -> str:
+    a = np.array(values_ms)
+    return (f"median {np.median(a):7.1f} ms   p95 {np.percentile(a, 95):7.1f} ms   "
+            f"min {a.min():7.1f} ms   max {a.max():7.1f} ms   (n = {len(a)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipes", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--loads", type=int, default=9, help="page loads for the time to first render")
+    parser.add_argument("--bursts", type=int, default=30, help="random pipes for the burst round trip")
+    parser.add_argument("--reuse", action="store_true", help=f"keep/reuse {DATABASE} when it holds N pipes")
+    args = parser.parse_args()
+    print(f"start: {load_average()}, {os.cpu_count()} CPUs")
+
+    from playwright.sync_api import sync_playwright
+
+    databases, url = scratch_database(args.pipes, args.seed, args.reuse)
+    with sa.create_engine(url).connect() as conn:
+        pipes = [(code, [x, y]) for code, x, y in conn.execute(sa.text(
+            "SELECT code, ST_X(m), ST_Y(m) FROM (SELECT code, ST_Transform(ST_LineInterpolatePoint(ST_Force2D(geom), 0.5), 4326) m "
+            "FROM pipe WHERE status = 'in_service' ORDER BY code) p"))]
+    jobs = tempfile.TemporaryDirectory(prefix="bench_map_jobs_")
+    server = MapServer(url, Path(jobs.name))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            print(f"Chromium {browser.version}, {len(pipes):,} pipes in service, server {server.url}")
+
+            # 1. time to first render, fresh context (empty cache) per load, after a warm-up load
+            renders = []
+            for k in range(args.loads + 1):
+                context = browser.new_context(viewport=VIEWPORT)
+                page = context.new_page()
+                page.goto(f"{server.url}/map")
+                page.wait_for_function("window.qiwangReady === true", timeout=60_000)
+                tiles = page.evaluate("performance.getEntriesByType('resource').filter(e => e.name.includes('/tiles/')).length")
+                if k:
+                    renders.append(page.evaluate("window.qiwangReadyAt"))
+                else:
+                    print(f"warm-up load: {page.evaluate('window.qiwangReadyAt'):.0f} ms, {tiles} tile requests")
+                context.close()
+            print(f"time to first render (navigation → map idle, tiles drawn): {summary(renders)}   "
+                  f"target ≤ {FIRST_RENDER_TARGET_S * 1000:.0f} ms")
+
+            # 2. burst round trip in one page, random pipes, after a warm-up burst
+            context = browser.new_context(viewport=VIEWPORT)
+            page = context.new_page()
+            page.goto(f"{server.url}/map")
+            page.wait_for_function("window.qiwangReady === true", timeout=60_000)
+            page.click("#tool-burst")
+            rng = random.Random(args.seed)
+            sample = rng.sample(pipes, min(args.bursts + 1, len(pipes)))
+            warm_ms, _ = page.evaluate(BURST_ROUND_TRIP, sample[0])
+            print(f"warm-up burst (builds the topology): {warm_ms:.0f} ms")
+            trips, valves = [], []
+            for code in sample[1:]:
+                ms, n = page.evaluate(BURST_ROUND_TRIP, code)
+                trips.append(ms)
+                valves.append(n)
+            print(f"burst round trip (start → report and outage drawn, map idle): {summary(trips)}   "
+                  f"target ≤ {BURST_TARGET_MS:.0f} ms; valves to close per burst: median {np.median(valves):.0f}")
+            context.close()
+            browser.close()
+    finally:
+        server.close()
+        jobs.cleanup()
+        if not args.reuse:
+            databases.drop(DATABASE)
+    print(f"end: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""The dispatcher web map (/map) in Debian's Chromium, driven by Playwright, on the demo city.
+
+Every request the page makes is routed: anything not addressed to the test server is aborted and
+recorded (the map must work with no network). Console errors and page errors fail the tests.
+The burst test writes docs/map-burst.png (linked from the README).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from app.map import basemap_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = ROOT / "docs" / "map-burst.png"
+VIEWPORT = {"width": 1400, "height": 900}
+TIMEOUT_MS = 30_000
+
+
+class MapServer:
+    """The app with the map blueprint on a free port (used only while app.web does not mount it)."""
+
+    def __init__(self, database_url: str, jobs_dir: Path) -> None:
+        import waitress
+
+        from app.map import map_blueprint
+        from app.web import create_app
+
+        holder: dict = {}
+        self.server = waitress.create_server(lambda env, start: holder["app"](env, start),
+                                             host="127.0.0.1", port=0, threads=6)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        app = create_app(database_url, self.url, jobs_dir)
+        if "map" not in app.blueprints:
+            app.register_blueprint(map_blueprint)
+        holder["app"] = app
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture(scope="module")
+def server(live_server, db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """live_server when the app already serves /map, else the same app with the map blueprint added."""
+    if requests.get(f"{live_server.url}/map", timeout=30).status_code == 200:
+        yield live_server
+        return
+    own = MapServer(db_url, tmp_path_factory.mktemp("map_jobs"))
+    yield own
+    own.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run ./qiwang (APT_PACKAGES) or apt-get install chromium"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Watched:
+    """A page with what it did wrong: requests leaving the server, console errors, page errors."""
+
+    page: Any
+    outside: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert self.outside == [], f"requests leaving the server: {self.outside[:10]}"
+        assert self.errors == [], f"browser errors: {self.errors[:10]}"
+
+
+@pytest.fixture
+def watched(browser, server) -> Iterator[Watched]:
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    seen = Watched(page)
+
+    def route(r) -> None:
+        url = r.request.url
+        if url.startswith(server.url + "/") or url.startswith(("data:", "blob:")):
+            seen.requests.append(url)
+            r.continue_()
+        else:
+            seen.outside.append(url)
+            r.abort()
+
+    context.route("**/*", route)
+    page.on("console", lambda m: seen.errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen.errors.append(f"page error: {e}"))
+    yield seen
+    context.close()
+
+
+# Move the map and resolve once it is idle (every tile of the new view loaded and drawn).
+JUMP_AND_IDLE = """([center, zoom]) => new Promise(resolve => {
+    const map = window.qiwangMap;
+    map.once('idle', () => resolve(true));
+    map.jumpTo({center, zoom});
+    map.triggerRepaint();
+})"""
+
+
+def open_map(w: Watched, base: str) -> Any:
+    page = w.page
+    page.goto(f"{base}/map")
+    page.wait_for_function("window.qiwangReady === true")
+    return page
+
+
+def api_burst(base: str, pipe: str, failed: list[str] | None = None) -> dict:
+    inputs: dict = {"pipe": pipe}
+    if failed:
+        inputs["failed_valves"] = failed
+    response = requests.post(f"{base}/ogc/processes/burst-analysis/execution", json={"inputs": inputs}, timeout=60)
+    response.raise_for_status()
+    return response.json()
+
+
+def items(base: str, collection: str, **params: Any) -> list[dict]:
+    response = requests.get(f"{base}/ogc/collections/{collection}/items", params=params, timeout=60)
+    response.raise_for_status()
+    return response.json()["features"]
+
+
+def burst_pipe_with_second_ring(base: str) -> tuple[str, dict, str, dict]:
+    """A medium-pressure main whose burst closes ≥ 2 valves, the first of which, failing, adds a
+    second ring: (pipe code, report, failed valve, report with it failed)."""
+    pipes = items(base, "pipes", filter="pressure_class = 1 AND status = 'in_service' AND pipe_type = 'main'",
+                  sortby="code", limit=200, properties="code")
+    for feature in pipes:
+        code = feature["properties"]["code"]
+        report = api_burst(base, code)
+        valves = [v["code"] for v in report["valves_to_close"] if not v["already_closed"]]
+        if len(valves) < 2 or not report["affected_customers"]["count"]:
+            continue
+        second = api_burst(base, code, [valves[0]])
+        if second["second_ring"] and second["second_ring"]["added_valves"]:
+            return code, report, valves[0], second
+    pytest.fail("no medium-pressure main in the demo city has a second ring")
+
+
+def midpoint(geometry: dict) -> list[float]:
+    """The middle of a LineString's middle segment (on the pipe, away from its valves)."""
+    coords = geometry["coordinates"]
+    if geometry["type"] == "MultiLineString":
+        coords = coords[0]
+    k = max(1, len(coords) // 2)
+    (x0, y0, *_), (x1, y1, *_) = coords[k - 1], coords[k]
+    return [(x0 + x1) / 2, (y0 + y1) / 2]
+
+
+def listed_valves(page: Any, selector: str = "#burst-valves li[data-valve]") -> list[str]:
+    return page.eval_on_selector_all(selector, "els => els.map(e => e.dataset.valve)")
+
+
+# --- tests -------------------------------------------------------------------------------------------
+
+
+def test_basemap_config_from_environment() -> None:
+    assert basemap_config({}) is None
+    config = basemap_config({"QIWANG_BASEMAP_URL": "http://t0.example/vec_w/wmts?tk={key}&TILEROW={y}&TILECOL={x}&TILEMATRIX={z}",
+                             "QIWANG_BASEMAP_KEY": "abc"})
+    assert config == {"url": "http://t0.example/vec_w/wmts?tk=abc&TILEROW={y}&TILECOL={x}&TILEMATRIX={z}",
+                      "attribution": ""}
+
+
+def test_maplibre_is_served_from_node_modules(server) -> None:
+    page = requests.get(f"{server.url}/map", timeout=30)
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "unpkg" not in page.text.lower()
+    js = requests.get(f"{server.url}/map/vendor/maplibre-gl/maplibre-gl.js", timeout=30)
+    assert js.status_code == 200 and "maplibre" in js.text[:2000].lower()
+    assert requests.get(f"{server.url}/map/vendor/maplibre-gl/package.json", timeout=30).status_code == 404
+
+
+def test_map_renders_offline_and_switches_layers(watched: Watched, server) -> None:
+    page = open_map(watched, server.url)
+    assert page.evaluate("window.qiwangMap.loaded() && window.qiwangMap.areTilesLoaded()")
+    assert any("/ogc/collections/pipes/tiles/WebMercatorQuad/" in url for url in watched.requests)
+    assert any(url.endswith("/styles/maplibre.json") for url in watched.requests)
+
+    valve_layers = page.evaluate(
+        "window.qiwangMap.getStyle().layers.filter(l => l.metadata && l.metadata['qiwang:collection'] === 'valves').map(l => l.id)")
+    assert valve_layers
+    visibility = "ids => ids.map(id => window.qiwangMap.getLayoutProperty(id, 'visibility') || 'visible')"
+    assert set(page.evaluate(visibility, valve_layers)) == {"visible"}
+    page.uncheck(".layer-toggle[data-collection=valves]")
+    assert set(page.evaluate(visibility, valve_layers)) == {"none"}
+    page.check(".layer-toggle[data-collection=valves]")
+    assert set(page.evaluate(visibility, valve_layers)) == {"visible"}
+    # a collection hidden at start comes on
+    page.check(".layer-toggle[data-collection=nodes]")
+    assert page.evaluate("window.qiwangMap.getLayoutProperty('nodes.all', 'visibility')") == "visible"
+    # legend rows for every pressure class, Chinese by default, English on demand
+    assert page.locator("details[data-collection=pipes] li[data-layer]").count() >= 5
+    assert page.inner_text(".tab[data-panel=layers]") == "图层"
+    page.click("#lang-toggle")
+    assert page.inner_text(".tab[data-panel=layers]") == "Layers"
+    assert "Pipes" in page.inner_text("details[data-collection=pipes] summary")
+    page.click("#lang-toggle")
+    assert page.inner_text(".tab[data-panel=layers]") == "图层"
+    page.wait_for_function("window.qiwangMap.loaded()")
+    watched.assert_clean()
+
+
+def test_burst_by_clicking_a_pipe_matches_the_api(watched: Watched, server) -> None:
+    base = server.url
+    pipe, report, failed, second = burst_pipe_with_second_ring(base)
+    geometry = requests.get(f"{base}/ogc/collections/pipes/items/{pipe}", timeout=30).json()["geometry"]
+    page = open_map(watched, base)
+
+    # zoom to the pipe and click its middle with the burst tool
+    page.evaluate(JUMP_AND_IDLE, [midpoint(geometry), 17])
+    page.click("#tool-burst")
+    x, y = page.evaluate("([c]) => { const p = window.qiwangMap.project(c); return [p.x, p.y]; }", [midpoint(geometry)])
+    box = page.locator("#map canvas").bounding_box()
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_selector("#panel-burst[data-state=done][data-run='1']")
+
+    assert page.get_attribute("#burst-summary", "data-pipe") == pipe
+    assert listed_valves(page) == [v["code"] for v in report["valves_to_close"]]
+    assert page.inner_text("#burst-customer-count") == str(report["affected_customers"]["count"])
+    assert page.inner_text("#burst-isolated-count") == str(len(report["isolated_pipes"]))
+    by_type = page.eval_on_selector_all("#burst-customers li[data-type]", "els => Object.fromEntries(els.map(e => [e.dataset.type, +e.dataset.count]))")
+    assert by_type == report["affected_customers"]["by_type"]
+    drawn = page.evaluate("window.qiwangMap.querySourceFeatures('burst-valves').map(f => f.properties.code)")
+    assert set(drawn) == {v["code"] for v in report["valves_to_close"]}
+
+    # the first valve fails: the second ring
+    page.check(f"#burst-valves input.valve-failed[data-valve='{failed}']")
+    page.wait_for_selector("#panel-burst[data-state=done][data-run='2']")
+    assert listed_valves(page) == [v["code"] for v in second["valves_to_close"]]
+    assert listed_valves(page, "#burst-failed-valves li[data-valve]") == [failed]
+    ring = second["second_ring"]
+    assert listed_valves(page, "#burst-valves li[data-ring='2']") == sorted(ring["added_valves"],
+                                                                          key=[v["code"] for v in second["valves_to_close"]].index)
+    assert page.get_attribute("#burst-second-ring", "data-added-valves") == ",".join(ring["added_valves"])
+    assert page.get_attribute("#burst-second-ring", "data-added-isolated") == str(len(ring["added_isolated_pipes"]))
+    assert page.get_attribute("#burst-second-ring", "data-added-customers") == str(ring["added_customers"])
+
+    page.evaluate("() => new Promise(r => { window.qiwangMap.once('idle', r); window.qiwangMap.triggerRepaint(); })")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+
+    # export the report as JSON: the same valves
+    with page.expect_download() as download:
+        page.click("#burst-export-json")
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert [v["code"] for v in json.loads(exported)["valves_to_close"]] == [v["code"] for v in second["valves_to_close"]]
+
+    # save it as a planned incident
+    page.click("#burst-save")
+    page.wait_for_selector("#burst-incident[data-incident]")
+    incident = page.get_attribute("#burst-incident", "data-incident")
+    saved = requests.get(f"{base}/ogc/collections/incidents/items/{incident}", timeout=30)
+    assert saved.status_code == 200 and saved.json()["properties"]["state"] == "planned"
+
+    # the crew route to the burst
+    page.click("#burst-route")
+    page.wait_for_selector("#burst-route-info .route-info")
+    point = second["burst"]["point"]
+    expected = requests.post(f"{base}/ogc/processes/route/execution",
+                             json={"inputs": {"to": point, "crs": "EPSG:4550"}}, timeout=60).json()
+    assert page.get_attribute("#burst-route-info .route-info", "data-crew-base") == expected["crew_base"]["code"]
+    assert page.evaluate("window.qiwangMap.querySourceFeatures('route-line').length") >= 1
+    watched.assert_clean()
+
+
+def test_search_radius_and_alarm_panel(watched: Watched, server) -> None:
+    base = server.url
+    page = open_map(watched, base)
+
+    # search by code: flies there and shows the attributes
+    valve = items(base, "valves", limit=1, sortby="code")[0]["properties"]["code"]
+    page.fill("#search-input", valve)
+    page.click("#search-button")
+    page.wait_for_selector(f".attributes[data-code='{valve}']")
+    assert page.get_attribute(".attributes", "data-collection") == "valves"
+
+    # radius query at the valve
+    point = items(base, "valves", filter=f"code = '{valve}'")[0]["geometry"]["coordinates"][:2]
+    page.click("#tool-radius")
+    page.fill("#radius-input", "150")
+    page.evaluate("([c]) => window.qiwang.radius.run(c)", [point])
+    page.wait_for_selector("#panel-radius[data-state=done]")
+    expected = requests.post(f"{base}/ogc/processes/radius-query/execution",
+                             json={"inputs": {"point": point, "radius_m": 150, "limit_per_layer": 50}}, timeout=60).json()
+    listed = page.eval_on_selector_all("#radius-results li[data-code]", "els => els.map(e => e.dataset.code)")
+    assert listed == [f["code"] for f in expected["features"]]
+    assert valve in listed
+
+    # alarm panel: open alarms and overdue hazards, newest first
+    page.click(".tab[data-panel=alarms]")
+    page.wait_for_selector("#panel-alarms[data-state=done]")
+    today = date.today().isoformat()
+    hazards = items(base, "hazards", filter=f"rectify_due_on < DATE('{today}') AND rectified_on IS NULL",
+                    sortby="-found_at", limit=200)
+    alarms = items(base, "alarms", filter="state <> 'closed'", sortby="-raised_at", limit=200)
+    assert hazards, "the demo city has overdue hazards"
+    assert page.eval_on_selector_all("#hazard-list li[data-hazard]", "els => els.map(e => e.dataset.hazard)") == [
+        h["properties"]["code"] for h in hazards]
+    assert page.eval_on_selector_all("#alarm-list li[data-alarm]", "els => els.map(e => e.dataset.alarm)") == [
+        a["properties"]["code"] for a in alarms]
+    page.click(f"#hazard-list li[data-hazard='{hazards[0]['properties']['code']}'] .zoom")
+    page.wait_for_selector(f".attributes[data-code='{hazards[0]['properties']['code']}']")
+    watched.assert_clean()
