@@ -430,9 +430,15 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
         c = collection_or_404(collection_id)
         if isinstance(c, Response):
             return c
+        return tile_response(tms, z, x, y, lambda conn: tiles.tile(conn, c, z, x, y),
+                             TILE_MAX_AGE_S[c.layer.group], {"f"})
+
+    def tile_response(tms: str, z: int, x: int, y: int, cut: Callable[[sa.Connection], bytes], max_age: int,
+                      allowed: set[str]) -> Response:
+        """An MVT answer: 204 when empty, gzip when accepted, ETag / 304, Cache-Control."""
         if tms != WEB_MERCATOR_QUAD:
             return error(404, "NotFound", f"tile matrix set {tms!r} is not offered; use {WEB_MERCATOR_QUAD}")
-        unknown = [k for k in request.args if k != "f"]
+        unknown = [k for k in request.args if k not in allowed]
         if unknown:
             return error(400, "InvalidParameterValue", f"{unknown[0]}: unknown query parameter")
         if request.args.get("f", "mvt") != "mvt":
@@ -440,8 +446,7 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
         if not tiles.valid_tile(z, x, y):
             return error(404, "NotFound", f"tile {z}/{y}/{x} is outside {WEB_MERCATOR_QUAD}")
         with engine.connect() as conn:
-            data = tiles.tile(conn, c, z, x, y)
-        max_age = TILE_MAX_AGE_S[c.layer.group]
+            data = cut(conn)
         if not data:
             response = Response(status=HTTPStatus.NO_CONTENT)
             response.headers["Cache-Control"] = f"public, max-age={max_age}"
@@ -458,6 +463,18 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
         response.set_etag(etag)
         response.headers["Cache-Control"] = f"public, max-age={max_age}"
         return response
+
+    @bp.get("/tiles/<tms>/<int:z>/<int:y>/<int:x>")
+    def layered_tile(tms: str, z: int, y: int, x: int) -> Response:
+        """Several collections in one MVT (one layer each): `collections=pipes,valves,…` (default all)."""
+        wanted = request.args.get("collections")
+        ids = [i.strip() for i in wanted.split(",") if i.strip()] if wanted else list(collections)
+        unknown = [i for i in ids if i not in collections]
+        if unknown:
+            return error(400, "InvalidParameterValue", f"collections: unknown collection {unknown[0]!r}")
+        chosen = [collections[i] for i in ids]
+        return tile_response(tms, z, x, y, lambda conn: tiles.layered_tile(conn, chosen, z, x, y),
+                             min(TILE_MAX_AGE_S[c.layer.group] for c in chosen), {"f", "collections"})
 
     @bp.get("/TileMatrixSets")
     def tile_matrix_sets() -> Response:

@@ -421,11 +421,14 @@ def maplibre_filter(style: LayerStyle, rule: Rule) -> list | None:
     return ["!", ["any", *others]] if others else None
 
 
-def _maplibre_layers(style: LayerStyle) -> list[dict]:
+SOURCE = "qiwang"  # the MapLibre source of every layer
+
+
+def _maplibre_layers(style: LayerStyle, min_zoom: int) -> list[dict]:
     layers = []
     # The ELSE rule last in the palette, first here: MapLibre draws later layers on top.
     for rule in [style.rules[-1], *style.rules[:-1]] if len(style.rules) > 1 else style.rules:
-        base = {"source": style.collection, "source-layer": style.collection,
+        base = {"source": SOURCE, "source-layer": style.collection, "minzoom": min_zoom,
                 "metadata": {"qiwang:title": rule.label, "qiwang:collection": style.collection}}
         filt = maplibre_filter(style, rule)
         if filt is not None:
@@ -462,15 +465,19 @@ def maplibre_style(base_url: str) -> dict:
     from spatial.tiles import rule as tile_rule
 
     root = base_url.rstrip("/")
-    sources, layers = {}, [{"id": "background", "type": "background", "paint": {"background-color": "#f7f5f0"}}]
-    for style in drawing_order():
-        sources[style.collection] = {
-            "type": "vector",
-            "tiles": [f"{root}/ogc/collections/{style.collection}/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}"],
-            "minzoom": tile_rule(style.collection).min_zoom, "maxzoom": TILE_MAXZOOM,
-            "attribution": "气网 Qiwang",
-        }
-        layers += _maplibre_layers(style)
+    layers = [{"id": "background", "type": "background", "paint": {"background-color": "#f7f5f0"}}]
+    order = drawing_order()
+    for style in order:
+        layers += _maplibre_layers(style, tile_rule(style.collection).min_zoom)
+    ids = ",".join(style.collection for style in order)
+    # One source, one request per tile position for every layer (/ogc/tiles: an MVT layer per collection);
+    # a browser opens six connections per server, so per-collection sources queue 70+ requests at start.
+    sources = {SOURCE: {
+        "type": "vector",
+        "tiles": [f"{root}/ogc/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}?collections={ids}"],
+        "minzoom": min(tile_rule(style.collection).min_zoom for style in order), "maxzoom": TILE_MAXZOOM,
+        "attribution": "气网 Qiwang",
+    }}
     return {
         "version": 8,
         "name": "气网 Qiwang",

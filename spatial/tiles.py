@@ -82,13 +82,20 @@ def tile_sql(c: Collection, z: int) -> str | None:
 
 
 def tile(conn: sa.Connection, c: Collection, z: int, x: int, y: int) -> bytes:
-    """The MVT bytes of one tile (empty bytes for an empty tile or below the collection's min zoom).
+    """The MVT bytes of one collection's tile (empty for an empty tile or below its min zoom)."""
+    return layered_tile(conn, [c], z, x, y)
+
+
+def layered_tile(conn: sa.Connection, collections: list[Collection], z: int, x: int, y: int) -> bytes:
+    """One MVT holding a layer per collection (MVT layers concatenate byte-wise): a web map needs
+    one request per tile position instead of one per layer. Empty bytes when every layer is empty.
 
     `conn` must not be in a transaction: the tile runs in its own, with its own planner settings.
     """
-    sql = tile_sql(c, z)
-    if sql is None:
+    parts = [sql for c in collections if (sql := tile_sql(c, z)) is not None]
+    if not parts:
         return b""
+    sql = "SELECT " + " || ".join(f"coalesce(({part}), ''::bytea)" for part in parts)
     # PostGIS functions carry high declared costs, so a big tile's plan crosses jit_above_cost and
     # PostgreSQL spends 100–1000 ms compiling it (and starting parallel workers) to save ~10 ms.
     with conn.begin():

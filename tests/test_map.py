@@ -194,7 +194,7 @@ def test_maplibre_is_served_from_node_modules(server) -> None:
 def test_map_renders_offline_and_switches_layers(watched: Watched, server) -> None:
     page = open_map(watched, server.url)
     assert page.evaluate("window.qiwangMap.loaded() && window.qiwangMap.areTilesLoaded()")
-    assert any("/ogc/collections/pipes/tiles/WebMercatorQuad/" in url for url in watched.requests)
+    assert any("/ogc/tiles/WebMercatorQuad/" in url and "pipes" in url for url in watched.requests)
     assert any(url.endswith("/styles/maplibre.json") for url in watched.requests)
 
     valve_layers = page.evaluate(

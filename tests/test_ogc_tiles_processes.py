@@ -162,3 +162,20 @@ def test_burst_analysis_sync_and_async_with_owslib(ogc: str, engine: sa.Engine) 
     bad = requests.post(f"{ogc}/processes/burst-analysis/execution", json={"inputs": {"pipe": "NO-SUCH-PIPE"}},
                         timeout=30)
     assert bad.status_code == 400 and "pipe" in bad.json()["description"]
+
+
+def test_layered_tile_holds_each_collection_tile(ogc: str, engine: sa.Engine) -> None:
+    lon, lat = station_lonlat(engine)
+    z = 16
+    x, y = tile_of(lon, lat, z)
+    r = requests.get(f"{ogc}/tiles/WebMercatorQuad/{z}/{y}/{x}", params={"collections": "pipes,stations,customers"},
+                     timeout=30)
+    assert r.status_code == 200 and r.headers["Content-Type"] == MVT
+    layered = decode(r.content)
+    assert set(layered) <= {"pipes", "stations", "customers"} and {"pipes", "stations"} <= set(layered)
+    for cid, layer in layered.items():
+        alone = decode(requests.get(f"{ogc}/collections/{cid}/tiles/WebMercatorQuad/{z}/{y}/{x}", timeout=30).content)
+        assert sorted(f["properties"]["code"] for f in layer["features"]) == \
+            sorted(f["properties"]["code"] for f in alone[cid]["features"])
+    bad = requests.get(f"{ogc}/tiles/WebMercatorQuad/{z}/{y}/{x}", params={"collections": "pipes,gasworks"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["description"].startswith("collections:")

@@ -189,24 +189,29 @@ def test_sld_pressure_classes_have_distinct_strokes() -> None:
 def test_maplibre_style_sources_layers_and_order() -> None:
     style = styles.maplibre_style("http://gis.example.cn:8080/")
     assert style["version"] == 8 and "glyphs" not in style and "sprite" not in style
-    assert set(style["sources"]) == set(CONTRACT)
-    assert style["sources"]["pipes"] == {
-        "type": "vector", "minzoom": tile_rule("pipes").min_zoom, "maxzoom": 16, "attribution": "气网 Qiwang",
-        "tiles": ["http://gis.example.cn:8080/ogc/collections/pipes/tiles/WebMercatorQuad/{z}/{y}/{x}"]}
-    # Sources start where the tiles start to carry features: no request for a tile known to be empty.
-    assert {cid: src["minzoom"] for cid, src in style["sources"].items()} == {c: tile_rule(c).min_zoom for c in CONTRACT}
+    assert list(style["sources"]) == [styles.SOURCE]
+    source = style["sources"][styles.SOURCE]
+    order_ids = [s.collection for s in styles.drawing_order()]
+    assert source == {
+        "type": "vector", "minzoom": min(tile_rule(c).min_zoom for c in CONTRACT), "maxzoom": 16,
+        "attribution": "气网 Qiwang",
+        "tiles": ["http://gis.example.cn:8080/ogc/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=" + ",".join(order_ids)]}
+    assert set(order_ids) == set(CONTRACT)
+    # Layers start where the tiles start to carry features: no request for a tile known to be empty.
+    assert {layer["source-layer"]: layer["minzoom"] for layer in style["layers"][1:]} == \
+        {c: tile_rule(c).min_zoom for c in CONTRACT}
     layers = style["layers"]
     ids = [layer["id"] for layer in layers]
     assert len(ids) == len(set(ids))
     assert {layer["type"] for layer in layers} == {"background", "fill", "line", "circle"}  # no text: no glyphs
     for layer in layers[1:]:
-        assert layer["source"] in CONTRACT and layer["source-layer"] == layer["source"]
-    order = [layer["source"] for layer in layers[1:]]
+        assert layer["source"] == styles.SOURCE and layer["source-layer"] in CONTRACT
+    order = [layer["source-layer"] for layer in layers[1:]]
     first = {cid: order.index(cid) for cid in CONTRACT}
     assert max(first[c] for c in ("admin_divisions", "rivers", "roads", "railways")) < first["pipes"]
     point_sources = [c for c, s in styles.palette().items() if s.geometry == "point"]
     assert max(i for i, c in enumerate(order) if c == "pipes") < min(first[c] for c in point_sources)
-    pipe_layers = [layer["id"] for layer in layers[1:] if layer["source"] == "pipes"]
+    pipe_layers = [layer["id"] for layer in layers[1:] if layer["source-layer"] == "pipes"]
     assert pipe_layers == ["pipes.not_in_service", "pipes.low", "pipes.medium", "pipes.sub_high", "pipes.high",
                            "pipes.extra_high"]
 
@@ -254,7 +259,7 @@ def test_styles_name_only_columns_and_codes_that_exist(engine: sa.Engine) -> Non
                     assert value in codes[fks[style.table, prop]], f"{cid}.{rule.key}: {value} not a code"
                 else:
                     assert f"'{value}'::text" in checks[style.table, prop], f"{cid}.{rule.key}: {value!r}"
-        for layer in [ml for ml in styles.maplibre_style("http://x/")["layers"] if ml.get("source") == cid]:
+        for layer in [ml for ml in styles.maplibre_style("http://x/")["layers"] if ml.get("source-layer") == cid]:
             assert gets(layer.get("filter")) <= set(props)
     # Categories that must be complete: every code / allowed value has its own rule.
     complete = {("pipe", "pressure_class"), ("sentry", "status"), ("hazard", "level"), ("station", "station_type"),
@@ -310,8 +315,8 @@ def test_maplibre_tiles_follow_the_request_host(client) -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/vnd.mapbox.style+json; charset=utf-8"
     style = json.loads(response.get_data(as_text=True))
-    assert style["sources"]["sentries"]["tiles"] == [
-        "http://gis.example.cn:8080/ogc/collections/sentries/tiles/WebMercatorQuad/{z}/{y}/{x}"]
+    (tiles,) = style["sources"][styles.SOURCE]["tiles"]
+    assert tiles.startswith("http://gis.example.cn:8080/ogc/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=")
 
 
 @pytest.mark.parametrize("path", ["/styles/nowhere.qml", "/styles/nowhere.sld", "/styles/pipes.txt"])
