@@ -115,11 +115,10 @@ def main() -> None:
                 page = context.new_page()
                 page.goto(f"{server.url}/map")
                 page.wait_for_function("window.qiwangReady === true", timeout=60_000)
-                tiles = page.evaluate("performance.getEntriesByType('resource').filter(e => e.name.includes('/tiles/')).length")
                 if k:
                     renders.append(page.evaluate("window.qiwangReadyAt"))
                 else:
-                    print(f"warm-up load: {page.evaluate('window.qiwangReadyAt'):.0f} ms, {tiles} tile requests")
+                    print(f"warm-up load: {page.evaluate('window.qiwangReadyAt'):.0f} ms")
                 context.close()
             print(f"time to first render (navigation → map idle, tiles drawn): {summary(renders)}   "
                   f"target ≤ {FIRST_RENDER_TARGET_S * 1000:.0f} ms")
