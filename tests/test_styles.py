@@ -353,7 +353,7 @@ def read_project(path: Path) -> etree._Element:
 
 def test_qgis_project_command_writes_every_layer_connected_and_styled(tmp_path: Path) -> None:
     from app.cli import cli
-    import app.styles_cli  # noqa: F401  (registers qgis-project)  # noqa: F401  (registers the command)
+    import app.styles_cli  # noqa: F401  (registers qgis-project)
 
     out = tmp_path / "sub" / "city.qgs"
     result = CliRunner().invoke(cli, ["qgis-project", "--url", "http://gis.example.cn:8080/", "--out", str(out)])
