@@ -754,7 +754,7 @@ class _Tables:
         n = len(sub_high)
         node = self.pipes["a"].to_numpy()[sub_high]
         u, v = self.nodes["u"].to_numpy()[node], self.nodes["v"].to_numpy()[node]
-        return pd.DataFrame({
+        posts = pd.DataFrame({
             "id": np.arange(1, n + 1), "code": self._codes("SB-CP", n, 5), "device_type": "阴极保护测试桩",
             "facility_type": None, "pipe_id": sub_high + 1, "station_id": None, "name": "阴极保护测试桩",
             "model": "CP-TS-2", "manufacturer": "沈阳防腐工程有限公司", "inspected_on": date(2025, 5, 20),
@@ -763,6 +763,30 @@ class _Tables:
             "geom": self._points(u + 2.0, v, self.ground(u, v)),
             "enterprise_code": self._enterprise(self.nodes["enterprise"].to_numpy()[node]),
             "admin_code": self._admin_code(u),
+        })
+        devices = pd.concat([posts, self._rtus(first_id=n + 1)], ignore_index=True)
+        for column in ("station_id", "pressure_class", "reporting_interval_s", "status"):
+            devices[column] = devices[column].astype("Int64")  # NaN from the concat would print as 1.0
+        return devices
+
+    def _rtus(self, first_id: int) -> pd.DataFrame:
+        """One RTU per station, reporting outlet pressure every 60 s (no random draws: adding them
+        leaves the rest of the city as it was)."""
+        st = self.stations
+        n = len(st)
+        u, v = st["u"].to_numpy() - 3, st["v"].to_numpy()
+        return pd.DataFrame({
+            "id": np.arange(first_id, first_id + n), "code": self._codes("RTU", n, 4), "device_type": "RTU",
+            "facility_type": None, "pipe_id": None, "station_id": np.arange(1, n + 1),
+            "name": (st["name"].to_numpy(dtype=object) + "RTU"), "model": "RTU-5000",
+            "manufacturer": "鞍山燃气自动化设备有限公司", "inspected_on": date(2025, 6, 10),
+            "next_inspection_on": date(2026, 6, 10), "responsible_person": "场站值班员",
+            "responsible_phone": (pd.Series(np.arange(n)).astype(str).str.zfill(4).radd("0412-555")).to_numpy(dtype=object),
+            "commissioned_on": date(2015, 10, 1), "remarks": None,
+            "telemetry_type": "rtu", "pressure_class": st["out_class"].to_numpy(dtype=int),
+            "reporting_interval_s": 60, "status": 2,
+            "geom": self._points(u, v, self.ground(u, v)),
+            "enterprise_code": self._enterprise(st["enterprise"]), "admin_code": self._admin_code(u),
         })
 
     def _special_blocks(self) -> tuple[np.ndarray, np.ndarray]:
@@ -1056,7 +1080,8 @@ def load_demo(engine: Engine, pipes: int = 5000, seed: int = 42, echo: Callable[
     """Generate the demo city and replace every business table's content with it, in one transaction."""
     city = generate(pipes, seed, progress=echo)
     with engine.begin() as conn:
-        counts = replace_tables(conn, city.tables, truncate=("alarm", "reading", "incident", "topology_issue"),
+        counts = replace_tables(conn, city.tables, truncate=("alarm_event", "alarm", "reading", "reading_quarantine",
+                                                           "device_status_log", "outbox", "incident", "topology_issue"),
                                 progress=echo)
         conn.execute(text("UPDATE enterprise e SET customer_count = (SELECT count(*) FROM customer c "
                           "WHERE c.enterprise_code = e.enterprise_code)"))
