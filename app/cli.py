@@ -225,10 +225,11 @@ def serve(port: int, host: str) -> None:
 @click.option("--pipes", type=PIPES, default=5000, show_default=True, help="Pipes in the demo city.")
 @click.option("--seed", type=SEED, default=42, show_default=True)
 def demo(port: int, pipes: int, seed: int) -> None:
-    """Load the demo city if empty, then serve it.
+    """Load the demo city if empty, then serve it, alive.
 
     Starts the database (embedded unless DATABASE_URL), migrates the schema, loads the demo
-    city when table pipe is empty, and serves on 127.0.0.1.
+    city when table pipe is empty, starts mosquitto (unless QIWANG_MQTT_URL), the telemetry
+    ingest and a simulation of the city's sentries and RTUs, and serves on 127.0.0.1.
     """
     import sqlalchemy as sa
 
@@ -239,7 +240,49 @@ def demo(port: int, pipes: int, seed: int) -> None:
         has_pipes = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM pipe)")).scalar()
     if not has_pipes:
         _load_demo(url, pipes, seed)
-    _serve(url, "127.0.0.1", port)
+    telemetry = _start_demo_telemetry(url)
+    try:
+        _serve(url, "127.0.0.1", port)
+    finally:
+        telemetry()
+
+
+def _start_demo_telemetry(url: str):
+    """A live demo: mosquitto (local unless QIWANG_MQTT_URL), the ingest, and the simulator at a
+    modest rate. Returns the function that stops them."""
+    import threading
+
+    from sqlalchemy.engine import make_url
+
+    from ingest.telemetry.broker import LocalBroker, parse_mqtt_url
+    from ingest.telemetry.service import TelemetryService
+    from ingest.telemetry.simulate import Simulator, load_simulated_devices
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    broker = None
+    if os.environ.get("QIWANG_MQTT_URL"):
+        address = parse_mqtt_url()
+    else:
+        from ingest.telemetry.broker import free_port
+
+        broker = LocalBroker(PROJECT_ROOT / "var" / "mosquitto", free_port()).start()
+        address = broker.address
+    service = TelemetryService(conninfo, broker=address, client_id="qiwang-demo-ingest",
+                               regulator_url=os.environ.get("QIWANG_REGULATOR_URL")).start()
+    devices = load_simulated_devices(conninfo)
+    # Every device about once a minute (sentries report every 300 s in the field: the demo is livelier).
+    simulator = Simulator(devices, address, rate=max(2.0, len(devices) / 60), client_id="qiwang-demo-simulator")
+    stop = threading.Event()
+    threading.Thread(target=simulator.run, kwargs={"stop": stop}, name="qiwang-simulator", daemon=True).start()
+    click.echo(f"telemetry: {len(devices)} simulated devices on {address.url}; ingest running")
+
+    def stop_all() -> None:
+        stop.set()
+        service.stop()
+        if broker is not None:
+            broker.stop()
+
+    return stop_all
 
 
 @cli.command("export")
@@ -350,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the CLI; every failure ends as one line on stderr and a non-zero exit code."""
     import app.analysis_cli  # noqa: F401  (registers burst, incident, criticality on `cli`)
     import app.styles_cli  # noqa: F401  (registers qgis-project)
+    import app.telemetry_cli  # noqa: F401  (registers ingest, simulate, alarm, offline-rate, outbox)
 
     try:
         code = cli.main(args=argv, prog_name="qiwang", standalone_mode=False)

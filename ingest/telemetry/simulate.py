@@ -113,10 +113,6 @@ def _count(fraction: float, n: int) -> int:
     return min(n, max(1, round(fraction * n)))
 
 
-def _gauss(rng: random.Random, sigma: float, limit: float) -> float:
-    return max(-limit, min(limit, rng.gauss(0.0, sigma)))
-
-
 def format_ts(now: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and 'Z': 2026-11-23T08:00:00.000Z."""
     now = now.astimezone(timezone.utc)
@@ -204,8 +200,8 @@ class Simulator:
         nominal = NOMINAL_KPA[pressure_class]
         direction = "low" if rng.random() < self.episodes.excursion_low_share else "high"
         band = self._bands.get((pressure_class, direction))
-        if band is None:  # no rule for this class: ±15 % of nominal
-            return nominal * (0.85 if direction == "low" else 1.15) * rng.uniform(0.97, 1.0 if direction == "low" else 1.03)
+        if band is None:  # no rule for this class: 15–20 % off nominal
+            return nominal * (1 + (-1 if direction == "low" else 1) * rng.uniform(0.15, 0.2))
         threshold, deadband = band
         beyond = (threshold - nominal) * rng.uniform(0.1, 0.4)  # how far past the threshold
         return threshold + beyond + (deadband if direction == "high" else -deadband)
@@ -225,11 +221,12 @@ class Simulator:
         state.visits += 1
         rng = state.rng
         # Draw the noise first, always the same draws, so an episode does not shift later values.
-        noise = [rng.gauss(0.0, 1.0) for _ in range(5)]
+        noise = [rng.gauss(0.0, 1.0) for _ in range(4)]
         event = self.event(device, visit)
         if event is not None and event.kind == "silent":
             return None
-        hour = ((now + LOCAL_UTC_OFFSET).hour + now.minute / 60.0)
+        local = now.astimezone(timezone.utc) + LOCAL_UTC_OFFSET
+        hour = local.hour + local.minute / 60.0
         # Warmest mid-afternoon, coldest before dawn.
         temperature = state.temperature_c + state.swing_c * math.cos(2 * math.pi * (hour - 14.5) / 24.0)
         values: dict[str, float] = {}

@@ -1,0 +1,231 @@
+"""Telemetry commands: ingest (MQTT, Modbus), simulate, alarm lifecycle, offline rate, outbox."""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import click
+
+from app.cli import _ready_database, cli
+from app.errors import QiwangError
+
+RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                     help="Alarm rules (YAML) in place of data/alarm_rules.yaml.")
+REGULATOR = click.option("--regulator-url", envvar="QIWANG_REGULATOR_URL",
+                         help="Regulator endpoint (HTTP POST) for the outbox; env QIWANG_REGULATOR_URL.")
+BROKER = click.option("--broker", "broker_url", envvar="QIWANG_MQTT_URL", default="mqtt://127.0.0.1:1883",
+                      show_default=True, help="MQTT broker, mqtt://host:port; env QIWANG_MQTT_URL.")
+
+
+def _conninfo() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(_ready_database()).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _run_service(**options) -> None:
+    from ingest.telemetry.service import TelemetryService
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    service = TelemetryService(_conninfo(), **options).start()
+    click.echo("ingest running (Ctrl-C stops it; unacknowledged messages stay with the broker)", err=True)
+    try:
+        service.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+        stats = service.pipeline.stats
+        click.echo(f"stored {stats.stored:,}, duplicates {stats.duplicates:,}, quarantined {stats.quarantined:,}, "
+                   f"alarm transitions {stats.alarms:,}", err=True)
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def ingest(ctx: click.Context) -> None:
+    """Telemetry ingest from sentries and station RTUs (MQTT, Modbus TCP)."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@ingest.command("mqtt")
+@BROKER
+@RULES
+@REGULATOR
+@click.option("--client-id", default="qiwang-ingest", show_default=True,
+              help="MQTT client id: the persistent session the broker keeps for this ingest.")
+def ingest_mqtt(broker_url: str, rules: Path | None, regulator_url: str | None, client_id: str) -> None:
+    """Subscribe to qiwang/{enterprise}/{device_type}/{device}/telemetry (QoS 1) and store it.
+
+    Readings are stored once per device and timestamp; what cannot be stored goes to
+    reading_quarantine with the reason; alarms are raised by the rules and published on
+    qiwang/{enterprise}/alarms/{device_type}/{device}.
+    """
+    from ingest.telemetry.broker import parse_mqtt_url
+
+    _run_service(broker=parse_mqtt_url(broker_url), rules_file=rules, regulator_url=regulator_url, client_id=client_id)
+
+
+@ingest.command("modbus")
+@click.option("--config", "config", required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Register maps of the Modbus TCP devices (see data/modbus_example.yaml).")
+@RULES
+@REGULATOR
+def ingest_modbus(config: Path, rules: Path | None, regulator_url: str | None) -> None:
+    """Poll Modbus TCP devices into the same pipeline (checks, storage, alarms)."""
+    _run_service(modbus_config=config, rules_file=rules, regulator_url=regulator_url)
+
+
+@cli.command()
+@click.option("--devices", "n_devices", type=click.IntRange(1), default=None,
+              help="How many devices report (RTUs first, then sentries; default: all).")
+@click.option("--rate", type=click.FloatRange(0.1, 100_000), default=20.0, show_default=True,
+              help="Messages per second, all devices together.")
+@click.option("--duration", type=click.FloatRange(1), default=None, help="Seconds to run (default: until Ctrl-C).")
+@click.option("--leaks", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+              help="Share of sentries that develop a leak in each cycle.")
+@click.option("--silent", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+              help="Share of devices that fall silent for a while.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@BROKER
+def simulate(n_devices: int | None, rate: float, duration: float | None, leaks: float, silent: float, seed: int,
+             broker_url: str) -> None:
+    """Publish realistic telemetry for the demo city's sentries and RTUs over MQTT."""
+    from ingest.telemetry.broker import parse_mqtt_url
+    from ingest.telemetry.simulate import Simulator, load_simulated_devices
+
+    devices = load_simulated_devices(_conninfo(), n_devices)
+    simulator = Simulator(devices, parse_mqtt_url(broker_url), rate, seed=seed, leak_fraction=leaks,
+                          silent_fraction=silent)
+    click.echo(f"simulating {len(devices):,} devices at {rate:g} messages/s on {broker_url}", err=True)
+    stop = threading.Event()
+    try:
+        report = simulator.run(duration, stop)
+    except KeyboardInterrupt:
+        stop.set()
+        return
+    click.echo(f"published {report.published:,} in {report.seconds:.1f} s; leaks: {len(report.leaks_started)}, "
+               f"silent: {len(report.silent)}, pressure excursions: {len(report.excursions)}")
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def alarm(ctx: click.Context) -> None:
+    """Alarms: list, and the handling steps acknowledge → dispatch → resolve → close."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@alarm.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Closed alarms too.")
+def alarm_list(show_all: bool) -> None:
+    """Open alarms, newest first."""
+    import psycopg
+
+    with psycopg.connect(_conninfo()) as conn:
+        rows = conn.execute(
+            "SELECT code, raised_at, device_type, device_code, measure, direction, level, peak_value, state, "
+            "cleared_at IS NULL FROM alarm WHERE %s OR state <> 'closed' ORDER BY raised_at DESC LIMIT 200",
+            (show_all,)).fetchall()
+    click.echo(f"{'code':<18}{'raised (UTC)':<22}{'device':<18}{'measure':<16}{'level':>6}{'peak':>10}  state")
+    for code, raised, dtype, dcode, measure, direction, level, peak, state, active in rows:
+        click.echo(f"{code:<18}{raised:%Y-%m-%d %H:%M:%S}   {dtype + ' ' + dcode:<18}{measure + ' ' + direction:<16}"
+                   f"{level:>6}{peak:>10.1f}  {state}{' (active)' if active else ''}")
+
+
+def _step(action: str):
+    @click.argument("code")
+    @click.option("--by", "actor", required=True, help="Who takes the step (name, as recorded).")
+    @click.option("--note", help="What was done or found.")
+    def command(code: str, actor: str, note: str | None) -> None:
+        import psycopg
+
+        from ingest.telemetry.alarms import advance
+
+        with psycopg.connect(_conninfo()) as conn:
+            result = advance(conn, code, action, actor, note, datetime.now(timezone.utc))
+        click.echo(f"alarm {result['code']}: {result['state']}")
+
+    command.__doc__ = f"{action.capitalize()} alarm CODE (recorded in its immutable handling record)."
+    return command
+
+
+for _action in ("acknowledge", "dispatch", "resolve", "close"):
+    alarm.command(_action)(_step(_action))
+
+
+@alarm.command("record")
+@click.argument("code")
+def alarm_record(code: str) -> None:
+    """The handling record of alarm CODE, and whether its hash chain is intact."""
+    import psycopg
+
+    from ingest.telemetry.alarms import record, verify_record
+
+    with psycopg.connect(_conninfo()) as conn:
+        events = record(conn, code)
+        if not events:
+            raise QiwangError(f"no alarm {code}")
+        intact = verify_record(conn, code)
+    for e in events:
+        value = "" if e.value is None else f"{e.value:g}"
+        click.echo(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.action:<13}{e.state:<14}{e.level or '':<3}{value:>8}  "
+                   f"{e.actor}  {e.note or ''}")
+    click.echo(f"hash chain: {'intact' if intact else 'BROKEN: the record was altered'}")
+
+
+@cli.command("offline-rate")
+@click.option("--by", type=click.Choice(["enterprise", "district", "device_type", "all"]), default="enterprise",
+              show_default=True)
+@click.option("--hours", type=click.FloatRange(0.01), default=24.0, show_default=True,
+              help="Window: the last HOURS hours.")
+def offline_rate_command(by: str, hours: float) -> None:
+    """掉线率: share of device-time offline over a window, by enterprise, district or device type."""
+    import psycopg
+
+    from ingest.telemetry.offline import offline_rate
+
+    end = datetime.now(timezone.utc)
+    with psycopg.connect(_conninfo()) as conn:
+        rates = offline_rate(conn, end - timedelta(hours=hours), end, by)
+    click.echo(f"{by:<14}{'name':<20}{'devices':>8}{'offline rate':>14}{'offline now':>13}{'in window':>11}")
+    for r in rates:
+        click.echo(f"{r.key:<14}{(r.name or ''):<20}{r.devices:>8}{r.rate:>13.2%}{r.offline_at_end:>13}"
+                   f"{r.offline_in_window:>11}")
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def outbox(ctx: click.Context) -> None:
+    """Records waiting for the regulator's endpoint (kept ≥ 90 days, replayed in order)."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@outbox.command("status")
+def outbox_status() -> None:
+    """Pending records, the oldest one's age, the last send and error."""
+    import psycopg
+
+    from ingest.telemetry.outbox import status
+
+    with psycopg.connect(_conninfo()) as conn:
+        for key, value in status(conn, datetime.now(timezone.utc)).items():
+            click.echo(f"{key:<26}{value}")
+
+
+@outbox.command("send")
+@REGULATOR
+def outbox_send(regulator_url: str | None) -> None:
+    """Send every pending record now, in order."""
+    from ingest.telemetry.outbox import OutboxSender
+
+    if not regulator_url:
+        raise QiwangError("--regulator-url (or QIWANG_REGULATOR_URL) is needed")
+    report = OutboxSender(_conninfo(), regulator_url).send_pending()
+    click.echo(f"sent {report.sent:,} in {report.batches} batches; pending {report.pending:,}"
+               + (f"; stopped: {report.error}" if report.error else ""))
+    if report.error:
+        raise QiwangError(f"the regulator endpoint did not take everything: {report.error}")

@@ -1,0 +1,70 @@
+"""The running ingest: pipeline + its sources (MQTT, Modbus) + the regulator outbox sender.
+
+Used by `./qiwang ingest mqtt|modbus` and by `./qiwang demo` (which also runs a local mosquitto
+and the simulator, so that the demo city is alive).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.telemetry.broker import BrokerAddress
+from ingest.telemetry.modbus import ModbusPoller, load_config
+from ingest.telemetry.mqtt import MqttSource
+from ingest.telemetry.outbox import OutboxSender
+from ingest.telemetry.pipeline import Pipeline
+from ingest.telemetry.rules import load_rules
+
+log = logging.getLogger("qiwang.ingest")
+
+
+@dataclass
+class TelemetryService:
+    conninfo: str
+    broker: BrokerAddress | None = None          # MQTT source and alarm feed
+    modbus_config: Path | None = None
+    rules_file: Path | None = None
+    regulator_url: str | None = None             # outbox on, and its sender, when set
+    regulator_token: str | None = None
+    client_id: str = "qiwang-ingest"
+    pipeline: Pipeline | None = None
+    mqtt: MqttSource | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> TelemetryService:
+        # Rules and the Modbus register map are checked before anything starts.
+        rules = load_rules(self.rules_file)
+        modbus = load_config(self.modbus_config) if self.modbus_config else None
+        self.pipeline = Pipeline(self.conninfo, rules, outbox=bool(self.regulator_url)).start()
+        if self.broker is not None:
+            self.mqtt = MqttSource(self.broker, self.pipeline.submit, client_id=self.client_id).start()
+            self.pipeline.on_alarm = self.mqtt.publish_alarm
+        if modbus is not None:
+            poller = ModbusPoller(modbus, self.pipeline.submit)
+            self._spawn("qiwang-modbus", lambda: poller.run(self._stop))
+        if self.regulator_url:
+            sender = OutboxSender(self.conninfo, self.regulator_url, token=self.regulator_token)
+            self._spawn("qiwang-outbox", lambda: sender.run(self._stop))
+        return self
+
+    def _spawn(self, name: str, target) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def wait(self) -> None:
+        """Block until stop() (or Ctrl-C in the caller)."""
+        while not self._stop.wait(1.0):
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        for thread in self._threads:
+            thread.join(10)
+        if self.pipeline is not None:
+            self.pipeline.stop()
