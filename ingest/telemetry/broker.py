@@ -30,7 +30,7 @@ persistence true
 persistence_location {data_dir}/
 autosave_interval 30
 # Unacknowledged messages the broker lets one client hold, and messages it queues beyond them.
-max_inflight_messages 10000
+max_inflight_messages 1000
 max_queued_messages 2000000
 max_queued_bytes 0
 log_dest file {data_dir}/mosquitto.log
