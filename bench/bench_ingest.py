@@ -1,14 +1,14 @@
 """Telemetry ingest benchmark: sustained end-to-end throughput and alarm latency.
 
-    .venv/bin/python bench/bench_ingest.py [--readings 200000] [--publishers 2] [--alarms 100]
+    .venv/bin/python bench/bench_ingest.py [--readings 200000] [--devices 40] [--alarms 100]
 
 Real mosquitto, real PostgreSQL (a scratch database with the demo city in the embedded cluster),
 the ingest as `./qiwang ingest mqtt` runs it (MqttSource + Pipeline, acknowledgements after commit).
 
-1. Throughput: publisher processes send QoS 1 readings as fast as the broker takes them; the
-   figure is readings stored per second, from the first publish to the last reading committed.
-   Baseline in the same run: the same publishers to a bare subscriber that only counts (what
-   mosquitto + paho carry on this machine), so the ratio says what storing costs.
+1. Throughput: devices (one mosquitto_pub each, QoS 1) send readings as fast as the broker takes
+   them; the figure is readings stored per second, from the first publish to the last reading
+   committed. Baseline in the same run: the same publishers to mosquitto_sub, which only counts
+   (what the broker carries on this machine), so the ratio says what the ingest costs.
 2. Alarm latency: while a background stream runs, a leak reading (30 %LEL) is published for one
    sentry at a time; latency = publish → the alarm message arriving on the alarm topic (which the
    ingest publishes only after the alarm row has committed). Median and p95.
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -60,92 +60,59 @@ def scratch_database(pipes: int) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def publish_process(port: int, devices: list[tuple[str, str, str]], start: str, offset: int, count: int,
-                    stride: int, ready: mp.Event, go: mp.Event, done: mp.Queue) -> None:
-    """Publish `count` readings (QoS 1): device i gets ts = start + k ms, k = offset, offset+stride, …"""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{offset}")
-    client.max_inflight_messages_set(5000)
-    client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    t0 = datetime.fromisoformat(start)
-    messages = []
-    for n in range(count):
-        k = offset + n * stride
-        device = devices[k % len(devices)]
-        ts = t0 + timedelta(milliseconds=k // len(devices))
-        body = json.dumps({"ts": ts.isoformat().replace("+00:00", "Z"),
-                           "values": {"ch4_lel": 0.5 + (k % 10) / 10, "battery_v": 3.6, "temperature_c": 8.5}})
-        messages.append((telemetry_topic(*device), body.encode()))
-    ready.set()
-    go.wait()
-    infos = [client.publish(topic, body, qos=1) for topic, body in messages]
-    for info in infos:
-        info.wait_for_publish(300)
-    done.put(time.time())
-    client.disconnect()
-    client.loop_stop()
+def write_streams(devices, n: int, n_devices: int, start: datetime, folder: Path) -> list[tuple[str, Path]]:
+    """One file of JSON lines per device (n_devices devices share n readings, 1 ms apart)."""
+    streams = []
+    per_device = n // n_devices
+    for d, device in enumerate(devices[:n_devices]):
+        path = folder / f"stream-{d}.jsonl"
+        with open(path, "w") as out:
+            for k in range(per_device):
+                ts = start + timedelta(milliseconds=k)
+                out.write(json.dumps({"ts": ts.isoformat().replace("+00:00", "Z"),
+                                      "values": {"ch4_lel": 0.5 + (k % 10) / 10, "battery_v": 3.6,
+                                                 "temperature_c": 8.5}}) + "\n")
+        streams.append((telemetry_topic(*device), path))
+    return streams
 
 
-def run_publishers(port: int, devices, n: int, publishers: int, start: datetime) -> float:
-    """Start the publisher processes, release them together; returns the wall-clock start (time.time())."""
-    ctx = mp.get_context("spawn")
-    go, done = ctx.Event(), ctx.Queue()
-    readies, procs = [], []
-    for p in range(publishers):
-        ready = ctx.Event()
-        proc = ctx.Process(target=publish_process, args=(port, devices, start.isoformat(), p, n // publishers,
-                                                         publishers, ready, go, done), daemon=True)
-        proc.start()
-        readies.append(ready)
-        procs.append(proc)
-    for ready in readies:
-        ready.wait(120)
+def run_publishers(port: int, streams: list[tuple[str, Path]]) -> tuple[float, list[subprocess.Popen]]:
+    """One mosquitto_pub per device (a C client, QoS 1, a message per line), all started together:
+    the load is what independent devices send, not what one Python client can produce."""
     began = time.time()
-    go.set()
-    run_publishers.procs = procs  # joined by the caller's wait
-    return began
+    procs = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic,
+                               "-i", f"bench-device-{i}", "-l"], stdin=open(path, "rb"))
+             for i, (topic, path) in enumerate(streams)]
+    return began, procs
 
 
-def baseline(broker: LocalBroker, devices, n: int, publishers: int) -> float:
-    """Readings per second through mosquitto to a subscriber that only counts (QoS 1, auto ack)."""
-    received = 0
-    finished = threading.Event()
-
-    def on_message(client, userdata, msg) -> None:
-        nonlocal received
-        received += 1
-        if received >= n:
-            finished.set()
-
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-baseline", clean_session=True)
-    sub.on_message = on_message
-    sub.connect("127.0.0.1", broker.port)
-    sub.subscribe("qiwang/+/+/+/telemetry", qos=1)
-    sub.loop_start()
+def baseline(broker: LocalBroker, streams) -> float:
+    """Messages per second through mosquitto to mosquitto_sub (QoS 1), which only counts them."""
+    n = sum(1 for _, path in streams for _ in open(path))
+    sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+                            "-t", "qiwang/+/+/+/telemetry", "-C", str(n)], stdout=subprocess.DEVNULL)
     time.sleep(0.5)
-    began = run_publishers(broker.port, devices, n, publishers, datetime.now(timezone.utc) - timedelta(days=1))
-    finished.wait(600)
+    began, procs = run_publishers(broker.port, streams)
+    sub.wait(600)
     elapsed = time.time() - began
-    sub.disconnect()
-    sub.loop_stop()
-    for proc in run_publishers.procs:
-        proc.join(60)
-    return received / elapsed
+    for proc in procs:
+        proc.wait(60)
+    return n / elapsed
 
 
-def throughput(info: str, broker: LocalBroker, devices, n: int, publishers: int) -> tuple[float, Pipeline, MqttSource]:
+def throughput(info: str, broker: LocalBroker, streams) -> tuple[float, Pipeline, MqttSource]:
+    n = sum(1 for _, path in streams for _ in open(path))
     pipeline = Pipeline(info, load_rules(), offline_check=False).start()
     source = MqttSource(broker.address, pipeline.submit, client_id="bench-ingest").start()
     pipeline.on_alarm = source.publish_alarm
     source.connected.wait(10)
     time.sleep(0.5)
-    began = run_publishers(broker.port, devices, n, publishers, datetime.now(timezone.utc) - timedelta(hours=6))
+    began, procs = run_publishers(broker.port, streams)
     while pipeline.stats.stored + pipeline.stats.duplicates < n:
-        time.sleep(0.05)
+        time.sleep(0.02)
     elapsed = time.time() - began
-    for proc in run_publishers.procs:
-        proc.join(60)
+    for proc in procs:
+        proc.wait(60)
     return pipeline.stats.stored / elapsed, pipeline, source
 
 
@@ -209,7 +176,7 @@ def alarm_latency(pipeline: Pipeline, source: MqttSource, broker: LocalBroker, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readings", type=int, default=200_000)
-    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--devices", type=int, default=40, help="devices publishing at once (one mosquitto_pub each)")
     parser.add_argument("--alarms", type=int, default=100)
     parser.add_argument("--background-rate", type=float, default=2000.0, help="readings/s during the alarm test")
     parser.add_argument("--pipes", type=int, default=20_000, help="demo city size (devices to spread readings over)")
@@ -219,12 +186,16 @@ def main() -> None:
     with psycopg.connect(info) as conn:
         devices = conn.execute("SELECT enterprise_code, device_type, code FROM telemetry_device "
                                "WHERE device_type = 'sentry' ORDER BY code").fetchall()
-    print(f"scratch database {DB_NAME}: {len(devices):,} sentries; {args.readings:,} readings, "
-          f"{args.publishers} publisher processes, QoS 1")
+    print(f"scratch database {DB_NAME}: {len(devices):,} sentries; {args.readings:,} readings from "
+          f"{args.devices} devices at once (mosquitto_pub, QoS 1)")
+    folder = Path(tempfile.mkdtemp(prefix="qiwang-bench-streams-"))
     with LocalBroker(Path(tempfile.mkdtemp(prefix="qiwang-bench-mqtt-"))) as broker:
-        base = baseline(broker, devices, args.readings, args.publishers)
-        print(f"baseline  mosquitto → counting subscriber: {base:,.0f} messages/s")
-        rate, pipeline, source = throughput(info, broker, devices, args.readings, args.publishers)
+        base = baseline(broker, write_streams(devices, args.readings, args.devices,
+                                              datetime.now(timezone.utc) - timedelta(days=1), folder))
+        print(f"baseline  mosquitto_pub → mosquitto → mosquitto_sub: {base:,.0f} messages/s")
+        streams = write_streams(devices, args.readings, args.devices, datetime.now(timezone.utc) - timedelta(hours=6),
+                                folder)
+        rate, pipeline, source = throughput(info, broker, streams)
         stats = pipeline.stats
         print(f"ingest    publish → stored (committed):   {rate:,.0f} readings/s "
               f"({rate / base:.2f} × baseline; {stats.batches} batches, mean {stats.stored / max(stats.batches, 1):,.0f}"
