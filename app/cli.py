@@ -263,9 +263,9 @@ def _start_demo_telemetry(url: str):
     if os.environ.get("QIWANG_MQTT_URL"):
         address = parse_mqtt_url()
     else:
-        from ingest.telemetry.broker import free_port
+        from ingest.telemetry.broker import free_port, project_broker_dir
 
-        broker = LocalBroker(PROJECT_ROOT / "var" / "mosquitto", free_port()).start()
+        broker = LocalBroker(project_broker_dir(PROJECT_ROOT), free_port()).start()
         address = broker.address
     service = TelemetryService(conninfo, broker=address, client_id="qiwang-demo-ingest",
                                regulator_url=os.environ.get("QIWANG_REGULATOR_URL")).start()

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.engine import make_url
 
-from ingest.telemetry.broker import BrokerAddress
+from ingest.telemetry.broker import BrokerAddress, LocalBroker
 from ingest.telemetry.mqtt import MqttSource
 from ingest.telemetry.payload import telemetry_topic
 from ingest.telemetry.pipeline import Pipeline
@@ -40,6 +44,18 @@ def devices(info: str, device_type: str = "sentry", limit: int = 10, where: str 
         return conn.execute(
             f"SELECT enterprise_code, device_type, code FROM telemetry_device WHERE device_type = %s AND {where} "
             "ORDER BY code LIMIT %s", (device_type, limit)).fetchall()
+
+
+@contextmanager
+def local_broker() -> Iterator[LocalBroker]:
+    """A running mosquitto whose data directory the 'mosquitto' user can write (pytest's tmp_path,
+    below the root-only /tmp/pytest-of-root, is closed to it: LocalBroker refuses it)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="qiwang-test-mosquitto-"))
+    try:
+        with LocalBroker(data_dir) as broker:
+            yield broker
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @dataclass

@@ -19,10 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from ingest.demo_city import load_demo
-from ingest.telemetry.broker import LocalBroker
 from spatial import migrate
 from spatial.cluster import EmbeddedCluster
-from telemetry_support import base_time, conninfo, count, devices, publish_readings, publisher, start_ingest, wait_until
+from telemetry_support import (
+    base_time, conninfo, count, devices, local_broker, publish_readings, publisher, start_ingest, wait_until,
+)
 
 OUTAGE_S = 30.0
 
@@ -44,7 +45,7 @@ def own_cluster():
     shutil.rmtree(root, ignore_errors=True)
 
 
-def test_database_stopped_for_30_s_loses_nothing(own_cluster, tmp_path):
+def test_database_stopped_for_30_s_loses_nothing(own_cluster):
     cluster, info = own_cluster
     sentries = devices(info, limit=10)
     t0 = base_time()
@@ -52,7 +53,7 @@ def test_database_stopped_for_30_s_loses_nothing(own_cluster, tmp_path):
     readings = [(device, t0 + timedelta(seconds=i), {"ch4_lel": 0.1 * (i % 7), "battery_v": 3.6})
                 for i in range(seconds) for device in sentries]
 
-    with LocalBroker(tmp_path / "mosquitto") as broker:
+    with local_broker() as broker:
         ingest = start_ingest(info, broker.address, client_id="outage-ingest")
         client = publisher(broker.address, client_id="outage-publisher")
         published = threading.Event()

@@ -18,6 +18,7 @@ from ingest.telemetry.payload import Message, Reading, parse
 from ingest.telemetry.registry import DeviceRegistry
 from ingest.telemetry.rules import load_rules
 from ingest.telemetry.simulate import NOMINAL_KPA, Episodes, Simulator, load_simulated_devices
+from telemetry_support import local_broker
 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto is not installed")
 
@@ -33,8 +34,8 @@ def conninfo(db_url: str) -> str:
 
 
 @pytest.fixture
-def broker(tmp_path):
-    with LocalBroker(tmp_path / "mosquitto") as running:
+def broker():
+    with local_broker() as running:
         yield running
 
 

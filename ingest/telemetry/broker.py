@@ -8,6 +8,7 @@ the ingest holds back its acknowledgements.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -77,6 +78,37 @@ def is_listening(host: str, port: int) -> bool:
         return False
 
 
+def mosquitto_can_write(directory: Path) -> bool:
+    """Can mosquitto write its persistence file in `directory`?
+
+    Started as root, mosquitto drops to the 'mosquitto' user: a directory below a parent closed to
+    that user (pytest's /tmp/pytest-of-root, a home such as /root) starts fine but silently keeps
+    no sessions across a restart — every message the broker held would be lost.
+    """
+    if os.geteuid() != 0:
+        return os.access(directory, os.W_OK | os.X_OK)
+    command = ["runuser", "-u", "mosquitto", "--", "test", "-w", str(directory), "-a", "-x", str(directory)]
+    try:
+        return subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True).returncode == 0
+    except FileNotFoundError:  # no runuser: util-linux is essential on Debian, so this is odd
+        return False
+
+
+def project_broker_dir(project_root: Path) -> Path:
+    """var/mosquitto of the project, or /var/tmp/qiwang-<hash>/mosquitto when mosquitto cannot reach it."""
+    local = project_root / "var" / "mosquitto"
+    try:
+        local.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(local, "mosquitto")
+        if mosquitto_can_write(local):
+            return local
+    except (OSError, LookupError):
+        pass
+    digest = hashlib.sha1(str(project_root.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"qiwang-{digest}" / "mosquitto"
+
+
 class LocalBroker:
     """mosquitto on 127.0.0.1:port with its persistence under `data_dir`; stop() saves it."""
 
@@ -101,6 +133,11 @@ class LocalBroker:
             shutil.chown(self.data_dir, "mosquitto")
             for path in self.data_dir.iterdir():
                 shutil.chown(path, "mosquitto")
+        if not mosquitto_can_write(self.data_dir):
+            raise QiwangError(
+                f"mosquitto cannot write its sessions to {self.data_dir} (as root it runs as the 'mosquitto' "
+                "user, and a parent directory is closed to that user): a restarted broker would lose every "
+                "message it held. Give it a directory that user can reach (e.g. under /var/tmp).")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
@@ -113,6 +150,11 @@ class LocalBroker:
                 raise QiwangError(f"mosquitto did not listen on port {self.port} within {timeout_s:.0f} s")
             time.sleep(0.05)
         return self
+
+    @property
+    def persistence_file(self) -> Path:
+        """Where mosquitto saves sessions and the messages it holds (written at stop and every 30 s)."""
+        return self.data_dir / "mosquitto.db"
 
     def stop(self) -> None:
         """Stop gracefully: mosquitto writes its persistence file (sessions, queued messages) on SIGTERM."""
