@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -241,6 +242,9 @@ def demo(port: int, pipes: int, seed: int) -> None:
     if not has_pipes:
         _load_demo(url, pipes, seed)
     telemetry = _start_demo_telemetry(url)
+    # SIGTERM (systemd, a supervisor, `kill`) ends the demo like Ctrl-C: through `finally`, which
+    # stops the ingest and mosquitto instead of leaving the broker running without us.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         _serve(url, "127.0.0.1", port)
     finally:

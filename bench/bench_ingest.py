@@ -1,13 +1,13 @@
 """Telemetry ingest benchmark: sustained end-to-end throughput and alarm latency.
 
-    .venv/bin/python bench/bench_ingest.py [--readings 200000] [--devices 40] [--alarms 100]
+    .venv/bin/python bench/bench_ingest.py [--readings 200000] [--devices 40] [--rounds 3] [--alarms 100]
 
 Real mosquitto, real PostgreSQL (a scratch database with the demo city in the embedded cluster),
 the ingest as `./qiwang ingest mqtt` runs it (MqttSource + Pipeline, acknowledgements after commit).
 
 1. Throughput: devices (one mosquitto_pub each, QoS 1) send readings as fast as the broker takes
    them; the figure is readings stored per second, from the first publish to the last reading
-   committed. Baseline in the same run: the same publishers to mosquitto_sub, which only counts
+   committed; the median over --rounds rounds. Baseline in the same rounds: the same publishers to mosquitto_sub, which only counts
    (what the broker carries on this machine), so the ratio says what the ingest costs.
 2. Alarm latency: while a background stream runs, a leak reading (30 %LEL) is published for one
    sentry at a time; latency = publish → the alarm message arriving on the alarm topic (which the
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -100,19 +101,40 @@ def baseline(broker: LocalBroker, streams) -> float:
     return n / elapsed
 
 
-def throughput(info: str, broker: LocalBroker, streams) -> tuple[float, Pipeline, MqttSource]:
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine since boot, from /proc/stat."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]            # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def discard_session(broker: LocalBroker, client_id: str) -> None:
+    """End the persistent session of `client_id`: otherwise the broker keeps queueing every later
+    round's messages for it (a clean-session connection under the same id discards it)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.connect("127.0.0.1", broker.port)
+    client.disconnect()
+
+
+def throughput(info: str, broker: LocalBroker, streams, client_id: str) -> tuple[float, Pipeline, MqttSource]:
     n = sum(1 for _, path in streams for _ in open(path))
     pipeline = Pipeline(info, load_rules(), offline_check=False).start()
-    source = MqttSource(broker.address, pipeline.submit, client_id="bench-ingest").start()
+    source = MqttSource(broker.address, pipeline.submit, client_id=client_id).start()
     pipeline.on_alarm = source.publish_alarm
     source.connected.wait(10)
     time.sleep(0.5)
+    cpu_before, machine_before = os.times(), machine_busy()
     began, procs = run_publishers(broker.port, streams)
     while pipeline.stats.stored + pipeline.stats.duplicates < n:
         time.sleep(0.02)
     elapsed = time.time() - began
+    cpu_after, machine_after = os.times(), machine_busy()
+    cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     for proc in procs:
         proc.wait(60)
+    print(f"          ingest process CPU: {cpu:.1f} s in {elapsed:.1f} s ({cpu / elapsed:.2f} cores; "
+          f"{1e6 * cpu / n:.0f} µs per reading); whole machine {(machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1]):.0%} busy "
+          f"over {os.cpu_count()} cores")
     return pipeline.stats.stored / elapsed, pipeline, source
 
 
@@ -179,6 +201,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=40, help="devices publishing at once (one mosquitto_pub each)")
     parser.add_argument("--alarms", type=int, default=100)
     parser.add_argument("--background-rate", type=float, default=2000.0, help="readings/s during the alarm test")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (baseline and ingest each round)")
     parser.add_argument("--pipes", type=int, default=20_000, help="demo city size (devices to spread readings over)")
     args = parser.parse_args()
 
@@ -189,17 +212,31 @@ def main() -> None:
     print(f"scratch database {DB_NAME}: {len(devices):,} sentries; {args.readings:,} readings from "
           f"{args.devices} devices at once (mosquitto_pub, QoS 1)")
     folder = Path(tempfile.mkdtemp(prefix="qiwang-bench-streams-"))
+    bases, rates = [], []
     with LocalBroker(Path(tempfile.mkdtemp(prefix="qiwang-bench-mqtt-"))) as broker:
-        base = baseline(broker, write_streams(devices, args.readings, args.devices,
-                                              datetime.now(timezone.utc) - timedelta(days=1), folder))
-        print(f"baseline  mosquitto_pub → mosquitto → mosquitto_sub: {base:,.0f} messages/s")
-        streams = write_streams(devices, args.readings, args.devices, datetime.now(timezone.utc) - timedelta(hours=6),
-                                folder)
-        rate, pipeline, source = throughput(info, broker, streams)
-        stats = pipeline.stats
-        print(f"ingest    publish → stored (committed):   {rate:,.0f} readings/s "
-              f"({rate / base:.2f} × baseline; {stats.batches} batches, mean {stats.stored / max(stats.batches, 1):,.0f}"
-              f" readings per batch; stored {stats.stored:,}, duplicates {stats.duplicates:,})")
+        for round_ in range(1, args.rounds + 1):
+            # Fresh timestamps every time: each round stores new readings, none is a duplicate.
+            start = datetime.now(timezone.utc) - timedelta(hours=6 * round_)
+            bases.append(baseline(broker, write_streams(devices, args.readings, args.devices,
+                                                        start - timedelta(hours=3), folder)))
+            client_id = f"bench-ingest-{round_}"
+            rate, pipeline, source = throughput(info, broker, write_streams(devices, args.readings, args.devices,
+                                                                            start, folder), client_id)
+            rates.append(rate)
+            stats = pipeline.stats
+            print(f"round {round_}: baseline mosquitto_pub → mosquitto → mosquitto_sub {bases[-1]:,.0f} messages/s; "
+                  f"ingest publish → stored (committed) {rate:,.0f} readings/s ({rate / bases[-1]:.2f} ×; "
+                  f"{stats.batches} batches of {stats.stored / max(stats.batches, 1):,.0f} on average; "
+                  f"stored {stats.stored:,}, duplicates {stats.duplicates:,})")
+            if round_ < args.rounds:
+                source.stop()
+                pipeline.stop()
+                discard_session(broker, client_id)
+        print(f"baseline  mosquitto_pub → mosquitto → mosquitto_sub: median {statistics.median(bases):,.0f} "
+              f"messages/s over {args.rounds} rounds (min {min(bases):,.0f}, max {max(bases):,.0f})")
+        print(f"ingest    publish → stored (committed):   median {statistics.median(rates):,.0f} readings/s "
+              f"(min {min(rates):,.0f}, max {max(rates):,.0f}; {statistics.median(rates) / statistics.median(bases):.2f}"
+              f" × the baseline median)")
         latencies = alarm_latency(pipeline, source, broker, devices, args.alarms, args.background_rate)
         source.stop()
         pipeline.stop()

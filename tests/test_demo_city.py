@@ -15,6 +15,7 @@ from pyproj import Transformer
 
 from conftest import DEMO_PIPES, ROOT, scalar
 from ingest.demo_city import generate
+from ingest.telemetry.broker import project_broker_dir
 
 
 def test_pipe_count_is_exactly_what_was_asked(engine: sa.Engine) -> None:
@@ -218,3 +219,18 @@ def test_load_demo_and_demo_commands_work_end_to_end(scratch_url: str) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    assert mosquitto_processes(project_broker_dir(ROOT)) == [], "the demo left its mosquitto running"
+
+
+def mosquitto_processes(data_dir) -> list[int]:
+    """PIDs of mosquitto processes started with the config in `data_dir`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"mosquitto") and f"{data_dir}/mosquitto.conf".encode() in argv:
+            pids.append(int(entry))
+    return pids

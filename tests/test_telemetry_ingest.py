@@ -91,6 +91,27 @@ def test_exactly_once_under_duplicates_and_reconnects(db, broker):
     assert latest == {d[2]: t0 + timedelta(seconds=99) for d in sentries}
 
 
+def test_every_measure_lands_in_its_column_or_in_extra(db, broker):
+    ent, dtype, code = devices(db, limit=1)[0]
+    ts = base_time()
+    values = {"ch4_lel": 12.5, "pressure_kpa": -0.25, "temperature_c": -7.125, "battery_v": 3.6,
+              "flow_m3h": 1234.5, "signal_dbm": -87.0, "co_ppm": 0.001}
+    ingest = start_ingest(db, broker.address)
+    client = publisher(broker.address, client_id="measures-publisher")
+    try:
+        publish_readings(client, [((ent, dtype, code), ts, values)])
+        wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 1, 10, "the reading")
+    finally:
+        ingest.stop()
+        client.loop_stop()
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT r.enterprise_code, r.device_type, r.device_code, r.ts, r.admin_code = s.admin_code, "
+                           "ch4_lel, pressure_kpa, temperature_c, battery_v, flow_m3h, extra "
+                           "FROM reading r JOIN sentry s ON s.code = r.device_code").fetchone()
+    assert row[:9] == (ent, dtype, code, ts, True, 12.5, -0.25, -7.125, pytest.approx(3.6, rel=1e-6))
+    assert row[9:] == (1234.5, {"signal_dbm": -87.0, "co_ppm": 0.001})
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="mosquitto drops to its own user only when started as root")
 def test_broker_refuses_a_directory_where_its_sessions_would_not_survive(tmp_path):
     # pytest's tmp_path is below /tmp/pytest-of-root (mode 700): the 'mosquitto' user cannot reach it,

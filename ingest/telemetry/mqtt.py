@@ -2,9 +2,9 @@
 
 Subscribes with QoS 1 in a persistent session (fixed client id, clean_session False): while the
 ingest is down or busy the broker keeps its messages. Acknowledgements are manual: a message is
-acknowledged only after the transaction that stored (or quarantined) it has committed. After a
-reconnection, acknowledgements owed on the old connection are dropped — the broker sends those
-messages again, and storage is idempotent on (device, ts).
+acknowledged only after the transaction that stored (or quarantined) it has committed, a batch's
+PUBACKs in one write. After a reconnection, acknowledgements owed on the old connection are
+dropped — the broker sends those messages again, and storage is idempotent on (device, ts).
 
 Alarms go out on ``qiwang/{enterprise_code}/alarms/{device_type}/{device_code}`` (QoS 1, JSON:
 code, action, level, measure, value, threshold, at, …) for dispatch screens and paging systems.
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
-from functools import partial
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -32,6 +33,77 @@ def alarm_topic(alarm: dict) -> str:
     return f"qiwang/{alarm['enterprise_code']}/alarms/{alarm['device_type']}/{alarm['device_code']}"
 
 
+class _BufferedSocket:
+    """A client socket whose reads are served from 64 KiB chunks.
+
+    paho reads each packet with three recv() calls (type, length, body): three system calls, and
+    three hand-overs of the GIL to the writer thread, per reading. `pending()` is paho's hook for
+    TLS sockets that hold decrypted bytes: its loop then reads on without waiting in select().
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._pos >= len(self._buffer):
+            data = self._sock.recv(65536)      # BlockingIOError when nothing came: paho expects it
+            if len(data) <= size:
+                return data
+            self._buffer, self._pos = data, 0
+        chunk = self._buffer[self._pos:self._pos + size]
+        self._pos += len(chunk)
+        return chunk
+
+    def pending(self) -> int:
+        return len(self._buffer) - self._pos
+
+    def send(self, data: bytes | bytearray) -> int:
+        return self._sock.send(data)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+class _Client(mqtt.Client):
+    """paho's client with buffered reads and acknowledgement of many QoS 1 messages in one write.
+
+    `Client.ack` queues one 4-byte PUBACK and wakes the network thread per message; `ack_many`
+    queues a batch's PUBACKs as one buffer (paho writes queued buffers verbatim, in order). Both
+    lean on paho internals (`_create_socket`, `_packet_queue`): paho is pinned in constraints.txt,
+    and the ingest tests fail (the broker stops sending) if acknowledgements stop working.
+    """
+
+    def _create_socket(self):  # type: ignore[no-untyped-def]
+        sock = super()._create_socket()
+        return _BufferedSocket(sock) if isinstance(sock, socket.socket) and not self._ssl else sock
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        # paho reads one packet per pass of its loop (a select() each); read on while the buffer
+        # holds bytes (bounded: the broker sends no more than its in-flight window unacknowledged).
+        rc = super().loop_read(max_packets)
+        for _ in range(5000):
+            sock = self._sock
+            if rc != mqtt.MQTT_ERR_SUCCESS or not isinstance(sock, _BufferedSocket) or not sock.pending():
+                break
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def ack_many(self, mids: list[int]) -> None:
+        if mids:
+            self._packet_queue(mqtt.PUBACK, b"".join(struct.pack("!BBH", mqtt.PUBACK, 2, mid) for mid in mids), 0, 1)
+
+
 class MqttSource:
     """Feeds `submit` with every telemetry message; publishes alarms with `publish_alarm`."""
 
@@ -44,7 +116,7 @@ class MqttSource:
         self.connections = 0
         self._generation = 0
         self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+        self.client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                                   manual_ack=True, protocol=mqtt.MQTTv311)
         self.client.max_inflight_messages_set(1000)   # our own alarm publications
         self.client.max_queued_messages_set(0)
@@ -86,13 +158,13 @@ class MqttSource:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")  # the broker should refuse these; keep the evidence
-        token = partial(self._ack, self._generation, msg.mid) if msg.qos > 0 else None
+        token = (self, (self._generation, msg.mid)) if msg.qos > 0 else None
         self.submit(Message("mqtt", topic, msg.payload, datetime.now(timezone.utc), token))
 
-    def _ack(self, generation: int, mid: int) -> None:
+    def acknowledge(self, handles: list[tuple[int, int]]) -> None:
+        """PUBACK the (connection generation, mid) of stored messages still owed on this connection."""
         with self._lock:
-            if generation == self._generation:
-                self.client.ack(mid, 1)
+            self.client.ack_many([mid for generation, mid in handles if generation == self._generation])
 
     def publish_alarm(self, alarm: dict) -> None:
         self.client.publish(alarm_topic(alarm), json.dumps(alarm, ensure_ascii=False), qos=1)

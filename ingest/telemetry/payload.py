@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ingest.telemetry.measures import DEVICE_TYPES, MEASURES
 
@@ -36,15 +36,25 @@ def telemetry_topic(enterprise_code: str, device_type: str, device_code: str) ->
     return f"qiwang/{enterprise_code}/{device_type}/{device_code}/telemetry"
 
 
+class Acknowledger(Protocol):
+    """A source that wants to know when its messages are safely stored."""
+
+    def acknowledge(self, handles: list[Any]) -> None:
+        """These messages are committed (or quarantined): the source may forget them."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One message as received, before any check. `token` is the source's acknowledgement handle."""
+    """One message as received, before any check.
+
+    `token` is (source, handle) when the source wants an acknowledgement once the message's batch
+    has committed (MQTT QoS 1), None when it does not (Modbus polls)."""
 
     source: str                 # 'mqtt' or 'modbus'
     topic: str
     payload: bytes
     received_at: datetime       # UTC
-    token: Any = None
+    token: tuple[Acknowledger, Any] | None = None
 
 
 @dataclass(slots=True)

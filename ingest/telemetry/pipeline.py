@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import psycopg
 
 from ingest.telemetry import offline, store
 from ingest.telemetry.episodes import AlarmBook, Episode
-from ingest.telemetry.payload import Message, Reading, Rejection, parse
+from ingest.telemetry.payload import Acknowledger, Message, Reading, Rejection, parse
 from ingest.telemetry.registry import DeviceRegistry
 from ingest.telemetry.rules import Rules
 
@@ -46,6 +47,17 @@ class IngestStats:
     database_retries: int = 0
     offline_marked: int = 0
     reasons: dict[str, int] = field(default_factory=dict)   # quarantine reasons by field
+
+
+def _acknowledge(messages: list[Message]) -> None:
+    """Acknowledge committed messages to their sources, all of a source's at once."""
+    by_source: dict[int, tuple[Acknowledger, list[Any]]] = {}
+    for message in messages:
+        if message.token is not None:
+            source, handle = message.token
+            by_source.setdefault(id(source), (source, []))[1].append(handle)
+    for source, handles in by_source.values():
+        source.acknowledge(handles)
 
 
 class Pipeline:
@@ -97,7 +109,8 @@ class Pipeline:
 
     def submit(self, message: Message) -> None:
         """Hand a message over (thread-safe, never blocks)."""
-        self.idle.clear()
+        if self.idle.is_set():      # Event.clear takes a lock: not once per message at 10,000/s
+            self.idle.clear()
         self._queue.put(message)
 
     # -- running -------------------------------------------------------------------------------
@@ -176,9 +189,7 @@ class Pipeline:
         self.stats.alarms += len(result.alarm_messages)
         for bad in rejections:
             self.stats.reasons[bad.field or "?"] = self.stats.reasons.get(bad.field or "?", 0) + 1
-        for message in messages:
-            if message.token is not None:
-                message.token()
+        _acknowledge(messages)
         if self.on_alarm:
             for alarm in result.alarm_messages:
                 self.on_alarm(alarm)

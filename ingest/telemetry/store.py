@@ -7,6 +7,7 @@ messages; outbox records for the regulator when enabled. The caller commits, the
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -165,13 +166,33 @@ def write_batch(conn: psycopg.Connection, readings: Sequence[Reading], rejection
     return result
 
 
+COPY_NULL = "\\N"
+
+
+def _copy_text(value: str | None) -> str:
+    """A value in PostgreSQL's COPY text format."""
+    if value is None:
+        return COPY_NULL
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _copy_readings(cur: psycopg.Cursor, readings: Sequence[Reading]) -> None:
+    """COPY the batch into `incoming`, formatted here in one pass: psycopg's write_row, value by
+    value, was a fifth of the writer's time at 10,000 readings/s."""
+    prefixes: dict[tuple[str, str, str], tuple[str, str]] = {}
+    lines = []
+    for r in readings:
+        d, values = r.device, r.values
+        prefix = prefixes.get(d.key)
+        if prefix is None:
+            prefix = prefixes[d.key] = (f"{_copy_text(d.code)}\t{_copy_text(d.device_type)}\t",
+                                        f"\t{_copy_text(d.enterprise_code)}\t{_copy_text(d.admin_code)}\t")
+        measures = "\t".join(COPY_NULL if (v := values.get(name)) is None else repr(v) for name in COLUMN_MEASURES)
+        extra = {k: v for k, v in values.items() if not MEASURES[k].column}
+        lines.append(f"{prefix[0]}{r.ts.isoformat()}\t{r.message.received_at.isoformat()}{prefix[1]}{measures}\t"
+                     f"{_copy_text(json.dumps(extra)) if extra else COPY_NULL}\n")
     with cur.copy(f"COPY incoming ({', '.join(READING_COLUMNS)}) FROM STDIN") as copy:
-        for r in readings:
-            d, values = r.device, r.values
-            extra = {k: v for k, v in values.items() if not MEASURES[k].column}
-            copy.write_row((d.code, d.device_type, r.ts, r.message.received_at, d.enterprise_code, d.admin_code,
-                            *(values.get(name) for name in COLUMN_MEASURES), Jsonb(extra) if extra else None))
+        copy.write("".join(lines).encode())
 
 
 def _update_latest(cur: psycopg.Cursor, view: BatchView, stored: Sequence[Reading], now: datetime,
