@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.engine import make_url
 
 from ingest.telemetry.broker import BrokerAddress, LocalBroker
-from ingest.telemetry.mqtt import MqttSource
+from ingest.telemetry.mqtt_process import MqttProcessSource
 from ingest.telemetry.payload import telemetry_topic
 from ingest.telemetry.pipeline import Pipeline
 from ingest.telemetry.rules import load_rules
@@ -61,7 +61,7 @@ def local_broker() -> Iterator[LocalBroker]:
 @dataclass
 class Ingest:
     pipeline: Pipeline
-    source: MqttSource
+    source: MqttProcessSource
 
     def stop(self) -> None:
         self.source.stop()
@@ -69,13 +69,28 @@ class Ingest:
 
 
 def start_ingest(info: str, broker: BrokerAddress, client_id: str = "qiwang-ingest-test", **options) -> Ingest:
+    """The ingest on a persistent session. Tests of one broker share the default session: a session
+    of another id would keep receiving (queueing) every later test's messages after its test ended."""
     pipeline = Pipeline(info, load_rules(), **options)
-    source = MqttSource(broker, pipeline.submit, client_id=client_id)
+    source = MqttProcessSource(broker, pipeline.submit, client_id=client_id)
     pipeline.on_alarm = source.publish_alarm
     pipeline.start()
     source.start()
     assert source.connected.wait(10), "the ingest did not connect to mosquitto"
     return Ingest(pipeline, source)
+
+
+@contextmanager
+def ingest_with_publisher(info: str, broker: BrokerAddress, publisher_id: str,
+                          **options) -> Iterator[tuple[Ingest, mqtt.Client]]:
+    """A running ingest (default session) and a device-like publisher; both stopped afterwards."""
+    ingest = start_ingest(info, broker, **options)
+    client = publisher(broker, client_id=publisher_id)
+    try:
+        yield ingest, client
+    finally:
+        ingest.stop()
+        client.loop_stop()
 
 
 def publisher(broker: BrokerAddress, client_id: str = "test-publisher") -> mqtt.Client:

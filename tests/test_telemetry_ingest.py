@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -23,7 +24,7 @@ from ingest.telemetry.broker import LocalBroker
 from ingest.telemetry.payload import telemetry_topic
 from spatial import migrate
 from telemetry_support import (
-    base_time, conninfo, count, devices, local_broker, publish_readings, publisher, reset_telemetry, start_ingest, wait_until,
+    base_time, conninfo, count, devices, ingest_with_publisher, local_broker, publish_readings, publisher, reset_telemetry, start_ingest, wait_until,
 )
 
 
@@ -91,19 +92,36 @@ def test_exactly_once_under_duplicates_and_reconnects(db, broker):
     assert latest == {d[2]: t0 + timedelta(seconds=99) for d in sentries}
 
 
+def steady_stream(db: str, seconds: int, sentries: int = 10) -> list:
+    """A reading a second from each of the first `sentries` sentries (CH4 0.5 %LEL: no alarm)."""
+    t0, chosen = base_time(), devices(db, limit=sentries)
+    return [(device, t0 + timedelta(seconds=i), {"ch4_lel": 0.5}) for i in range(seconds) for device in chosen]
+
+
+def test_mqtt_client_process_killed_mid_stream_loses_nothing(db, broker):
+    readings = steady_stream(db, seconds=200)
+    with ingest_with_publisher(db, broker.address, "kill-publisher") as (ingest, client):
+        publish_readings(client, readings[:1000])
+        first = ingest.source.pid
+        os.kill(first, signal.SIGKILL)                  # unacknowledged messages stay with the broker
+        publish_readings(client, readings[1000:])
+        wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 2000, 30,
+                   lambda: f"2,000 readings: {count(db, 'SELECT count(*) FROM reading')} stored")
+        assert ingest.source.pid != first and ingest.source.connections >= 2
+    assert count(db, "SELECT count(DISTINCT (device_code, ts)) FROM reading") == 2000
+    assert count(db, "SELECT count(*) FROM reading_quarantine") == 0
+
+
 def test_every_measure_lands_in_its_column_or_in_extra(db, broker):
     ent, dtype, code = devices(db, limit=1)[0]
     ts = base_time()
     values = {"ch4_lel": 12.5, "pressure_kpa": -0.25, "temperature_c": -7.125, "battery_v": 3.6,
               "flow_m3h": 1234.5, "signal_dbm": -87.0, "co_ppm": 0.001}
-    ingest = start_ingest(db, broker.address)
-    client = publisher(broker.address, client_id="measures-publisher")
-    try:
+    with ingest_with_publisher(db, broker.address, "measures-publisher") as (ingest, client):
         publish_readings(client, [((ent, dtype, code), ts, values)])
-        wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 1, 10, "the reading")
-    finally:
-        ingest.stop()
-        client.loop_stop()
+        wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 1, 10,
+                   lambda: f"the reading: {ingest.pipeline.stats}, "
+                           f"{count(db, 'SELECT count(*) FROM reading_quarantine')} quarantined")
     with psycopg.connect(db) as conn:
         row = conn.execute("SELECT r.enterprise_code, r.device_type, r.device_code, r.ts, r.admin_code = s.admin_code, "
                            "ch4_lel, pressure_kpa, temperature_c, battery_v, flow_m3h, extra "
@@ -121,12 +139,8 @@ def test_broker_refuses_a_directory_where_its_sessions_would_not_survive(tmp_pat
 
 
 def test_broker_restart_mid_stream_loses_nothing(db, broker):
-    sentries = devices(db, limit=10)
-    t0 = base_time()
-    readings = [(device, t0 + timedelta(seconds=i), {"ch4_lel": 0.5}) for i in range(300) for device in sentries]
-    ingest = start_ingest(db, broker.address)
-    client = publisher(broker.address, client_id="restart-publisher")
-    try:
+    readings = steady_stream(db, seconds=300)
+    with ingest_with_publisher(db, broker.address, "restart-publisher") as (ingest, client):
         publish_readings(client, readings[:1000])
         infos = publish_readings(client, readings[1000:2000], wait=False)
         broker.restart()                                            # SIGTERM: mosquitto saves its sessions
@@ -140,9 +154,6 @@ def test_broker_restart_mid_stream_loses_nothing(db, broker):
                            f"{ingest.source.connections} connections")
         ingest.pipeline.wait_idle(30)
         assert ingest.source.connections >= 2
-    finally:
-        ingest.stop()
-        client.loop_stop()
     assert count(db, "SELECT count(*) FROM reading") == 3000
     assert count(db, "SELECT count(DISTINCT (device_code, ts)) FROM reading") == 3000
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ingest.telemetry.broker import BrokerAddress
 from ingest.telemetry.modbus import ModbusPoller, load_config
-from ingest.telemetry.mqtt import MqttSource
+from ingest.telemetry.mqtt_process import MqttProcessSource
 from ingest.telemetry.outbox import OutboxSender
 from ingest.telemetry.pipeline import Pipeline
 from ingest.telemetry.rules import load_rules
@@ -30,7 +30,7 @@ class TelemetryService:
     regulator_token: str | None = None
     client_id: str = "qiwang-ingest"
     pipeline: Pipeline | None = None
-    mqtt: MqttSource | None = None
+    mqtt: MqttProcessSource | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -40,7 +40,7 @@ class TelemetryService:
         modbus = load_config(self.modbus_config) if self.modbus_config else None
         self.pipeline = Pipeline(self.conninfo, rules, outbox=bool(self.regulator_url)).start()
         if self.broker is not None:
-            self.mqtt = MqttSource(self.broker, self.pipeline.submit, client_id=self.client_id).start()
+            self.mqtt = MqttProcessSource(self.broker, self.pipeline.submit, client_id=self.client_id).start()
             self.pipeline.on_alarm = self.mqtt.publish_alarm
         if modbus is not None:
             poller = ModbusPoller(modbus, self.pipeline.submit)
