@@ -28,6 +28,7 @@ import pygeoapi.api.processes as processes_api
 import pygeoapi.api.tiles as tiles_api
 from pygeoapi.openapi import get_oas
 
+from app.errors import error_response
 from spatial import features, tiles
 from spatial.collections import Collection
 from spatial.crs import EPSG_URI, served_crs, supported
@@ -236,10 +237,7 @@ def _localise_refs(node: Any, doc: dict | None = None) -> None:
 
 # -- responses -------------------------------------------------------------------------------------
 
-def error(status: int, code: str, description: str) -> Response:
-    """An OGC API exception as JSON (the shape pygeoapi uses)."""
-    return Response(json.dumps({"code": code, "description": description}, ensure_ascii=False), status,
-                    mimetype="application/json")
+error = error_response     # an OGC API exception as JSON (the shape pygeoapi uses)
 
 
 def _api_request(api: API) -> APIRequest:

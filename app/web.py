@@ -53,6 +53,7 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     passes $QIWANG_PUBLIC_URL or its own address). `jobs_dir` keeps asynchronous process results
     (default ./var/jobs).
     """
+    from app.alarms_api import alarms_blueprint
     from app.map import map_blueprint
     from app.ogc import ogc_blueprint
     from app.styles import styles_blueprint
@@ -67,6 +68,7 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     app.register_blueprint(ogc_blueprint(url, public_url, jobs_dir or Path("var/jobs").resolve()))
     app.register_blueprint(styles_blueprint)
     app.register_blueprint(map_blueprint)
+    app.register_blueprint(alarms_blueprint(engine))
 
     @app.get("/")
     def index():

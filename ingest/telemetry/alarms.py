@@ -29,6 +29,10 @@ class AlarmStepRefused(QiwangError):
     """A lifecycle step that does not apply to the alarm as it stands (HTTP 409)."""
 
 
+class UnknownAlarm(QiwangError):
+    """No alarm has that code (in that enterprise, when one is named) (HTTP 404)."""
+
+
 @dataclass(frozen=True)
 class AlarmEvent:
     id: int
@@ -59,9 +63,9 @@ def advance(conn: psycopg.Connection, code: str, action: str, actor: str, note: 
         "AND (%s::text IS NULL OR enterprise_code = %s) FOR UPDATE",
         (code, enterprise_code, enterprise_code)).fetchall()
     if not rows:
-        raise QiwangError(f"no alarm {code}")
+        raise UnknownAlarm(f"no alarm {code}" + (f" in enterprise {enterprise_code}" if enterprise_code else ""))
     if len(rows) > 1:
-        raise QiwangError(f"alarm code {code} exists in several enterprises: name the enterprise")
+        raise QiwangError(f"enterprise: alarm code {code} exists in several enterprises, name the enterprise")
     alarm_id, current, cleared_at, level, value = rows[0]
     if current != required:
         raise AlarmStepRefused(f"alarm {code} is {current}: '{action}' needs it {required}")
