@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from ingest.telemetry.broker import BrokerAddress, LocalBroker
 from ingest.telemetry.mqtt_process import MqttProcessSource
-from ingest.telemetry.payload import telemetry_topic
+from ingest.telemetry.payload import Message, telemetry_topic
 from ingest.telemetry.pipeline import Pipeline
 from ingest.telemetry.rules import load_rules
 
@@ -91,6 +91,20 @@ def ingest_with_publisher(info: str, broker: BrokerAddress, publisher_id: str,
     finally:
         ingest.stop()
         client.loop_stop()
+
+
+def raise_alarms(info: str, readings: list[tuple[tuple[str, str, str], datetime, dict]]) -> None:
+    """Feed readings through the ingest pipeline (no broker: the source does not matter to the
+    checks, rules and store) and wait until they are stored."""
+    pipeline = Pipeline(info, load_rules(), offline_check=False).start()
+    try:
+        for device, ts, values in readings:
+            pipeline.submit(Message("mqtt", telemetry_topic(*device), payload(ts, **values),
+                                    datetime.now(timezone.utc)))
+        assert pipeline.wait_idle(30), "the pipeline did not finish"
+        assert pipeline.stats.stored == len(readings) and pipeline.stats.quarantined == 0
+    finally:
+        pipeline.stop()
 
 
 def publisher(broker: BrokerAddress, client_id: str = "test-publisher") -> mqtt.Client:

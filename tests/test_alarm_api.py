@@ -11,23 +11,7 @@ import psycopg
 import pytest
 import requests
 
-from ingest.telemetry.payload import Message, telemetry_topic
-from ingest.telemetry.pipeline import Pipeline
-from ingest.telemetry.rules import load_rules
-from telemetry_support import conninfo, devices, payload
-
-
-def raise_alarms(info: str, readings: list[tuple[tuple[str, str, str], datetime, dict]]) -> None:
-    """Feed readings through the ingest pipeline and wait until they are stored."""
-    pipeline = Pipeline(info, load_rules(), offline_check=False).start()
-    try:
-        for device, ts, values in readings:
-            pipeline.submit(Message("mqtt", telemetry_topic(*device), payload(ts, **values),
-                                    datetime.now(timezone.utc)))
-        assert pipeline.wait_idle(30), "the pipeline did not finish"
-        assert pipeline.stats.stored == len(readings) and pipeline.stats.quarantined == 0
-    finally:
-        pipeline.stop()
+from telemetry_support import conninfo, devices, raise_alarms
 
 
 def alarm_of(info: str, device_code: str) -> tuple[str, str, bool]:

@@ -1,13 +1,23 @@
 // The alarm panel (告警): open alarms (state not closed) and overdue hazards (rectification due
 // before today and not rectified), newest first; each zooms to its feature and shows its attributes.
+// Open alarms are also drawn live on the map (a GeoJSON source over the vector tiles, which a
+// browser may cache), and the panel refreshes itself every REFRESH_S seconds while the page is shown.
+// Each alarm offers its next handling step (确认 → 派单 → 处置完成 → 关闭), taken in the operator's
+// name through POST /api/alarms/{code}/{action}; closing waits until the value has cleared.
 //
-// Hooks: #panel-alarms[data-state=done], #alarm-list > li[data-alarm], #hazard-list > li[data-hazard].
+// Hooks: #panel-alarms[data-state=done], #alarm-list > li[data-alarm][data-state],
+// li button.step[data-action], #hazard-list > li[data-hazard], #alarm-operator, map source "alarms-live".
 
-import { items } from "./api.js";
+import { items, postJSON } from "./api.js";
 import { t, onLanguageChange } from "./i18n.js";
 import { escapeHtml } from "./util.js";
 
 const LIMIT = 200;
+const REFRESH_S = 15;
+const LIVE = "alarms-live";
+const OPERATOR_KEY = "qiwang.operator";
+// the step that follows each state of the lifecycle
+const NEXT_STEP = { raised: "acknowledge", acknowledged: "dispatch", dispatched: "resolve", resolved: "close" };
 
 function today() {
   const d = new Date();
@@ -18,20 +28,44 @@ function shortTime(value) {
   return value ? String(value).replace("T", " ").slice(0, 16) : "—";
 }
 
+/** The open alarms as points above every tile layer, painted like the tiled `alarms` layer. */
+function addLiveLayer(map) {
+  const tiled = map.getStyle().layers.find((l) => l.metadata && l.metadata["qiwang:collection"] === "alarms");
+  map.addSource(LIVE, { type: "geojson", data: { type: "FeatureCollection", features: [] } });
+  map.addLayer({
+    id: LIVE, type: "circle", source: LIVE,
+    metadata: { "qiwang:collection": "alarms" },
+    paint: tiled && tiled.type === "circle" ? tiled.paint
+      : { "circle-radius": 7, "circle-color": "#c62828", "circle-stroke-color": "#fff", "circle-stroke-width": 2 },
+  });
+}
+
 export function setupAlarms(context) {
   const { map, status } = context;
   const panel = document.getElementById("panel-alarms");
-  const state = { alarms: [], hazards: [] };
+  const operator = document.getElementById("alarm-operator");
+  const state = { alarms: [], hazards: [], updatedAt: null };
+  let timer = null;
+  operator.value = localStorage.getItem(OPERATOR_KEY) || "";
+  addLiveLayer(map);
+
+  function stepButton(p) {
+    const action = NEXT_STEP[p.state];
+    if (!action) return "";
+    const blocked = action === "close" && !p.cleared_at;
+    return `<button type="button" class="step" data-action="${action}"${blocked ? ` disabled title="${escapeHtml(t("still_active"))}"` : ""}>${escapeHtml(t(`step_${action}`))}</button>`;
+  }
 
   function render() {
     document.getElementById("alarm-count").textContent = state.alarms.length;
     document.getElementById("hazard-count").textContent = state.hazards.length;
+    document.getElementById("alarms-updated").textContent = state.updatedAt ? state.updatedAt.toLocaleTimeString() : "—";
     document.getElementById("alarm-list").innerHTML = state.alarms.length ? state.alarms.map((f, k) => {
       const p = f.properties;
-      return `<li data-alarm="${escapeHtml(p.code)}" data-index="${k}" class="level-${escapeHtml(p.level)}">
+      return `<li data-alarm="${escapeHtml(p.code)}" data-state="${escapeHtml(p.state)}" data-index="${k}" class="level-${escapeHtml(p.level)}">
         <b>${escapeHtml(p.code)}</b> ${escapeHtml(p.device_code || "")} <span class="muted">${escapeHtml(p.measure || "")} ${escapeHtml(p.value ?? "")}</span><br>
         <span class="muted">${escapeHtml(t("raised"))} ${escapeHtml(shortTime(p.raised_at))} · ${escapeHtml(t("state"))} ${escapeHtml(p.state)}</span>
-        <button type="button" class="zoom">${escapeHtml(t("zoom"))}</button></li>`;
+        <button type="button" class="zoom">${escapeHtml(t("zoom"))}</button>${stepButton(p)}</li>`;
     }).join("") : `<li class="muted">${escapeHtml(t("none"))}</li>`;
     document.getElementById("hazard-list").innerHTML = state.hazards.length ? state.hazards.map((f, k) => {
       const p = f.properties;
@@ -51,11 +85,37 @@ export function setupAlarms(context) {
       ]);
       state.alarms = alarms.features || [];
       state.hazards = hazards.features || [];
+      state.updatedAt = new Date();
+      map.getSource(LIVE).setData({ type: "FeatureCollection", features: state.alarms.filter((f) => f.geometry) });
       render();
       panel.dataset.state = "done";
     } catch (err) {
       panel.dataset.state = "error";
       status(`${t("error")}: ${err.message}`, { error: true });
+    }
+  }
+
+  /** Refresh every `seconds` while the page is visible (0 stops); the default is REFRESH_S. */
+  function autoRefresh(seconds = REFRESH_S) {
+    clearInterval(timer);
+    timer = seconds > 0 ? setInterval(() => { if (!document.hidden) refresh(); }, seconds * 1000) : null;
+  }
+
+  async function takeStep(code, action, button) {
+    const name = operator.value.trim();
+    if (!name) {
+      status(t("operator_required"), { error: true });
+      operator.focus();
+      return;
+    }
+    button.disabled = true;
+    try {
+      await postJSON(`/api/alarms/${encodeURIComponent(code)}/${action}`, { by: name });
+      status(`${code}: ${t(`step_${action}`)} · ${t("step_done")}`);
+      await refresh();
+    } catch (err) {
+      button.disabled = false;
+      status(`${code}: ${err.message}`, { error: true });
     }
   }
 
@@ -65,14 +125,18 @@ export function setupAlarms(context) {
     context.showAttributes(map, collection, feature.properties, feature.geometry.coordinates.slice(0, 2));
   }
 
+  operator.addEventListener("input", () => localStorage.setItem(OPERATOR_KEY, operator.value.trim()));
   panel.addEventListener("click", (event) => {
     if (event.target.closest("#alarms-refresh")) { refresh(); return; }
     const li = event.target.closest("li[data-index]");
     if (!li) return;
+    const step = event.target.closest("button.step");
+    if (step && li.dataset.alarm) { takeStep(li.dataset.alarm, step.dataset.action, step); return; }
     if (li.dataset.alarm) zoomTo(state.alarms[Number(li.dataset.index)], "alarms");
     else zoomTo(state.hazards[Number(li.dataset.index)], "hazards");
   });
   onLanguageChange(() => render());
+  autoRefresh();
 
-  return { refresh, state };
+  return { refresh, autoRefresh, state };
 }

@@ -1,4 +1,4 @@
-// Calls to the Qiwang server: OGC API Features items, processes (synchronous) and the style.
+// Calls to the Qiwang server: OGC API Features items, processes (synchronous), the style, alarm steps.
 // Every URL is relative to the page's origin: the map never talks to another host.
 
 const OGC = "/ogc";
@@ -26,14 +26,18 @@ export async function items(collection, params = {}) {
   return getJSON(`${OGC}/collections/${encodeURIComponent(collection)}/items?${query}`);
 }
 
-/** Run a process synchronously and return its report (the single JSON output). */
-export async function execute(processId, inputs) {
-  const response = await fetch(`${OGC}/processes/${encodeURIComponent(processId)}/execution`, {
+/** POST a JSON body and return the JSON answer (ApiError with the server's description otherwise). */
+export async function postJSON(url, body) {
+  return answer(await fetch(url, {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "application/json" },
-    body: JSON.stringify({ inputs }),
-  });
-  const body = await answer(response);
+    body: JSON.stringify(body),
+  }));
+}
+
+/** Run a process synchronously and return its report (the single JSON output). */
+export async function execute(processId, inputs) {
+  const body = await postJSON(`${OGC}/processes/${encodeURIComponent(processId)}/execution`, { inputs });
   // A single output may come raw or wrapped as {report: …} depending on the response mode.
   return body && body.report && !body.valves_to_close && !body.features ? body.report : body;
 }
