@@ -1,4 +1,4 @@
-"""Telemetry commands: ingest (MQTT, Modbus), simulate, alarm lifecycle, offline rate, outbox."""
+"""Telemetry commands: ingest (MQTT, Modbus), simulate, alarm lifecycle, offline rate, outbox, quarantine replay."""
 from __future__ import annotations
 
 import logging
@@ -229,3 +229,44 @@ def outbox_send(regulator_url: str | None) -> None:
                + (f"; stopped: {report.error}" if report.error else ""))
     if report.error:
         raise QiwangError(f"the regulator endpoint did not take everything: {report.error}")
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def quarantine(ctx: click.Context) -> None:
+    """Messages that could not be stored (reading_quarantine): what waits, and replaying it."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@quarantine.command("replay")
+@click.option("--device", help="Only this device code.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Only messages received from then on (UTC).")
+@click.option("--any-reason", is_flag=True,
+              help="Also messages refused for another reason than an unknown device (after a check was corrected).")
+@click.option("--dry-run", is_flag=True, help="Count what would be replayed; send nothing.")
+@BROKER
+def quarantine_replay(device: str | None, since: datetime | None, any_reason: bool, dry_run: bool,
+                      broker_url: str) -> None:
+    """Publish quarantined messages of devices registered since then to the running ingest again.
+
+    Oldest first, byte for byte, on their topic (QoS 1); each quarantine row is stamped replayed_at
+    once the broker has it. The ingest stores them once (or quarantines them again with today's
+    reason). Needs a running `./qiwang ingest mqtt` (or `./qiwang demo`) on the same broker, which
+    takes a newly registered device within 5 s: what it still refuses is quarantined anew and can be
+    replayed again.
+    """
+    import psycopg
+
+    from ingest.telemetry.broker import parse_mqtt_url
+    from ingest.telemetry.replay import replay, waiting
+
+    since_utc = since.replace(tzinfo=timezone.utc) if since else None
+    if dry_run:
+        with psycopg.connect(_conninfo()) as conn:
+            messages, devices = waiting(conn, device=device, since=since_utc, any_reason=any_reason)
+        click.echo(f"{messages:,} messages of {devices:,} devices would be replayed")
+        return
+    report = replay(_conninfo(), parse_mqtt_url(broker_url), device=device, since=since_utc, any_reason=any_reason)
+    click.echo(f"replayed {report.replayed:,} messages of {report.devices:,} devices on {broker_url}")

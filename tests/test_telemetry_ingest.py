@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -389,3 +390,53 @@ def test_offline_detection_and_rate_with_a_simulated_clock(db, broker):
     assert (rate.devices, rate.offline_in_window, rate.offline_at_end) == (total, total - 2, total - 3)
     assert rate.offline_s == pytest.approx(299 + 899 * (total - 3))
     assert rate.rate == pytest.approx((299 + 899 * (total - 3)) / (total * 1800))
+
+
+def test_quarantined_messages_of_a_device_registered_later_are_replayed_once(db, broker):
+    from ingest.telemetry.registry import RELOAD_ON_MISS_AFTER_S
+    from ingest.telemetry.replay import ReplayReport, replay, waiting
+
+    late, unknown = devices(db, limit=2)
+    stranger = (unknown[0], "sentry", "SB-NEVER-REGISTERED")
+    t0 = base_time()
+    # 5, 5, … 30 (leak) … 2 (cleared): an alarm episode hides in the quarantined messages
+    ch4 = [5.0] * 10 + [30.0] * 10 + [2.0] * 30
+    late_readings = [(late, t0 + timedelta(minutes=i), {"ch4_lel": v}) for i, v in enumerate(ch4)]
+    with psycopg.connect(db) as conn:       # the device is not registered yet: it reports under a new code
+        conn.execute("UPDATE sentry SET code = code || '-OLD' WHERE code = %s", (late[2],))
+    try:
+        with ingest_with_publisher(db, broker.address, "replay-publisher") as (ingest, client):
+            publish_readings(client, late_readings + [(stranger, t0, {"ch4_lel": 1.0})] * 1)
+            wait_until(lambda: count(db, "SELECT count(*) FROM reading_quarantine") == 51, 30, "51 quarantined")
+            assert count(db, "SELECT count(*) FROM reading") == 0
+            with psycopg.connect(db) as conn:
+                assert waiting(conn) == (0, 0)              # nothing to replay while the device is unknown
+                conn.execute("UPDATE sentry SET code = %s WHERE code = %s", (late[2], late[2] + "-OLD"))
+                conn.commit()                               # … now it is registered
+                assert waiting(conn) == (50, 1)
+                assert waiting(conn, device=stranger[2]) == (0, 0)
+            time.sleep(RELOAD_ON_MISS_AFTER_S + 0.5)       # the running ingest sees a new device within 5 s
+
+            assert replay(db, broker.address) == ReplayReport(50, 1)
+            wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 50, 30, "the 50 replayed readings")
+            assert replay(db, broker.address) == ReplayReport(0, 0)          # each message once …
+            with psycopg.connect(db) as conn:                                  # … unless a replay is cut short
+                conn.execute("UPDATE reading_quarantine SET replayed_at = NULL WHERE id IN "
+                             "(SELECT id FROM reading_quarantine WHERE device_code = %s ORDER BY id LIMIT 20)",
+                             (late[2],))
+            assert replay(db, broker.address) == ReplayReport(20, 1)
+            ingest.pipeline.wait_idle(30)
+            assert ingest.pipeline.stats.duplicates >= 20
+    finally:
+        with psycopg.connect(db) as conn:
+            conn.execute("UPDATE sentry SET code = %s WHERE code = %s", (late[2], late[2] + "-OLD"))
+    assert stored_set(db) == {(late[2], ts, values["ch4_lel"]) for _, ts, values in late_readings}
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT device_code, replayed_at IS NOT NULL, count(*) FROM reading_quarantine "
+                            "GROUP BY 1, 2 ORDER BY 1").fetchall()
+        events = conn.execute("SELECT e.action, e.level, e.at FROM alarm_event e JOIN alarm a ON a.id = e.alarm_id "
+                              "WHERE a.device_code = %s ORDER BY e.id", (late[2],)).fetchall()
+    # the quarantine keeps every row (nothing was refused again); the stranger's still waits
+    assert rows == sorted([(late[2], True, 50), (stranger[2], False, 1)])
+    # the alarm episode in the replayed messages, at the readings' own times
+    assert events == [("raised", 5, t0 + timedelta(minutes=10)), ("cleared", 5, t0 + timedelta(minutes=20))]

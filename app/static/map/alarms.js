@@ -44,7 +44,7 @@ export function setupAlarms(context) {
   const { map, status } = context;
   const panel = document.getElementById("panel-alarms");
   const operator = document.getElementById("alarm-operator");
-  const state = { alarms: [], hazards: [], updatedAt: null };
+  const state = { alarms: [], hazards: [], updatedAt: null, signature: null };
   let timer = null;
   operator.value = localStorage.getItem(OPERATOR_KEY) || "";
   addLiveLayer(map);
@@ -83,11 +83,19 @@ export function setupAlarms(context) {
         items("alarms", { filter: "state <> 'closed'", sortby: "-raised_at", limit: LIMIT }),
         items("hazards", { filter: `rectify_due_on < DATE('${today()}') AND rectified_on IS NULL`, sortby: "-found_at", limit: LIMIT }),
       ]);
-      state.alarms = alarms.features || [];
-      state.hazards = hazards.features || [];
       state.updatedAt = new Date();
-      map.getSource(LIVE).setData({ type: "FeatureCollection", features: state.alarms.filter((f) => f.geometry) });
-      render();
+      document.getElementById("alarms-updated").textContent = state.updatedAt.toLocaleTimeString();
+      // Redraw only what changed: a quiet refresh must not reload the map source nor rebuild the
+      // list under the dispatcher's pointer.
+      const features = alarms.features || [];
+      const signature = JSON.stringify([features, (hazards.features || []).map((f) => f.properties.code)]);
+      if (signature !== state.signature) {
+        state.signature = signature;
+        state.alarms = features;
+        state.hazards = hazards.features || [];
+        map.getSource(LIVE).setData({ type: "FeatureCollection", features: state.alarms.filter((f) => f.geometry) });
+        render();
+      }
       panel.dataset.state = "done";
     } catch (err) {
       panel.dataset.state = "error";

@@ -352,7 +352,7 @@ async function start() {
 
   setTool("identify");
   showPanel("layers");
-  alarms.refresh();
+  await alarms.refresh(); // the live alarm points belong to the first picture: 'ready' waits for them
   // 'idle': every tile of the view loaded and drawn (the repaint makes it fire when already idle).
   map.once("idle", () => {
     window.qiwangReadyAt = performance.now(); // ms since navigation start: the time to first render
