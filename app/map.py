@@ -54,7 +54,11 @@ map_blueprint = Blueprint("map", __name__, static_folder=str(STATIC_DIR), static
 @map_blueprint.get("/map")
 def map_page() -> str:
     """The dispatcher map page."""
-    return render_template("map.html", basemap=basemap_config(), maplibre_version=maplibre_version())
+    from ingest.telemetry.measures import MEASURES
+
+    measures = {m.name: {"zh": m.title_zh, "en": m.title_en, "unit": m.unit} for m in MEASURES.values()}
+    return render_template("map.html", basemap=basemap_config(), maplibre_version=maplibre_version(),
+                           measures=measures)
 
 
 @map_blueprint.get("/map/vendor/maplibre-gl/<name>")

@@ -9,7 +9,7 @@
 // li button.step[data-action], #hazard-list > li[data-hazard], #alarm-operator, map source "alarms-live".
 
 import { items, postJSON } from "./api.js";
-import { t, onLanguageChange } from "./i18n.js";
+import { t, language, onLanguageChange } from "./i18n.js";
 import { escapeHtml } from "./util.js";
 
 const LIMIT = 200;
@@ -24,14 +24,37 @@ function today() {
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
 }
 
+const pad = (n) => String(n).padStart(2, "0");
+
+/** A timestamp in the browser's time zone (Beijing time in a Chinese control room), to the minute. */
 function shortTime(value) {
-  return value ? String(value).replace("T", " ").slice(0, 16) : "—";
+  if (!value) return "—";
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) return String(value);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+const clock = (d) => (d ? `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}` : "—");
+
+const MEASURES = JSON.parse(document.getElementById("qiwang-config").textContent).measures || {};
+
+/** "甲烷浓度 30 %LEL" / "Methane 30 %LEL" (the raw name when the server does not know it). */
+function measured(name, value) {
+  const m = MEASURES[name];
+  const shown = value === null || value === undefined ? "" : ` ${value}`;
+  return m ? `${m[language()] || m.zh}${shown} ${m.unit}` : `${name || ""}${shown}`;
 }
 
 /** The open alarms as points above every tile layer, painted like the tiled `alarms` layer. */
 function addLiveLayer(map) {
   const tiled = map.getStyle().layers.find((l) => l.metadata && l.metadata["qiwang:collection"] === "alarms");
   map.addSource(LIVE, { type: "geojson", data: { type: "FeatureCollection", features: [] } });
+  // a halo so that an open alarm stands out among the network's symbols at any zoom
+  map.addLayer({
+    id: `${LIVE}-halo`, type: "circle", source: LIVE,
+    paint: { "circle-radius": 16, "circle-color": "#c62828", "circle-opacity": 0.18,
+             "circle-stroke-color": "#c62828", "circle-stroke-width": 1.5, "circle-stroke-opacity": 0.8 },
+  });
   map.addLayer({
     id: LIVE, type: "circle", source: LIVE,
     metadata: { "qiwang:collection": "alarms" },
@@ -59,12 +82,12 @@ export function setupAlarms(context) {
   function render() {
     document.getElementById("alarm-count").textContent = state.alarms.length;
     document.getElementById("hazard-count").textContent = state.hazards.length;
-    document.getElementById("alarms-updated").textContent = state.updatedAt ? state.updatedAt.toLocaleTimeString() : "—";
+    document.getElementById("alarms-updated").textContent = clock(state.updatedAt);
     document.getElementById("alarm-list").innerHTML = state.alarms.length ? state.alarms.map((f, k) => {
       const p = f.properties;
       return `<li data-alarm="${escapeHtml(p.code)}" data-state="${escapeHtml(p.state)}" data-index="${k}" class="level-${escapeHtml(p.level)}">
-        <b>${escapeHtml(p.code)}</b> ${escapeHtml(p.device_code || "")} <span class="muted">${escapeHtml(p.measure || "")} ${escapeHtml(p.value ?? "")}</span><br>
-        <span class="muted">${escapeHtml(t("raised"))} ${escapeHtml(shortTime(p.raised_at))} · ${escapeHtml(t("state"))} ${escapeHtml(p.state)}</span>
+        <b>${escapeHtml(p.code)}</b> ${escapeHtml(p.device_code || "")} <span class="muted">${escapeHtml(measured(p.measure, p.value))}</span><br>
+        <span class="muted">${escapeHtml(t("raised"))} ${escapeHtml(shortTime(p.raised_at))} · ${escapeHtml(t(`state_${p.state}`))}${p.cleared_at ? ` · ${escapeHtml(t("cleared"))}` : ""}</span>
         <button type="button" class="zoom">${escapeHtml(t("zoom"))}</button>${stepButton(p)}</li>`;
     }).join("") : `<li class="muted">${escapeHtml(t("none"))}</li>`;
     document.getElementById("hazard-list").innerHTML = state.hazards.length ? state.hazards.map((f, k) => {
@@ -84,7 +107,7 @@ export function setupAlarms(context) {
         items("hazards", { filter: `rectify_due_on < DATE('${today()}') AND rectified_on IS NULL`, sortby: "-found_at", limit: LIMIT }),
       ]);
       state.updatedAt = new Date();
-      document.getElementById("alarms-updated").textContent = state.updatedAt.toLocaleTimeString();
+      document.getElementById("alarms-updated").textContent = clock(state.updatedAt);
       // Redraw only what changed: a quiet refresh must not reload the map source nor rebuild the
       // list under the dispatcher's pointer.
       const features = alarms.features || [];
