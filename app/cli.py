@@ -37,21 +37,23 @@ def _external_url() -> str | None:
     """The normalised DATABASE_URL, or None when the embedded cluster is in use."""
     if not os.environ.get("DATABASE_URL"):
         return None
-    from spatial.db import database_url
+    from spatial.db import owner_url
 
-    return database_url()
+    return owner_url()
 
 
-def _ready_database() -> str:
-    """Start the database if it is ours, check it, bring the schema to head; returns its URL."""
-    from spatial.db import database_url, ensure_database
+def _ready_database(owner: bool = False) -> str:
+    """Start the database if it is ours, check it, bring the schema to head (as the owner); returns
+    the application's URL, or with `owner` the owner's (bulk loads, imports, exports: they alter
+    tables or run longer than the application role's statement_timeout)."""
+    from spatial.db import database_url, ensure_database, owner_url
 
-    url = database_url()
+    url = owner_url()
     ensure_database(url)
     from spatial.migrate import upgrade
 
     upgrade(url, "head")
-    return url
+    return url if owner else database_url()
 
 
 def _load_demo(url: str, pipes: int, seed: int) -> None:
@@ -189,9 +191,9 @@ def db_reset(yes: bool) -> None:
 @click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
 def migrate(revision: str) -> None:
     """Bring the database schema up to a revision."""
-    from spatial.db import database_url, ensure_database, shown
+    from spatial.db import ensure_database, owner_url, shown
 
-    url = database_url()
+    url = owner_url()
     ensure_database(url)
     from spatial.migrate import upgrade
 
@@ -210,7 +212,7 @@ SEED = click.IntRange(0, 2**32 - 1)
 @click.option("--seed", type=SEED, default=42, show_default=True, help="Random seed (same seed, same city).")
 def load_demo_command(pipes: int, seed: int) -> None:
     """Generate the demo city (Anshan) and load it."""
-    _load_demo(_ready_database(), pipes, seed)
+    _load_demo(_ready_database(owner=True), pipes, seed)
 
 
 @cli.command()
@@ -236,11 +238,14 @@ def demo(port: int, pipes: int, seed: int) -> None:
 
     from spatial.db import get_engine
 
-    url = _ready_database()
+    from spatial.db import database_url
+
+    owner = _ready_database(owner=True)
+    url = database_url()
     with get_engine(url).connect() as conn:
         has_pipes = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM pipe)")).scalar()
     if not has_pipes:
-        _load_demo(url, pipes, seed)
+        _load_demo(owner, pipes, seed)
     telemetry = _start_demo_telemetry(url)
     # SIGTERM (systemd, a supervisor, `kill`) ends the demo like Ctrl-C: through `finally`, which
     # stops the ingest and mosquitto instead of leaving the broker running without us.
@@ -307,7 +312,7 @@ def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | No
     from spatial.db import get_engine
 
     names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
-    result = export(get_engine(_ready_database()), out, fmt, names, crs, bbox, echo=click.echo)
+    result = export(get_engine(_ready_database(owner=True)), out, fmt, names, crs, bbox, echo=click.echo)
     click.echo(f"{sum(result.counts.values()):,} features in {len(result.counts)} layers, {result.crs}: "
                + ", ".join(_shown_path(p) for p in result.paths))
 
@@ -345,7 +350,7 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
         click.echo(line, err=True)
 
     try:
-        report = import_file(get_engine(_ready_database()), path, layer, kind, crs, enterprise, dry_run,
+        report = import_file(get_engine(_ready_database(owner=True)), path, layer, kind, crs, enterprise, dry_run,
                              tolerance, file_label=str(path), mapping_file=mapping, echo=progress)
     except ImportFailed as failed:
         for line in failed.problems:
@@ -361,12 +366,23 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
 def test(ctx: click.Context, pytest_args: tuple[str, ...]) -> None:
     """Run the tests; arguments go to pytest.
 
-    Starts the embedded cluster unless DATABASE_URL is set; pytest runs from the repo root
-    and its exit code is passed on.
+    Starts the embedded cluster unless DATABASE_URL is set, and stops it again afterwards when it
+    was not running before (an interrupted run too); pytest runs from the repo root and its exit
+    code is passed on.
     """
+    cluster = None
     if not os.environ.get("DATABASE_URL"):
-        _cluster().up()
-    ctx.exit(subprocess.call([sys.executable, "-m", "pytest", *pytest_args], cwd=PROJECT_ROOT))
+        cluster = _cluster()
+        was_running = cluster.running_pid() is not None
+        cluster.up()
+        if was_running:
+            cluster = None  # someone else's (a demo, a developer's session): leave it running
+    try:
+        code = subprocess.call([sys.executable, "-m", "pytest", *pytest_args], cwd=PROJECT_ROOT)
+    finally:
+        if cluster is not None:
+            cluster.down()
+    ctx.exit(code)
 
 
 def _shown_path(path: Path) -> str:

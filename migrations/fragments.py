@@ -60,3 +60,37 @@ def comments(table: str, table_zh: str, columns: dict[str, str]) -> str:
 
 def spatial_index(table: str, column: str = "geom") -> str:
     return f"CREATE INDEX {table}_{column}_gist ON {table} USING gist ({column});"
+
+
+def published_view(conn, table: str, masks: dict[str, str]) -> str:
+    """SQL (re)creating `published.<table>`: the table's columns in their order, `masks` (column →
+    SQL expression on alias t) in place of the raw values, every COMMENT copied.
+
+    Generated from the catalogue (TEKSI style), so a migration that adds a column to a published
+    table calls it again: a view is frozen to the columns its table had when it was made.
+    security_invoker: row-level security on the table applies to whoever reads the view.
+    """
+    import sqlalchemy as sa
+
+    rows = conn.execute(sa.text("""
+        SELECT a.attname, coalesce(col_description(a.attrelid, a.attnum), '')
+        FROM pg_attribute a
+        WHERE a.attrelid = CAST(:t AS regclass) AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum
+    """), {"t": f"public.{table}"}).all()
+    unknown = set(masks) - {name for name, _ in rows}
+    if unknown:
+        raise ValueError(f"published.{table}: no column {sorted(unknown)} in {table}")
+
+    def quote(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    select = ",\n    ".join(f'{masks[name]} AS "{name}"' if name in masks else f't."{name}"' for name, _ in rows)
+    lines = [
+        f"DROP VIEW IF EXISTS published.{table};",
+        f"CREATE VIEW published.{table} WITH (security_invoker = true) AS SELECT\n    {select}\nFROM public.{table} t;",
+        f"COMMENT ON VIEW published.{table} IS "
+        f"{quote('公开图层 (个人信息已脱敏) of ' + table + ': ' + ', '.join(sorted(masks)) + ' masked')};",
+    ]
+    lines += [f'COMMENT ON COLUMN published.{table}."{name}" IS {quote(zh)};' for name, zh in rows if zh]
+    return "\n".join(lines)

@@ -2,6 +2,14 @@
 
 It lives under ./var/, listens on a Unix socket only (so several checkouts never collide on a TCP
 port) and runs as the `postgres` system user when we are root, because PostgreSQL refuses root.
+
+Only the service users get in: the socket and its directory are 0700 (the kernel refuses every
+other OS user before PostgreSQL sees them), and pg_hba.conf allows nothing but `local … peer` with
+an ident map naming the OS user that runs Qiwang (and `postgres`, the cluster's own account) and
+the database roles it may use: `qiwang` (the superuser, for migrations and administration) and
+`qiwang_app` (what the application connects as; no superuser, owns nothing: migration 0011).
+Peer authentication needs no secret that could leak (the kernel says who is on the other end of
+the socket), so URLs stay free of passwords.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ PG_ROOT = Path("/usr/lib/postgresql")
 MIN_PG_MAJOR = 15
 PORT = 5432
 SUPERUSER = "qiwang"
+APP_ROLE = "qiwang_app"   # created by migration 0011
 DATABASE = "qiwang"
+IDENT_MAP = "qiwang"
 # sun_path holds 107 bytes; the socket file is "<dir>/.s.PGSQL.5432".
 MAX_SOCKET_DIR = 107 - len(f"/.s.PGSQL.{PORT}")
 
@@ -44,7 +54,12 @@ TUNING = {
     "max_connections": "100",
     "listen_addresses": "''",
     "port": str(PORT),
+    "unix_socket_permissions": "0700",
 }
+PG_HBA = f"""# Written by Qiwang (spatial/cluster.py) at each start: Unix socket, peer, the ident map only.
+# TYPE  DATABASE  USER  METHOD
+local   all       all   peer map={IDENT_MAP}
+"""
 
 
 def _pg_bin() -> Path:
@@ -112,8 +127,10 @@ class EmbeddedCluster:
             for directory in (self.base_dir, self.log_file.parent, self.socket_dir):
                 directory.mkdir(parents=True, exist_ok=True)
             self.base_dir.chmod(0o755)  # postgres must traverse it even under a strict umask
+            self.socket_dir.chmod(0o700)  # no other OS user reaches the socket
             self.data_dir.mkdir(mode=0o700, exist_ok=True)
             self.log_file.touch(exist_ok=True)
+            self.log_file.chmod(0o600)
             if self.as_postgres:
                 uid, gid = self._postgres_ids()
                 for path in (self.data_dir, self.socket_dir, self.log_file):
@@ -144,7 +161,7 @@ class EmbeddedCluster:
 
     def _initdb(self) -> None:
         done = self._run(
-            "initdb", "-D", str(self.data_dir), "--auth=trust", f"--username={SUPERUSER}",
+            "initdb", "-D", str(self.data_dir), "--auth=peer", f"--username={SUPERUSER}",
             "--encoding=UTF8", "--locale=C.UTF-8",
         )
         self._append_log("initdb", done.stdout + done.stderr)
@@ -159,6 +176,45 @@ class EmbeddedCluster:
         path.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))
         if self.as_postgres:
             os.chown(path, *self._postgres_ids())
+
+    def service_users(self) -> list[str]:
+        """OS users allowed in: whoever runs Qiwang, and postgres when the cluster runs as it."""
+        users = [pwd.getpwuid(os.geteuid()).pw_name]
+        if self.as_postgres:
+            users.append("postgres")
+        return users
+
+    def _write_auth(self) -> bool:
+        """pg_hba.conf and pg_ident.conf as they must be; True when either changed."""
+        ident = "# Written by Qiwang (spatial/cluster.py): OS user → database roles it may log in as.\n"
+        ident += "".join(f"{IDENT_MAP}  {user}  {role}\n" for user in self.service_users()
+                         for role in (SUPERUSER, APP_ROLE))
+        changed = False
+        for name, text in (("pg_hba.conf", PG_HBA), ("pg_ident.conf", ident)):
+            path = self.data_dir / name
+            try:
+                if path.read_text() == text:
+                    continue
+            except OSError:
+                pass
+            path.write_text(text)
+            path.chmod(0o600)
+            if self.as_postgres:
+                os.chown(path, *self._postgres_ids())
+            changed = True
+        return changed
+
+    def _secure_running(self) -> None:
+        """A cluster started before the socket was closed: close the directory, reload pg_hba."""
+        try:
+            self.socket_dir.chmod(0o700)
+            changed = self._write_auth()
+        except OSError as exc:
+            raise QiwangError(f"cannot secure {self.data_dir}: {exc.strerror}: {exc.filename}") from None
+        if changed:
+            done = self._run("pg_ctl", "reload", "-D", str(self.data_dir))
+            if done.returncode != 0:
+                raise QiwangError(f"PostgreSQL did not reload pg_hba.conf: {_last_line(done.stderr)}")
 
     def running_pid(self) -> int | None:
         """PID of the postmaster serving our data dir, or None.
@@ -198,15 +254,20 @@ class EmbeddedCluster:
                 f"{_last_line(str(exc))} (is it up? ./qiwang db up)"
             ) from None
 
-    def url(self, database: str = DATABASE) -> str:
-        """SQLAlchemy URL (psycopg 3 over the Unix socket) for one database of the cluster."""
-        return f"postgresql+psycopg://{SUPERUSER}@/{database}?host={quote(str(self.socket_dir), safe='/')}"
+    def url(self, database: str = DATABASE, role: str = SUPERUSER) -> str:
+        """SQLAlchemy URL (psycopg 3 over the Unix socket) for one database of the cluster.
+
+        `role`: SUPERUSER (migrations, bulk loads, administration) or APP_ROLE (the application).
+        """
+        return f"postgresql+psycopg://{role}@/{database}?host={quote(str(self.socket_dir), safe='/')}"
 
     # -- public operations -----------------------------------------------------------------------
 
     def up(self) -> None:
         """Initialise and start the cluster and its `qiwang` database; a quick no-op when all is up."""
         if self.running_pid() is not None:
+            with self._lock():
+                self._secure_running()
             try:
                 self._connect(DATABASE).close()
                 return
@@ -218,7 +279,10 @@ class EmbeddedCluster:
                 self._initdb()
             if self.running_pid() is None:
                 self._write_tuning()
+                self._write_auth()
                 self._start()
+            else:
+                self._secure_running()
             self.create_database(DATABASE)
 
     def down(self) -> None:
@@ -253,7 +317,7 @@ class EmbeddedCluster:
             f"embedded PostgreSQL: {state}",
             f"data dir: {self.data_dir}",
             f"log:      {self.log_file}",
-            f"url:      {self.url()}",
+            f"url:      {self.url(role=APP_ROLE)}  (the application; admin: {self.url()})",
         ]
         if self.relocated_because:
             lines.append(f"note:     the cluster lives under {self.base_dir} because {self.relocated_because}")
@@ -269,6 +333,10 @@ class EmbeddedCluster:
                     pass  # another process created it meanwhile
         with self._connect(name) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+            # The application's login exists from the start, so `./qiwang db url` works at once;
+            # migration 0011 gives it its limits and grants.
+            conn.execute(sql.SQL("DO $$ BEGIN IF to_regrole({role}) IS NULL THEN CREATE ROLE {ident} LOGIN; "
+                                 "END IF; END $$").format(role=sql.Literal(APP_ROLE), ident=sql.Identifier(APP_ROLE)))
         return self.url(name)
 
     def drop_database(self, name: str) -> None:

@@ -2,7 +2,10 @@
 
 Only what the catalogue cannot tell is written here: which table backs which collection, its titles,
 which column identifies a feature, which time property `datetime` filters on, and which columns stay
-private. Columns, their types and their descriptions (the Chinese COMMENTs of the migrations), the
+private. Personal data is masked in the database itself: where migration 0011 made a view
+`published.<table>` (staff names and phones, residents' addresses, credit codes of individuals),
+items, filters, sorting and vector tiles read the view (`Collection.relation`), so no request sees,
+filters or sorts on a raw value. Columns, their types and their descriptions (the Chinese COMMENTs of the migrations), the
 geometry type, the storage SRID and the extent all come from PostgreSQL, so the API cannot drift from
 the schema.
 """
@@ -82,6 +85,7 @@ class Collection:
     primary_key_type: str = "bigint"
     extent_crs84: tuple[float, float, float, float] | None = None
     column_index: dict[str, Column] = field(default_factory=dict, compare=False)
+    masked: bool = False       # read through published.<table> (personal data masked)
 
     def __post_init__(self) -> None:
         self.column_index.update({c.name: c for c in self.columns})
@@ -89,6 +93,11 @@ class Collection:
     @property
     def id(self) -> str:
         return self.layer.id
+
+    @property
+    def relation(self) -> str:
+        """The quoted, schema-qualified relation that queries read: the masked view or the table."""
+        return f'{"published" if self.masked else "public"}."{self.layer.table}"'
 
     @property
     def time_column(self) -> str | None:
@@ -140,6 +149,9 @@ def describe(conn: sa.Connection, layers: dict[str, Layer] | None = None) -> dic
         WHERE i.indisprimary AND i.indnatts = 1 AND c.relnamespace = 'public'::regnamespace
           AND c.relname = ANY(:tables)
     """), {"tables": [layer.table for layer in layers.values()]})}
+    masked = set(conn.execute(sa.text("""
+        SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace('published') AND relkind = 'v'
+    """)).scalars())
     by_table: dict[str, list] = {}
     for r in rows:
         by_table.setdefault(r[0], []).append(r)
@@ -160,7 +172,8 @@ def describe(conn: sa.Connection, layers: dict[str, Layer] | None = None) -> dic
         key, key_type = keys[layer.table]
         out[layer.id] = Collection(layer, comments.get(layer.table, ""), tuple(columns), g.f_geometry_column,
                                    geometry_type, g.srid, key, key_type,
-                                   _extent(conn, layer.table, g.f_geometry_column, g.srid))
+                                   _extent(conn, layer.table, g.f_geometry_column, g.srid),
+                                   masked=layer.table in masked)
     return out
 
 

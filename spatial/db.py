@@ -1,6 +1,13 @@
-"""Which database Qiwang talks to, and engines for it.
+"""Which database Qiwang talks to, as which role, and engines for it.
 
 DATABASE_URL wins when set; otherwise the project-local embedded cluster is started and used.
+Two URLs, two roles (migration 0011):
+
+- database_url(): the application (web server, telemetry ingest, analyses), as `qiwang_app`, which
+  owns nothing and is no superuser. External database: QIWANG_APP_DATABASE_URL when set (a login
+  of qiwang_app, e.g. `postgresql://qiwang_app:…@host/db`), else DATABASE_URL itself.
+- owner_url(): migrations and the operator's bulk commands (load-demo, import, db reset), as the
+  cluster's superuser, which acts as `qiwang_owner`. External database: DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from app.errors import QiwangError
-from spatial.cluster import EmbeddedCluster
+from spatial.cluster import APP_ROLE, EmbeddedCluster
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DRIVER = "postgresql+psycopg"
@@ -36,7 +43,17 @@ def normalise_url(url: str) -> str:
 
 
 def database_url() -> str:
-    """The SQLAlchemy URL to use, starting the embedded cluster when no DATABASE_URL is set."""
+    """The application's SQLAlchemy URL, starting the embedded cluster when no DATABASE_URL is set."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        return normalise_url(os.environ.get("QIWANG_APP_DATABASE_URL") or external)
+    cluster = EmbeddedCluster(PROJECT_ROOT)
+    cluster.up()
+    return cluster.url(role=APP_ROLE)
+
+
+def owner_url() -> str:
+    """The URL that migrations and bulk loads use (they create, alter and own the schema)."""
     external = os.environ.get("DATABASE_URL")
     if external:
         return normalise_url(external)

@@ -308,7 +308,7 @@ def query_page(conn: sa.Connection, q: FeatureQuery) -> Page:
     keys = ", ".join(f"{expr} AS k{i}" for i, expr in enumerate(key_exprs))
     params["limit"] = q.limit + 1
     sql = (f'SELECT {feature_sql(c, q.crs, q.properties, q.skip_geometry)} AS feature, {keys} '
-           f'FROM "{c.layer.table}" t{where} ORDER BY {order} LIMIT :limit')
+           f'FROM {c.relation} t{where} ORDER BY {order} LIMIT :limit')
     if q.offset:
         sql += f" OFFSET {int(q.offset)}"
     rows = conn.execute(sa.text(sql), params).all()
@@ -323,7 +323,7 @@ def query_page(conn: sa.Connection, q: FeatureQuery) -> Page:
 
 def _cheap_count(conn: sa.Connection, c: Collection, conditions: list[str], params: dict[str, Any]) -> int | None:
     where = " WHERE " + " AND ".join(conditions) if conditions else ""
-    sql = f'SELECT count(*) FROM "{c.layer.table}" t{where}'
+    sql = f'SELECT count(*) FROM {c.relation} t{where}'
     if not conditions:
         estimate = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
                                 {"t": c.layer.table}).scalar()
@@ -346,7 +346,7 @@ def query_one(conn: sa.Connection, c: Collection, feature_id: str, crs: ServedCr
         key = 't."id" = CAST(:fid AS bigint)'
     else:
         key = f't."{id_column}" = :fid'
-    sql = f'SELECT {feature_sql(c, crs, properties, skip_geometry)} FROM "{c.layer.table}" t WHERE {key} LIMIT 2'
+    sql = f'SELECT {feature_sql(c, crs, properties, skip_geometry)} FROM {c.relation} t WHERE {key} LIMIT 2'
     rows = conn.execute(sa.text(sql), {"fid": feature_id}).scalars().all()
     # A code is unique per enterprise; across enterprises the first would be arbitrary: refuse.
     return rows[0] if len(rows) == 1 else None

@@ -75,7 +75,7 @@ def tile_sql(c: Collection, z: int) -> str | None:
         SELECT ST_AsMVT(mvt, '{c.id}', {EXTENT}, 'mvt_geom'{", 'mvt_id'" if has_id else ""}) FROM (
             SELECT ST_AsMVTGeom(ST_Transform({geom}, 3857), bounds.merc, {EXTENT}, {BUFFER}, true) AS mvt_geom,
                    {f't."{c.primary_key}" AS mvt_id, ' if has_id else ""}{properties}
-            FROM "{c.layer.table}" t, bounds
+            FROM {c.relation} t, bounds
             WHERE {geom} && bounds.box{f" AND {condition}" if condition else ""}
         ) mvt WHERE mvt_geom IS NOT NULL
     """

@@ -1,7 +1,9 @@
 """Shared fixtures: a throwaway PostGIS database, migrated, with a small demo city loaded.
 
 The database lives in the embedded cluster (or beside DATABASE_URL's database when that is set)
-and is dropped at the end of the session.
+and is dropped at the end of the session. `db_url` is the owner's URL (migrations, loads, test
+set-up); `app_url` the same database as the application role `qiwang_app`, which the live server
+uses, so every HTTP test also checks that the application needs no more than its grants.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from spatial import migrate
 from spatial.bulk_load import copy_frame, to_copy_text
-from spatial.cluster import EmbeddedCluster
+from spatial.cluster import APP_ROLE, EmbeddedCluster
 from spatial.db import normalise_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +54,14 @@ class ThrowawayDatabases:
             conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS postgis"))
         return url
 
+    def app_url(self, name: str) -> str:
+        """Database `name` as the application role (external: QIWANG_APP_DATABASE_URL's login, if set)."""
+        if self.cluster:
+            return self.cluster.url(name, role=APP_ROLE)
+        app = os.environ.get("QIWANG_APP_DATABASE_URL")
+        base = normalise_url(app) if app else self.external
+        return make_url(base).set(database=name).render_as_string(hide_password=False)
+
     def drop(self, name: str) -> None:
         if self.cluster:
             self.cluster.drop_database(name)
@@ -78,6 +88,12 @@ def db_url(databases: ThrowawayDatabases) -> Iterator[str]:
     engine.dispose()
     yield url
     databases.drop(name)
+
+
+@pytest.fixture(scope="session")
+def app_url(databases: ThrowawayDatabases, db_url: str) -> str:
+    """The demo-city database of `db_url`, as the application role."""
+    return databases.app_url(make_url(db_url).database)
 
 
 @pytest.fixture(scope="session")
@@ -160,7 +176,7 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(db_url, tmp_path_factory.mktemp("jobs"))
+def live_server(app_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = LiveServer(app_url, tmp_path_factory.mktemp("jobs"))
     yield server
     server.close()

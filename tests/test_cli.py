@@ -70,7 +70,7 @@ def test_db_url_embedded() -> None:
     done = qiwang("db", "url")
     assert done.returncode == 0, done.stderr
     url = done.stdout.strip()
-    assert url.startswith("postgresql+psycopg://qiwang@/qiwang?host=/")
+    assert url.startswith("postgresql+psycopg://qiwang_app@/qiwang?host=/")  # the application role
 
 
 def test_db_url_normalises_database_url() -> None:
