@@ -10,9 +10,9 @@
 # 3. mount /proc, /sys, /dev, /dev/pts and a tmpfs on /dev/shm (PostgreSQL's and Chromium's shared
 #    memory), and run `./qiwang test` inside the chroot as root; the exit code is the suite's.
 #
-# Two things are set up in the chroot that are not "installing by hand" but chroot hygiene: the
-# host's resolv.conf (name resolution for apt, pip and npm), and a policy-rc.d that stops package
-# scripts from starting services (Debian's postgresql and mosquitto would otherwise start a server
+# Three things are set up in the chroot that are not "installing by hand" but the site's network and
+# chroot hygiene: the host's resolv.conf (name resolution for apt, pip and npm), the host's site CAs
+# (below), and a policy-rc.d that stops package scripts from starting services (Debian's postgresql and mosquitto would otherwise start a server
 # on the host's network, port 5432 and 1883: a chroot shares the host's network).
 # The transcript goes to DIR.log as well as to stdout. Needs root, debootstrap (installed through apt
 # when missing) and network access to the Debian mirror, PyPI and the npm registry.
@@ -73,6 +73,18 @@ EOF
   say "$(date -u '+%T'): bootstrap done"
 fi
 cp -L /etc/resolv.conf "$DIR/etc/resolv.conf"
+# A site whose egress goes through a TLS-inspecting proxy has its CA in /usr/local/share/ca-certificates
+# on every machine: so does the chroot. The ca-certificates package (which ./qiwang installs) adds
+# it to /etc/ssl/certs/ca-certificates.crt; pip (certifi) and npm are pointed at that bundle.
+CA_ENV=()
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  mkdir -p "$DIR/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$DIR/usr/local/share/ca-certificates/"
+  [[ ! -x $DIR/usr/sbin/update-ca-certificates ]] || chroot "$DIR" update-ca-certificates >/dev/null
+  bundle=/etc/ssl/certs/ca-certificates.crt
+  CA_ENV=(PIP_CERT=$bundle SSL_CERT_FILE=$bundle REQUESTS_CA_BUNDLE=$bundle NODE_EXTRA_CA_CERTS=$bundle npm_config_cafile=$bundle)
+  say "site CAs copied: $(cd /usr/local/share/ca-certificates && echo *.crt)"
+fi
 [[ $BOOTSTRAP_ONLY -eq 0 ]] || exit 0
 
 say "copying $ROOT to $DIR/root/qiwang"
@@ -91,7 +103,7 @@ mount_into /dev/shm -t tmpfs -o mode=1777,size=2g tmpfs
 say "$(date -u '+%T'): ./qiwang test in the chroot"
 set +e
 chroot "$DIR" /usr/bin/env -i HOME=/root TERM=dumb PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  LANG=C.UTF-8 /bin/bash -c 'cd /root/qiwang && ./qiwang test -q -p no:cacheprovider'
+  LANG=C.UTF-8 "${CA_ENV[@]}" /bin/bash -c 'cd /root/qiwang && ./qiwang test -q -p no:cacheprovider'
 code=$?
 set -e
 say "$(date -u '+%T'): ./qiwang test exited with $code"

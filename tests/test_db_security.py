@@ -1,0 +1,161 @@
+"""Who may reach the database, and what the application role may do there (issue 16, defect 5).
+
+The embedded cluster lets in only the service users (socket 0700, `local … peer` with an ident
+map); the application connects as `qiwang_app`, which is no superuser, owns nothing, cannot DROP,
+ALTER or TRUNCATE, reads no personal table, writes only what the application writes, and runs with
+statement_timeout and work_mem limits. The telemetry pipeline runs as it here, end to end.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import subprocess
+from collections.abc import Iterator
+from datetime import timedelta
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from conftest import ThrowawayDatabases, migrated_database
+from telemetry_support import base_time, conninfo, count, devices, raise_alarms
+
+pytestmark = pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),
+                                reason="the embedded cluster's access rules; an external server has its own")
+
+# What the application writes; every other table it can only read (and customer_personal not even that).
+APP_WRITES = {
+    "alarm": ["INSERT", "UPDATE"], "alarm_event": ["INSERT"], "device": ["UPDATE"],
+    "device_status_log": ["INSERT"], "incident": ["INSERT", "UPDATE"], "jobs": ["DELETE", "INSERT", "UPDATE"],
+    "outbox": ["DELETE", "INSERT", "UPDATE"], "reading": ["INSERT", "UPDATE"],
+    "reading_quarantine": ["INSERT", "UPDATE"], "sentry": ["UPDATE"], "topology_issue": ["DELETE", "INSERT"],
+}
+
+
+@pytest.fixture(scope="module")
+def owner_and_app(databases: ThrowawayDatabases) -> Iterator[tuple[str, str]]:
+    """A small demo city of its own (the telemetry test writes readings and alarms): owner and app URLs."""
+    from ingest.demo_city import load_demo
+
+    with migrated_database(databases, "qiwang_dbsec") as engine:
+        load_demo(engine, pipes=300, seed=3, echo=lambda _: None)
+        url = engine.url.render_as_string(hide_password=False)
+        yield url, databases.app_url(engine.url.database)
+
+
+def psql_as(os_user: str, url: str, sql: str) -> subprocess.CompletedProcess[str]:
+    u = make_url(url)
+    return subprocess.run(["runuser", "-u", os_user, "--", "psql", "-X", "-h", u.query["host"], "-U", u.username,
+                           "-d", u.database, "-c", sql], capture_output=True, text=True, cwd="/", timeout=60)
+
+
+def app_error(app_url: str, sql: str) -> str:
+    with psycopg.connect(conninfo(app_url)) as conn, pytest.raises(psycopg.Error) as caught:
+        conn.execute(sql)
+    return caught.value.diag.message_primary
+
+
+def test_other_os_users_are_refused(databases: ThrowawayDatabases, owner_and_app: tuple[str, str]) -> None:
+    owner, app = owner_and_app
+    socket_dir = databases.cluster.socket_dir
+    assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((socket_dir / ".s.PGSQL.5432").stat().st_mode) == 0o700
+    assert os.geteuid() == 0, "the suite runs as root (./qiwang test, CI): only root can act as nobody"
+    for url in (owner, app):
+        done = psql_as("nobody", url, "SELECT count(*) FROM customer_personal")
+        assert done.returncode == 2
+        assert done.stderr.splitlines()[0] == (f'psql: error: connection to server on socket "{socket_dir}/.s.PGSQL.5432" '
+                                               "failed: Permission denied")
+    # the cluster's own account gets in (maintenance as postgres stays possible)
+    done = psql_as("postgres", app, "SELECT current_user")
+    assert done.returncode == 0 and done.stdout.split()[2] == "qiwang_app"
+
+
+def test_pg_hba_is_peer_with_the_ident_map_only(databases: ThrowawayDatabases, owner_and_app: tuple[str, str]) -> None:
+    owner, _ = owner_and_app
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    with psycopg.connect(conninfo(owner)) as conn:
+        rules = conn.execute("SELECT type, database, user_name, auth_method, options, error FROM pg_hba_file_rules").fetchall()
+        mappings = conn.execute("SELECT map_name, sys_name, pg_username FROM pg_ident_file_mappings "
+                                "ORDER BY line_number").fetchall()
+        assert conn.execute("SHOW unix_socket_permissions").fetchone()[0] == "0700"
+        conn.execute("DROP ROLE IF EXISTS qiwang_intruder")
+        conn.execute("CREATE ROLE qiwang_intruder LOGIN SUPERUSER")
+    assert rules == [("local", ["all"], ["all"], "peer", ["map=qiwang"], None)]
+    users = [me, "postgres"] if databases.cluster.as_postgres else [me]
+    assert mappings == [("qiwang", user, role) for user in users for role in ("qiwang", "qiwang_app")]
+    try:
+        # a login role outside the map: peer authentication refuses it even to root
+        with pytest.raises(psycopg.OperationalError, match='Peer authentication failed for user "qiwang_intruder"'):
+            psycopg.connect(conninfo(make_url(owner).set(username="qiwang_intruder")
+                                     .render_as_string(hide_password=False)))
+        with pytest.raises(psycopg.OperationalError, match='Peer authentication failed for user "qiwang_owner"'):
+            psycopg.connect(conninfo(make_url(owner).set(username="qiwang_owner")
+                                     .render_as_string(hide_password=False)))
+    finally:
+        with psycopg.connect(conninfo(owner), autocommit=True) as conn:
+            conn.execute("DROP ROLE qiwang_intruder")
+
+
+def test_app_role_is_no_superuser_and_owns_nothing(owner_and_app: tuple[str, str]) -> None:
+    owner, app = owner_and_app
+    with psycopg.connect(conninfo(app)) as conn:
+        assert conn.execute("SELECT current_user, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls "
+                            "FROM pg_roles WHERE rolname = current_user").fetchone() == \
+            ("qiwang_app", False, False, False, False)
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1min"
+        assert conn.execute("SHOW work_mem").fetchone()[0] == "16MB"
+        owned = conn.execute("""
+            SELECT (SELECT count(*) FROM pg_class WHERE relowner = 'qiwang_app'::regrole)
+                 + (SELECT count(*) FROM pg_proc WHERE proowner = 'qiwang_app'::regrole)
+                 + (SELECT count(*) FROM pg_namespace WHERE nspowner = 'qiwang_app'::regrole)
+                 + (SELECT count(*) FROM pg_type WHERE typowner = 'qiwang_app'::regrole)""").fetchone()[0]
+        assert owned == 0
+    with psycopg.connect(conninfo(owner)) as conn:
+        # every table of the schema is the owner role's (PostGIS's spatial_ref_sys is the extension's)
+        assert conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname IN ('public', 'dict') "
+                            "AND tablename <> 'spatial_ref_sys'").fetchall() == [("qiwang_owner",)]
+        grants = conn.execute("""
+            SELECT table_name, array_agg(privilege_type::text ORDER BY privilege_type)
+            FROM information_schema.role_table_grants
+            WHERE grantee = 'qiwang_app' AND table_schema = 'public' AND privilege_type <> 'SELECT'
+            GROUP BY table_name ORDER BY table_name""").fetchall()
+        assert dict(grants) == APP_WRITES
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("DROP TABLE pipe", "must be owner of table pipe"),
+    ("ALTER TABLE pipe ADD COLUMN x int", "must be owner of table pipe"),
+    ("ALTER TABLE alarm_event DISABLE TRIGGER alarm_event_append_only", "must be owner of table alarm_event"),
+    ("TRUNCATE reading", "permission denied for table reading"),
+    ("DROP VIEW published.valve", "must be owner of view valve"),
+    ("CREATE TABLE mine (x int)", "permission denied for schema public"),
+    ("SELECT * FROM customer_personal", "permission denied for table customer_personal"),
+    ("UPDATE pipe SET diameter_mm = 1", "permission denied for table pipe"),
+    ("DELETE FROM alarm_event", "permission denied for table alarm_event"),
+    ("UPDATE alarm_event SET note = 'x'", "permission denied for table alarm_event"),
+    ("CREATE TABLE reading_2001_01 PARTITION OF reading FOR VALUES FROM ('2001-01-01') TO ('2001-02-01')",
+     "permission denied for schema public"),
+])
+def test_app_role_cannot(owner_and_app: tuple[str, str], sql: str, message: str) -> None:
+    assert app_error(owner_and_app[1], sql) == message
+
+
+def test_telemetry_pipeline_runs_as_the_app_role(owner_and_app: tuple[str, str]) -> None:
+    owner, app = owner_and_app
+    info = conninfo(app)
+    # The month's partition is made by ensure_reading_partition, SECURITY DEFINER: the owner's.
+    with psycopg.connect(info) as conn:
+        assert conn.execute("SELECT ensure_reading_partition('2020-01-15T00:00:00Z')").fetchone()[0] == "reading_2020_01"
+    assert count(conninfo(owner), "SELECT count(*) FROM pg_tables WHERE tablename = 'reading_2020_01' "
+                                  "AND tableowner = 'qiwang_owner'") == 1
+    sentry = devices(info, limit=1)[0]
+    t = base_time()
+    raise_alarms(info, [(sentry, t, {"ch4_lel": 1.0}), (sentry, t + timedelta(minutes=5), {"ch4_lel": 30.0})])
+    assert count(info, "SELECT count(*) FROM reading WHERE device_code = %s", sentry[2]) == 2
+    assert count(info, "SELECT count(*) FROM alarm WHERE device_code = %s AND state = 'raised'", sentry[2]) == 1
+    assert count(info, "SELECT count(*) FROM alarm_event e JOIN alarm a ON a.id = e.alarm_id "
+                       "WHERE a.device_code = %s", sentry[2]) == 1
+    assert count(info, "SELECT count(*) FROM sentry WHERE code = %s AND last_ch4_lel = 30.0", sentry[2]) == 1

@@ -1,0 +1,122 @@
+"""Personal data is masked in every public collection: items, filters and vector tiles (issue 16, defect 5).
+
+Staff names and mobile numbers on valves, regulators, sentries, hazards, inspections and crew bases
+show as 罗** / 138****0624, residents' addresses stop before the house number, credit codes of
+individuals (个体工商户, 92…) keep their first and last 4 characters. The values below are those of
+the test city (DEMO_PIPES, DEMO_SEED); the raw values are checked too, so a change of the generator
+cannot make these tests pass by accident.
+"""
+from __future__ import annotations
+
+import math
+
+import mapbox_vector_tile
+import pytest
+import requests
+import sqlalchemy as sa
+
+from conftest import LiveServer, scalar
+
+# collection, feature, {property: (raw value in the table, value served)}
+MASKED = [
+    ("valves", "FM0000001", {"responsible_person": ("罗福", "罗**"),
+                             "responsible_phone": ("13844310624", "138****0624")}),
+    ("regulators", "TY000001", {"responsible_person": (None, "彭**"), "responsible_phone": (None, "133****9389")}),
+    ("sentries", "SB000001", {"responsible_person": (None, "覃**"), "responsible_phone": (None, "138****2155")}),
+    ("hazards", "YH-00001", {"inspector": ("郝伟凤", "郝**"), "inspector_phone": ("18682132670", "186****2670")}),
+    ("inspections", "XJ-00001", {"inspector": ("郝伟凤", "郝**"), "inspector_phone": ("18682132670", "186****2670")}),
+    ("crew_bases", "QX001", {"phone": ("15229268512", "152****8512"), "name": (None, "鞍山气网示范燃气1号抢修站")}),
+    # a resident: address to the compound; a school (non-resident): address kept, 92… credit code masked
+    ("customers", "YH00000001", {"address": ("铁西区建国路山南小区1号楼1单元201室", "铁西区建国路山南小区"),
+                                 "credit_code": (None, None), "name": (None, "付**"), "user_type": (None, 1)}),
+    ("customers", "YH00000012", {"address": ("铁西区五一路祥和佳苑1号楼1单元102室", "铁西区五一路祥和佳苑1号楼1单元102室"),
+                                 "credit_code": ("92210303774519268K", "9221**********268K")}),
+]
+TABLES = {"valves": "valve", "regulators": "regulator", "sentries": "sentry", "hazards": "hazard",
+          "inspections": "inspection", "crew_bases": "crew_base", "customers": "customer"}
+
+
+def item(server: LiveServer, collection: str, code: str) -> dict:
+    r = requests.get(f"{server.url}/ogc/collections/{collection}/items/{code}", timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize("collection, code, values", MASKED, ids=[f"{c}-{f}" for c, f, _ in MASKED])
+def test_items_show_masked_values(live_server: LiveServer, engine: sa.Engine, collection: str, code: str,
+                                  values: dict) -> None:
+    properties = item(live_server, collection, code)["properties"]
+    for name, (raw, served) in values.items():
+        if raw is not None:  # what the database holds (read as the owner), so the mask did something
+            assert scalar(engine, f"SELECT {name} FROM {TABLES[collection]} WHERE code = :c", c=code) == raw
+        assert properties[name] == served, name
+
+
+def test_filters_see_only_masked_values(live_server: LiveServer) -> None:
+    """A filter on a raw phone number must not tell whether it exists (no guessing by filter)."""
+    def matched(flt: str) -> int:
+        r = requests.get(f"{live_server.url}/ogc/collections/valves/items",
+                         params={"filter": flt, "limit": 10}, timeout=30)
+        assert r.status_code == 200, r.text
+        return len(r.json()["features"])
+
+    assert matched("responsible_phone = '13844310624'") == 0
+    assert matched("responsible_phone LIKE '1384431%'") == 0
+    assert matched("responsible_person = '罗福'") == 0
+    assert matched("code = 'FM0000001' AND responsible_phone = '138****0624'") == 1
+
+
+def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    n = 2 ** z
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return x, y
+
+
+@pytest.mark.parametrize("collection, code, name, served", [
+    ("valves", "FM0000001", "responsible_phone", "138****0624"),
+    ("customers", "YH00000001", "address", "铁西区建国路山南小区"),
+    ("crew_bases", "QX001", "phone", "152****8512"),
+])
+def test_vector_tiles_carry_masked_values(live_server: LiveServer, collection: str, code: str, name: str,
+                                          served: str) -> None:
+    lon, lat = item(live_server, collection, code)["geometry"]["coordinates"][:2]
+    x, y = _tile_of(lon, lat, 17)
+    r = requests.get(f"{live_server.url}/ogc/collections/{collection}/tiles/WebMercatorQuad/17/{y}/{x}", timeout=30)
+    assert r.status_code == 200, r.text
+    layer = mapbox_vector_tile.decode(r.content)[collection]
+    feature = next(f for f in layer["features"] if f["properties"]["code"] == code)
+    assert feature["properties"][name] == served
+
+
+def test_published_views_keep_their_tables_columns(engine: sa.Engine) -> None:
+    """A view is frozen to its table's columns: a migration that adds a column to a published table
+    must remake the view (migrations.fragments.published_view), or this fails."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("""
+            SELECT c.relname,
+                   array(SELECT attname FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0
+                         AND NOT attisdropped ORDER BY attnum) AS view_columns,
+                   array(SELECT attname FROM pg_attribute WHERE attrelid = format('public.%I', c.relname)::regclass
+                         AND attnum > 0 AND NOT attisdropped ORDER BY attnum) AS table_columns
+            FROM pg_class c WHERE c.relnamespace = 'published'::regnamespace AND c.relkind = 'v'
+            ORDER BY c.relname
+        """)).all()
+    assert [r.relname for r in rows] == sorted(TABLES.values())
+    for r in rows:
+        assert r.view_columns == r.table_columns, r.relname
+
+
+@pytest.mark.parametrize("function, given, masked", [
+    ("mask_phone", "13844310624", "138****0624"),
+    ("mask_phone", "0412-5550001", "041****0001"),
+    ("mask_phone", "110", "***"),
+    ("mask_name", "欧阳修", "欧**"),
+    ("mask_address", "辽宁省鞍山市铁东区建国路88号", "辽宁省鞍山市铁东区建国路"),
+    ("mask_address", "立山区五一路百货大楼3栋2单元", "立山区五一路百货大楼"),
+    ("mask_address", "千山区幸福社区", "千山区幸福社区"),
+    ("mask_credit_code", "92210303774519268K", "9221**********268K"),
+])
+def test_mask_functions(engine: sa.Engine, function: str, given: str, masked: str) -> None:
+    assert scalar(engine, f"SELECT published.{function}(:v)", v=given) == masked
+    assert scalar(engine, f"SELECT published.{function}(NULL)") is None
