@@ -189,7 +189,7 @@ def _select(schema: TableSchema, srid: int, bbox: tuple[float, float, float, flo
 def _geometry_type(conn: Connection, table: str) -> str:
     """pyogrio's name for the layer's geometry type, e.g. 'LineString Z'."""
     row = conn.execute(
-        text("SELECT type, coord_dimension FROM geometry_columns WHERE f_table_name = :t AND f_geometry_column = 'geom'"),
+        text("SELECT type, coord_dimension FROM geometry_columns WHERE f_table_schema = 'public' AND f_table_name = :t AND f_geometry_column = 'geom'"),
         {"t": table},
     ).one()
     base = _PYOGRIO_TYPES.get(row[0].upper().removesuffix("Z"), "Unknown")

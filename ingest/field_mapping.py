@@ -209,7 +209,7 @@ def table_schema(conn: Connection, table: str) -> TableSchema:
             schema.references[column] = referenced
     geometry = conn.execute(
         text("SELECT srid, type, coord_dimension FROM geometry_columns "
-             "WHERE f_table_name = :t AND f_geometry_column = 'geom'"),
+             "WHERE f_table_schema = 'public' AND f_table_name = :t AND f_geometry_column = 'geom'"),
         {"t": table},
     ).first()
     if geometry is not None:
