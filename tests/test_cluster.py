@@ -117,3 +117,57 @@ def test_throwaway_cluster_lifecycle(throwaway: EmbeddedCluster) -> None:
     cluster.down()
     assert cluster.running_pid() is None
     assert "stopped" in cluster.status()
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Iterator[Path]:
+    """A checkout of its own (the app package copied: it finds its project root from its own path;
+    the rest linked), so `qiwang test` there runs a cluster of its own."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    shutil.copytree(ROOT / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("spatial", "ingest", "network_analysis", "migrations", "alembic.ini", "data"):
+        (root / name).symlink_to(ROOT / name)
+    (root / "tests").mkdir()
+    yield root
+    cluster = EmbeddedCluster(root)
+    cluster.down()
+    shutil.rmtree(cluster.base_dir, ignore_errors=True)
+
+
+def run_test_command(root: Path, test: str) -> subprocess.CompletedProcess[str]:
+    (root / "tests" / "test_inner.py").write_text(test)
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "app", "test", "-q", "-p", "no:cacheprovider",
+                           "tests/test_inner.py"], cwd=root, env={**environ, "PYTHONPATH": str(root)},
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+
+
+INNER_TEST = """
+from pathlib import Path
+from spatial.cluster import EmbeddedCluster
+
+def test_the_cluster_runs_during_the_tests():
+    assert EmbeddedCluster(Path(__file__).resolve().parent.parent).running_pid() is not None
+"""
+
+
+def test_qiwang_test_stops_the_cluster_it_started(project_copy: Path) -> None:
+    cluster = EmbeddedCluster(project_copy)
+    assert cluster.running_pid() is None
+    done = run_test_command(project_copy, INNER_TEST)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+    assert cluster.running_pid() is None  # started for the tests, stopped after them
+
+    # a failing suite stops it too, and passes pytest's exit code on
+    done = run_test_command(project_copy, "def test_fails():\n    assert False\n")
+    assert done.returncode == 1 and "1 failed" in done.stdout
+    assert cluster.running_pid() is None
+
+    # one that was running before (a demo, a developer's session) stays up
+    cluster.up()
+    pid = cluster.running_pid()
+    done = run_test_command(project_copy, INNER_TEST)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert cluster.running_pid() == pid

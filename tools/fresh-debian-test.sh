@@ -6,7 +6,7 @@
 # 1. debootstrap --variant=minbase bookworm into DIR, from the Debian mirror this host's APT uses
 #    (/etc/apt/sources.list*), unless DIR already holds a finished bootstrap (delete DIR to start over);
 # 2. copy this checkout into DIR/root/qiwang (tracked and untracked files, not what .gitignore lists:
-#    no .venv, node_modules or var/), replacing an earlier copy;
+#    no .venv, node_modules or var/), replacing an earlier copy (whose .venv and node_modules stay);
 # 3. mount /proc, /sys, /dev, /dev/pts and a tmpfs on /dev/shm (PostgreSQL's and Chromium's shared
 #    memory), and run `./qiwang test` inside the chroot as root; the exit code is the suite's.
 #
@@ -88,8 +88,15 @@ fi
 [[ $BOOTSTRAP_ONLY -eq 0 ]] || exit 0
 
 say "copying $ROOT to $DIR/root/qiwang"
+# A rerun keeps what ./qiwang made in the copy before (.venv, node_modules: it checks them itself);
+# the checkout's files and var/ (the cluster) are fresh. Delete DIR for a run from scratch.
+KEEP="$DIR/root/.qiwang-keep"
+rm -rf "$KEEP"; mkdir -p "$KEEP"
+for made in .venv node_modules; do [[ ! -e $DIR/root/qiwang/$made ]] || mv "$DIR/root/qiwang/$made" "$KEEP/"; done
 rm -rf "$DIR/root/qiwang"
 mkdir -p "$DIR/root/qiwang"
+for made in .venv node_modules; do [[ ! -e $KEEP/$made ]] || mv "$KEEP/$made" "$DIR/root/qiwang/"; done
+rmdir "$KEEP"
 (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
   | tar --null -T - -cf -) | tar -xf - -C "$DIR/root/qiwang"
 # A git checkout, as a clone would be (git is what ./qiwang installs; the suite does not need history).
