@@ -309,8 +309,10 @@ def route_from_nearest_crew_base(engine: sa.Engine, end: tuple[float, float], cr
     graph = graph or road_graphs.get(engine)
     target = graph.snap_one(x, y)
     with engine.connect() as conn:
+        # The route process is public: the duty phone is read masked (138****0000) from the
+        # published view, like the crew_bases collection, until accounts give scoped access.
         bases = conn.execute(sa.text(
-            "SELECT code, name, phone, crew_count, ST_X(geom), ST_Y(geom) FROM crew_base ORDER BY code")).all()
+            "SELECT code, name, phone, crew_count, ST_X(geom), ST_Y(geom) FROM published.crew_base ORDER BY code")).all()
     if not bases:
         raise AnalysisError("no crew base in the database: nothing to route from")
     snaps = graph.snap(np.array([(b[4], b[5]) for b in bases]))

@@ -120,3 +120,13 @@ def test_published_views_keep_their_tables_columns(engine: sa.Engine) -> None:
 def test_mask_functions(engine: sa.Engine, function: str, given: str, masked: str) -> None:
     assert scalar(engine, f"SELECT published.{function}(:v)", v=given) == masked
     assert scalar(engine, f"SELECT published.{function}(NULL)") is None
+
+
+def test_route_process_gives_the_crew_base_phone_masked(live_server: LiveServer, engine: sa.Engine) -> None:
+    lon, lat = item(live_server, "crew_bases", "QX001")["geometry"]["coordinates"][:2]
+    r = requests.post(f"{live_server.url}/ogc/processes/route/execution",
+                      json={"inputs": {"to": {"type": "Point", "coordinates": [lon, lat]}}}, timeout=120)
+    assert r.status_code == 200, r.text
+    base = r.json()["crew_base"]
+    raw = scalar(engine, "SELECT phone FROM crew_base WHERE code = :c", c=base["code"])
+    assert base["phone"] == raw[:3] + "****" + raw[-4:] and base["phone"] != raw
