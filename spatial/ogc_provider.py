@@ -15,7 +15,8 @@ import functools
 import json
 from typing import Any
 
-from pygeoapi.provider.base import BaseProvider, ProviderItemNotFoundError, ProviderQueryError
+from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError, ProviderItemNotFoundError,
+                                    ProviderQueryError)
 
 from spatial import features
 from spatial.collections import Collection, describe
@@ -74,8 +75,11 @@ class QiwangProvider(BaseProvider):
         return collection
 
     def get(self, identifier: Any, **kwargs: Any) -> dict:
-        with get_engine(self.database_url).connect() as conn:
-            text = features.query_one(conn, self.collection, str(identifier), served_crs("CRS84"))
+        try:
+            with get_engine(self.database_url).connect() as conn:
+                text = features.query_one(conn, self.collection, str(identifier), served_crs("CRS84"))
+        except features.QueryError as exc:
+            raise ProviderInvalidQueryError(str(exc), user_msg=str(exc)) from None
         if text is None:
             raise ProviderItemNotFoundError(f"no {self.collection.id} feature {identifier}")
         return json.loads(text)
