@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,27 +74,38 @@ def check_database_settings(engine: sa.Engine, limits: Limits) -> None:
         raise QiwangError(f"QIWANG_STATEMENT_TIMEOUT / QIWANG_WORK_MEM: {first}") from None
 
 
+# engine → the limits of the app last created on it (the engine is shared per URL within a process)
+_ENGINE_LIMITS: "weakref.WeakKeyDictionary[sa.Engine, Limits]" = weakref.WeakKeyDictionary()
+
+
 def install_request_limits(engine: sa.Engine, limits: Limits) -> None:
     """Bound every transaction `engine` begins while it serves an HTTP request.
 
     A listener on the engine's `begin` event, so that every path (features, tiles, the pygeoapi
     provider, processes and the analyses they call) is covered without each remembering to; work
-    outside a request (asynchronous jobs, the CLI) keeps the role's defaults.
+    outside a request (asynchronous jobs, the CLI) keeps the role's defaults. One listener per
+    engine, however many apps are created on it.
     """
+    first = engine not in _ENGINE_LIMITS
+    _ENGINE_LIMITS[engine] = limits
+    if first:
+        sa.event.listen(engine, "begin", _bound_transaction)
+
+
+def _bound_transaction(conn: sa.Connection) -> None:
     from flask import has_request_context, request
 
-    @sa.event.listens_for(engine, "begin")
-    def _bound(conn: sa.Connection) -> None:
-        if not has_request_context():
-            return
-        timeout = limits.process_statement_timeout if request.path.startswith("/ogc/processes/") \
-            else limits.statement_timeout
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute("SELECT set_config('statement_timeout', %s, true), set_config('work_mem', %s, true)",
-                           (timeout, limits.work_mem))
-        finally:
-            cursor.close()
+    limits = _ENGINE_LIMITS.get(conn.engine)
+    if limits is None or not has_request_context():
+        return
+    timeout = limits.process_statement_timeout if request.path.startswith("/ogc/processes/") \
+        else limits.statement_timeout
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT set_config('statement_timeout', %s, true), set_config('work_mem', %s, true)",
+                       (timeout, limits.work_mem))
+    finally:
+        cursor.close()
 
 
 def is_timeout(exc: BaseException) -> bool:

@@ -320,12 +320,13 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
         if isinstance(c, Response):
             return c
         fmt = _negotiated_format(api)
-        if fmt == "html":
-            return pygeoapi(itemtypes_api.get_collection_items, collection_id)
-        if fmt not in ("json", "geojson", None):
+        if fmt not in ("json", "geojson", "html", None):
             return error(400, "InvalidParameterValue", f"f: {fmt!r} is not offered; use json or html")
         try:
+            # Checked here for the HTML page too: pygeoapi 0.21 fails with 500 on some bad values.
             query = features.parse_items_request(c, request.args)
+            if fmt == "html":
+                return pygeoapi(itemtypes_api.get_collection_items, collection_id)
             with engine.connect() as conn:
                 page = features.query_page(conn, query)
         except features.QueryError as exc:
@@ -358,15 +359,16 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
         if isinstance(c, Response):
             return c
         fmt = _negotiated_format(api)
-        if fmt == "html":
-            return pygeoapi(itemtypes_api.get_collection_item, collection_id, item_id)
         for name in request.args:
             if name not in features.ITEM_PARAMETERS:
-                return error(400, "InvalidParameterValue", f"{name}: unknown query parameter")
+                return error(400, "InvalidParameterValue", f"{name[:100]}: unknown query parameter")
         try:
             crs = features.parse_crs_parameter(c, request.args.get("crs"))
+            features.possible_feature_id(c, item_id)  # checked for the HTML page too
         except features.QueryError as exc:
             return error(400, "InvalidParameterValue", str(exc))
+        if fmt == "html":
+            return pygeoapi(itemtypes_api.get_collection_item, collection_id, item_id)
         try:
             with engine.connect() as conn:
                 text = features.query_one(conn, c, item_id, crs)

@@ -164,6 +164,16 @@ def decode_cursor(text: str, size: int) -> list[Any]:
     return values
 
 
+def client_bbox(collection: Collection, args: Mapping[str, str]) -> tuple[tuple[float, ...], ServedCrs] | None:
+    """The `bbox` of a request and its `bbox-crs` (default CRS84), checked; None without a bbox."""
+    if "bbox" not in args:
+        if "bbox-crs" in args:
+            raise QueryError("bbox-crs", "given without bbox")
+        return None
+    crs = _crs("bbox-crs", args["bbox-crs"], collection.srid) if "bbox-crs" in args else served_crs("CRS84")
+    return _bbox(args["bbox"]), crs
+
+
 def parse_items_request(collection: Collection, args: Mapping[str, str], body: bytes | None = None
                         ) -> FeatureQuery:
     """A FeatureQuery from the query parameters of GET /collections/{id}/items.
@@ -179,12 +189,8 @@ def parse_items_request(collection: Collection, args: Mapping[str, str], body: b
     srid = collection.srid
     if "crs" in args:
         q.crs = _crs("crs", args["crs"], srid)
-    if "bbox" in args:
-        q.bbox = _bbox(args["bbox"])
-        if "bbox-crs" in args:
-            q.bbox_crs = _crs("bbox-crs", args["bbox-crs"], srid)
-    elif "bbox-crs" in args:
-        raise QueryError("bbox-crs", "given without bbox")
+    if (box := client_bbox(collection, args)) is not None:
+        q.bbox, q.bbox_crs = box
     if "datetime" in args:
         if collection.time_column is None:
             raise QueryError("datetime", f"collection {collection.id} has no time property")
@@ -398,6 +404,21 @@ def _estimated_rows(conn: sa.Connection, sql: str, params: dict[str, Any]) -> in
     return int(m.group(1)) if m else None
 
 
+def possible_feature_id(c: Collection, feature_id: str) -> bool:
+    """Whether a feature of `c` can have this id (False: a code asked of a collection identified by
+    numbers, so no such feature, 404). Raises QueryError ("featureId", 400) for an id no collection
+    can have: a NUL character, or digits that are not ASCII or beyond a bigint id column."""
+    if "\x00" in feature_id:
+        raise QueryError("featureId", "contains a NUL character")
+    if c.layer.id_column != "id":
+        return True
+    if not feature_id.isdigit():
+        return False
+    if not re.fullmatch(r"[0-9]{1,19}", feature_id) or int(feature_id) > BIGINT_MAX:
+        raise QueryError("featureId", f"{feature_id[:40]!r} is not an id: ASCII digits up to {BIGINT_MAX}")
+    return True
+
+
 def query_one(conn: sa.Connection, c: Collection, feature_id: str, crs: ServedCrs,
               properties: list[str] | None = None, skip_geometry: bool = False) -> str | None:
     """One feature as GeoJSON text, by its id (code), or None.
@@ -406,13 +427,9 @@ def query_one(conn: sa.Connection, c: Collection, feature_id: str, crs: ServedCr
     are not ASCII or out of the range of a numeric id column.
     """
     id_column = c.layer.id_column
-    if "\x00" in feature_id:
-        raise QueryError("featureId", "contains a NUL character")
+    if not possible_feature_id(c, feature_id):
+        return None
     if id_column == "id":
-        if not feature_id.isdigit():
-            return None  # a code asked of a collection identified by numbers: no such feature
-        if not re.fullmatch(r"[0-9]{1,19}", feature_id) or int(feature_id) > BIGINT_MAX:
-            raise QueryError("featureId", f"{feature_id[:40]!r} is not an id: ASCII digits up to {BIGINT_MAX}")
         key = 't."id" = CAST(:fid AS bigint)'
     else:
         key = f't."{id_column}" = :fid'

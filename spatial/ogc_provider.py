@@ -15,6 +15,7 @@ import functools
 import json
 from typing import Any
 
+import flask
 from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError, ProviderItemNotFoundError,
                                     ProviderQueryError)
 
@@ -60,8 +61,13 @@ class QiwangProvider(BaseProvider):
         query = features.FeatureQuery(self.collection, limit=limit, offset=offset,
                                       properties=select_properties or None, skip_geometry=skip_geometry)
         if bbox:
-            # pygeoapi has already transformed the bbox to the storage CRS.
-            query.bbox, query.bbox_crs = tuple(bbox), served_crs(self.collection.srid)
+            client = features.client_bbox(self.collection, flask.request.args) if flask.has_request_context() else None
+            if client is not None:
+                # The client's own bbox, not the one pygeoapi transformed with pyproj: that one is
+                # not clipped to the storage CRS's area of use (a world box comes back infinite).
+                query.bbox, query.bbox_crs = client
+            else:  # pygeoapi has already transformed the bbox to the storage CRS.
+                query.bbox, query.bbox_crs = tuple(bbox), served_crs(self.collection.srid)
         query.sortby = [(s["property"], s["order"] == "-") for s in sortby or []]
         query.equals = {k: str(v) for k, v in properties or []}
         with get_engine(self.database_url).connect() as conn:
