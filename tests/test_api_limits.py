@@ -276,11 +276,17 @@ def test_tiles_far_from_the_storage_crs_are_empty_without_proj_noise(ogc: str) -
 # -- statement_timeout, CORS -----------------------------------------------------------------------
 
 def test_statement_timeout_answers_503(db_url: str, tmp_path: Path) -> None:
-    with server_with(db_url, tmp_path, "qiwang_timeout_test", QIWANG_STATEMENT_TIMEOUT="1") as server:
-        # 1 ms: assembling 3,000 pipes' GeoJSON takes far longer
+    with server_with(db_url, tmp_path, "qiwang_timeout_test", QIWANG_STATEMENT_TIMEOUT="1",
+                     QIWANG_PROCESS_STATEMENT_TIMEOUT="1") as server:
+        # 1 ms: assembling 3,000 pipes' GeoJSON, or their statistics, takes far longer
         r = requests.get(f"{server.url}/ogc/collections/pipes/items", params={"limit": 10000, "crs": EPSG4490},
                          timeout=60)
         assert r.status_code == 503
+        assert r.json()["code"] == "ServiceUnavailable"
+        assert r.json()["description"].startswith("statement_timeout:")
+        r = requests.post(f"{server.url}/ogc/processes/network-statistics/execution", json={"inputs": {}},
+                          timeout=60)
+        assert r.status_code == 503, r.text[:300]
         assert r.json()["code"] == "ServiceUnavailable"
         assert r.json()["description"].startswith("statement_timeout:")
 
