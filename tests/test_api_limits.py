@@ -338,3 +338,36 @@ def test_storage_domain_holds_the_demo_city(engine: sa.Engine) -> None:
     w, s, e, n = storage_domain(4550, None)
     assert (w, s, e, n) == (121.5, 28.22, 124.5, 53.56)
     assert w < box[0] and s < box[1] and box[2] < e and box[3] < n
+
+
+def test_proj_only_sees_points_inside_the_storage_crs_domain(db_url: str, engine: sa.Engine) -> None:
+    """PROJ (older versions log "tmerc: Invalid latitude" once per point; this one projects silently)
+    is handed only coordinates inside the storage CRS's domain: the bbox is clipped in Python, CQL2
+    geometries by ST_ClipByBox2D before ST_Transform, and a tile outside it runs no SQL at all."""
+    from spatial import cql2, tiles
+    from spatial.crs import served_crs
+    from spatial.ogc_provider import collections_of
+
+    pipes = collections_of(db_url)["pipes"]
+    domain = storage_domain(pipes.srid, pipes.extent_crs84)
+    params: dict = {}
+    features.where_clause(features.parse_items_request(pipes, {"bbox": WORLD}), params)
+    assert (params["bx1"], params["by1"], params["bx2"], params["by2"]) == domain
+    condition = cql2.to_sql("S_INTERSECTS(geometry, BBOX(-180,-90,180,90))", "cql2-text", pipes, served_crs("CRS84"))
+    assert condition.sql.startswith(f"ST_Intersects(t.\"geom\", ST_Transform(ST_Segmentize(ST_ClipByBox2D(")
+    assert f"ST_MakeEnvelope({', '.join(map(repr, domain))}, 4326)" in condition.sql
+
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        with engine.connect() as conn:
+            assert tiles.layered_tile(conn, list(collections_of(db_url).values()), 10, 512, 512) == b""
+            x, y = 6894, 3068  # z13 at 123°E, 41.1°N (the demo city): inside the domain, so queried
+            tiles.layered_tile(conn, [pipes], 13, x, y)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert len(statements) == 2 and "ST_ClipByBox2D(ST_TileEnvelope" in statements[-1]  # SET LOCAL, the tile
