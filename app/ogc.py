@@ -27,9 +27,10 @@ import pygeoapi.api.itemtypes as itemtypes_api
 import pygeoapi.api.processes as processes_api
 import pygeoapi.api.tiles as tiles_api
 from pygeoapi.openapi import get_oas
+from pygeoapi.process.base import ProcessorGenericError
 
 from app.errors import error_response
-from app.limits import json_object
+from app.limits import is_timeout, json_object
 from spatial import features, tiles
 from spatial.collections import Collection
 from spatial.crs import EPSG_URI, served_crs, supported
@@ -535,6 +536,15 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
     @bp.get("/jobs/<job_id>/results")
     def job_results(job_id: str) -> Response:
         return pygeoapi(processes_api.get_job_result, job_id)
+
+    @bp.errorhandler(ProcessorGenericError)
+    def job_store_failed(exc: ProcessorGenericError) -> Response:
+        # pygeoapi's job manager turns any database error while it records a job into this (its
+        # cause kept as __context__); a statement timeout there is the server's limit: 503.
+        if is_timeout(exc.__context__):
+            return error(503, "ServiceUnavailable", "statement_timeout: recording the job took longer than the "
+                                                    "server allows; try again later")
+        raise exc
 
     @bp.errorhandler(404)
     def not_found(exc: Exception) -> Response:
