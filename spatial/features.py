@@ -184,7 +184,7 @@ def parse_items_request(collection: Collection, args: Mapping[str, str], body: b
         if name not in ITEMS_PARAMETERS and name not in collection.column_index:
             raise QueryError(name[:100], "unknown query parameter (neither a standard parameter nor a queryable)")
         if "\x00" in args[name]:  # PostgreSQL text cannot hold NUL: refuse it here, naming the parameter
-            raise QueryError(name, "contains a NUL character")
+            raise QueryError(name[:100], "contains a NUL character")
     q = FeatureQuery(collection, limit=_limit(args.get("limit")))
     srid = collection.srid
     if "crs" in args:
