@@ -27,6 +27,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from app.errors import QiwangError, error_response
+from app.limits import check_text, json_object
 from ingest.telemetry.alarms import STEPS, AlarmStepRefused, UnknownAlarm, advance, record, verify_record
 
 BODY_FIELDS = {"by": 100, "note": 2000, "enterprise": 50}      # field → longest accepted text
@@ -50,14 +51,7 @@ def _events(conn: Any, code: str) -> list[dict[str, Any]]:
 
 def step_body(raw: bytes) -> dict[str, str | None]:
     """The checked body of a step: {"by", "note", "enterprise"}; ValueError names the field at fault."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise ValueError(f"body: larger than {MAX_BODY_BYTES // 1024} KiB")
-    try:
-        body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError('body: not JSON; send {"by": "name", "note": "…"}') from None
-    if not isinstance(body, dict):
-        raise ValueError('body: a JSON object is expected, e.g. {"by": "name", "note": "…"}')
+    body = json_object(raw, '{"by": "name", "note": "…"}', MAX_BODY_BYTES)
     unknown = sorted(set(body) - set(BODY_FIELDS))
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown field (accepted: {', '.join(BODY_FIELDS)})")
@@ -85,6 +79,7 @@ def alarms_blueprint(engine: sa.Engine) -> Blueprint:
             return error_response(404, "NotFound",
                                   f"action: {action!r} is not a step; use one of {', '.join(STEPS)}")
         try:
+            check_text("code", code)
             body = step_body(request.get_data(cache=False))
         except ValueError as exc:
             return error_response(400, "InvalidParameterValue", str(exc))
@@ -108,6 +103,10 @@ def alarms_blueprint(engine: sa.Engine) -> Blueprint:
 
     @bp.get("/<code>/record")
     def handling_record(code: str) -> Response:
+        try:
+            check_text("code", code)
+        except ValueError as exc:
+            return error_response(400, "InvalidParameterValue", str(exc))
         raw = engine.raw_connection()
         try:
             conn = raw.driver_connection

@@ -20,15 +20,17 @@ from typing import Any, Callable
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, make_response, request
+from flask import Blueprint, Response, current_app, make_response, request
 from pygeoapi.api import API, APIRequest, apply_gzip
 import pygeoapi.api as core_api
 import pygeoapi.api.itemtypes as itemtypes_api
 import pygeoapi.api.processes as processes_api
 import pygeoapi.api.tiles as tiles_api
 from pygeoapi.openapi import get_oas
+from pygeoapi.process.base import ProcessorGenericError
 
 from app.errors import error_response
+from app.limits import is_timeout, json_object
 from spatial import features, tiles
 from spatial.collections import Collection
 from spatial.crs import EPSG_URI, served_crs, supported
@@ -128,7 +130,7 @@ def build_config(collections: dict[str, Collection], database_url: str, public_u
             "encoding": "utf-8",
             "gzip": False,
             "languages": ["en-US", "zh-CN"],
-            "cors": True,
+            "cors": False,  # pygeoapi's own flask_app only; app/web.py decides (app/limits.py)
             "pretty_print": False,
             "limits": {"default_items": features.DEFAULT_LIMIT, "max_items": features.MAX_LIMIT},
             "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
@@ -319,12 +321,13 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
         if isinstance(c, Response):
             return c
         fmt = _negotiated_format(api)
-        if fmt == "html":
-            return pygeoapi(itemtypes_api.get_collection_items, collection_id)
-        if fmt not in ("json", "geojson", None):
+        if fmt not in ("json", "geojson", "html", None):
             return error(400, "InvalidParameterValue", f"f: {fmt!r} is not offered; use json or html")
         try:
+            # Checked here for the HTML page too: pygeoapi 0.21 fails with 500 on some bad values.
             query = features.parse_items_request(c, request.args)
+            if fmt == "html":
+                return pygeoapi(itemtypes_api.get_collection_items, collection_id)
             with engine.connect() as conn:
                 page = features.query_page(conn, query)
         except features.QueryError as exc:
@@ -357,17 +360,21 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
         if isinstance(c, Response):
             return c
         fmt = _negotiated_format(api)
-        if fmt == "html":
-            return pygeoapi(itemtypes_api.get_collection_item, collection_id, item_id)
         for name in request.args:
             if name not in features.ITEM_PARAMETERS:
-                return error(400, "InvalidParameterValue", f"{name}: unknown query parameter")
+                return error(400, "InvalidParameterValue", f"{name[:100]}: unknown query parameter")
         try:
             crs = features.parse_crs_parameter(c, request.args.get("crs"))
+            features.possible_feature_id(c, item_id)  # checked for the HTML page too
         except features.QueryError as exc:
             return error(400, "InvalidParameterValue", str(exc))
-        with engine.connect() as conn:
-            text = features.query_one(conn, c, item_id, crs)
+        if fmt == "html":
+            return pygeoapi(itemtypes_api.get_collection_item, collection_id, item_id)
+        try:
+            with engine.connect() as conn:
+                text = features.query_one(conn, c, item_id, crs)
+        except features.QueryError as exc:
+            return error(400, "InvalidParameterValue", str(exc))
         if text is None:
             return error(404, "NotFound", f"{c.id} has no feature {item_id!r}")
         feature = json.loads(text)
@@ -466,10 +473,17 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
     def layered_tile(tms: str, z: int, y: int, x: int) -> Response:
         """Several collections in one MVT (one layer each): `collections=pipes,valves,…` (default all)."""
         wanted = request.args.get("collections")
-        ids = [i.strip() for i in wanted.split(",") if i.strip()] if wanted else list(collections)
+        ids = [i.strip() for i in wanted.split(",")] if wanted is not None else list(collections)
+        # Each collection once: a layer is a whole tile query, so repeats would multiply the
+        # database's work (1,000 × pipes took one backend to 23 GB); at most every collection.
+        if not all(ids):
+            return error(400, "InvalidParameterValue", "collections: an empty name (two commas, or none given)")
         unknown = [i for i in ids if i not in collections]
         if unknown:
-            return error(400, "InvalidParameterValue", f"collections: unknown collection {unknown[0]!r}")
+            return error(400, "InvalidParameterValue", f"collections: unknown collection {unknown[0][:100]!r}")
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            return error(400, "InvalidParameterValue", f"collections: {', '.join(repeated)} given more than once")
         chosen = [collections[i] for i in ids]
         return tile_response(tms, z, x, y, lambda conn: tiles.layered_tile(conn, chosen, z, x, y),
                              min(TILE_MAX_AGE_S[c.layer.group] for c in chosen), {"f", "collections"})
@@ -490,6 +504,16 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
 
     @bp.post("/processes/<process_id>/execution")
     def execute(process_id: str) -> Response:
+        # pygeoapi 0.21 assumes a UTF-8 JSON object (data.get on whatever json.loads returned).
+        try:
+            body = json_object(request.get_data(), '{"inputs": {...}}', current_app.config["MAX_CONTENT_LENGTH"])
+            for member in ("inputs", "outputs", "subscriber"):
+                if member in body and body[member] is not None and not isinstance(body[member], dict):
+                    raise ValueError(f"{member}: a JSON object is expected")
+            if not isinstance(body.get("response", "raw"), str):
+                raise ValueError("response: raw or document")
+        except ValueError as exc:
+            return error(400, "InvalidParameterValue", str(exc))
         response = pygeoapi(processes_api.execute_process, process_id)
         location = response.headers.get("Location")
         if response.status_code == HTTPStatus.CREATED and location:
@@ -512,6 +536,15 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
     @bp.get("/jobs/<job_id>/results")
     def job_results(job_id: str) -> Response:
         return pygeoapi(processes_api.get_job_result, job_id)
+
+    @bp.errorhandler(ProcessorGenericError)
+    def job_store_failed(exc: ProcessorGenericError) -> Response:
+        # pygeoapi's job manager turns any database error while it records a job into this (its
+        # cause kept as __context__); a statement timeout there is the server's limit: 503.
+        if is_timeout(exc.__context__):
+            return error(503, "ServiceUnavailable", "statement_timeout: recording the job took longer than the "
+                                                    "server allows; try again later")
+        raise exc
 
     @bp.errorhandler(404)
     def not_found(exc: Exception) -> Response:

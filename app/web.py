@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Flask, jsonify, render_template
+from flask import Flask, Response, jsonify, render_template, request
 from flask_cors import CORS
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from app import limits as request_limits
+from app.errors import error_response
 from spatial.db import database_url, get_engine
 
 # Business tables shown on the landing page: name -> (中文, English).
@@ -63,12 +66,34 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     app = Flask(__name__)
     app.json.ensure_ascii = False
     engine = get_engine(url)
-    # Web maps on other origins (and MapLibre in a worker) read features and tiles: allow CORS.
-    CORS(app, expose_headers=["Content-Crs", "Location", "Preference-Applied"])
+    limits = request_limits.from_environment()
+    request_limits.check_database_settings(engine, limits)
+    request_limits.install_request_limits(engine, limits)
+    app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
+    _cors(app, limits)
     app.register_blueprint(ogc_blueprint(url, public_url, jobs_dir or Path("var/jobs").resolve()))
     app.register_blueprint(styles_blueprint)
     app.register_blueprint(map_blueprint)
     app.register_blueprint(alarms_blueprint(engine))
+
+    @app.before_request
+    def refuse_large_bodies() -> Response | None:
+        # Refused before anything reads it (a GET's body is never read, and Flask only checks on reading).
+        if (request.content_length or 0) > limits.max_body_bytes:
+            return _too_large(limits.max_body_bytes)
+        return None
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> Response:  # a chunked body found too large while read
+        return _too_large(limits.max_body_bytes)
+
+    @app.errorhandler(sa.exc.OperationalError)
+    def database_busy(exc: sa.exc.OperationalError) -> Response:
+        if request_limits.is_timeout(exc):
+            return error_response(503, "ServiceUnavailable",
+                                  "statement_timeout: the query took longer than the server allows; narrow it "
+                                  "(bbox, filter, limit) or try again later")
+        return error_response(503, "ServiceUnavailable", f"database: {_db_error(exc)}")
 
     @app.get("/")
     def index():
@@ -92,3 +117,21 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
         return jsonify(status="ok", database="ok", pipes=pipes[0] if pipes else 0)
 
     return app
+
+
+def _too_large(max_bytes: int) -> Response:
+    return error_response(413, "PayloadTooLarge", f"body: larger than {max_bytes:,} bytes")
+
+
+def _cors(app: Flask, limits: request_limits.Limits) -> None:
+    """Cross-origin access only for the configured origins: none by default (the map is same-origin,
+    MapLibre's workers too). Reading (/ogc, /styles) and alarm handling (/api) are configured
+    apart, so that allowing a web map elsewhere never lets its pages take steps on alarms."""
+    resources: dict[str, dict] = {}
+    if limits.cors_origins:
+        resources[r"/(ogc|styles)/.*"] = {"origins": list(limits.cors_origins),
+                                          "methods": ["GET", "HEAD", "POST", "OPTIONS"]}
+    if limits.cors_api_origins:
+        resources[r"/api/.*"] = {"origins": list(limits.cors_api_origins), "methods": ["GET", "POST", "OPTIONS"]}
+    if resources:
+        CORS(app, resources=resources, expose_headers=["Content-Crs", "Location", "Preference-Applied"])

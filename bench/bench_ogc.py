@@ -25,6 +25,9 @@ It prints:
    random distinct tiles inside the pipes' extent per zoom, each fetched once; pipes at z12-16, valves
    and customers from their minimum zoom (spatial/tiles.py TILE_RULES); median, p95, max, mean size,
    count of 204s; for pipes, the PostgreSQL cost (EXPLAIN ANALYZE) of each zoom's largest tile.
+4. Hostile requests of issue 16 (world bboxes, a world polygon of 10,000 positions, a tile with one
+   collection 1,000 times, a tile of every collection), --hostile times each: status, latency,
+   numberMatched, the server's RSS growth and the largest PostgreSQL backend's peak RSS (VmHWM).
 Machine load (1-minute load average) at start and end.
 """
 from __future__ import annotations
@@ -355,6 +358,59 @@ def tile_bench(ours: requests.Session, base: str, engine: sa.Engine, url: str, p
                   f"read {plan['Plan'].get('Shared Read Blocks', 0):,}")
 
 
+def hostile_requests(ours: requests.Session, base: str, engine: sa.Engine, repeat: int,
+                     postmaster: int | None) -> None:
+    """The requests of issue 16 that used to hurt (world boxes and polygons, a collection repeated in
+    one tile): time, answer, and the peak resident set of the server and of each PostgreSQL backend."""
+    import psutil
+
+    from spatial.cql2 import MAX_POSITIONS
+
+    print(f"\n4. Hostile requests (issue 16), each asked {repeat} times")
+    with engine.connect() as conn:
+        lon, lat = conn.execute(sa.text(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_Transform(ST_SetSRID(ST_Centroid(ST_Extent(geom)::geometry), "
+            "Find_SRID('public', 'pipe', 'geom')), 4326) AS p FROM pipe) c")).one()
+    n = 2 ** 14
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    ring = [(round(123 + 170 * math.cos(2 * math.pi * i / (MAX_POSITIONS - 1)), 3),
+             round(41 + 80 * math.sin(2 * math.pi * i / (MAX_POSITIONS - 1)), 3)) for i in range(MAX_POSITIONS - 1)]
+    world = "POLYGON((" + ", ".join(f"{a} {b}" for a, b in ring + ring[:1]) + "))"
+    items = f"{base}/ogc/collections/pipes/items"
+    kinds = {
+        "bbox=-180,-90,180,90": (items, {"bbox": "-180,-90,180,90"}),
+        "bbox in EPSG:4490, world": (items, {"bbox": "-90,-180,90,180", "bbox-crs": EPSG.format(4490)}),
+        f"S_INTERSECTS world polygon, {MAX_POSITIONS:,} positions": (items, {"filter": f"S_INTERSECTS(geometry, {world})"}),
+        "tile z14, collections=pipes ×1000": (f"{base}/ogc/tiles/WebMercatorQuad/14/{y}/{x}",
+                                              {"collections": ",".join(["pipes"] * 1000)}),
+        "tile z14, every collection": (f"{base}/ogc/tiles/WebMercatorQuad/14/{y}/{x}", {}),
+    }
+    server = psutil.Process()
+    rss_before = server.memory_info().rss
+    for label, (url, params) in kinds.items():
+        times, status, matched = [], None, None
+        for _ in range(repeat):
+            t = time.perf_counter()
+            r = ours.get(url, params=params, timeout=600)
+            times.append(time.perf_counter() - t)
+            status = r.status_code
+            if r.headers.get("Content-Type", "").startswith("application/geo+json"):
+                matched = r.json().get("numberMatched", "omitted (> 50,000 estimated)")
+        print(f"   {label:<48} HTTP {status}  {ms_figures(times)}"
+              + (f"  numberMatched {matched}" if matched is not None else ""))
+    print(f"   server RSS growth over these requests: {(server.memory_info().rss - rss_before) / 1e6:.1f} MB")
+    peaks = []
+    for proc in psutil.Process(postmaster).children() if postmaster else []:  # the bench cluster's backends
+        try:
+            status_text = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            continue
+        peaks += [int(line.split()[1]) * 1024 for line in status_text.splitlines() if line.startswith("VmHWM:")]
+    if peaks:
+        print(f"   largest PostgreSQL process peak RSS (VmHWM): {max(peaks) / 1e6:.0f} MB")
+
+
 def _scan_node(node: dict) -> dict:
     """The scan of the pipe table in a plan."""
     if node.get("Relation Name") == "pipe":
@@ -374,6 +430,7 @@ def main() -> None:
     parser.add_argument("--deep", type=int, default=400, help="deep page reached by next links")
     parser.add_argument("--deep-samples", type=int, default=10)
     parser.add_argument("--tiles", type=int, default=50, help="random tiles per zoom")
+    parser.add_argument("--hostile", type=int, default=5, help="times each hostile request is asked")
     parser.add_argument("--reuse", action="store_true", help="keep/reuse qiwang_bench when it holds N pipes")
     args = parser.parse_args()
     print(f"start: {load_average()}, {os.cpu_count()} CPUs")
@@ -421,6 +478,8 @@ def main() -> None:
     pages_vs_stock(ours, stock, our_pages, stock_items, sample, engine, srid)
     deep_paging(ours, stock, our_pages, stock_items, args.deep_samples)
     tile_bench(ours, our_server.url, engine, url, args.tiles, rng)
+    hostile_requests(ours, our_server.url, engine, args.hostile,
+                     databases.cluster.running_pid() if databases.cluster else None)
 
     print(f"\nend: {load_average()}")
     our_server.close()

@@ -18,13 +18,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import shapely
+import shapely.geometry
 from pygeofilter import ast, values
 from pygeofilter.backends.evaluator import Evaluator, handle
 from pygeofilter.parsers.cql2_json import parse as parse_cql2_json
 from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
 
 from spatial.collections import Collection
-from spatial.crs import ServedCrs
+from spatial.crs import ServedCrs, clip_box, densify_step, storage_domain
 
 GEOMETRY_QUERYABLE = "geometry"
 
@@ -34,6 +37,13 @@ _SPATIAL = {ast.GeometryIntersects: "ST_Intersects", ast.GeometryDisjoint: "ST_D
             ast.GeometryContains: "ST_Contains", ast.GeometryWithin: "ST_Within",
             ast.GeometryTouches: "ST_Touches", ast.GeometryCrosses: "ST_Crosses",
             ast.GeometryOverlaps: "ST_Overlaps", ast.GeometryEquals: "ST_Equals"}
+
+
+# Clipping a literal to the storage CRS's domain keeps these predicates' answers on features that lie
+# inside it: symmetric ones, and containment with the literal as the container (side 0 = first argument).
+_CLIPPABLE = (ast.GeometryIntersects, ast.GeometryDisjoint)
+_CLIPPABLE_SIDE = {ast.GeometryWithin: 1, ast.GeometryContains: 0}
+MAX_POSITIONS = 10_000   # positions in all geometry literals of one filter
 
 
 class FilterError(ValueError):
@@ -56,6 +66,7 @@ class _Sql:
 class _ToSql(Evaluator):
     def __init__(self, collection: Collection, filter_crs: ServedCrs, params: dict[str, Any], prefix: str):
         self.collection, self.filter_crs, self.params, self.prefix = collection, filter_crs, params, prefix
+        self.positions = 0
 
     # -- values ---------------------------------------------------------------------------------
     def bind(self, value: Any, sql_type: str | None = None) -> str:
@@ -93,16 +104,47 @@ class _ToSql(Evaluator):
             except ValueError:
                 raise FilterError(f"{value!r} is not an ISO 8601 date or timestamp") from None
 
-    def geometry(self, geojson: dict) -> str:
-        """A GeoJSON literal in filter-crs → storage CRS, in SQL."""
-        g = f"ST_SetSRID(ST_GeomFromGeoJSON({self.bind(json.dumps(geojson))}), {self.filter_crs.srid})"
-        if self.filter_crs.north_first:
-            g = f"ST_FlipCoordinates({g})"
-        if self.filter_crs.srid != self.collection.srid:
-            if self.filter_crs.is_geographic:  # follow meridians and parallels, not straight chords
-                g = f"ST_Segmentize({g}, 0.001)"
-            g = f"ST_Transform({g}, {self.collection.srid})"
-        return g
+    def geometry(self, geojson: dict, clip: bool) -> str:
+        """A GeoJSON literal in filter-crs → storage CRS, in SQL.
+
+        The literal is checked here (shape, finite coordinates, at most MAX_POSITIONS positions in
+        the whole filter) and, in a geographic filter-crs, clipped to the part of the world where
+        the storage CRS is defined before PostGIS transforms it: PROJ fails (and logs) point by
+        point outside. `clip` says whether clipping keeps the predicate's answer (a feature lies
+        inside that part, so it meets, or lies within, the literal only where the literal does);
+        where it does not, a literal reaching outside is refused.
+        """
+        try:
+            g = shapely.geometry.shape(geojson)
+        except Exception as exc:  # shapely raises several types for malformed GeoJSON
+            raise FilterError(f"not a valid geometry: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                              ) from None
+        self.positions += shapely.get_num_coordinates(g)
+        if self.positions > MAX_POSITIONS:
+            raise FilterError(f"more than {MAX_POSITIONS:,} positions in the filter's geometries")
+        xy = shapely.get_coordinates(g)
+        if g.is_empty or not np.isfinite(xy).all():
+            raise FilterError("a geometry needs finite coordinates (no NaN, no infinity, not empty)")
+        if self.filter_crs.north_first:  # (lat, lon) or (northing, easting): PostGIS is x first
+            g = shapely.transform(g, lambda c: c[:, ::-1])
+        srid = self.filter_crs.srid
+        sql = f"ST_GeomFromWKB({self.bind(shapely.to_wkb(g, output_dimension=2))}, {srid})"
+        if srid == self.collection.srid:
+            return sql
+        if self.filter_crs.is_geographic:
+            bounds = tuple(g.bounds)
+            domain = storage_domain(self.collection.srid, self.collection.extent_crs84)
+            if clip_box(bounds, domain) != bounds:
+                if not clip:
+                    raise FilterError(f"the geometry reaches outside {domain} (west, south, east, north), where "
+                                      f"EPSG:{self.collection.srid} is defined; only S_INTERSECTS, S_DISJOINT "
+                                      "and S_WITHIN take such geometries")
+                # ClipByBox2D never fails on an invalid polygon (ST_Intersection would).
+                sql = f"ST_ClipByBox2D({sql}, ST_MakeEnvelope({', '.join(map(repr, domain))}, {srid}))"
+                bounds = clip_box(bounds, domain) or domain
+            # Follow meridians and parallels, not straight chords (at most a few hundred segments a side).
+            sql = f"ST_Segmentize({sql}, {densify_step(bounds)!r})"
+        return f"ST_Transform({sql}, {self.collection.srid})"
 
     # -- tree -----------------------------------------------------------------------------------
     @handle(ast.Attribute)
@@ -155,12 +197,17 @@ class _ToSql(Evaluator):
 
     @handle(*_SPATIAL)
     def spatial(self, node: ast.SpatialComparisonPredicate, lhs: Any, rhs: Any) -> _Sql:
-        a, b = (v.sql if isinstance(v, _Sql) else self.geometry(self.as_geojson(v)) for v in (lhs, rhs))
+        kind = type(node)
+        a, b = (v.sql if isinstance(v, _Sql) else
+                self.geometry(self.as_geojson(v), kind in _CLIPPABLE or _CLIPPABLE_SIDE.get(kind) == side)
+                for v, side in ((lhs, 0), (rhs, 1)))
         return _Sql(f"{_SPATIAL[type(node)]}({a}, {b})", "condition")
 
     @handle(ast.Function)
     def function(self, node: ast.Function, *args: Any) -> Any:
         if node.name.lower() in ("bbox", "envelope") and len(args) in (4, 6):
+            if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+                raise FilterError(f"{node.name} takes 4 or 6 numbers")
             numbers = [float(a) for a in args]
             x1, y1, x2, y2 = numbers if len(numbers) == 4 else numbers[0:2] + numbers[3:5]
             return values.Envelope(x1, x2, y1, y2)
@@ -200,8 +247,26 @@ def _fix_json_bboxes(node: Any) -> Any:
     return node
 
 
+MAX_DEPTH = 200   # nesting of the filter's syntax tree; deeper trees would also make deep SQL
+
+
+def _depth(tree: Any) -> int:
+    """The depth of a pygeofilter tree, walked without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, ast.Node):
+            stack.extend((child, depth + 1) for child in node.get_sub_nodes() or () if child is not None)
+    return deepest
+
+
 def to_sql(text: str, lang: str, collection: Collection, filter_crs: ServedCrs, prefix: str = "f") -> SqlCondition:
     """The SQL condition (on table alias `t`) for a CQL2 filter in `lang` ('cql2-text' or 'cql2-json')."""
+    # pygeofilter parses and walks the tree recursively: a chain of a few hundred ANDs, or JSON
+    # nested as deep, exhausts Python's stack (RecursionError) — the client's doing, so a 400.
+    too_deep = FilterError(f"nested too deeply (an AND/OR chain or nesting of more than about "
+                           f"{MAX_DEPTH} terms); use IN (...) for many values")
     try:
         if lang == "cql2-json":
             tree = parse_cql2_json(_fix_json_bboxes(json.loads(text)))
@@ -209,11 +274,18 @@ def to_sql(text: str, lang: str, collection: Collection, filter_crs: ServedCrs, 
             tree = parse_cql2_text(text)
     except FilterError:
         raise
+    except RecursionError:
+        raise too_deep from None
     except Exception as exc:  # lark and json raise many types; all mean the same thing here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FilterError(f"malformed {lang} filter: {first}") from None
+        raise FilterError(f"malformed {lang} filter: {first[:300]}") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise too_deep
     params: dict[str, Any] = {}
-    result = _ToSql(collection, filter_crs, params, prefix).evaluate(tree)
+    try:
+        result = _ToSql(collection, filter_crs, params, prefix).evaluate(tree)
+    except RecursionError:
+        raise too_deep from None
     if not isinstance(result, _Sql) or result.kind != "condition":
         raise FilterError("the filter is not a condition (true or false for each feature)")
     return SqlCondition(result.sql, params)

@@ -67,3 +67,49 @@ def parse_crs(value: str, storage_srid: int) -> ServedCrs:
     if wanted is None:
         raise ValueError(f"unsupported CRS {value!r}; supported: {', '.join(c.uri for c in allowed)}")
     return wanted
+
+
+# -- domains ---------------------------------------------------------------------------------------
+
+# Web Mercator's own limit of latitude (the square world of WebMercatorQuad).
+WEB_MERCATOR_MAX_LAT = 85.05112878
+
+
+@functools.cache
+def area_of_use(srid: int) -> tuple[float, float, float, float]:
+    """(west, south, east, north) in degrees where the CRS is valid, from the EPSG area of use (pyproj).
+
+    Coordinates far outside it make PROJ fail point by point (and PostGIS log "tmerc: Invalid
+    latitude" for each), so spatial inputs are clipped to it before anything is transformed.
+    """
+    area = CRS.from_epsg(int(srid)).area_of_use
+    if area is None:  # a CRS without one (not among the served ones): the whole world
+        return (-180.0, -90.0, 180.0, 90.0)
+    return (area.west, area.south, area.east, area.north)
+
+
+def storage_domain(srid: int, extent_crs84: tuple[float, float, float, float] | None
+                   ) -> tuple[float, float, float, float]:
+    """The degree box a collection's features can lie in: its storage CRS's area of use, grown to
+    the collection's own extent (a feature stored just outside the area of use is still answered)."""
+    w, s, e, n = area_of_use(srid)
+    if extent_crs84 is not None:
+        w, s = min(w, extent_crs84[0]), min(s, extent_crs84[1])
+        e, n = max(e, extent_crs84[2]), max(n, extent_crs84[3])
+    return (max(w, -180.0), max(s, -90.0), min(e, 180.0), min(n, 90.0))
+
+
+def clip_box(box: tuple[float, float, float, float], domain: tuple[float, float, float, float]
+             ) -> tuple[float, float, float, float] | None:
+    """`box` ∩ `domain` (both west, south, east, north), or None when they do not meet."""
+    w, s = max(box[0], domain[0]), max(box[1], domain[1])
+    e, n = min(box[2], domain[2]), min(box[3], domain[3])
+    return (w, s, e, n) if w <= e and s <= n else None
+
+
+def densify_step(box: tuple[float, float, float, float], degrees: float = 0.001, segments: int = 256) -> float:
+    """The segment length (degrees) to densify a geographic geometry of extent `box` with before
+    transforming it: `degrees` (≈ 100 m, so edges follow meridians and parallels), but never more
+    than `segments` segments along the longer side: a continent-sized box densified at 0.001° has
+    millions of vertices, and the chord of a 1/256 part of a zone-sized box is off by centimetres."""
+    return max(degrees, max(box[2] - box[0], box[3] - box[1]) / segments)

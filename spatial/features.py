@@ -16,6 +16,7 @@ import base64
 import datetime as dt
 import decimal
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -24,11 +25,14 @@ import sqlalchemy as sa
 
 from spatial import cql2
 from spatial.collections import Collection
-from spatial.crs import ServedCrs, parse_crs, served_crs
+from spatial.crs import ServedCrs, clip_box, densify_step, parse_crs, served_crs, storage_domain
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 COUNT_BELOW = 50_000
+# OFFSET paging beyond this is refused (use the next links): PostgreSQL would read and drop every row.
+MAX_OFFSET = 10_000_000
+BIGINT_MAX = 2 ** 63 - 1
 
 # Parameters the items endpoint understands; anything else that is not a queryable is an error.
 ITEMS_PARAMETERS = frozenset({"f", "limit", "offset", "cursor", "bbox", "bbox-crs", "crs", "datetime", "filter",
@@ -73,13 +77,39 @@ class Page:
 # -- parameters ------------------------------------------------------------------------------------
 
 def _number_list(parameter: str, text: str, lengths: tuple[int, ...]) -> list[float]:
+    parts = text.split(",")
+    if len(parts) not in lengths:
+        raise QueryError(parameter, f"needs {' or '.join(map(str, lengths))} numbers, got {len(parts)}")
     try:
-        numbers = [float(v) for v in text.split(",")]
+        numbers = [float(v) for v in parts]
     except ValueError:
-        raise QueryError(parameter, f"{text!r} is not a comma-separated list of numbers") from None
-    if len(numbers) not in lengths:
-        raise QueryError(parameter, f"needs {' or '.join(map(str, lengths))} numbers, got {len(numbers)}")
+        raise QueryError(parameter, f"{text[:100]!r} is not a comma-separated list of numbers") from None
+    if not all(math.isfinite(v) for v in numbers):
+        raise QueryError(parameter, "NaN and infinity are not coordinates")
     return numbers
+
+
+def _bbox(text: str) -> tuple[float, ...]:
+    """A bbox's 4 or 6 numbers, lower corner first on every axis (no antimeridian crossing here)."""
+    b = _number_list("bbox", text, (4, 6))
+    half = len(b) // 2
+    if any(b[i] > b[i + half] for i in range(half)):
+        raise QueryError("bbox", "the lower corner comes first: minimum values, then maximum values, on every axis")
+    return tuple(b)
+
+
+def _non_negative(parameter: str, text: str, largest: int, clip: bool) -> int:
+    """An ASCII decimal integer ≥ 0, clipped to (or refused above) `largest` without converting a
+    thousand-digit string (Python refuses int() beyond 4,300 digits)."""
+    if not re.fullmatch(r"[0-9]+", text):
+        raise QueryError(parameter, f"{text[:40]!r} is not a non-negative integer")
+    digits = text.lstrip("0") or "0"
+    value = int(digits) if len(digits) <= len(str(largest)) else largest + 1
+    if value > largest:
+        if clip:
+            return largest
+        raise QueryError(parameter, f"at most {largest:,}; page on with the next links instead")
+    return value
 
 
 def _datetime(text: str) -> tuple[str | None, str | None]:
@@ -105,12 +135,12 @@ def _datetime(text: str) -> tuple[str | None, str | None]:
 def _limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_LIMIT
-    if not re.fullmatch(r"\d+", text):
-        raise QueryError("limit", f"{text!r} is not a positive integer")
-    value = int(text)
+    if not re.fullmatch(r"[0-9]+", text):
+        raise QueryError("limit", f"{text[:40]!r} is not a positive integer")
+    value = _non_negative("limit", text, MAX_LIMIT, clip=True)  # larger values are clipped, as Part 1 asks
     if value < 1:
         raise QueryError("limit", "must be at least 1")
-    return min(value, MAX_LIMIT)  # larger values are clipped, as Part 1 asks
+    return value
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -126,7 +156,22 @@ def decode_cursor(text: str, size: int) -> list[Any]:
         raise QueryError("cursor", "not a cursor from a next link of this server") from None
     if not isinstance(values, list) or len(values) != size:
         raise QueryError("cursor", "not a cursor from a next link of this server (or the sortby changed)")
+    for value in values:  # what encode_cursor writes: one scalar per sort key
+        if isinstance(value, (list, dict)) or (isinstance(value, str) and "\x00" in value) or \
+                (isinstance(value, int) and not isinstance(value, bool) and abs(value) > BIGINT_MAX) or \
+                (isinstance(value, float) and not math.isfinite(value)):
+            raise QueryError("cursor", "not a cursor from a next link of this server")
     return values
+
+
+def client_bbox(collection: Collection, args: Mapping[str, str]) -> tuple[tuple[float, ...], ServedCrs] | None:
+    """The `bbox` of a request and its `bbox-crs` (default CRS84), checked; None without a bbox."""
+    if "bbox" not in args:
+        if "bbox-crs" in args:
+            raise QueryError("bbox-crs", "given without bbox")
+        return None
+    crs = _crs("bbox-crs", args["bbox-crs"], collection.srid) if "bbox-crs" in args else served_crs("CRS84")
+    return _bbox(args["bbox"]), crs
 
 
 def parse_items_request(collection: Collection, args: Mapping[str, str], body: bytes | None = None
@@ -137,25 +182,21 @@ def parse_items_request(collection: Collection, args: Mapping[str, str], body: b
     """
     for name in args:
         if name not in ITEMS_PARAMETERS and name not in collection.column_index:
-            raise QueryError(name, "unknown query parameter (neither a standard parameter nor a queryable)")
+            raise QueryError(name[:100], "unknown query parameter (neither a standard parameter nor a queryable)")
+        if "\x00" in args[name]:  # PostgreSQL text cannot hold NUL: refuse it here, naming the parameter
+            raise QueryError(name[:100], "contains a NUL character")
     q = FeatureQuery(collection, limit=_limit(args.get("limit")))
     srid = collection.srid
     if "crs" in args:
         q.crs = _crs("crs", args["crs"], srid)
-    if "bbox" in args:
-        q.bbox = tuple(_number_list("bbox", args["bbox"], (4, 6)))
-        if "bbox-crs" in args:
-            q.bbox_crs = _crs("bbox-crs", args["bbox-crs"], srid)
-    elif "bbox-crs" in args:
-        raise QueryError("bbox-crs", "given without bbox")
+    if (box := client_bbox(collection, args)) is not None:
+        q.bbox, q.bbox_crs = box
     if "datetime" in args:
         if collection.time_column is None:
             raise QueryError("datetime", f"collection {collection.id} has no time property")
         q.datetime = _datetime(args["datetime"])
     if "offset" in args:
-        if not re.fullmatch(r"\d+", args["offset"]):
-            raise QueryError("offset", f"{args['offset']!r} is not a non-negative integer")
-        q.offset = int(args["offset"])
+        q.offset = _non_negative("offset", args["offset"], MAX_OFFSET, clip=False)
     lang = args.get("filter-lang", "cql2-text")
     if lang not in FILTER_LANGS:
         raise QueryError("filter-lang", f"{lang!r} is not supported; use {' or '.join(FILTER_LANGS)}")
@@ -234,13 +275,22 @@ def where_clause(q: FeatureQuery, params: dict[str, Any]) -> list[str]:
         b = q.bbox if len(q.bbox) == 4 else (q.bbox[0], q.bbox[1], q.bbox[3], q.bbox[4])
         if q.bbox_crs.north_first:
             b = (b[1], b[0], b[3], b[2])
-        params.update(bx1=b[0], by1=b[1], bx2=b[2], by2=b[3])
-        box = f"ST_MakeEnvelope(:bx1, :by1, :bx2, :by2, {q.bbox_crs.srid})"
-        if q.bbox_crs.srid != c.srid:
-            if q.bbox_crs.is_geographic:  # a degree box is curved in Gauss-Krüger: densify before transforming
-                box = f"ST_Segmentize({box}, 0.001)"
-            box = f"ST_Transform({box}, {c.srid})"
-        conditions.append(f't."{c.geometry_column}" && {box} AND ST_Intersects(t."{c.geometry_column}", {box})')
+        segment = None
+        if q.bbox_crs.srid != c.srid and q.bbox_crs.is_geographic:
+            # PROJ only ever sees the part of the box where the storage CRS is defined (and where
+            # the features are): a world box becomes the zone's box, and holds every feature.
+            b = clip_box(b, storage_domain(c.srid, c.extent_crs84))
+            segment = densify_step(b) if b is not None else None
+        if b is None:
+            conditions.append("false")
+        else:
+            params.update(bx1=b[0], by1=b[1], bx2=b[2], by2=b[3])
+            box = f"ST_MakeEnvelope(:bx1, :by1, :bx2, :by2, {q.bbox_crs.srid})"
+            if q.bbox_crs.srid != c.srid:
+                if segment is not None:  # a degree box is curved in Gauss-Krüger: densify before transforming
+                    box = f"ST_Segmentize({box}, {segment!r})"
+                box = f"ST_Transform({box}, {c.srid})"
+            conditions.append(f't."{c.geometry_column}" && {box} AND ST_Intersects(t."{c.geometry_column}", {box})')
     if q.datetime is not None:
         column = c.column_index[c.time_column]
         cast = "date" if column.sql_type == "date" else "timestamptz"
@@ -328,21 +378,58 @@ def _cheap_count(conn: sa.Connection, c: Collection, conditions: list[str], para
         estimate = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
                                 {"t": c.layer.table}).scalar()
     else:
-        plan = conn.execute(sa.text("EXPLAIN (FORMAT JSON) " + sql), params).scalar()
-        estimate = plan[0]["Plan"]["Plans"][0]["Plan Rows"] if plan[0]["Plan"].get("Plans") else \
-            plan[0]["Plan"]["Plan Rows"]
+        estimate = _estimated_rows(conn, f'SELECT 1 FROM "{c.layer.table}" t{where}', params)
     if estimate is not None and 0 <= estimate <= COUNT_BELOW:
         return conn.execute(sa.text(sql), params).scalar_one()
     return None
 
 
+_PLAN_ROWS = re.compile(r"\brows=(\d+)")
+
+
+def _estimated_rows(conn: sa.Connection, sql: str, params: dict[str, Any]) -> int | None:
+    """The planner's row estimate of `sql`: the rows of the top node of its text plan.
+
+    Only the first line is parsed (never a JSON plan, whose later nodes quote every constant of
+    the query, e.g. a transformed polygon, once more per node); what the plan can quote is bounded
+    by the limits on bbox and filter geometries (clipped and densified to at most a few thousand
+    vertices).
+    """
+    result = conn.execute(sa.text("EXPLAIN " + sql), params)
+    try:
+        first = result.scalar()
+    finally:
+        result.close()
+    m = _PLAN_ROWS.search(first or "")
+    return int(m.group(1)) if m else None
+
+
+def possible_feature_id(c: Collection, feature_id: str) -> bool:
+    """Whether a feature of `c` can have this id (False: a code asked of a collection identified by
+    numbers, so no such feature, 404). Raises QueryError ("featureId", 400) for an id no collection
+    can have: a NUL character, or digits that are not ASCII or beyond a bigint id column."""
+    if "\x00" in feature_id:
+        raise QueryError("featureId", "contains a NUL character")
+    if c.layer.id_column != "id":
+        return True
+    if not feature_id.isdigit():
+        return False
+    if not re.fullmatch(r"[0-9]{1,19}", feature_id) or int(feature_id) > BIGINT_MAX:
+        raise QueryError("featureId", f"{feature_id[:40]!r} is not an id: ASCII digits up to {BIGINT_MAX}")
+    return True
+
+
 def query_one(conn: sa.Connection, c: Collection, feature_id: str, crs: ServedCrs,
               properties: list[str] | None = None, skip_geometry: bool = False) -> str | None:
-    """One feature as GeoJSON text, by its id (code), or None."""
+    """One feature as GeoJSON text, by its id (code), or None.
+
+    Raises QueryError ("featureId") for an id no feature can have: a NUL character, or digits that
+    are not ASCII or out of the range of a numeric id column.
+    """
     id_column = c.layer.id_column
+    if not possible_feature_id(c, feature_id):
+        return None
     if id_column == "id":
-        if not feature_id.isdigit():
-            return None
         key = 't."id" = CAST(:fid AS bigint)'
     else:
         key = f't."{id_column}" = :fid'

@@ -15,7 +15,9 @@ import functools
 import json
 from typing import Any
 
-from pygeoapi.provider.base import BaseProvider, ProviderItemNotFoundError, ProviderQueryError
+import flask
+from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError, ProviderItemNotFoundError,
+                                    ProviderQueryError)
 
 from spatial import features
 from spatial.collections import Collection, describe
@@ -59,8 +61,13 @@ class QiwangProvider(BaseProvider):
         query = features.FeatureQuery(self.collection, limit=limit, offset=offset,
                                       properties=select_properties or None, skip_geometry=skip_geometry)
         if bbox:
-            # pygeoapi has already transformed the bbox to the storage CRS.
-            query.bbox, query.bbox_crs = tuple(bbox), served_crs(self.collection.srid)
+            client = features.client_bbox(self.collection, flask.request.args) if flask.has_request_context() else None
+            if client is not None:
+                # The client's own bbox, not the one pygeoapi transformed with pyproj: that one is
+                # not clipped to the storage CRS's area of use (a world box comes back infinite).
+                query.bbox, query.bbox_crs = client
+            else:  # pygeoapi has already transformed the bbox to the storage CRS.
+                query.bbox, query.bbox_crs = tuple(bbox), served_crs(self.collection.srid)
         query.sortby = [(s["property"], s["order"] == "-") for s in sortby or []]
         query.equals = {k: str(v) for k, v in properties or []}
         with get_engine(self.database_url).connect() as conn:
@@ -74,8 +81,11 @@ class QiwangProvider(BaseProvider):
         return collection
 
     def get(self, identifier: Any, **kwargs: Any) -> dict:
-        with get_engine(self.database_url).connect() as conn:
-            text = features.query_one(conn, self.collection, str(identifier), served_crs("CRS84"))
+        try:
+            with get_engine(self.database_url).connect() as conn:
+                text = features.query_one(conn, self.collection, str(identifier), served_crs("CRS84"))
+        except features.QueryError as exc:
+            raise ProviderInvalidQueryError(str(exc), user_msg=str(exc)) from None
         if text is None:
             raise ProviderItemNotFoundError(f"no {self.collection.id} feature {identifier}")
         return json.loads(text)

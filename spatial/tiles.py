@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import functools
+
 import sqlalchemy as sa
+from pyproj import Transformer
 
 from spatial.collections import Collection
+from spatial.crs import WEB_MERCATOR_MAX_LAT, clip_box, storage_domain
 
 EXTENT = 4096      # MVT tile coordinate units
 BUFFER = 64        # clip buffer, tile units: lines and symbols continue across tile edges
@@ -57,6 +61,31 @@ def valid_tile(z: int, x: int, y: int) -> bool:
     return 0 <= z <= MAX_ZOOM and 0 <= x < 2 ** z and 0 <= y < 2 ** z
 
 
+WORLD_HALF = 20037508.342789244   # half the side of the WebMercatorQuad world, metres
+
+
+@functools.cache
+def _domain_3857(srid: int, extent_crs84: tuple[float, float, float, float] | None
+                 ) -> tuple[float, float, float, float]:
+    w, s, e, n = storage_domain(srid, extent_crs84)
+    s, n = max(s, -WEB_MERCATOR_MAX_LAT), min(n, WEB_MERCATOR_MAX_LAT)
+    return Transformer.from_crs(4326, 3857, always_xy=True).transform_bounds(w, s, e, n)
+
+
+def domain_3857(c: Collection) -> tuple[float, float, float, float]:
+    """Where a collection's features can lie (its storage CRS's area of use and its extent), in
+    EPSG:3857: tiles are clipped to it before their envelope is transformed to the storage CRS,
+    so PROJ never sees a point it cannot project (a world tile in Gauss-Krüger)."""
+    return _domain_3857(c.srid, c.extent_crs84)
+
+
+def tile_box(z: int, x: int, y: int, margin: float = BUFFER / EXTENT) -> tuple[float, float, float, float]:
+    """The EPSG:3857 envelope of a tile, grown by `margin` tile widths on every side."""
+    size = 2 * WORLD_HALF / 2 ** z
+    x1, y2 = -WORLD_HALF + x * size, WORLD_HALF - y * size
+    return (x1 - margin * size, y2 - size - margin * size, x1 + size + margin * size, y2 + margin * size)
+
+
 def tile_sql(c: Collection, z: int) -> str | None:
     """The SELECT producing the MVT of collection `c` at zoom z (parameters :z :x :y), or None below min zoom."""
     r = rule(c.id)
@@ -67,10 +96,12 @@ def tile_sql(c: Collection, z: int) -> str | None:
     names = r.light if r.light and z < r.full_from_zoom else [col.name for col in c.columns]
     properties = ", ".join(f't."{name}"' for name in names)
     has_id = c.primary_key_type == "bigint"  # MVT feature ids are integers
+    domain = ", ".join(repr(v) for v in domain_3857(c))
     return f"""
         WITH bounds AS (
             SELECT ST_TileEnvelope(:z, :x, :y) AS merc,
-                   ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => {BUFFER / EXTENT}), {c.srid}) AS box
+                   ST_Transform(ST_ClipByBox2D(ST_TileEnvelope(:z, :x, :y, margin => {BUFFER / EXTENT}),
+                                               ST_MakeEnvelope({domain}, 3857)::box2d), {c.srid}) AS box
         )
         SELECT ST_AsMVT(mvt, '{c.id}', {EXTENT}, 'mvt_geom'{", 'mvt_id'" if has_id else ""}) FROM (
             SELECT ST_AsMVTGeom(ST_Transform({geom}, 3857), bounds.merc, {EXTENT}, {BUFFER}, true) AS mvt_geom,
@@ -92,7 +123,9 @@ def layered_tile(conn: sa.Connection, collections: list[Collection], z: int, x: 
 
     `conn` must not be in a transaction: the tile runs in its own, with its own planner settings.
     """
-    parts = [sql for c in collections if (sql := tile_sql(c, z)) is not None]
+    box = tile_box(z, x, y)
+    parts = [sql for c in collections
+             if clip_box(box, domain_3857(c)) is not None and (sql := tile_sql(c, z)) is not None]
     if not parts:
         return b""
     sql = "SELECT " + " || ".join(f"coalesce(({part}), ''::bytea)" for part in parts)

@@ -88,6 +88,13 @@ def test_steps_out_of_order_and_closing_an_active_alarm_are_refused(live_server,
             (code,))] == ["raised", "acknowledged", "dispatched", "resolved"]
 
 
+def test_nul_in_the_alarm_code_is_400(live_server) -> None:
+    for r in (requests.post(f"{live_server.url}/api/alarms/BJ1%00/acknowledge", json={"by": "x"}, timeout=30),
+              requests.get(f"{live_server.url}/api/alarms/BJ1%00/record", timeout=30)):
+        assert (r.status_code, r.json()) == (400, {"code": "InvalidParameterValue",
+                                                   "description": "code: contains a NUL character"})
+
+
 @pytest.mark.parametrize(("body", "status", "description"), [
     (b"", 400, 'body: a JSON object is expected, e.g. {"by": "name", "note": "…"}'),
     (b"{not json", 400, 'body: not JSON; send {"by": "name", "note": "…"}'),
@@ -99,6 +106,12 @@ def test_steps_out_of_order_and_closing_an_active_alarm_are_refused(live_server,
     (b'{"by": "' + b"x" * 101 + b'"}', 400, "by: longer than 100 characters"),
     (b'{"by": "x", "note": ["a"]}', 400, "note: a string is expected, not list"),
     (b'{"by": "x", "enterprise": "NOPE"}', 404, "no alarm {code} in enterprise NOPE"),
+    # PostgreSQL text holds neither NUL nor lone surrogates (both valid JSON escapes): 400, not 500
+    (b'{"by": "x\\u0000y"}', 400, "by: contains a NUL character"),
+    (b'{"by": "\\ud800"}', 400, "by: contains a lone UTF-16 surrogate (not valid Unicode)"),
+    (b'{"by": "x", "note": "\\udfff"}', 400, "note: contains a lone UTF-16 surrogate (not valid Unicode)"),
+    (b'{"by\\u0000": "x"}', 400, "body: contains a NUL character"),
+    (b'\xff\xfe{\x00}', 400, "body: not UTF-8"),
 ])
 def test_bad_bodies_name_the_field_and_change_nothing(live_server, db_url: str, two_alarms, body: bytes,
                                                       status: int, description: str) -> None:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
 from app.errors import QiwangError
+from app.limits import is_timeout
 from spatial.db import get_engine
 
 DEFAULT_CRS = "OGC:CRS84"
@@ -64,6 +65,16 @@ class InputError(ProcessorExecuteError):
 
     def __init__(self, message: str) -> None:
         # user_msg too: pygeoapi shows `.message` on one path and str() on the other
+        super().__init__(message, user_msg=message)
+
+
+class DatabaseBusyError(ProcessorExecuteError):
+    """The analysis's database work outran the request's statement_timeout: 503, try later or narrow it."""
+
+    ogc_exception_code = "ServiceUnavailable"
+    http_status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str) -> None:
         super().__init__(message, user_msg=message)
 
 
@@ -161,6 +172,12 @@ class QiwangProcessor(BaseProcessor):
         except QiwangError as err:
             name = next((name for pattern, name in self.BLAME if re.search(pattern, str(err))), None)
             raise InputError(f"input {name!r}: {err}" if name else str(err)) from None
+        except sa.exc.OperationalError as err:
+            if is_timeout(err):  # else pygeoapi would call it a failed job with the client at fault (400)
+                raise DatabaseBusyError("statement_timeout: the analysis took longer than the server allows "
+                                        "for a synchronous request; run it asynchronously "
+                                        "(Prefer: respond-async) or try again later") from None
+            raise
 
     def run(self, inputs: dict) -> dict:
         """The analysis on checked inputs (defaults filled in): its JSON-ready report."""

@@ -8,6 +8,7 @@ files in the manager's output_dir, named in the row's `location`, as with the st
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from pygeoapi.process.manager.base import BaseManager
 from pygeoapi.process.manager.postgresql import PostgreSQLManager
@@ -17,6 +18,7 @@ from pygeoapi.util import DATETIME_FORMAT, JobStatus
 from sqlalchemy.orm import Session
 
 from app.errors import QiwangError
+from app.processes.base import DatabaseBusyError
 from spatial.db import get_engine, shown
 
 
@@ -43,6 +45,31 @@ class QiwangJobManager(PostgreSQLManager):
                               "(./qiwang migrate)") from None
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def _execute_handler_sync(self, p: Any, job_id: str, data_dict: dict, *args: Any, **kwargs: Any
+                              ) -> tuple[str, Any, JobStatus]:
+        """pygeoapi's synchronous run, which records any failure as a failed job answered with 400;
+        a statement timeout is the server's limit, not the client's fault: the job stays recorded
+        as failed and the request gets 503 (pygeoapi's API answers a ProcessorExecuteError with its
+        own status)."""
+        busy: list[DatabaseBusyError] = []
+        execute = p.execute
+
+        def watched(*a: Any, **kw: Any) -> Any:
+            try:
+                return execute(*a, **kw)
+            except DatabaseBusyError as err:
+                busy.append(err)
+                raise
+
+        p.execute = watched
+        try:
+            result = super()._execute_handler_sync(p, job_id, data_dict, *args, **kwargs)
+        finally:
+            p.execute = execute
+        if busy:
+            raise busy[0]
+        return result
 
     def get_jobs(self, status: JobStatus | None = None, limit: int | None = None, offset: int | None = None
                  ) -> dict:
