@@ -326,8 +326,10 @@ def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | No
 @click.option("--mapping", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="YAML file of field names, CAD layers and local grids, laid over data/field_mapping.yaml.")
 @click.option("--dry-run", is_flag=True, help="Check and report only; write nothing.")
+@click.option("--all-errors", is_flag=True,
+              help="List every problem line (default: a summary, then the first 10 lines of each kind).")
 def import_command(path: Path, layer: str | None, kind: str | None, crs: str | None, enterprise: str | None,
-                   tolerance: float, mapping: Path | None, dry_run: bool) -> None:
+                   tolerance: float, mapping: Path | None, dry_run: bool, all_errors: bool) -> None:
     """Import network layers from a GeoPackage, Shapefile, GeoJSON, CSV sheet, DXF drawing, or a
     folder of such files (a Shapefile export).
 
@@ -336,9 +338,10 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
     in one transaction; features name other features by code (a valve its pipe and node). A CSV
     sheet gives coordinates as columns (起点X/起点Y/终点X/终点Y for pipes, x/y for points) in the
     --crs it names. Every feature is checked first; any problem is listed as
-    FILE:LAYER:FEATURE:FIELD: reason and nothing is written. Progress goes to stderr.
+    FILE:LAYER:FEATURE:FIELD: reason and nothing is written: a summary of the kinds of problem
+    first, then the first 10 lines of each kind (--all-errors: every line). Progress goes to stderr.
     """
-    from ingest.importer import ImportFailed, import_file
+    from ingest.importer import PROBLEMS_PER_KIND, ImportFailed, import_file
     from spatial.db import get_engine
 
     def progress(line: str) -> None:
@@ -348,7 +351,7 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
         report = import_file(get_engine(_ready_database()), path, layer, kind, crs, enterprise, dry_run,
                              tolerance, file_label=str(path), mapping_file=mapping, echo=progress)
     except ImportFailed as failed:
-        for line in failed.problems:
+        for line in failed.report(None if all_errors else PROBLEMS_PER_KIND):
             click.echo(line)
         raise
     for line in report.summary():
