@@ -64,14 +64,24 @@ def _load_demo(url: str, pipes: int, seed: int) -> None:
         click.echo(f"{table:<24}{rows:>14,}")
 
 
+def _web_app(url: str, public_url: str):
+    """The Flask app as `serve` and `demo` run it: unexpected errors logged with their tracebacks
+    to var/log/qiwang.log (app.logging_setup), answered as JSON 500 without one."""
+    from app.logging_setup import install_error_logging
+    from app.web import create_app
+
+    app = create_app(url, public_url)
+    install_error_logging(app, ERROR_LOG)
+    return app
+
+
 def _serve(url: str, host: str, port: int) -> None:
     """Serve the web app with waitress (a production WSGI server; Flask's own is for debugging)."""
     import waitress
 
-    from app.web import create_app
-
     try:
-        server = waitress.create_server(create_app(url, os.environ.get("QIWANG_PUBLIC_URL") or f"http://{host}:{port}"), host=host, port=port, threads=8)
+        server = waitress.create_server(_web_app(url, os.environ.get("QIWANG_PUBLIC_URL") or f"http://{host}:{port}"),
+                                        host=host, port=port, threads=8)
     except OSError as exc:
         raise QiwangError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(f"Qiwang is at http://{host}:{port}/  (Ctrl-C stops it)")
