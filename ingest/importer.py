@@ -31,7 +31,8 @@ was.
   enterprise where there is one; moved ends are counted and reported.
 
 Every problem is one line `FILE:LAYER:FEATURE:FIELD: reason`, FEATURE being the 1-based row ('*'
-when the whole layer is concerned).
+when the whole layer is concerned). ImportFailed.report() summarises them by kind (layer, field and
+reason without its values) for people; `problems` keeps every line.
 """
 from __future__ import annotations
 
