@@ -7,10 +7,10 @@ the web map and of common basemaps) when it reads the file.
 Most layers use QGIS's OAPIF provider against `{base}/ogc` (features in OGC:CRS84, fetched by the
 visible extent, paged, cached by QGIS). That provider takes a layer's geometry type from the first
 features it reads and nothing else (QGIS issue #56946): an empty collection becomes a layer without
-geometry or CRS, and stays one after features arrive. So the records the system itself writes while
-it runs, and which start empty in every deployment (alarms, incidents, topology issues), are read
-through GDAL's OAPIF driver (QGIS's "ogr" provider) with their geometry type declared in the data
-source; GDAL counts their features even when the server gives no `numberMatched`, and reads them
+geometry or CRS, whatever the project file says, until it is loaded again once it has features. So
+the records the system itself writes while it runs, and which start empty in every deployment
+(alarms, incidents, topology issues), are read through GDAL's OAPIF driver (QGIS's "ogr" provider)
+with their geometry type declared in the data source; GDAL counts their features even when the server gives no `numberMatched`, and reads them
 afresh at every redraw, which suits records that change by the minute.
 
 Each layer carries the renderer of its QML style (app.styles, from the palette) and sits in a
@@ -181,7 +181,7 @@ def project_xml(base_url: str, collections: list[str] | None = None,
     layer_order = etree.SubElement(root, "layerorder")
     for style in top_first:
         etree.SubElement(layer_order, "layer", id=layer_id(style.collection))
-    # Without this switch QGIS 3.22 reads the project as having no CRS (later releases ignore it).
+    # Without this switch QGIS 3.22 reads the project as having no CRS (tests/test_qgis.py).
     properties = etree.SubElement(root, "properties")
     srs_properties = etree.SubElement(properties, "SpatialRefSys")
     etree.SubElement(srs_properties, "ProjectionsEnabled", type="int").text = "1"

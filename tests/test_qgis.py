@@ -137,7 +137,7 @@ def test_qgis_3_22_filters_locally_and_sends_no_filter_to_the_server(
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
-    engine = sa.create_engine(city_url, poolclass=NullPool)
+    engine = sa.create_engine(city_url, poolclass=NullPool)  # NullPool: no connection outlives the block
 
     project = write_project(tmp_path / "qiwang.qgs", server.url, ["valves"])
     server.requests.clear()
