@@ -10,8 +10,9 @@ features it reads and nothing else (QGIS issue #56946): an empty collection beco
 geometry or CRS, whatever the project file says, until it is loaded again once it has features. So
 the records the system itself writes while it runs, and which start empty in every deployment
 (alarms, incidents, topology issues), are read through GDAL's OAPIF driver (QGIS's "ogr" provider)
-with their geometry type declared in the data source; GDAL counts their features even when the server gives no `numberMatched`, and reads them
-afresh at every redraw, which suits records that change by the minute.
+with their geometry type declared in the data source; GDAL counts their features even when the
+server gives no `numberMatched`, and reads them afresh at every redraw, which suits records that
+change by the minute.
 
 Each layer carries the renderer of its QML style (app.styles, from the palette) and sits in a
 layer-tree group (spatial.collections.Layer.group): 运行 operations on top, then 管网 network,
