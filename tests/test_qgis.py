@@ -20,7 +20,7 @@ import waitress
 
 from app.qgis_project import RECORD_GEOMETRY, layer_id, write_project
 from app.styles import palette
-from conftest import ROOT
+from conftest import ROOT, demo_city_database
 from telemetry_support import conninfo, devices, raise_alarms
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -60,20 +60,8 @@ class RecordingServer:
 @pytest.fixture(scope="module")
 def city_url(databases) -> Iterator[str]:
     """A database of its own with a small demo city: nothing else writes incidents or alarms there."""
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
-
-    from ingest.demo_city import load_demo
-    from spatial import migrate
-
-    name = f"qiwang_qgis_{os.getpid()}"
-    url = databases.create(name)
-    migrate.upgrade(url)
-    engine = sa.create_engine(url, poolclass=NullPool)
-    load_demo(engine, pipes=300, seed=3, echo=lambda _: None)
-    engine.dispose()
-    yield url
-    databases.drop(name)
+    with demo_city_database(databases, "qiwang_qgis") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
