@@ -10,6 +10,7 @@ import json
 import click
 
 from app.cli import _ready_database, cli
+from app.cli_format import number, pad
 
 
 def _xy(value: str, option: str) -> tuple[float, float]:
@@ -57,18 +58,18 @@ def burst(pipe: str | None, at: str | None, crs: str | None, failed: tuple[str, 
     click.echo(f"爆管 burst: pipe {b['pipe']} at {b['fraction']:.0%} ({b['point'][0]:.1f}, {b['point'][1]:.1f}) "
                f"— network version {result['network_version']}")
     to_close = [v for v in result["valves_to_close"] if not v["already_closed"]]
-    click.echo(f"关阀 valves to close: {len(to_close)}")
+    click.echo(f"关阀 valves to close: {number(len(to_close))}")
     for v in result["valves_to_close"]:
         state = "already closed" if v["already_closed"] else "close"
         click.echo(f"  {v['code']:<12} {state:<15} on {v['pipe']:<12} ({v['x']:.1f}, {v['y']:.1f})")
     for barrier in result["barriers"]:
         click.echo(f"  barrier on {barrier['pipe']} at {barrier['fraction']:.0%}")
-    click.echo(f"停气 isolated: {len(result['isolated_pipes'])} pipes, {result['isolated_length_m']:,.1f} m, "
-               f"{result['isolated_volume_m3']:,.1f} m³ of gas (standard conditions); "
-               f"dry: {len(result['dry_pipes'])} pipes")
+    click.echo(f"停气 isolated: {number(len(result['isolated_pipes']))} pipes, {number(result['isolated_length_m'], 1)} m, "
+               f"{number(result['isolated_volume_m3'], 1)} m³ of gas (standard conditions); "
+               f"dry: {number(len(result['dry_pipes']))} pipes")
     customers = result["affected_customers"]
-    by_type = ", ".join(f"{k} {n:,}" for k, n in customers["by_type"].items())
-    click.echo(f"用户 customers cut off: {customers['count']:,}" + (f" ({by_type})" if by_type else ""))
+    by_type = ", ".join(f"{k} {number(n)}" for k, n in customers["by_type"].items())
+    click.echo(f"用户 customers cut off: {number(customers['count'])}" + (f" ({by_type})" if by_type else ""))
     for site in result["sensitive_sites"]:
         why = " and ".join(w for w, on in (("in the outage area", site["in_outage_area"]),
                                             (f"within the {site['impact_radius_m']} m impact radius",
@@ -78,7 +79,7 @@ def burst(pipe: str | None, at: str | None, crs: str | None, failed: tuple[str, 
         ring = result["second_ring"]
         click.echo(f"第二道关阀 second ring: {', '.join(ring['failed_valves'])} cannot be closed; "
                    f"close {', '.join(ring['added_valves']) or 'no other valve'} instead "
-                   f"(+{len(ring['added_isolated_pipes'])} pipes)")
+                   f"(+{number(len(ring['added_isolated_pipes']))} pipes)")
     if result["check_valves_holding"]:
         click.echo(f"止回阀 check valves holding: {', '.join(result['check_valves_holding'])}")
     if result["sources_to_shut"]:
@@ -104,7 +105,8 @@ def incident_list(state: str | None, as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['code']}  {row['state']:<8} {row['created_at'][:16]}  pipe {row['pipe']:<12} "
-                   f"valves {row['valves_to_close']:>3}  customers {row['customers_out']:>6,}  {row['title'] or ''}")
+                   f"valves {number(row['valves_to_close']):>3}  customers {number(row['customers_out']):>6}  "
+                   f"{row['title'] or ''}".rstrip())
 
 
 @incident.command("show")
@@ -138,15 +140,16 @@ def criticality(top: int, as_json: bool) -> None:
         _json(result)
         return
     dist = result["customers_cut_distribution"]
-    click.echo(f"{result['segments']:,} valve segments, {result['valves']:,} valves; customers cut off by a "
-               f"burst: median {dist['median']:g}, p95 {dist['p95']:g}, max {dist['max']:,}")
+    click.echo(f"{number(result['segments'])} valve segments, {number(result['valves'])} valves; customers cut off "
+               f"by a burst: median {number(dist['median'], 0 if float(dist['median']).is_integer() else 1)}, "
+               f"p95 {number(dist['p95'], 0 if float(dist['p95']).is_integer() else 1)}, max {number(dist['max'])}")
     click.echo("most critical segments (a pipe in it · pipes · length · valves to close · customers):")
     for s in result["top_segments"]:
-        click.echo(f"  {s['example_pipe']:<12} {s['pipes']:>5} {s['length_m']:>10,.1f} m {s['valves_to_close']:>4} "
-                   f"{s['customers_cut']:>8,}")
+        click.echo(f"  {s['example_pipe']:<12} {number(s['pipes']):>6} {number(s['length_m'], 1):>10} m "
+                   f"{number(s['valves_to_close']):>4} {number(s['customers_cut']):>8}")
     click.echo("valves whose failure costs most (at least this many more customers):")
     for v in result["top_valves"]:
-        click.echo(f"  {v['valve']:<12} on {v['pipe']:<12} +{v['extra_customers_if_it_fails']:,}")
+        click.echo(f"  {v['valve']:<12} on {v['pipe']:<12} +{number(v['extra_customers_if_it_fails'])}")
 
 
 
@@ -165,34 +168,47 @@ def qa(tolerance: float, near_miss: float, as_json: bool) -> None:
         _json(result)
         return
     total = sum(result["counts"].values())
-    click.echo(f"network version {result['network_version']}: {total:,} findings (stored in topology_issue)")
+    click.echo(f"network version {result['network_version']}: {number(total)} findings (stored in topology_issue)")
     for kind, n in result["counts"].items():
-        click.echo(f"  {kind:<36} {n:>8,}")
+        click.echo(f"  {pad(kind, 36)} {pad(number(n), 8, '>')}")
     for issue in result["issues"][:20]:
         click.echo(f"  {issue['kind']}: {issue['detail']}")
+
+
+NEAR_SHOWN = 50  # features `near` lists by default
+NEAR_ALL = 10_000  # features per layer of `near --json`: all within the largest radius allowed
 
 
 @cli.command()
 @click.option("--at", "at", required=True, metavar="X,Y", help="Centre of the search.")
 @click.option("--radius", type=click.FloatRange(0, 5000, min_open=True), required=True, help="Radius in metres.")
 @click.option("--crs", help="CRS of --at, e.g. EPSG:4490 (x = longitude); default EPSG:4550.")
-@click.option("--limit", type=click.IntRange(1, 10000), default=200, show_default=True, help="Features per layer.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=None,
+              help="Features to list, nearest first (default 50); with --json, features per layer (default all).")
 @click.option("--json", "as_json", is_flag=True)
-def near(at: str, radius: float, crs: str | None, limit: int, as_json: bool) -> None:
+def near(at: str, radius: float, crs: str | None, limit: int | None, as_json: bool) -> None:
     """Pipes, devices, customers and sensitive sites within a radius, nearest first."""
     from network_analysis.radius import near as radius_query
 
+    # Text lists the nearest `limit` overall, so no layer needs more than that many; JSON gives
+    # every feature within the radius unless told otherwise.
+    per_layer = limit or (NEAR_ALL if as_json else NEAR_SHOWN)
     with _engine().connect() as conn:
         x, y = _xy(at, "--at")
-        result = radius_query(conn, x, y, radius, crs=crs, limit_per_layer=limit)
+        result = radius_query(conn, x, y, radius, crs=crs, limit_per_layer=per_layer)
     if as_json:
         _json(result)
         return
-    counts = ", ".join(f"{layer} {n:,}" for layer, n in result["counts"].items() if n)
+    counts = ", ".join(f"{layer} {number(n)}" for layer, n in result["counts"].items() if n)
     click.echo(f"within {result['radius_m']:g} m of ({result['center'][0]:.1f}, {result['center'][1]:.1f}): "
                f"{counts or 'nothing'}")
-    for f in result["features"][:50]:
-        click.echo(f"  {f['distance_m']:>8.2f} m  {f['layer']:<15} {f['code']:<14} {f['name'] or ''}")
+    listed = result["features"][:limit or NEAR_SHOWN]
+    for f in listed:
+        click.echo(f"  {pad(number(f['distance_m'], 2), 8, '>')} m  {pad(f['layer'], 15)} {pad(f['code'], 14)} "
+                   f"{f['name'] or ''}".rstrip())
+    total = sum(result["counts"].values())
+    if total > len(listed):
+        click.echo(f"{number(len(listed))} of {number(total)} shown; --limit N / --json for all")
 
 
 @cli.command()
@@ -210,7 +226,7 @@ def stats(enterprise: str | None, division: str | None, year: int | None, as_jso
         _json(result)
         return
     total = result["total"]
-    click.echo(f"管道总长 total: {total['length_km']:,.3f} km in {total['count']:,} pipes "
+    click.echo(f"管道总长 total: {number(total['length_km'], 3)} km in {number(total['count'])} pipes "
                f"(ages as of {result['as_of_year']})")
     for key, title in (("by_pressure_class", "压力级制 pressure class"), ("by_material", "管材 material"),
                        ("by_diameter_band", "管径 diameter"), ("by_age_band", "管龄 age (years)"),
@@ -218,12 +234,14 @@ def stats(enterprise: str | None, division: str | None, year: int | None, as_jso
         click.echo(title)
         for row in result[key]:
             label = row.get("label") or row.get("band") or row.get("name")
-            click.echo(f"  {label:<28} {row['length_km']:>12,.3f} km {row['count']:>10,}")
+            click.echo(f"  {pad(label, 28)} {pad(number(row['length_km'], 3), 12, '>')} km "
+                       f"{pad(number(row['count']), 10, '>')}")
     old = result["old_pipes"]
     click.echo(f"超过 {old['older_than_years']} 年 older than {old['older_than_years']} years: "
-               f"{old['length_km']:,.3f} km ({old['share']:.1%})")
+               f"{number(old['length_km'], 3)} km ({old['share']:.1%})")
     for row in old["by_material"]:
-        click.echo(f"  {row['label']:<28} {row['length_km']:>12,.3f} km {row['share']:>8.1%} of that material")
+        click.echo(f"  {pad(row['label'], 28)} {pad(number(row['length_km'], 3), 12, '>')} km "
+                   f"{row['share']:>8.1%} of that material")
 
 
 @cli.command()
@@ -249,7 +267,7 @@ def route(start: str | None, end: str, crs: str | None, as_json: bool) -> None:
     if not start:
         base = result["crew_base"]
         click.echo(f"抢修站 crew base: {base['name']} ({base['code']}, {base['phone']}, {base['crew_count']} crews)")
-    click.echo(f"路线 route: {path['length_m']:,.0f} m, {path['minutes']} min by road "
+    click.echo(f"路线 route: {number(path['length_m'])} m, {path['minutes']} min by road "
                f"(+{path['access_m']['start']:.0f} m and {path['access_m']['end']:.0f} m off the road)")
     click.echo("  " + " → ".join(path["roads"]))
     for other in result.get("others", [])[:5]:

@@ -66,14 +66,24 @@ def _load_demo(url: str, pipes: int, seed: int) -> None:
         click.echo(f"{table:<24}{rows:>14,}")
 
 
+def _web_app(url: str, public_url: str):
+    """The Flask app as `serve` and `demo` run it: unexpected errors logged with their tracebacks
+    to var/log/qiwang.log (app.logging_setup), answered as JSON 500 without one."""
+    from app.logging_setup import install_error_logging
+    from app.web import create_app
+
+    app = create_app(url, public_url)
+    install_error_logging(app, ERROR_LOG)
+    return app
+
+
 def _serve(url: str, host: str, port: int) -> None:
     """Serve the web app with waitress (a production WSGI server; Flask's own is for debugging)."""
     import waitress
 
-    from app.web import create_app
-
     try:
-        server = waitress.create_server(create_app(url, os.environ.get("QIWANG_PUBLIC_URL") or f"http://{host}:{port}"), host=host, port=port, threads=8)
+        server = waitress.create_server(_web_app(url, os.environ.get("QIWANG_PUBLIC_URL") or f"http://{host}:{port}"),
+                                        host=host, port=port, threads=8)
     except OSError as exc:
         raise QiwangError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(f"Qiwang is at http://{host}:{port}/  (Ctrl-C stops it)")
@@ -331,8 +341,10 @@ def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | No
 @click.option("--mapping", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="YAML file of field names, CAD layers and local grids, laid over data/field_mapping.yaml.")
 @click.option("--dry-run", is_flag=True, help="Check and report only; write nothing.")
+@click.option("--all-errors", is_flag=True,
+              help="List every problem line (default: a summary, then the first 10 lines of each kind).")
 def import_command(path: Path, layer: str | None, kind: str | None, crs: str | None, enterprise: str | None,
-                   tolerance: float, mapping: Path | None, dry_run: bool) -> None:
+                   tolerance: float, mapping: Path | None, dry_run: bool, all_errors: bool) -> None:
     """Import network layers from a GeoPackage, Shapefile, GeoJSON, CSV sheet, DXF drawing, or a
     folder of such files (a Shapefile export).
 
@@ -341,9 +353,10 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
     in one transaction; features name other features by code (a valve its pipe and node). A CSV
     sheet gives coordinates as columns (起点X/起点Y/终点X/终点Y for pipes, x/y for points) in the
     --crs it names. Every feature is checked first; any problem is listed as
-    FILE:LAYER:FEATURE:FIELD: reason and nothing is written. Progress goes to stderr.
+    FILE:LAYER:FEATURE:FIELD: reason and nothing is written: a summary of the kinds of problem
+    first, then the first 10 lines of each kind (--all-errors: every line). Progress goes to stderr.
     """
-    from ingest.importer import ImportFailed, import_file
+    from ingest.importer import PROBLEMS_PER_KIND, ImportFailed, import_file
     from spatial.db import get_engine
 
     def progress(line: str) -> None:
@@ -353,7 +366,7 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
         report = import_file(get_engine(_ready_database(owner=True)), path, layer, kind, crs, enterprise, dry_run,
                              tolerance, file_label=str(path), mapping_file=mapping, echo=progress)
     except ImportFailed as failed:
-        for line in failed.problems:
+        for line in failed.report(None if all_errors else PROBLEMS_PER_KIND):
             click.echo(line)
         raise
     for line in report.summary():

@@ -1,14 +1,27 @@
 """A QGIS 3 project (.qgs) with every Qiwang layer read over OGC API Features and styled.
 
-Each layer uses QGIS's OAPIF provider against `{base}/ogc` (features in OGC:CRS84, fetched by the
-visible extent, paged), carries the renderer of its QML style (app.styles, from the palette) and sits in
-a layer-tree group (spatial.collections.Layer.group): 运行 operations on top, then 管网 network,
-背景 context and 行政 administration at the bottom. The project CRS
-is EPSG:3857, the CRS of the web map and of common basemaps.
+Written for the QGIS version asked (default 3.22, the LTR of Debian 12): the file is stamped with it
+and says `ProjectionsEnabled`, without which QGIS 3.22 drops the project CRS (EPSG:3857, the CRS of
+the web map and of common basemaps) when it reads the file.
+
+Most layers use QGIS's OAPIF provider against `{base}/ogc` (features in OGC:CRS84, fetched by the
+visible extent, paged, cached by QGIS). That provider takes a layer's geometry type from the first
+features it reads and nothing else (QGIS issue #56946): an empty collection becomes a layer without
+geometry or CRS, whatever the project file says, until it is loaded again once it has features. So
+the records the system itself writes while it runs, and which start empty in every deployment
+(alarms, incidents, topology issues), are read through GDAL's OAPIF driver (QGIS's "ogr" provider)
+with their geometry type declared in the data source; GDAL counts their features even when the
+server gives no `numberMatched`, and reads them afresh at every redraw, which suits records that
+change by the minute.
+
+Each layer carries the renderer of its QML style (app.styles, from the palette) and sits in a
+layer-tree group (spatial.collections.Layer.group): 运行 operations on top, then 管网 network,
+背景 context and 行政 administration at the bottom.
 """
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,9 +29,18 @@ from lxml import etree
 from pyproj import CRS
 
 from app.errors import QiwangError
-from app.styles import GROUPS, QGIS_VERSION, LayerStyle, drawing_order, layer_style, palette, renderer_element
+from app.styles import GROUPS, LayerStyle, drawing_order, layer_style, palette, renderer_element
 
 PROJECT_CRS = "EPSG:3857"
+DEFAULT_QGIS_VERSION = "3.22"
+OLDEST_QGIS = (3, 22)  # the oldest release the generated projects are tested with (tests/test_qgis.py)
+# Release names QGIS writes after the number (long-term releases; others get the bare number).
+QGIS_RELEASE_NAMES = {(3, 22): "Białowieża", (3, 28): "Firenze", (3, 34): "Prizren", (3, 40): "Bratislava"}
+# Collections read through GDAL's OAPIF driver, with the geometry type (OGR name) their table holds:
+# empty until the system writes them, so QGIS's own provider could not learn their geometry type.
+RECORD_GEOMETRY = {"alarms": "Point25D", "incidents": "Point", "topology_issues": "Point"}
+GDAL_CRS = "EPSG:4326"  # what GDAL's OAPIF driver reports for CRS84 features (longitude first)
+GDAL_PAGE_SIZE = 1000  # GDAL before 3.8 asks for pages of 10 otherwise
 # Opens on the demo city (鞍山市铁东区); lon/lat of the view's corners.
 HOME_VIEW = (122.90, 41.05, 123.09, 41.17)
 QGIS_GEOMETRY = {"point": "Point", "line": "Line", "polygon": "Polygon"}
@@ -33,8 +55,37 @@ def ogc_root(base_url: str) -> str:
     return root if root.endswith("/ogc") else root + "/ogc"
 
 
+def qgis_version(text: str) -> tuple[int, int, int]:
+    """(major, minor, patch) of a QGIS version such as '3.22' or '3.28.4'; 3.22 and later 3.x only."""
+    match = re.fullmatch(r"\s*(\d+)\.(\d+)(?:\.(\d+))?\s*", text or "")
+    if not match:
+        raise QiwangError(f"--qgis-version {text!r}: give a QGIS version such as 3.22 or 3.28.4")
+    version = int(match[1]), int(match[2]), int(match[3] or 0)
+    if version[:2] < OLDEST_QGIS or version[0] != 3:
+        raise QiwangError(f"--qgis-version {text}: projects are written for QGIS 3.22 to 3.x")
+    return version
+
+
+def version_stamp(version: tuple[int, int, int]) -> str:
+    """The `version` attribute QGIS itself writes, e.g. '3.22.0-Białowieża'."""
+    name = QGIS_RELEASE_NAMES.get(version[:2])
+    return ".".join(map(str, version)) + (f"-{name}" if name else "")
+
+
+def provider(collection: str) -> str:
+    """The QGIS data provider a collection's layer uses: 'ogr' (GDAL's OAPIF driver) or 'OAPIF'."""
+    return "ogr" if collection in RECORD_GEOMETRY else "OAPIF"
+
+
 def datasource(collection: str, base_url: str) -> str:
-    """The OAPIF provider's data source URI of one collection (key='value' pairs, as QGIS writes them)."""
+    """The data source URI of one collection's layer, in the form its provider() reads.
+
+    OAPIF: key='value' pairs, as QGIS writes them. ogr: GDAL's OAPIF connection string of the
+    collection, with the layer's geometry type and GDAL's page size after '|'.
+    """
+    if provider(collection) == "ogr":
+        return (f"OAPIF:{ogc_root(base_url)}/collections/{collection}|layername={collection}"
+                f"|geometrytype={RECORD_GEOMETRY[collection]}|option:PAGE_SIZE={GDAL_PAGE_SIZE}")
     pairs = {
         "pagingEnabled": "true",
         "preferCoordinatesForWfsT11": "false",
@@ -73,23 +124,25 @@ def _maplayer(layers: etree._Element, style: LayerStyle, base_url: str) -> None:
     etree.SubElement(ml, "datasource").text = datasource(style.collection, base_url)
     etree.SubElement(ml, "layername").text = style.title
     etree.SubElement(ml, "shortname").text = style.collection
-    _srs(etree.SubElement(ml, "srs"), "OGC:CRS84")
-    etree.SubElement(ml, "provider", encoding="UTF-8").text = "OAPIF"
+    _srs(etree.SubElement(ml, "srs"), GDAL_CRS if provider(style.collection) == "ogr" else "OGC:CRS84")
+    etree.SubElement(ml, "provider", encoding="UTF-8").text = provider(style.collection)
     ml.append(renderer_element(style.collection))
     etree.SubElement(ml, "blendMode").text = "0"
     etree.SubElement(ml, "featureBlendMode").text = "0"
     etree.SubElement(ml, "layerOpacity").text = "1"
 
 
-def project_xml(base_url: str, collections: list[str] | None = None) -> etree._Element:
-    """The project document: layers in groups, each connected to the server and styled."""
+def project_xml(base_url: str, collections: list[str] | None = None,
+                version: str = DEFAULT_QGIS_VERSION) -> etree._Element:
+    """The project document for QGIS `version`: layers in groups, each connected to the server and styled."""
+    stamp = version_stamp(qgis_version(version))
     chosen = collections or list(palette())
     if len(set(chosen)) != len(chosen):
         raise QiwangError("a collection is named twice")
     styles = [layer_style(c) for c in chosen]
     ogc_root(base_url)  # check the URL once, before building anything
 
-    root = etree.Element("qgis", projectname="气网 Qiwang", version=QGIS_VERSION)
+    root = etree.Element("qgis", projectname="气网 Qiwang", version=stamp)
     etree.SubElement(root, "homePath", path="")
     etree.SubElement(root, "title").text = "气网 Qiwang"
     _srs(etree.SubElement(root, "projectCrs"), PROJECT_CRS)
@@ -108,7 +161,7 @@ def project_xml(base_url: str, collections: list[str] | None = None) -> etree._E
         etree.SubElement(node, "customproperties")
         for style in members:
             etree.SubElement(node, "layer-tree-layer", id=layer_id(style.collection), name=style.title,
-                             source=datasource(style.collection, base_url), providerKey="OAPIF",
+                             source=datasource(style.collection, base_url), providerKey=provider(style.collection),
                              checked="Qt::Checked", expanded="0")
     order = etree.SubElement(tree, "custom-order", enabled="0")
     for style in top_first:
@@ -129,12 +182,17 @@ def project_xml(base_url: str, collections: list[str] | None = None) -> etree._E
     layer_order = etree.SubElement(root, "layerorder")
     for style in top_first:
         etree.SubElement(layer_order, "layer", id=layer_id(style.collection))
+    # Without this switch QGIS 3.22 reads the project as having no CRS (tests/test_qgis.py).
+    properties = etree.SubElement(root, "properties")
+    srs_properties = etree.SubElement(properties, "SpatialRefSys")
+    etree.SubElement(srs_properties, "ProjectionsEnabled", type="int").text = "1"
     return root
 
 
-def write_project(path: Path, base_url: str, collections: list[str] | None = None) -> Path:
-    """Write the project to `path` (parents created) and return it."""
-    root = project_xml(base_url, collections)
+def write_project(path: Path, base_url: str, collections: list[str] | None = None,
+                  version: str = DEFAULT_QGIS_VERSION) -> Path:
+    """Write the project for QGIS `version` to `path` (parents created) and return it."""
+    root = project_xml(base_url, collections, version)
     body = etree.tostring(root, pretty_print=True, encoding="unicode")
     path = Path(path)
     try:

@@ -18,9 +18,11 @@ from app.cli import cli
               show_default=True, help="The project file to write.")
 @click.option("--collection", "collections", multiple=True, metavar="ID",
               help="Only these collections (repeatable); default all.")
-def qgis_project(url: str, out: Path, collections: tuple[str, ...]) -> None:
+@click.option("--qgis-version", "qgis_version", default="3.22", show_default=True, metavar="X.Y",
+              help="The QGIS release the project is written for (3.22 or later).")
+def qgis_project(url: str, out: Path, collections: tuple[str, ...], qgis_version: str) -> None:
     """Write a QGIS project (.qgs): every layer over OGC API Features, styled by pressure class etc."""
     from app.qgis_project import write_project
 
-    path = write_project(out, url, list(collections) or None)
+    path = write_project(out, url, list(collections) or None, qgis_version)
     click.echo(str(path))

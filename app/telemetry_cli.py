@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from app.cli import _ready_database, cli
+from app.cli_format import number, pad, shown
 from app.errors import QiwangError
 
 RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -131,8 +132,9 @@ def alarm_list(show_all: bool) -> None:
             (show_all,)).fetchall()
     click.echo(f"{'code':<18}{'raised (UTC)':<22}{'device':<18}{'measure':<16}{'level':>6}{'peak':>10}  state")
     for code, raised, dtype, dcode, measure, direction, level, peak, state, active in rows:
-        click.echo(f"{code:<18}{raised:%Y-%m-%d %H:%M:%S}   {dtype + ' ' + dcode:<18}{measure + ' ' + direction:<16}"
-                   f"{level:>6}{peak:>10.1f}  {state}{' (active)' if active else ''}")
+        click.echo(f"{code:<18}{raised:%Y-%m-%d %H:%M:%S}   {pad(dtype + ' ' + dcode, 18)}"
+                   f"{pad(measure + ' ' + direction, 16)}{level:>6}{pad(number(peak, 1), 10, '>')}  {state}"
+                   f"{' (active)' if active else ''}")
 
 
 def _step(action: str):
@@ -192,8 +194,8 @@ def offline_rate_command(by: str, hours: float) -> None:
         rates = offline_rate(conn, end - timedelta(hours=hours), end, by)
     click.echo(f"{by:<14}{'name':<20}{'devices':>8}{'offline rate':>14}{'offline now':>13}{'in window':>11}")
     for r in rates:
-        click.echo(f"{r.key:<14}{(r.name or ''):<20}{r.devices:>8}{r.rate:>13.2%}{r.offline_at_end:>13}"
-                   f"{r.offline_in_window:>11}")
+        click.echo(f"{pad(r.key, 14)}{pad(r.name or '', 20)}{pad(number(r.devices), 8, '>')}{r.rate:>14.2%}"
+                   f"{pad(number(r.offline_at_end), 13, '>')}{pad(number(r.offline_in_window), 11, '>')}")
 
 
 @cli.group(invoke_without_command=True)
@@ -212,8 +214,14 @@ def outbox_status() -> None:
     from ingest.telemetry.outbox import status
 
     with psycopg.connect(_conninfo()) as conn:
-        for key, value in status(conn, datetime.now(timezone.utc)).items():
-            click.echo(f"{key:<26}{value}")
+        state = status(conn, datetime.now(timezone.utc))
+    age = state["oldest_pending_age_days"]
+    for label, value in (("pending", number(state["pending"])),
+                         ("oldest pending", "nothing pending" if age is None else f"{number(age, 1)} days"),
+                         ("last sent", shown(state["last_sent_at"], "never")),
+                         ("last error", shown(state["last_error"], "none")),
+                         ("attempts", number(state["attempts"]))):
+        click.echo(f"{label:<16}{value}")
 
 
 @outbox.command("send")

@@ -31,7 +31,8 @@ was.
   enterprise where there is one; moved ends are counted and reported.
 
 Every problem is one line `FILE:LAYER:FEATURE:FIELD: reason`, FEATURE being the 1-based row ('*'
-when the whole layer is concerned).
+when the whole layer is concerned). ImportFailed.report() summarises them by kind (layer, field and
+reason without its values) for people; `problems` keeps every line.
 """
 from __future__ import annotations
 
@@ -153,12 +154,53 @@ class ImportReport:
         return lines
 
 
+PROBLEMS_PER_KIND = 10  # problem lines listed per kind of problem unless every line is asked for
+# A reason's values (quoted codes, numbers) vary from line to line; without them it is its kind.
+_REASON_VALUES = re.compile(r"'[^']*'|\"[^\"]*\"|-?\d[\d,]*(?:\.\d+)?")
+
+
+def problem_kind(file: str, line: str) -> tuple[str, str]:
+    """(LAYER:FIELD, reason without its values) of a problem line `FILE:LAYER:FEATURE:FIELD: reason`:
+    the lines that differ only by feature and values are problems of one kind."""
+    rest = line[len(file) + 1:] if line.startswith(f"{file}:") else line
+    parts = rest.split(":", 3)
+    if len(parts) < 4:
+        return "*", _REASON_VALUES.sub("…", rest)
+    layer, _feature, field_name, reason = parts
+    return f"{layer}:{field_name}", _REASON_VALUES.sub("…", reason.strip())
+
+
 class ImportFailed(QiwangError):
     """Problems found in the file; nothing was written. `problems` holds the report lines."""
 
     def __init__(self, file: str, problems: list[str]) -> None:
+        self.file = file
         self.problems = problems
-        super().__init__(f"{len(problems)} problem{'s' * (len(problems) != 1)} in {file}: nothing imported")
+        super().__init__(f"{len(problems):,} problem{'s' * (len(problems) != 1)} in {file}: nothing imported")
+
+    def report(self, per_kind: int | None = PROBLEMS_PER_KIND) -> list[str]:
+        """The problems for a person: a summary first (how many of each kind, most first), then
+        the lines of each kind in feature order, the first `per_kind` of them (None: every one)
+        followed by how many more there are.
+
+        A re-import of an export, for one, has as many 'code … is already in the database' lines
+        as features: the summary says so in one line, the listing gives a few examples.
+        """
+        kinds: dict[tuple[str, str], list[str]] = {}
+        for line in self.problems:
+            kinds.setdefault(problem_kind(self.file, line), []).append(line)
+        if len(kinds) == len(self.problems):
+            return list(self.problems)  # nothing to group: every line is a kind of its own
+        ranked = sorted(kinds.items(), key=lambda item: -len(item[1]))  # stable: file order among equals
+        width = len(f"{len(ranked[0][1]):,}")
+        out = [f"{len(self.problems):,} problems of {len(kinds):,} kinds in {self.file}:"]
+        out += [f"  {len(lines):>{width},} × {where}: {reason}" for (where, reason), lines in ranked]
+        for (where, reason), lines in ranked:
+            shown = lines if per_kind is None else lines[:per_kind]
+            out += shown
+            if len(lines) > len(shown):
+                out.append(f"… and {len(lines) - len(shown):,} more of this kind (--all-errors lists every one)")
+        return out
 
 
 class _Problems:

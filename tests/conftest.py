@@ -180,3 +180,21 @@ def live_server(app_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     server = LiveServer(app_url, tmp_path_factory.mktemp("jobs"))
     yield server
     server.close()
+
+
+@contextmanager
+def demo_city_database(databases: ThrowawayDatabases, name: str, pipes: int = 300, seed: int = 3) -> Iterator[str]:
+    """A migrated database of its own holding a small demo city (its URL), dropped afterwards: for
+    tests that must know exactly what is in it (no other test writes alarms or incidents there)."""
+    from ingest.demo_city import load_demo
+
+    name = f"{name}_{os.getpid()}"
+    url = databases.create(name)
+    try:
+        migrate.upgrade(url)
+        engine = sa.create_engine(url, poolclass=NullPool)
+        load_demo(engine, pipes=pipes, seed=seed, echo=lambda _: None)
+        engine.dispose()
+        yield url
+    finally:
+        databases.drop(name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -441,3 +442,31 @@ def test_cli_import_reports_lines_and_exits_non_zero(target: sa.Engine, tmp_path
     assert done.returncode == 0, done.stderr
     assert "nodes: 2 new, 0 existing reused; 0 pipe ends snapped within 0.05 m" in done.stdout
     assert count(target) == 1
+
+
+def test_cli_reimport_of_an_export_summarises_first_and_groups_each_kind(db_url: str, tmp_path: Path) -> None:
+    """Issue 16 #9: 3,857 lines of one kind used to scroll by with no summary; now a summary, then
+    the first 10 lines of each kind, then how many more (--all-errors: every line)."""
+    out = tmp_path / "again.gpkg"
+    assert qiwang(db_url, "export", "--layers", "pipe,valve", str(out)).returncode == 0
+    with sa.create_engine(db_url).connect() as conn:
+        pipes, valves = (conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar() for t in ("pipe", "valve"))
+        first = conn.execute(sa.text("SELECT code, enterprise_code FROM pipe ORDER BY id LIMIT 1")).one()
+    done = qiwang(db_url, "import", str(out))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = done.stdout.splitlines()
+    width = len(f"{max(pipes, valves):,}")
+    assert lines[:3] == [
+        f"{pipes + valves:,} problems of 2 kinds in {out}:",
+        f"  {pipes:>{width},} × pipe:code: code … is already in the database (enterprise …)",
+        f"  {valves:>{width},} × valve:code: code … is already in the database (enterprise …)"]
+    assert lines[3] == f"{out}:pipe:1:code: code {first.code!r} is already in the database (enterprise {first.enterprise_code})"
+    assert [line.split(":")[2] for line in lines[3:13]] == [str(i) for i in range(1, 11)]
+    assert lines[13] == f"… and {pipes - 10:,} more of this kind (--all-errors lists every one)"
+    assert lines[14].startswith(f"{out}:valve:1:code: code 'FM")
+    assert lines[24:] == [f"… and {valves - 10:,} more of this kind (--all-errors lists every one)"]
+    assert done.stderr.splitlines()[-1] == f"qiwang: error: {pipes + valves:,} problems in {out}: nothing imported"
+    every = qiwang(db_url, "import", "--all-errors", str(out)).stdout.splitlines()
+    assert every[:3] == lines[:3] and len(every) == 3 + pipes + valves
+    assert all(re.fullmatch(rf"{re.escape(str(out))}:(pipe|valve):\d+:code: code '\w+' is already in the database "
+                            r"\(enterprise \d{10}\)", line) for line in every[3:])

@@ -365,9 +365,12 @@ def test_qgis_project_command_writes_every_layer_connected_and_styled(tmp_path: 
     typenames = []
     for layer in layers:
         source = layer.findtext("datasource")
-        assert layer.findtext("provider") == "OAPIF"
-        assert "url='http://gis.example.cn:8080/ogc'" in source and "srsname='OGC:CRS84'" in source
-        (typename,) = re.findall(r"typename='([^']+)'", source)
+        if layer.findtext("provider") == "ogr":  # records that start empty: GDAL's OAPIF driver (test_qgis.py)
+            (typename,) = re.findall(r"^OAPIF:http://gis.example.cn:8080/ogc/collections/([a-z_]+)\|", source)
+        else:
+            assert layer.findtext("provider") == "OAPIF"
+            assert "url='http://gis.example.cn:8080/ogc'" in source and "srsname='OGC:CRS84'" in source
+            (typename,) = re.findall(r"typename='([^']+)'", source)
         typenames.append(typename)
         style = styles.layer_style(typename)
         assert layer.findtext("layername") == style.title
