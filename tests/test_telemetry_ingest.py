@@ -21,11 +21,11 @@ from sqlalchemy.pool import NullPool
 
 from ingest.telemetry import alarms, offline
 from app.errors import QiwangError
-from ingest.telemetry.broker import LocalBroker
+from ingest.telemetry.broker import DISPATCH_USER, REPLAY_USER, LocalBroker
 from ingest.telemetry.payload import telemetry_topic
 from spatial import migrate
 from telemetry_support import (
-    base_time, conninfo, count, devices, ingest_with_publisher, local_broker, publish_readings, publisher, reset_telemetry, start_ingest, wait_until,
+    base_time, conninfo, count, devices, ingest_with_publisher, local_broker, publish_readings, publisher, reset_telemetry, start_ingest, wait_until, TEST_GATEWAY,
 )
 
 
@@ -67,15 +67,15 @@ def test_exactly_once_under_duplicates_and_reconnects(db, broker):
     t0 = base_time()
     readings = [(device, t0 + timedelta(seconds=i), {"ch4_lel": round(0.1 * (i % 9), 1), "battery_v": 3.6})
                 for i in range(100) for device in sentries]
-    ingest = start_ingest(db, broker.address)
-    client = publisher(broker.address)
+    ingest = start_ingest(db, broker.ingest)
+    client = publisher(broker.account(TEST_GATEWAY))
     try:
         publish_readings(client, readings[:1000])
         publish_readings(client, readings[:500])                    # duplicates, a while later
         ingest.pipeline.wait_idle(30)
         ingest.stop()                                               # the ingest goes away …
         publish_readings(client, readings[1000:1500])               # … the broker keeps its session's messages
-        ingest = start_ingest(db, broker.address)                   # same client id: session resumed
+        ingest = start_ingest(db, broker.ingest)                   # same client id: session resumed
         publish_readings(client, readings[1500:] + readings[1200:1300])
         wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 2000, 60, "2,000 readings")
         ingest.pipeline.wait_idle(30)
@@ -101,7 +101,7 @@ def steady_stream(db: str, seconds: int, sentries: int = 10) -> list:
 
 def test_mqtt_client_process_killed_mid_stream_loses_nothing(db, broker):
     readings = steady_stream(db, seconds=200)
-    with ingest_with_publisher(db, broker.address, "kill-publisher") as (ingest, client):
+    with ingest_with_publisher(db, broker, "kill-publisher") as (ingest, client):
         publish_readings(client, readings[:1000])
         first = ingest.source.pid
         os.kill(first, signal.SIGKILL)                  # unacknowledged messages stay with the broker
@@ -118,7 +118,7 @@ def test_every_measure_lands_in_its_column_or_in_extra(db, broker):
     ts = base_time()
     values = {"ch4_lel": 12.5, "pressure_kpa": -0.25, "temperature_c": -7.125, "battery_v": 3.6,
               "flow_m3h": 1234.5, "signal_dbm": -87.0, "co_ppm": 0.001}
-    with ingest_with_publisher(db, broker.address, "measures-publisher") as (ingest, client):
+    with ingest_with_publisher(db, broker, "measures-publisher") as (ingest, client):
         publish_readings(client, [((ent, dtype, code), ts, values)])
         wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 1, 10,
                    lambda: f"the reading: {ingest.pipeline.stats}, "
@@ -141,7 +141,7 @@ def test_broker_refuses_a_directory_where_its_sessions_would_not_survive(tmp_pat
 
 def test_broker_restart_mid_stream_loses_nothing(db, broker):
     readings = steady_stream(db, seconds=300)
-    with ingest_with_publisher(db, broker.address, "restart-publisher") as (ingest, client):
+    with ingest_with_publisher(db, broker, "restart-publisher") as (ingest, client):
         publish_readings(client, readings[:1000])
         infos = publish_readings(client, readings[1000:2000], wait=False)
         broker.restart()                                            # SIGTERM: mosquitto saves its sessions
@@ -208,8 +208,8 @@ def test_ten_thousand_hostile_payloads_are_quarantined_and_the_ingest_keeps_runn
     bad = hostile_payloads(sentries[0], now, 10_000)
     t0 = base_time()
     good = [(device, t0 + timedelta(seconds=i), {"ch4_lel": 1.0}) for i in range(100) for device in sentries]
-    ingest = start_ingest(db, broker.address)
-    client = publisher(broker.address, client_id="hostile-publisher")
+    ingest = start_ingest(db, broker.ingest)
+    client = publisher(broker.account(TEST_GATEWAY), client_id="hostile-publisher")
     try:
         stream = [(topic, body) for topic, body, _ in bad]
         goods = [(telemetry_topic(*device), json.dumps({"ts": ts.isoformat(), "values": v}).encode())
@@ -260,11 +260,11 @@ def test_alarm_raise_hysteresis_lifecycle_and_feed(db, broker):
     t0 = base_time()
     feed: list[dict] = []
     got_feed = threading.Event()
-    listener = publisher(broker.address, client_id="alarm-listener")
+    listener = publisher(broker.account(DISPATCH_USER), client_id="alarm-listener")
     listener.on_message = lambda c, u, m: (feed.append(json.loads(m.payload)), got_feed.set())
     listener.subscribe("qiwang/+/alarms/#", qos=1)
-    ingest = start_ingest(db, broker.address)
-    client = publisher(broker.address, client_id="alarm-publisher")
+    ingest = start_ingest(db, broker.ingest)
+    client = publisher(broker.account(TEST_GATEWAY), client_id="alarm-publisher")
     try:
         publish_readings(client, [(sentry, t0 + timedelta(minutes=i), {"ch4_lel": v}) for i, v in enumerate(LEAK)])
         publish_readings(client, [(rtu, t0 + timedelta(minutes=i), {"pressure_kpa": v})
@@ -323,8 +323,8 @@ def test_alarm_raise_hysteresis_lifecycle_and_feed(db, broker):
 
 def test_active_alarm_cannot_be_closed(db, broker):
     sentry = devices(db, limit=2)[1]
-    ingest = start_ingest(db, broker.address)
-    client = publisher(broker.address, client_id="active-publisher")
+    ingest = start_ingest(db, broker.ingest)
+    client = publisher(broker.account(TEST_GATEWAY), client_id="active-publisher")
     try:
         publish_readings(client, [(sentry, datetime.now(timezone.utc) - timedelta(seconds=5), {"ch4_lel": 30.0})])
         wait_until(lambda: count(db, "SELECT count(*) FROM alarm") == 1, 30, "the alarm")
@@ -347,8 +347,8 @@ def test_offline_detection_and_rate_with_a_simulated_clock(db, broker):
     sentries = devices(db, limit=4)
     start = base_time()
     clock = {"now": start}
-    ingest = start_ingest(db, broker.address, clock=lambda: clock["now"], offline_check=False)
-    client = publisher(broker.address, client_id="offline-publisher")
+    ingest = start_ingest(db, broker.ingest, clock=lambda: clock["now"], offline_check=False)
+    client = publisher(broker.account(TEST_GATEWAY), client_id="offline-publisher")
     try:
         publish_readings(client, [(device, start, {"ch4_lel": 0.5}) for device in sentries])
         ingest.pipeline.wait_idle(30)
@@ -405,7 +405,7 @@ def test_quarantined_messages_of_a_device_registered_later_are_replayed_once(db,
     with psycopg.connect(db) as conn:       # the device is not registered yet: it reports under a new code
         conn.execute("UPDATE sentry SET code = code || '-OLD' WHERE code = %s", (late[2],))
     try:
-        with ingest_with_publisher(db, broker.address, "replay-publisher") as (ingest, client):
+        with ingest_with_publisher(db, broker, "replay-publisher") as (ingest, client):
             publish_readings(client, late_readings + [(stranger, t0, {"ch4_lel": 1.0})] * 1)
             wait_until(lambda: count(db, "SELECT count(*) FROM reading_quarantine") == 51, 30, "51 quarantined")
             assert count(db, "SELECT count(*) FROM reading") == 0
@@ -417,14 +417,14 @@ def test_quarantined_messages_of_a_device_registered_later_are_replayed_once(db,
                 assert waiting(conn, device=stranger[2]) == (0, 0)
             time.sleep(RELOAD_ON_MISS_AFTER_S + 0.5)       # the running ingest sees a new device within 5 s
 
-            assert replay(db, broker.address) == ReplayReport(50, 1)
+            assert replay(db, broker.account(REPLAY_USER)) == ReplayReport(50, 1)
             wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 50, 30, "the 50 replayed readings")
-            assert replay(db, broker.address) == ReplayReport(0, 0)          # each message once …
+            assert replay(db, broker.account(REPLAY_USER)) == ReplayReport(0, 0)          # each message once …
             with psycopg.connect(db) as conn:                                  # … unless a replay is cut short
                 conn.execute("UPDATE reading_quarantine SET replayed_at = NULL WHERE id IN "
                              "(SELECT id FROM reading_quarantine WHERE device_code = %s ORDER BY id LIMIT 20)",
                              (late[2],))
-            assert replay(db, broker.address) == ReplayReport(20, 1)
+            assert replay(db, broker.account(REPLAY_USER)) == ReplayReport(20, 1)
             ingest.pipeline.wait_idle(30)
             assert ingest.pipeline.stats.duplicates >= 20
     finally:
