@@ -6,6 +6,7 @@ with a simulated clock.
 """
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import random
@@ -159,59 +160,113 @@ def test_broker_restart_mid_stream_loses_nothing(db, broker):
     assert count(db, "SELECT count(DISTINCT (device_code, ts)) FROM reading") == 3000
 
 
-def hostile_payloads(known: tuple[str, str, str], now: datetime, n: int) -> list[tuple[str, bytes, str]]:
-    """n (topic, payload, expected quarantine field) triples of every kind of bad input."""
+def hostile_kinds(known: tuple[str, str, str], now: datetime) -> list[tuple[str, bytes, str | None, str]]:
+    """(topic, payload, expected quarantine field, words the reason must hold) of each kind of bad
+    input: malformed JSON, encodings other than UTF-8, NUL and lone surrogates in any string,
+    timestamps out of any sane window (the OverflowError of issue 16), values, topics outside the
+    scheme or of devices that do not exist."""
     ent, dtype, code = known
     topic = telemetry_topic(ent, dtype, code)
     ts = now.isoformat()
+    good = json.dumps({"ts": ts, "values": {"ch4_lel": 1}})
+
+    def body(**fields) -> bytes:
+        return json.dumps({"ts": ts, "values": {"ch4_lel": 1}, **fields}).encode()
+
+    def raw(text: str) -> bytes:     # JSON text written by hand: escapes json.dumps would not write
+        return text.replace("TS", ts).encode()
+
+    between = "is not between 2000 and 2100"
     kinds = [
-        (topic, b"{not json", "payload"),
-        (topic, b"\xff\xfe\x00garbage", "payload"),
-        (topic, b"[1, 2, 3]", "payload"),
-        (topic, b'"just a string"', "payload"),
-        (topic, b"9" * 5000, "payload"),                                       # int longer than Python parses
-        (topic, b"[" * 100_000 + b"]" * 100_000, "payload"),                   # deeper than the parser goes
-        (topic, b"x" * 20_000, "payload"),                                      # larger than 16 KiB
-        (topic, json.dumps({"values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": "yesterday", "values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": "2026-11-23T08:00:00", "values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": (now + timedelta(days=30)).isoformat(), "values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": (now - timedelta(days=400)).isoformat(), "values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": True, "values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": ts}).encode(), "values"),
-        (topic, json.dumps({"ts": ts, "values": {}}).encode(), "values"),
-        (topic, json.dumps({"ts": ts, "values": [1, 2]}).encode(), "values"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": "3.2"}}).encode(), "values.ch4_lel"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": True}}).encode(), "values.ch4_lel"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": None}}).encode(), "values.ch4_lel"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": 1e308}}).encode(), "values.ch4_lel"),
-        (topic, b'{"ts": "%s", "values": {"pressure_kpa": NaN}}' % ts.encode(), "values.pressure_kpa"),
-        (topic, b'{"ts": "%s", "values": {"pressure_kpa": Infinity}}' % ts.encode(), "values.pressure_kpa"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": -5}}).encode(), "values.ch4_lel"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": 10**30}}).encode(), "values.ch4_lel"),
-        (topic, json.dumps({"ts": ts, "values": {"'; DROP TABLE reading; --": 1}}).encode(),
-         "values.'; DROP TABLE reading; --"),
-        (topic, json.dumps({"ts": ts, "values": {f"m{i}": 1 for i in range(100)}}).encode(), "values"),
-        (telemetry_topic(ent, dtype, "NO-SUCH-DEVICE"), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
-        (telemetry_topic("9999999999", dtype, code), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
-        (telemetry_topic(ent, "toaster", code), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
-        (telemetry_topic("12345", dtype, code), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
-        (telemetry_topic(ent, dtype, "bad code with spaces"), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
-        (telemetry_topic(ent, "rtu", code), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
+        (topic, b"{not json", "payload", "not JSON"),
+        (topic, b"\xff\xfe\x00garbage", "payload", "UTF-16 (byte order mark), not UTF-8"),
+        (topic, b"[1, 2, 3]", "payload", "a JSON list, not an object"),
+        (topic, b'"just a string"', "payload", "a JSON str, not an object"),
+        (topic, b"9" * 5000, "payload", "not JSON"),                          # int longer than Python parses
+        (topic, b"[" * 100_000 + b"]" * 100_000, "payload", "200,000 bytes, more than 16,384"),  # deep, and too large
+        (topic, b"x" * 20_000, "payload", "20,000 bytes, more than 16,384"),
+        (topic, json.dumps({"values": {"ch4_lel": 1}}).encode(), "ts", "missing"),
+        (topic, body(ts="yesterday"), "ts", "is not ISO 8601"),
+        (topic, body(ts="2026-11-23T08:00:00"), "ts", "has no UTC offset"),
+        (topic, body(ts=(now + timedelta(days=30)).isoformat()), "ts", "is in the future"),
+        (topic, body(ts=(now - timedelta(days=400)).isoformat()), "ts", "more than 90 days old"),
+        (topic, body(ts=True), "ts", "a bool, not an ISO 8601 string or Unix seconds"),
+        (topic, json.dumps({"ts": ts}).encode(), "values", "missing"),
+        (topic, body(values={}), "values", "empty"),
+        (topic, body(values=[1, 2]), "values", "a list, not an object"),
+        (topic, body(values={"ch4_lel": "3.2"}), "values.ch4_lel", "a str, not a number"),
+        (topic, body(values={"ch4_lel": True}), "values.ch4_lel", "a bool, not a number"),
+        (topic, body(values={"ch4_lel": None}), "values.ch4_lel", "a NoneType, not a number"),
+        (topic, body(values={"ch4_lel": 1e308}), "values.ch4_lel", "is outside 0…100 %LEL"),
+        (topic, raw('{"ts": "TS", "values": {"pressure_kpa": NaN}}'), "values.pressure_kpa", "nan kPa is outside"),
+        (topic, raw('{"ts": "TS", "values": {"pressure_kpa": Infinity}}'), "values.pressure_kpa", "inf kPa is outside"),
+        (topic, body(values={"ch4_lel": -5}), "values.ch4_lel", "-5 %LEL is outside 0…100 %LEL"),
+        (topic, body(values={"ch4_lel": 10**30}), "values.ch4_lel", "is outside 0…100 %LEL"),
+        (topic, body(values={"'; DROP TABLE reading; --": 1}), "values.'; DROP TABLE reading; --", "unknown measure"),
+        (topic, body(values={f"m{i}": 1 for i in range(100)}), "values", "100 values, more than 32"),
+        (telemetry_topic(ent, dtype, "NO-SUCH-DEVICE"), good.encode(), "topic", "unknown device"),
+        (telemetry_topic("9999999999", dtype, code), good.encode(), "topic", "unknown device"),
+        (telemetry_topic(ent, "toaster", code), good.encode(), "topic", "device type 'toaster' is not one of"),
+        (telemetry_topic("12345", dtype, code), good.encode(), "topic", "enterprise code '12345' is not 10 digits"),
+        (telemetry_topic(ent, dtype, "bad code with spaces"), good.encode(), "topic", "is not 1-64 letters"),
+        (telemetry_topic(ent, "rtu", code), good.encode(), "topic", "unknown device"),
+        # issue 16: timestamps whose shift to UTC overflowed, wherever the offset takes them
+        (topic, body(ts="0001-01-01T00:00:00+14:00"), "ts", between),
+        (topic, body(ts="0001-01-01T00:00:00-14:00"), "ts", between),
+        (topic, body(ts="9999-12-31T23:59:59-14:00"), "ts", between),
+        (topic, body(ts="9999-12-31T23:59:59.999999+00:00"), "ts", between),
+        (topic, body(ts="2100-01-01T00:00:00+08:00"), "ts", between),
+        (topic, body(ts="1999-12-31T23:59:59Z"), "ts", between),
+        (topic, body(ts="2026-11-23T08:00:00+25:00"), "ts", "is not ISO 8601"),
+        (topic, body(ts=-1e20), "ts", "is not Unix seconds between 2000 and 2100"),
+        (topic, raw('{"ts": 1e400, "values": {"ch4_lel": 1}}'), "ts", "inf is not Unix seconds"),
+        (topic, body(ts=ts + " " * 40), "ts", "characters, more than an ISO 8601 timestamp's 40"),
+        # issue 16: lone surrogates and NUL, in names and in any string, written as JSON escapes
+        (topic, raw('{"ts": "TS", "values": {"\\ud800": 1}}'), "values", "a name holds a lone surrogate (\\ud800)"),
+        (topic, raw('{"ts": "TS", "values": {"ch4_lel\\udfff": 1}}'), "values", "a lone surrogate (\\udfff)"),
+        (topic, raw('{"ts": "TS", "values": {"ch4_lel\\u0000": 1}}'), "values", "a name holds NUL (\\u0000)"),
+        (topic, raw('{"ts": "TS\\u0000", "values": {"ch4_lel": 1}}'), "ts", "a string holds NUL (\\u0000)"),
+        (topic, raw('{"ts": "\\ud83dTS", "values": {"ch4_lel": 1}}'), "ts", "a lone surrogate (\\ud83d)"),
+        (topic, raw('{"ts": "TS", "values": {"ch4_lel": 1}, "note": "\\udc00"}'), "note", "a lone surrogate (\\udc00)"),
+        (topic, raw('{"ts": "TS", "values": {"ch4_lel": 1}, "tags": ["ok", "\\ud800x"]}'), "tags", "lone surrogate"),
+        (topic, raw('{"\\u0000ts": "TS", "values": {"ch4_lel": 1}}'), "payload", "a name holds NUL"),
+        # issue 16: encodings other than UTF-8 (json.loads of bytes would have accepted the first four)
+        (topic, good.encode("utf-16"), "payload", "UTF-16 (byte order mark), not UTF-8"),
+        (topic, codecs.BOM_UTF16_BE + good.encode("utf-16-be"), "payload", "UTF-16 (byte order mark), not UTF-8"),
+        (topic, good.encode("utf-16-le"), "payload", "NUL bytes: UTF-16 or UTF-32 without a byte order mark"),
+        (topic, good.encode("utf-32"), "payload", "UTF-32 (byte order mark), not UTF-8"),
+        (topic, good.encode("utf-32-be"), "payload", "NUL bytes"),
+        (topic, good.encode("utf-8-sig"), "payload", "UTF-8 with a byte order mark"),
+        (topic, body(note="x")[:-2] + b'\xed\xa0\x80"}', "payload", "not UTF-8"),   # an encoded surrogate
+        (topic, body(note="x")[:-2] + b'\xc0\xaf"}', "payload", "not UTF-8"),       # an overlong '/'
+        (topic, body(note="x")[:-2] + b'\xb0C"}', "payload", "not UTF-8"),          # Latin-1 '°'
+        # issue 16: topics outside the scheme, which the ingest used not to subscribe to
+        (f"qiwang/{ent}/{dtype}/{code}/status", good.encode(), "topic", "not qiwang/{enterprise_code}/"),
+        (f"qiwang/{ent}/{dtype}/{code}/telemetry/extra", good.encode(), "topic", "not qiwang/{enterprise_code}/"),
+        (f"qiwang/{ent}/{dtype}/{code}", good.encode(), "topic", "not qiwang/{enterprise_code}/"),
+        (f"qiwang/{ent}", good.encode(), "topic", "not qiwang/{enterprise_code}/"),
+        ("qiwang/١٢٣٤٥٦٧٨٩٠/sentry/SB-1/telemetry", good.encode(), "topic", "is not 10 digits"),
+        (telemetry_topic(ent, dtype, "传感器-1"), good.encode(), "topic", "is not 1-64 letters"),
     ]
-    return [kinds[i % len(kinds)] for i in range(n)]
+    assert len({(topic, payload) for topic, payload, _, _ in kinds}) == len(kinds), "each kind tells itself apart"
+    return kinds
 
 
 def test_ten_thousand_hostile_payloads_are_quarantined_and_the_ingest_keeps_running(db, broker):
-    sentries = devices(db, limit=5)
+    """10,000 hostile messages of 65 kinds, shuffled among 600 good readings: exactly the 600 are
+    stored, each hostile one is quarantined with its raw bytes, the field and the reason of its
+    kind, and the ingest still stores a good reading afterwards."""
+    sentries = devices(db, limit=6)
     now = datetime.now(timezone.utc)
-    bad = hostile_payloads(sentries[0], now, 10_000)
+    kinds = hostile_kinds(sentries[0], now)
+    assert len(kinds) >= 50
+    bad = [kinds[i % len(kinds)] for i in range(10_000)]
     t0 = base_time()
     good = [(device, t0 + timedelta(seconds=i), {"ch4_lel": 1.0}) for i in range(100) for device in sentries]
     ingest = start_ingest(db, broker.ingest)
     client = publisher(broker.account(TEST_GATEWAY), client_id="hostile-publisher")
     try:
-        stream = [(topic, body) for topic, body, _ in bad]
+        stream = [(topic, body) for topic, body, _, _ in bad]
         goods = [(telemetry_topic(*device), json.dumps({"ts": ts.isoformat(), "values": v}).encode())
                  for device, ts, v in good]
         random.Random(5).shuffle(mixed := stream + goods)
@@ -219,33 +274,48 @@ def test_ten_thousand_hostile_payloads_are_quarantined_and_the_ingest_keeps_runn
         for info in infos:
             info.wait_for_publish(120)
         wait_until(lambda: count(db, "SELECT count(*) FROM reading_quarantine") == 10_000, 120,
-                   "10,000 quarantined messages")
+                   lambda: f"10,000 quarantined messages: {count(db, 'SELECT count(*) FROM reading_quarantine')}")
         ingest.pipeline.wait_idle(30)
         # still running: a good reading after the storm is stored
         late = base_time() + timedelta(minutes=30)
         publish_readings(client, [(sentries[0], late, {"ch4_lel": 2.0})])
         wait_until(lambda: count(db, "SELECT count(*) FROM reading WHERE ts = %s", late) == 1, 30, "the late reading")
+        assert ingest.pipeline.running() and ingest.pipeline.health.restarts == 0
     finally:
         ingest.stop()
         client.loop_stop()
-    assert count(db, "SELECT count(*) FROM reading") == 501
-    assert count(db, "SELECT count(*) FROM reading_quarantine") == 10_000
+    assert count(db, "SELECT count(*) FROM reading") == 601
+    assert count(db, "SELECT count(*) FROM reading WHERE ts <> %s", late) == 600
     with psycopg.connect(db) as conn:
-        by_field = dict(conn.execute("SELECT field, count(*) FROM reading_quarantine GROUP BY field").fetchall())
-        expected: dict[str, int] = {}
-        for _, _, field in bad:
-            expected[field] = expected.get(field, 0) + 1
-        assert by_field == expected
-        # every row keeps the raw bytes and a reason
-        raws = {bytes(p) for (p,) in conn.execute("SELECT payload FROM reading_quarantine")}
-        assert raws == {body for _, body, _ in bad}
-        assert conn.execute("SELECT count(*) FROM reading_quarantine WHERE reason = ''").fetchone()[0] == 0
-        reasons = dict(conn.execute(
-            "SELECT DISTINCT ON (field) field, reason FROM reading_quarantine ORDER BY field, id").fetchall())
-    assert reasons["ts"]
-    assert "unknown device" in " ".join(
-        r for (r,) in psycopg.connect(db).execute("SELECT DISTINCT reason FROM reading_quarantine WHERE field = 'topic'"))
+        rows = conn.execute("SELECT topic, payload, array_agg(DISTINCT field), array_agg(DISTINCT reason), count(*) "
+                            "FROM reading_quarantine GROUP BY topic, payload").fetchall()
+    found = {(topic, bytes(payload)): (fields, reasons, n) for topic, payload, fields, reasons, n in rows}
+    assert len(found) == len(kinds)
+    for topic, payload, field, words in kinds:
+        fields, reasons, n = found[(topic, payload)]       # a reason may quote the time it was received
+        assert (fields, n) == ([field], sum(1 for k in bad if k[:2] == (topic, payload))), (topic, payload[:80])
+        assert all(words in reason for reason in reasons), (payload[:80], reasons)
     assert ingest.pipeline.stats.quarantined == 10_000
+
+
+def test_the_poison_pills_of_issue_16_are_quarantined_and_the_writer_goes_on(db, broker):
+    """The two messages that killed the writer for good (an overflowing timestamp, a lone surrogate
+    in a measure name), each followed by a good reading: both quarantined, both readings stored."""
+    sentry = devices(db, limit=1)[0]
+    t0 = base_time()
+    poison = [b'{"ts":"0001-01-01T00:00:00+14:00","values":{"ch4_lel":1}}',
+              ('{"ts":"%s","values":{"\\ud800":1}}' % t0.isoformat()).encode()]
+    with ingest_with_publisher(db, broker, "poison-publisher") as (ingest, client):
+        for i, body in enumerate(poison):
+            client.publish(telemetry_topic(*sentry), body, qos=1).wait_for_publish(10)
+            publish_readings(client, [(sentry, t0 + timedelta(seconds=i), {"ch4_lel": 1.0})])
+        wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 2, 30, "the two good readings")
+        assert ingest.pipeline.running() and ingest.pipeline.health.restarts == 0
+    with psycopg.connect(db) as conn:
+        quarantined = conn.execute("SELECT payload, field, reason FROM reading_quarantine ORDER BY id").fetchall()
+    assert [(bytes(p), f, r) for p, f, r in quarantined] == [
+        (poison[0], "ts", "'0001-01-01T00:00:00+14:00' is not between 2000 and 2100"),
+        (poison[1], "values", "a name holds a lone surrogate (\\ud800)")]
 
 
 LEAK = [5, 11, 9, 8.5, 7.9, 12, 26, 24, 22.9, 51, 49, 47.9, 30, 5]

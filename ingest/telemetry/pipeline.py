@@ -126,6 +126,7 @@ class Pipeline:
     # -- running -------------------------------------------------------------------------------
 
     def start(self) -> Pipeline:
+        """Start the writer thread (again, if it ended: the queue and the alarm book are kept)."""
         self._thread = threading.Thread(target=self._run, name="qiwang-ingest-writer", daemon=True)
         self._thread.start()
         return self
