@@ -1,8 +1,9 @@
 """The telemetry ingest end to end: real mosquitto → MqttSource → Pipeline → real PostgreSQL.
 
 Exactly-once storage under duplicates and reconnects, a broker restarted mid-stream, 10,000
-hostile payloads, alarm raise / hysteresis / lifecycle with the MQTT alarm feed, offline detection
-with a simulated clock.
+hostile payloads of 65 kinds, the poison pills of issue 16, a store refusal bisected out, the
+broker's accounts and ACL, supervision reported at /health, alarm raise / hysteresis / lifecycle
+with the MQTT alarm feed, offline detection with a simulated clock.
 """
 from __future__ import annotations
 
@@ -15,18 +16,23 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 import sqlalchemy as sa
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.pool import NullPool
 
 from ingest.telemetry import alarms, offline
 from app.errors import QiwangError
-from ingest.telemetry.broker import DISPATCH_USER, REPLAY_USER, LocalBroker
-from ingest.telemetry.payload import telemetry_topic
+from ingest.demo_city import ENTERPRISES
+from ingest.telemetry.broker import DISPATCH_USER, INGEST_USER, REPLAY_USER, LocalBroker
+from ingest.telemetry.measures import MEASURES
+from ingest.telemetry.payload import Message, telemetry_topic
 from spatial import migrate
 from telemetry_support import (
-    base_time, conninfo, count, devices, ingest_with_publisher, local_broker, publish_readings, publisher, reset_telemetry, start_ingest, wait_until, TEST_GATEWAY,
+    TEST_GATEWAY, TEST_GATEWAYS, base_time, conninfo, count, devices, ingest_with_publisher, local_broker,
+    publish_readings, publisher, reset_telemetry, start_ingest, wait_until,
 )
 
 
@@ -510,3 +516,167 @@ def test_quarantined_messages_of_a_device_registered_later_are_replayed_once(db,
     assert rows == sorted([(late[2], True, 50), (stranger[2], False, 1)])
     # the alarm episode in the replayed messages, at the readings' own times
     assert events == [("raised", 5, t0 + timedelta(minutes=10)), ("cleared", 5, t0 + timedelta(minutes=20))]
+
+
+def test_a_message_the_store_refuses_is_bisected_out_and_the_others_are_stored(db, monkeypatch):
+    """Defence in depth: with the payload's string check and the store's text cleaning switched off
+    (the lone surrogate of issue 16 reaching the store, as it did), the batch write fails; the
+    writer splits the batch until the message at fault is alone, quarantines it (raw bytes, the
+    error in ASCII) and stores the 300 good readings of the same batch."""
+    from ingest.telemetry import payload as payload_module
+    from ingest.telemetry import store
+    from ingest.telemetry.pipeline import Pipeline
+    from ingest.telemetry.rules import load_rules
+
+    monkeypatch.setattr(payload_module, "_storable", lambda value, where: None)
+    monkeypatch.setattr(store, "_clean", lambda text: text)
+    sentries = devices(db, limit=3)
+    t0 = base_time()
+    poison = ('{"ts": "%s", "values": {"\\ud800": 1}}' % t0.isoformat()).encode()
+    messages = [Message("mqtt", telemetry_topic(*device), json.dumps(
+        {"ts": (t0 + timedelta(seconds=i)).isoformat(), "values": {"ch4_lel": 0.5}}).encode(), now)
+        for now in [datetime.now(timezone.utc)] for i in range(100) for device in sentries]
+    messages.insert(150, Message("mqtt", telemetry_topic(*sentries[0]), poison, datetime.now(timezone.utc)))
+    pipeline = Pipeline(db, load_rules(), offline_check=False)
+    for message in messages:            # queued before the writer starts: one batch of 301
+        pipeline.submit(message)
+    pipeline.start()
+    try:
+        wait_until(lambda: pipeline.stats.received == 301, 30, lambda: f"the batch: {pipeline.stats}")
+        assert pipeline.stats.batches == 1 and pipeline.running() and pipeline.health.restarts == 0
+    finally:
+        pipeline.stop()
+    assert (pipeline.stats.stored, pipeline.stats.quarantined) == (300, 1)
+    assert count(db, "SELECT count(*) FROM reading") == 300
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT payload, field, reason FROM reading_quarantine").fetchall()
+    assert [(bytes(p), f) for p, f, _ in rows] == [(poison, None)]
+    assert rows[0][2].startswith("could not be quarantined as checked (UnicodeEncodeError: 'utf-8' codec can't "
+                                 "encode character '\\ud800'"), rows[0][2]
+    assert rows[0][2].endswith("it was refused for: unknown measure (known: " + ", ".join(MEASURES) + ")")
+
+
+def connect_reason(address, client_id: str) -> str:
+    """What the broker answers a connection with `address`'s account (paho's reason code text)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    address.authenticate(client)
+    reasons: list[str] = []
+    answered = threading.Event()
+    client.on_connect = lambda c, u, f, reason, p: (reasons.append(str(reason)), answered.set())
+    client.connect(address.host, address.port)
+    client.loop_start()
+    try:
+        assert answered.wait(10), "no CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return reasons[0]
+
+
+def test_the_broker_refuses_anonymous_clients_and_topics_of_other_enterprises(db, broker):
+    """mosquitto with accounts (issue 16, 5): no anonymous client, no wrong password; a gateway
+    publishes only under its enterprise's prefix — another enterprise's device topic and the alarm
+    feed are dropped by the broker, its own device's reading is stored."""
+    from dataclasses import replace
+
+    (own, _, _), (other, _, _) = ENTERPRISES[:2]
+    mine = devices(db, where=f"enterprise_code = '{own}'", limit=1)[0]
+    theirs = devices(db, where=f"enterprise_code = '{other}'", limit=1)[0]
+    gateway = broker.account(f"gateway-{own}")
+    assert connect_reason(broker.address, "anonymous-device") == "Not authorized"
+    assert connect_reason(replace(gateway, password="guessed"), "guessing-device") == "Not authorized"
+    assert connect_reason(gateway, "own-gateway") == "Success"
+    with broker.credentials_file.open() as handle:
+        assert set(json.load(handle)) == {INGEST_USER, REPLAY_USER, DISPATCH_USER, *TEST_GATEWAYS}
+    assert broker.credentials_file.stat().st_mode & 0o777 == 0o600
+    assert "allow_anonymous false" in (broker.data_dir / "mosquitto.conf").read_text()
+
+    forged: list[bytes] = []
+    listener = publisher(broker.account(DISPATCH_USER), client_id="forgery-listener")
+    listener.on_message = lambda c, u, m: forged.append(m.payload)
+    listener.subscribe("qiwang/+/alarms/#", qos=1)
+    t0 = base_time()
+    ingest = start_ingest(db, broker.ingest)
+    client = publisher(gateway, client_id="own-gateway")
+    try:
+        publish_readings(client, [(theirs, t0, {"ch4_lel": 99.0})])       # the broker acknowledges, and drops it
+        client.publish(f"qiwang/{own}/alarms/sentry/{mine[2]}", b'{"code": "BJ-FORGED"}', qos=1).wait_for_publish(10)
+        publish_readings(client, [(mine, t0, {"ch4_lel": 1.0})])
+        wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 1, 30, "the gateway's own reading")
+        ingest.pipeline.wait_idle(30)
+    finally:
+        ingest.stop()
+        client.loop_stop()
+        listener.loop_stop()
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT enterprise_code, device_code FROM reading").fetchall() == [(own, mine[2])]
+    assert count(db, "SELECT count(*) FROM reading_quarantine") == 0 and count(db, "SELECT count(*) FROM alarm") == 0
+    assert forged == []
+
+
+def test_the_supervisor_restarts_what_dies_and_health_reports_it(db, monkeypatch, tmp_path):
+    """The MQTT client process killed, mosquitto killed (reaped: no zombie), the writer's loop
+    failing: each is restarted and counted with its last failure in /health; the batch the writer
+    failed on is quarantined with the error; a reading sent afterwards is stored."""
+    from sqlalchemy.engine import make_url
+
+    from app.web import create_app
+    from ingest.telemetry.service import TelemetryService
+
+    sentry = devices(db, limit=1)[0]
+    t0 = base_time()
+    with local_broker() as own:
+        service = TelemetryService(db, broker=own.ingest, client_id="health-ingest", local_broker=own,
+                                   watch_every_s=0.2).start()
+        web = create_app(make_url(db).set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
+                         jobs_dir=tmp_path).test_client()
+        client = publisher(own.account(TEST_GATEWAY), client_id="health-publisher")
+        try:
+            wait_until(service.mqtt.connected.is_set, 10, "the ingest's MQTT connection")
+            body = web.get("/health").get_json()
+            quiet = {"alive": True, "restarts": 0, "last_failure": None, "last_failure_at": None}
+            assert body["ingest"] == {"status": "running", "failing": [], "writer": quiet,
+                                      "mqtt": {**quiet, "connected": True}, "mosquitto": quiet}
+
+            child = service.mqtt.pid
+            os.kill(child, signal.SIGKILL)
+            wait_until(lambda: service.mqtt.health.restarts == 1 and service.mqtt.connected.is_set(), 30,
+                       "the MQTT client process restarted")
+
+            mosquitto = own.process.pid
+            os.kill(mosquitto, signal.SIGKILL)
+            wait_until(lambda: own.health.restarts == 1 and service.mqtt.connected.is_set(), 30,
+                       "mosquitto restarted and the ingest reconnected")
+            assert own.process.pid != mosquitto and not os.path.exists(f"/proc/{mosquitto}")   # reaped
+
+            registry, failures = service.pipeline.registry, []
+
+            def failing_reload() -> None:      # a fault inside the writer's loop, once
+                if not failures:
+                    failures.append(1)
+                    raise RuntimeError("injected fault")
+            monkeypatch.setattr(registry, "maybe_reload", failing_reload)
+            publish_readings(client, [(sentry, t0, {"ch4_lel": 1.0})])
+            wait_until(lambda: service.pipeline.health.restarts == 1, 30, "the writer restarted")
+            publish_readings(client, [(sentry, t0 + timedelta(seconds=1), {"ch4_lel": 1.0})])
+            wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 1, 30, "the reading after the restarts")
+            response = web.get("/health")
+        finally:
+            client.loop_stop()
+            service.stop()
+    body = response.get_json()
+    assert response.status_code == 200 and body["status"] == "ok"
+    ingest = body["ingest"]
+    assert (ingest["status"], ingest["failing"]) == ("running", [])
+    assert {name: (part["alive"], part["restarts"]) for name, part in ingest.items() if name not in ("status", "failing")} \
+        == {"writer": (True, 1), "mqtt": (True, 1), "mosquitto": (True, 1)}
+    assert ingest["writer"]["last_failure"] == "RuntimeError: injected fault"
+    assert ingest["mqtt"]["last_failure"] == (f"the MQTT client process {child} ended (exit code -9); "
+                                              "starting another on the same session")
+    assert ingest["mosquitto"]["last_failure"] == "mosquitto exited with status -9"
+    assert all(ingest[name]["last_failure_at"] for name in ("writer", "mqtt", "mosquitto"))
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT ts FROM reading").fetchall() == [(t0 + timedelta(seconds=1),)]
+        assert conn.execute("SELECT field, reason FROM reading_quarantine").fetchall() == [
+            (None, "the ingest writer failed on its batch: RuntimeError: injected fault")]
+    assert web.get("/health").get_json().get("ingest") is None     # stopped: no ingest in this process

@@ -296,9 +296,10 @@ class Pipeline:
         if isinstance(item, Reading):
             bad = Rejection(item.message, None, f"the store refused it: {error}", *item.device.key)
         elif not item.extra.get("last_resort"):
-            # The quarantine row itself was refused: keep the raw bytes and the error, nothing else.
-            bad = Rejection(item.message, item.field, f"could not be quarantined as checked ({error}); "
-                                                      f"it was refused for: {item.reason}"[:1000],
+            # The quarantine row itself was refused: keep the raw bytes and the error (in ASCII:
+            # whatever text broke the row stays out of it), without field and device.
+            reason = f"could not be quarantined as checked ({error}); it was refused for: {item.reason}"
+            bad = Rejection(item.message, None, reason.encode("ascii", "backslashreplace").decode()[:1000],
                             extra={"last_resort": True})
         else:
             log.error("a message on %r could not be quarantined (%s); left unacknowledged",
