@@ -680,3 +680,15 @@ def test_the_supervisor_restarts_what_dies_and_health_reports_it(db, monkeypatch
         assert conn.execute("SELECT field, reason FROM reading_quarantine").fetchall() == [
             (None, "the ingest writer failed on its batch: RuntimeError: injected fault")]
     assert web.get("/health").get_json().get("ingest") is None     # stopped: no ingest in this process
+
+
+def test_mqtt_urls_carry_accounts_and_never_show_the_password():
+    from ingest.telemetry.broker import BrokerAddress, parse_mqtt_url
+
+    address = parse_mqtt_url("mqtt://gateway-1:p%3As%40ss@broker.example:1884")
+    assert address == BrokerAddress("broker.example", 1884, "gateway-1", "p:s@ss")
+    assert address.url == "mqtt://gateway-1@broker.example:1884" and "p:s@ss" not in repr(address)
+    assert parse_mqtt_url("mqtt://127.0.0.1") == BrokerAddress("127.0.0.1", 1883)
+    with pytest.raises(QiwangError) as refused:
+        parse_mqtt_url("http://gateway-1:secret@broker.example")
+    assert str(refused.value) == ("MQTT URL 'http://broker.example' is not mqtt://[user:password@]host[:port]")

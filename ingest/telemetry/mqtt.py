@@ -32,7 +32,7 @@ from ingest.telemetry.broker import BrokerAddress
 from ingest.telemetry.payload import Message
 
 log = logging.getLogger("qiwang.mqtt")
-TELEMETRY_FILTER = "qiwang/#"
+INGEST_FILTER = "qiwang/#"
 
 
 def is_alarm_feed(topic: str) -> bool:
@@ -120,7 +120,7 @@ class MqttSource:
     """Feeds `submit` with every telemetry message; publishes alarms with `publish_alarm`."""
 
     def __init__(self, broker: BrokerAddress, submit: Callable[[Message], None], *,
-                 client_id: str = "qiwang-ingest", topic_filter: str = TELEMETRY_FILTER) -> None:
+                 client_id: str = "qiwang-ingest", topic_filter: str = INGEST_FILTER) -> None:
         self.broker = broker
         self.submit = submit
         self.topic_filter = topic_filter

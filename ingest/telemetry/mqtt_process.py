@@ -22,7 +22,7 @@ from typing import Any
 
 from ingest.telemetry.broker import BrokerAddress
 from ingest.telemetry.health import ComponentHealth
-from ingest.telemetry.mqtt import TELEMETRY_FILTER, MqttSource
+from ingest.telemetry.mqtt import INGEST_FILTER, MqttSource
 from ingest.telemetry.payload import Message
 
 log = logging.getLogger("qiwang.mqtt")
@@ -86,7 +86,7 @@ class MqttProcessSource:
     publish_alarm); the MQTT client runs in a child process."""
 
     def __init__(self, broker: BrokerAddress, submit: Callable[[Message], None], *,
-                 client_id: str = "qiwang-ingest", topic_filter: str = TELEMETRY_FILTER) -> None:
+                 client_id: str = "qiwang-ingest", topic_filter: str = INGEST_FILTER) -> None:
         self.broker = broker
         self.submit = submit
         self.client_id = client_id
