@@ -241,8 +241,10 @@ def demo(port: int, pipes: int, seed: int) -> None:
     """Load the demo city if empty, then serve it, alive.
 
     Starts the database (embedded unless DATABASE_URL), migrates the schema, loads the demo
-    city when table pipe is empty, starts mosquitto (unless QIWANG_MQTT_URL), the telemetry
-    ingest and a simulation of the city's sentries and RTUs, and serves on 127.0.0.1.
+    city when table pipe is empty, starts mosquitto (unless QIWANG_MQTT_URL; with accounts, no
+    anonymous clients), the telemetry ingest and a simulation of the city's sentries and RTUs,
+    and serves on 127.0.0.1. mosquitto and the ingest are supervised: restarted when they exit,
+    and reported at /health.
     """
     import sqlalchemy as sa
 
@@ -266,11 +268,16 @@ def demo(port: int, pipes: int, seed: int) -> None:
         telemetry()
 
 
+DEMO_SIMULATOR_ACCOUNT = "qiwang-demo-simulator"   # the simulator: one gateway for the city's enterprises
+
+
 def _start_demo_telemetry(url: str):
     """A live demo: mosquitto (local unless QIWANG_MQTT_URL), the ingest, and the simulator at a
-    modest rate. Returns the function that stops them."""
+    modest rate; mosquitto and the ingest supervised by the service. Returns the function that
+    stops them."""
     import threading
 
+    import psycopg
     from sqlalchemy.engine import make_url
 
     from ingest.telemetry.broker import LocalBroker, parse_mqtt_url
@@ -280,24 +287,31 @@ def _start_demo_telemetry(url: str):
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     broker = None
     if os.environ.get("QIWANG_MQTT_URL"):
-        address = parse_mqtt_url()
+        # An existing broker: the URL's account must read qiwang/# and publish the devices' topics.
+        ingest_address = simulator_address = parse_mqtt_url()
     else:
         from ingest.telemetry.broker import free_port, project_broker_dir
 
-        broker = LocalBroker(project_broker_dir(PROJECT_ROOT), free_port()).start()
-        address = broker.address
-    service = TelemetryService(conninfo, broker=address, client_id="qiwang-demo-ingest",
+        with psycopg.connect(conninfo) as conn:
+            enterprises = [code for (code,) in conn.execute("SELECT enterprise_code FROM enterprise ORDER BY 1")]
+        broker = LocalBroker(project_broker_dir(PROJECT_ROOT), free_port(),
+                             gateways={DEMO_SIMULATOR_ACCOUNT: enterprises}).start()
+        ingest_address, simulator_address = broker.ingest, broker.account(DEMO_SIMULATOR_ACCOUNT)
+    service = TelemetryService(conninfo, broker=ingest_address, client_id="qiwang-demo-ingest", local_broker=broker,
                                regulator_url=os.environ.get("QIWANG_REGULATOR_URL")).start()
     devices = load_simulated_devices(conninfo)
     # Every device about once a minute (sentries report every 300 s in the field: the demo is livelier).
-    simulator = Simulator(devices, address, rate=max(2.0, len(devices) / 60), client_id="qiwang-demo-simulator")
+    simulator = Simulator(devices, simulator_address, rate=max(2.0, len(devices) / 60),
+                          client_id="qiwang-demo-simulator")
     stop = threading.Event()
     threading.Thread(target=simulator.run, kwargs={"stop": stop}, name="qiwang-simulator", daemon=True).start()
-    click.echo(f"telemetry: {len(devices)} simulated devices on {address.url}; ingest running")
+    accounts = f"; MQTT accounts in {_shown_path(broker.credentials_file)}" if broker is not None else ""
+    click.echo(f"telemetry: {len(devices)} simulated devices on {ingest_address.url}; ingest running, "
+               f"supervised (restarts reported at /health){accounts}")
 
     def stop_all() -> None:
         stop.set()
-        service.stop()
+        service.stop()            # ends the supervision first: a broker stopped now is not restarted
         if broker is not None:
             broker.stop()
 

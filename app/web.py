@@ -109,12 +109,20 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
 
     @app.get("/health")
     def health():
+        """Database, and the telemetry ingest when one runs in this process (`./qiwang demo`):
+        its parts' restarts and last failures; 503 while a part is down."""
+        from ingest.telemetry.health import ingest_report
+
+        ingest = ingest_report()
+        extra = {} if ingest is None else {"ingest": ingest}
         try:
             with engine.connect() as conn:
                 pipes = table_counts(conn)["pipe"]
         except sa.exc.SQLAlchemyError as exc:
-            return jsonify(status="error", database="unreachable", error=_db_error(exc)), 503
-        return jsonify(status="ok", database="ok", pipes=pipes[0] if pipes else 0)
+            return jsonify(status="error", database="unreachable", error=_db_error(exc), **extra), 503
+        if ingest is not None and ingest["status"] != "running":
+            return jsonify(status="error", database="ok", pipes=pipes[0] if pipes else 0, **extra), 503
+        return jsonify(status="ok", database="ok", pipes=pipes[0] if pipes else 0, **extra)
 
     return app
 

@@ -36,7 +36,9 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
-from ingest.telemetry.broker import LocalBroker  # noqa: E402
+from ingest.telemetry.broker import ANY_ENTERPRISE, DISPATCH_USER, BrokerAddress, LocalBroker  # noqa: E402
+
+BENCH_GATEWAY = "bench-gateway"   # one head-end account for every simulated device
 from ingest.telemetry.mqtt_process import MqttProcessSource  # noqa: E402
 from ingest.telemetry.payload import telemetry_topic  # noqa: E402
 from ingest.telemetry.pipeline import Pipeline  # noqa: E402
@@ -77,11 +79,17 @@ def write_streams(devices, n: int, n_devices: int, start: datetime, folder: Path
     return streams
 
 
-def run_publishers(port: int, streams: list[tuple[str, Path]]) -> tuple[float, list[subprocess.Popen]]:
+def account_options(address: BrokerAddress) -> list[str]:
+    """mosquitto_pub/_sub options for an account: host, port, user and password (anonymous is refused)."""
+    return ["-h", address.host, "-p", str(address.port), "-u", address.username or "", "-P", address.password or ""]
+
+
+def run_publishers(broker: LocalBroker, streams: list[tuple[str, Path]]) -> tuple[float, list[subprocess.Popen]]:
     """One mosquitto_pub per device (a C client, QoS 1, a message per line), all started together:
     the load is what independent devices send, not what one Python client can produce."""
     began = time.time()
-    procs = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic,
+    gateway = account_options(broker.account(BENCH_GATEWAY))
+    procs = [subprocess.Popen(["mosquitto_pub", *gateway, "-q", "1", "-t", topic,
                                "-i", f"bench-device-{i}", "-l"], stdin=open(path, "rb"))
              for i, (topic, path) in enumerate(streams)]
     return began, procs
@@ -90,10 +98,10 @@ def run_publishers(port: int, streams: list[tuple[str, Path]]) -> tuple[float, l
 def baseline(broker: LocalBroker, streams) -> float:
     """Messages per second through mosquitto to mosquitto_sub (QoS 1), which only counts them."""
     n = sum(1 for _, path in streams for _ in open(path))
-    sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+    sub = subprocess.Popen(["mosquitto_sub", *account_options(broker.ingest), "-q", "1",
                             "-t", "qiwang/+/+/+/telemetry", "-C", str(n)], stdout=subprocess.DEVNULL)
     time.sleep(0.5)
-    began, procs = run_publishers(broker.port, streams)
+    began, procs = run_publishers(broker, streams)
     sub.wait(600)
     elapsed = time.time() - began
     for proc in procs:
@@ -118,6 +126,7 @@ def discard_session(broker: LocalBroker, client_id: str) -> None:
     """End the persistent session of `client_id`: otherwise the broker keeps queueing every later
     round's messages for it (a clean-session connection under the same id discards it)."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    broker.ingest.authenticate(client)
     client.connect("127.0.0.1", broker.port)
     client.disconnect()
 
@@ -125,13 +134,13 @@ def discard_session(broker: LocalBroker, client_id: str) -> None:
 def throughput(info: str, broker: LocalBroker, streams, client_id: str) -> tuple[float, Pipeline, MqttProcessSource]:
     n = sum(1 for _, path in streams for _ in open(path))
     pipeline = Pipeline(info, load_rules(), offline_check=False).start()
-    source = MqttProcessSource(broker.address, pipeline.submit, client_id=client_id).start()
+    source = MqttProcessSource(broker.ingest, pipeline.submit, client_id=client_id).start()
     pipeline.on_alarm = source.publish_alarm
     source.connected.wait(10)
     time.sleep(0.5)
     child = source.pid
     cpu_before, child_before, machine_before = os.times(), process_cpu_s(child), machine_busy()
-    began, procs = run_publishers(broker.port, streams)
+    began, procs = run_publishers(broker, streams)
     while pipeline.stats.stored + pipeline.stats.duplicates < n:
         time.sleep(0.02)
     elapsed = time.time() - began
@@ -161,12 +170,14 @@ def alarm_latency(pipeline: Pipeline, source: MqttProcessSource, broker: LocalBr
             event.set()
 
     listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-alarm-listener")
+    broker.account(DISPATCH_USER).authenticate(listener)
     listener.on_message = on_alarm
     listener.connect("127.0.0.1", broker.port)
     listener.subscribe("qiwang/+/alarms/#", qos=1)
     listener.loop_start()
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-leaks")
     pub.max_inflight_messages_set(5000)
+    broker.account(BENCH_GATEWAY).authenticate(pub)
     pub.connect("127.0.0.1", broker.port)
     pub.loop_start()
     background = sentries[alarms:]
@@ -223,7 +234,8 @@ def main() -> None:
           f"{args.devices} devices at once (mosquitto_pub, QoS 1)")
     folder = Path(tempfile.mkdtemp(prefix="qiwang-bench-streams-"))
     bases, rates = [], []
-    with LocalBroker(Path(tempfile.mkdtemp(prefix="qiwang-bench-mqtt-"))) as broker:
+    with LocalBroker(Path(tempfile.mkdtemp(prefix="qiwang-bench-mqtt-")),
+                     gateways={BENCH_GATEWAY: [ANY_ENTERPRISE]}) as broker:
         for round_ in range(1, args.rounds + 1):
             # Fresh timestamps every time: each round stores new readings, none is a duplicate.
             start = datetime.now(timezone.utc) - timedelta(hours=6 * round_)

@@ -16,13 +16,18 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.engine import make_url
 
-from ingest.telemetry.broker import BrokerAddress, LocalBroker
+from ingest.demo_city import ENTERPRISES
+from ingest.telemetry.broker import ANY_ENTERPRISE, BrokerAddress, LocalBroker
 from ingest.telemetry.mqtt_process import MqttProcessSource
 from ingest.telemetry.payload import Message, telemetry_topic
 from ingest.telemetry.pipeline import Pipeline
 from ingest.telemetry.rules import load_rules
 
 TELEMETRY_TABLES = "reading, reading_quarantine, alarm_event, alarm, device_status_log, outbox"
+# The tests' gateways: a head-end that may publish for any enterprise (hostile topics included) and
+# one gateway per demo-city enterprise, limited to that enterprise's topics.
+TEST_GATEWAY = "test-gateway"
+TEST_GATEWAYS = {TEST_GATEWAY: [ANY_ENTERPRISE], **{f"gateway-{code}": [code] for code, _, _ in ENTERPRISES}}
 
 
 def conninfo(url: str) -> str:
@@ -49,10 +54,11 @@ def devices(info: str, device_type: str = "sentry", limit: int = 10, where: str 
 @contextmanager
 def local_broker() -> Iterator[LocalBroker]:
     """A running mosquitto whose data directory the 'mosquitto' user can write (pytest's tmp_path,
-    below the root-only /tmp/pytest-of-root, is closed to it: LocalBroker refuses it)."""
+    below the root-only /tmp/pytest-of-root, is closed to it: LocalBroker refuses it), with the
+    service accounts and TEST_GATEWAYS."""
     data_dir = Path(tempfile.mkdtemp(prefix="qiwang-test-mosquitto-"))
     try:
-        with LocalBroker(data_dir) as broker:
+        with LocalBroker(data_dir, gateways=TEST_GATEWAYS) as broker:
             yield broker
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -81,11 +87,12 @@ def start_ingest(info: str, broker: BrokerAddress, client_id: str = "qiwang-inge
 
 
 @contextmanager
-def ingest_with_publisher(info: str, broker: BrokerAddress, publisher_id: str,
+def ingest_with_publisher(info: str, broker: LocalBroker, publisher_id: str,
                           **options) -> Iterator[tuple[Ingest, mqtt.Client]]:
-    """A running ingest (default session) and a device-like publisher; both stopped afterwards."""
-    ingest = start_ingest(info, broker, **options)
-    client = publisher(broker, client_id=publisher_id)
+    """A running ingest (default session, service account) and a gateway-like publisher (the
+    head-end TEST_GATEWAY); both stopped afterwards."""
+    ingest = start_ingest(info, broker.ingest, **options)
+    client = publisher(broker.account(TEST_GATEWAY), client_id=publisher_id)
     try:
         yield ingest, client
     finally:
@@ -108,7 +115,9 @@ def raise_alarms(info: str, readings: list[tuple[tuple[str, str, str], datetime,
 
 
 def publisher(broker: BrokerAddress, client_id: str = "test-publisher") -> mqtt.Client:
+    """A connected paho client (QoS 1 session) with `broker`'s account."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    broker.authenticate(client)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.reconnect_delay_set(1, 2)

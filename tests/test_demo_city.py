@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -215,7 +216,24 @@ def test_load_demo_and_demo_commands_work_end_to_end(scratch_url: str) -> None:
         assert page.status_code == 200
         assert "气网" in page.text and "1,000" in page.text  # the demo kept the loaded city (1,000 pipes)
         health = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+        ingest = health.pop("ingest")
         assert health == {"status": "ok", "database": "ok", "pipes": 1000}
+        # the demo's supervised ingest and mosquitto, none restarted
+        assert (ingest.pop("status"), ingest.pop("failing")) == ("running", [])
+        assert {name: (part["alive"], part["restarts"]) for name, part in ingest.items()} == {
+            "writer": (True, 0), "mqtt": (True, 0), "mosquitto": (True, 0)}
+        # mosquitto dies: the demo reaps it (no zombie), starts it again and says so at /health
+        [broker_pid] = mosquitto_processes(project_broker_dir(ROOT))
+        os.kill(broker_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while (mosquitto := requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["ingest"]["mosquitto"]
+               )["restarts"] == 0:
+            assert time.monotonic() < deadline, "the demo did not restart mosquitto"
+            time.sleep(0.2)
+        assert (mosquitto["alive"], mosquitto["restarts"], mosquitto["last_failure"]) == (
+            True, 1, "mosquitto exited with status -9")
+        assert not os.path.exists(f"/proc/{broker_pid}")          # reaped, not a zombie
+        assert len(mosquitto_processes(project_broker_dir(ROOT))) == 1
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -1,11 +1,13 @@
 """The telemetry ingest end to end: real mosquitto → MqttSource → Pipeline → real PostgreSQL.
 
 Exactly-once storage under duplicates and reconnects, a broker restarted mid-stream, 10,000
-hostile payloads, alarm raise / hysteresis / lifecycle with the MQTT alarm feed, offline detection
-with a simulated clock.
+hostile payloads of 65 kinds, the poison pills of issue 16, a store refusal bisected out, the
+broker's accounts and ACL, supervision reported at /health, alarm raise / hysteresis / lifecycle
+with the MQTT alarm feed, offline detection with a simulated clock.
 """
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import random
@@ -14,18 +16,23 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 import sqlalchemy as sa
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.pool import NullPool
 
 from ingest.telemetry import alarms, offline
 from app.errors import QiwangError
-from ingest.telemetry.broker import LocalBroker
-from ingest.telemetry.payload import telemetry_topic
+from ingest.demo_city import ENTERPRISES
+from ingest.telemetry.broker import DISPATCH_USER, INGEST_USER, REPLAY_USER, LocalBroker
+from ingest.telemetry.measures import MEASURES
+from ingest.telemetry.payload import Message, telemetry_topic
 from spatial import migrate
 from telemetry_support import (
-    base_time, conninfo, count, devices, ingest_with_publisher, local_broker, publish_readings, publisher, reset_telemetry, start_ingest, wait_until,
+    TEST_GATEWAY, TEST_GATEWAYS, base_time, conninfo, count, devices, ingest_with_publisher, local_broker,
+    publish_readings, publisher, reset_telemetry, start_ingest, wait_until,
 )
 
 
@@ -67,15 +74,15 @@ def test_exactly_once_under_duplicates_and_reconnects(db, broker):
     t0 = base_time()
     readings = [(device, t0 + timedelta(seconds=i), {"ch4_lel": round(0.1 * (i % 9), 1), "battery_v": 3.6})
                 for i in range(100) for device in sentries]
-    ingest = start_ingest(db, broker.address)
-    client = publisher(broker.address)
+    ingest = start_ingest(db, broker.ingest)
+    client = publisher(broker.account(TEST_GATEWAY))
     try:
         publish_readings(client, readings[:1000])
         publish_readings(client, readings[:500])                    # duplicates, a while later
         ingest.pipeline.wait_idle(30)
         ingest.stop()                                               # the ingest goes away …
         publish_readings(client, readings[1000:1500])               # … the broker keeps its session's messages
-        ingest = start_ingest(db, broker.address)                   # same client id: session resumed
+        ingest = start_ingest(db, broker.ingest)                   # same client id: session resumed
         publish_readings(client, readings[1500:] + readings[1200:1300])
         wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 2000, 60, "2,000 readings")
         ingest.pipeline.wait_idle(30)
@@ -101,7 +108,7 @@ def steady_stream(db: str, seconds: int, sentries: int = 10) -> list:
 
 def test_mqtt_client_process_killed_mid_stream_loses_nothing(db, broker):
     readings = steady_stream(db, seconds=200)
-    with ingest_with_publisher(db, broker.address, "kill-publisher") as (ingest, client):
+    with ingest_with_publisher(db, broker, "kill-publisher") as (ingest, client):
         publish_readings(client, readings[:1000])
         first = ingest.source.pid
         os.kill(first, signal.SIGKILL)                  # unacknowledged messages stay with the broker
@@ -118,7 +125,7 @@ def test_every_measure_lands_in_its_column_or_in_extra(db, broker):
     ts = base_time()
     values = {"ch4_lel": 12.5, "pressure_kpa": -0.25, "temperature_c": -7.125, "battery_v": 3.6,
               "flow_m3h": 1234.5, "signal_dbm": -87.0, "co_ppm": 0.001}
-    with ingest_with_publisher(db, broker.address, "measures-publisher") as (ingest, client):
+    with ingest_with_publisher(db, broker, "measures-publisher") as (ingest, client):
         publish_readings(client, [((ent, dtype, code), ts, values)])
         wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 1, 10,
                    lambda: f"the reading: {ingest.pipeline.stats}, "
@@ -141,7 +148,7 @@ def test_broker_refuses_a_directory_where_its_sessions_would_not_survive(tmp_pat
 
 def test_broker_restart_mid_stream_loses_nothing(db, broker):
     readings = steady_stream(db, seconds=300)
-    with ingest_with_publisher(db, broker.address, "restart-publisher") as (ingest, client):
+    with ingest_with_publisher(db, broker, "restart-publisher") as (ingest, client):
         publish_readings(client, readings[:1000])
         infos = publish_readings(client, readings[1000:2000], wait=False)
         broker.restart()                                            # SIGTERM: mosquitto saves its sessions
@@ -159,59 +166,113 @@ def test_broker_restart_mid_stream_loses_nothing(db, broker):
     assert count(db, "SELECT count(DISTINCT (device_code, ts)) FROM reading") == 3000
 
 
-def hostile_payloads(known: tuple[str, str, str], now: datetime, n: int) -> list[tuple[str, bytes, str]]:
-    """n (topic, payload, expected quarantine field) triples of every kind of bad input."""
+def hostile_kinds(known: tuple[str, str, str], now: datetime) -> list[tuple[str, bytes, str | None, str]]:
+    """(topic, payload, expected quarantine field, words the reason must hold) of each kind of bad
+    input: malformed JSON, encodings other than UTF-8, NUL and lone surrogates in any string,
+    timestamps out of any sane window (the OverflowError of issue 16), values, topics outside the
+    scheme or of devices that do not exist."""
     ent, dtype, code = known
     topic = telemetry_topic(ent, dtype, code)
     ts = now.isoformat()
+    good = json.dumps({"ts": ts, "values": {"ch4_lel": 1}})
+
+    def body(**fields) -> bytes:
+        return json.dumps({"ts": ts, "values": {"ch4_lel": 1}, **fields}).encode()
+
+    def raw(text: str) -> bytes:     # JSON text written by hand: escapes json.dumps would not write
+        return text.replace("TS", ts).encode()
+
+    between = "is not between 2000 and 2100"
     kinds = [
-        (topic, b"{not json", "payload"),
-        (topic, b"\xff\xfe\x00garbage", "payload"),
-        (topic, b"[1, 2, 3]", "payload"),
-        (topic, b'"just a string"', "payload"),
-        (topic, b"9" * 5000, "payload"),                                       # int longer than Python parses
-        (topic, b"[" * 100_000 + b"]" * 100_000, "payload"),                   # deeper than the parser goes
-        (topic, b"x" * 20_000, "payload"),                                      # larger than 16 KiB
-        (topic, json.dumps({"values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": "yesterday", "values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": "2026-11-23T08:00:00", "values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": (now + timedelta(days=30)).isoformat(), "values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": (now - timedelta(days=400)).isoformat(), "values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": True, "values": {"ch4_lel": 1}}).encode(), "ts"),
-        (topic, json.dumps({"ts": ts}).encode(), "values"),
-        (topic, json.dumps({"ts": ts, "values": {}}).encode(), "values"),
-        (topic, json.dumps({"ts": ts, "values": [1, 2]}).encode(), "values"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": "3.2"}}).encode(), "values.ch4_lel"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": True}}).encode(), "values.ch4_lel"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": None}}).encode(), "values.ch4_lel"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": 1e308}}).encode(), "values.ch4_lel"),
-        (topic, b'{"ts": "%s", "values": {"pressure_kpa": NaN}}' % ts.encode(), "values.pressure_kpa"),
-        (topic, b'{"ts": "%s", "values": {"pressure_kpa": Infinity}}' % ts.encode(), "values.pressure_kpa"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": -5}}).encode(), "values.ch4_lel"),
-        (topic, json.dumps({"ts": ts, "values": {"ch4_lel": 10**30}}).encode(), "values.ch4_lel"),
-        (topic, json.dumps({"ts": ts, "values": {"'; DROP TABLE reading; --": 1}}).encode(),
-         "values.'; DROP TABLE reading; --"),
-        (topic, json.dumps({"ts": ts, "values": {f"m{i}": 1 for i in range(100)}}).encode(), "values"),
-        (telemetry_topic(ent, dtype, "NO-SUCH-DEVICE"), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
-        (telemetry_topic("9999999999", dtype, code), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
-        (telemetry_topic(ent, "toaster", code), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
-        (telemetry_topic("12345", dtype, code), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
-        (telemetry_topic(ent, dtype, "bad code with spaces"), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
-        (telemetry_topic(ent, "rtu", code), json.dumps({"ts": ts, "values": {"ch4_lel": 1}}).encode(), "topic"),
+        (topic, b"{not json", "payload", "not JSON"),
+        (topic, b"\xff\xfe\x00garbage", "payload", "UTF-16 (byte order mark), not UTF-8"),
+        (topic, b"[1, 2, 3]", "payload", "a JSON list, not an object"),
+        (topic, b'"just a string"', "payload", "a JSON str, not an object"),
+        (topic, b"9" * 5000, "payload", "not JSON"),                          # int longer than Python parses
+        (topic, b"[" * 100_000 + b"]" * 100_000, "payload", "200,000 bytes, more than 16,384"),  # deep, and too large
+        (topic, b"x" * 20_000, "payload", "20,000 bytes, more than 16,384"),
+        (topic, json.dumps({"values": {"ch4_lel": 1}}).encode(), "ts", "missing"),
+        (topic, body(ts="yesterday"), "ts", "is not ISO 8601"),
+        (topic, body(ts="2026-11-23T08:00:00"), "ts", "has no UTC offset"),
+        (topic, body(ts=(now + timedelta(days=30)).isoformat()), "ts", "is in the future"),
+        (topic, body(ts=(now - timedelta(days=400)).isoformat()), "ts", "more than 90 days old"),
+        (topic, body(ts=True), "ts", "a bool, not an ISO 8601 string or Unix seconds"),
+        (topic, json.dumps({"ts": ts}).encode(), "values", "missing"),
+        (topic, body(values={}), "values", "empty"),
+        (topic, body(values=[1, 2]), "values", "a list, not an object"),
+        (topic, body(values={"ch4_lel": "3.2"}), "values.ch4_lel", "a str, not a number"),
+        (topic, body(values={"ch4_lel": True}), "values.ch4_lel", "a bool, not a number"),
+        (topic, body(values={"ch4_lel": None}), "values.ch4_lel", "a NoneType, not a number"),
+        (topic, body(values={"ch4_lel": 1e308}), "values.ch4_lel", "is outside 0…100 %LEL"),
+        (topic, raw('{"ts": "TS", "values": {"pressure_kpa": NaN}}'), "values.pressure_kpa", "nan kPa is outside"),
+        (topic, raw('{"ts": "TS", "values": {"pressure_kpa": Infinity}}'), "values.pressure_kpa", "inf kPa is outside"),
+        (topic, body(values={"ch4_lel": -5}), "values.ch4_lel", "-5 %LEL is outside 0…100 %LEL"),
+        (topic, body(values={"ch4_lel": 10**30}), "values.ch4_lel", "is outside 0…100 %LEL"),
+        (topic, body(values={"'; DROP TABLE reading; --": 1}), "values.'; DROP TABLE reading; --", "unknown measure"),
+        (topic, body(values={f"m{i}": 1 for i in range(100)}), "values", "100 values, more than 32"),
+        (telemetry_topic(ent, dtype, "NO-SUCH-DEVICE"), good.encode(), "topic", "unknown device"),
+        (telemetry_topic("9999999999", dtype, code), good.encode(), "topic", "unknown device"),
+        (telemetry_topic(ent, "toaster", code), good.encode(), "topic", "device type 'toaster' is not one of"),
+        (telemetry_topic("12345", dtype, code), good.encode(), "topic", "enterprise code '12345' is not 10 digits"),
+        (telemetry_topic(ent, dtype, "bad code with spaces"), good.encode(), "topic", "is not 1-64 letters"),
+        (telemetry_topic(ent, "rtu", code), good.encode(), "topic", "unknown device"),
+        # issue 16: timestamps whose shift to UTC overflowed, wherever the offset takes them
+        (topic, body(ts="0001-01-01T00:00:00+14:00"), "ts", between),
+        (topic, body(ts="0001-01-01T00:00:00-14:00"), "ts", between),
+        (topic, body(ts="9999-12-31T23:59:59-14:00"), "ts", between),
+        (topic, body(ts="9999-12-31T23:59:59.999999+00:00"), "ts", between),
+        (topic, body(ts="2100-01-01T00:00:00+08:00"), "ts", between),
+        (topic, body(ts="1999-12-31T23:59:59Z"), "ts", between),
+        (topic, body(ts="2026-11-23T08:00:00+25:00"), "ts", "is not ISO 8601"),
+        (topic, body(ts=-1e20), "ts", "is not Unix seconds between 2000 and 2100"),
+        (topic, raw('{"ts": 1e400, "values": {"ch4_lel": 1}}'), "ts", "inf is not Unix seconds"),
+        (topic, body(ts=ts + " " * 40), "ts", "characters, more than an ISO 8601 timestamp's 40"),
+        # issue 16: lone surrogates and NUL, in names and in any string, written as JSON escapes
+        (topic, raw('{"ts": "TS", "values": {"\\ud800": 1}}'), "values", "a name holds a lone surrogate (\\ud800)"),
+        (topic, raw('{"ts": "TS", "values": {"ch4_lel\\udfff": 1}}'), "values", "a lone surrogate (\\udfff)"),
+        (topic, raw('{"ts": "TS", "values": {"ch4_lel\\u0000": 1}}'), "values", "a name holds NUL (\\u0000)"),
+        (topic, raw('{"ts": "TS\\u0000", "values": {"ch4_lel": 1}}'), "ts", "a string holds NUL (\\u0000)"),
+        (topic, raw('{"ts": "\\ud83dTS", "values": {"ch4_lel": 1}}'), "ts", "a lone surrogate (\\ud83d)"),
+        (topic, raw('{"ts": "TS", "values": {"ch4_lel": 1}, "note": "\\udc00"}'), "note", "a lone surrogate (\\udc00)"),
+        (topic, raw('{"ts": "TS", "values": {"ch4_lel": 1}, "tags": ["ok", "\\ud800x"]}'), "tags", "lone surrogate"),
+        (topic, raw('{"\\u0000ts": "TS", "values": {"ch4_lel": 1}}'), "payload", "a name holds NUL"),
+        # issue 16: encodings other than UTF-8 (json.loads of bytes would have accepted the first four)
+        (topic, good.encode("utf-16"), "payload", "UTF-16 (byte order mark), not UTF-8"),
+        (topic, codecs.BOM_UTF16_BE + good.encode("utf-16-be"), "payload", "UTF-16 (byte order mark), not UTF-8"),
+        (topic, good.encode("utf-16-le"), "payload", "NUL bytes: UTF-16 or UTF-32 without a byte order mark"),
+        (topic, good.encode("utf-32"), "payload", "UTF-32 (byte order mark), not UTF-8"),
+        (topic, good.encode("utf-32-be"), "payload", "NUL bytes"),
+        (topic, good.encode("utf-8-sig"), "payload", "UTF-8 with a byte order mark"),
+        (topic, body(note="x")[:-2] + b'\xed\xa0\x80"}', "payload", "not UTF-8"),   # an encoded surrogate
+        (topic, body(note="x")[:-2] + b'\xc0\xaf"}', "payload", "not UTF-8"),       # an overlong '/'
+        (topic, body(note="x")[:-2] + b'\xb0C"}', "payload", "not UTF-8"),          # Latin-1 '°'
+        # issue 16: topics outside the scheme, which the ingest used not to subscribe to
+        (f"qiwang/{ent}/{dtype}/{code}/status", good.encode(), "topic", "not qiwang/{enterprise_code}/"),
+        (f"qiwang/{ent}/{dtype}/{code}/telemetry/extra", good.encode(), "topic", "not qiwang/{enterprise_code}/"),
+        (f"qiwang/{ent}/{dtype}/{code}", good.encode(), "topic", "not qiwang/{enterprise_code}/"),
+        (f"qiwang/{ent}", good.encode(), "topic", "not qiwang/{enterprise_code}/"),
+        ("qiwang/١٢٣٤٥٦٧٨٩٠/sentry/SB-1/telemetry", good.encode(), "topic", "is not 10 digits"),
+        (telemetry_topic(ent, dtype, "传感器-1"), good.encode(), "topic", "is not 1-64 letters"),
     ]
-    return [kinds[i % len(kinds)] for i in range(n)]
+    assert len({(topic, payload) for topic, payload, _, _ in kinds}) == len(kinds), "each kind tells itself apart"
+    return kinds
 
 
 def test_ten_thousand_hostile_payloads_are_quarantined_and_the_ingest_keeps_running(db, broker):
-    sentries = devices(db, limit=5)
+    """10,000 hostile messages of 65 kinds, shuffled among 600 good readings: exactly the 600 are
+    stored, each hostile one is quarantined with its raw bytes, the field and the reason of its
+    kind, and the ingest still stores a good reading afterwards."""
+    sentries = devices(db, limit=6)
     now = datetime.now(timezone.utc)
-    bad = hostile_payloads(sentries[0], now, 10_000)
+    kinds = hostile_kinds(sentries[0], now)
+    assert len(kinds) >= 50
+    bad = [kinds[i % len(kinds)] for i in range(10_000)]
     t0 = base_time()
     good = [(device, t0 + timedelta(seconds=i), {"ch4_lel": 1.0}) for i in range(100) for device in sentries]
-    ingest = start_ingest(db, broker.address)
-    client = publisher(broker.address, client_id="hostile-publisher")
+    ingest = start_ingest(db, broker.ingest)
+    client = publisher(broker.account(TEST_GATEWAY), client_id="hostile-publisher")
     try:
-        stream = [(topic, body) for topic, body, _ in bad]
+        stream = [(topic, body) for topic, body, _, _ in bad]
         goods = [(telemetry_topic(*device), json.dumps({"ts": ts.isoformat(), "values": v}).encode())
                  for device, ts, v in good]
         random.Random(5).shuffle(mixed := stream + goods)
@@ -219,33 +280,48 @@ def test_ten_thousand_hostile_payloads_are_quarantined_and_the_ingest_keeps_runn
         for info in infos:
             info.wait_for_publish(120)
         wait_until(lambda: count(db, "SELECT count(*) FROM reading_quarantine") == 10_000, 120,
-                   "10,000 quarantined messages")
+                   lambda: f"10,000 quarantined messages: {count(db, 'SELECT count(*) FROM reading_quarantine')}")
         ingest.pipeline.wait_idle(30)
         # still running: a good reading after the storm is stored
         late = base_time() + timedelta(minutes=30)
         publish_readings(client, [(sentries[0], late, {"ch4_lel": 2.0})])
         wait_until(lambda: count(db, "SELECT count(*) FROM reading WHERE ts = %s", late) == 1, 30, "the late reading")
+        assert ingest.pipeline.running() and ingest.pipeline.health.restarts == 0
     finally:
         ingest.stop()
         client.loop_stop()
-    assert count(db, "SELECT count(*) FROM reading") == 501
-    assert count(db, "SELECT count(*) FROM reading_quarantine") == 10_000
+    assert count(db, "SELECT count(*) FROM reading") == 601
+    assert count(db, "SELECT count(*) FROM reading WHERE ts <> %s", late) == 600
     with psycopg.connect(db) as conn:
-        by_field = dict(conn.execute("SELECT field, count(*) FROM reading_quarantine GROUP BY field").fetchall())
-        expected: dict[str, int] = {}
-        for _, _, field in bad:
-            expected[field] = expected.get(field, 0) + 1
-        assert by_field == expected
-        # every row keeps the raw bytes and a reason
-        raws = {bytes(p) for (p,) in conn.execute("SELECT payload FROM reading_quarantine")}
-        assert raws == {body for _, body, _ in bad}
-        assert conn.execute("SELECT count(*) FROM reading_quarantine WHERE reason = ''").fetchone()[0] == 0
-        reasons = dict(conn.execute(
-            "SELECT DISTINCT ON (field) field, reason FROM reading_quarantine ORDER BY field, id").fetchall())
-    assert reasons["ts"]
-    assert "unknown device" in " ".join(
-        r for (r,) in psycopg.connect(db).execute("SELECT DISTINCT reason FROM reading_quarantine WHERE field = 'topic'"))
+        rows = conn.execute("SELECT topic, payload, array_agg(DISTINCT field), array_agg(DISTINCT reason), count(*) "
+                            "FROM reading_quarantine GROUP BY topic, payload").fetchall()
+    found = {(topic, bytes(payload)): (fields, reasons, n) for topic, payload, fields, reasons, n in rows}
+    assert len(found) == len(kinds)
+    for topic, payload, field, words in kinds:
+        fields, reasons, n = found[(topic, payload)]       # a reason may quote the time it was received
+        assert (fields, n) == ([field], sum(1 for k in bad if k[:2] == (topic, payload))), (topic, payload[:80])
+        assert all(words in reason for reason in reasons), (payload[:80], reasons)
     assert ingest.pipeline.stats.quarantined == 10_000
+
+
+def test_the_poison_pills_of_issue_16_are_quarantined_and_the_writer_goes_on(db, broker):
+    """The two messages that killed the writer for good (an overflowing timestamp, a lone surrogate
+    in a measure name), each followed by a good reading: both quarantined, both readings stored."""
+    sentry = devices(db, limit=1)[0]
+    t0 = base_time()
+    poison = [b'{"ts":"0001-01-01T00:00:00+14:00","values":{"ch4_lel":1}}',
+              ('{"ts":"%s","values":{"\\ud800":1}}' % t0.isoformat()).encode()]
+    with ingest_with_publisher(db, broker, "poison-publisher") as (ingest, client):
+        for i, body in enumerate(poison):
+            client.publish(telemetry_topic(*sentry), body, qos=1).wait_for_publish(10)
+            publish_readings(client, [(sentry, t0 + timedelta(seconds=i), {"ch4_lel": 1.0})])
+        wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 2, 30, "the two good readings")
+        assert ingest.pipeline.running() and ingest.pipeline.health.restarts == 0
+    with psycopg.connect(db) as conn:
+        quarantined = conn.execute("SELECT payload, field, reason FROM reading_quarantine ORDER BY id").fetchall()
+    assert [(bytes(p), f, r) for p, f, r in quarantined] == [
+        (poison[0], "ts", "'0001-01-01T00:00:00+14:00' is not between 2000 and 2100"),
+        (poison[1], "values", "a name holds a lone surrogate (\\ud800)")]
 
 
 LEAK = [5, 11, 9, 8.5, 7.9, 12, 26, 24, 22.9, 51, 49, 47.9, 30, 5]
@@ -260,11 +336,11 @@ def test_alarm_raise_hysteresis_lifecycle_and_feed(db, broker):
     t0 = base_time()
     feed: list[dict] = []
     got_feed = threading.Event()
-    listener = publisher(broker.address, client_id="alarm-listener")
+    listener = publisher(broker.account(DISPATCH_USER), client_id="alarm-listener")
     listener.on_message = lambda c, u, m: (feed.append(json.loads(m.payload)), got_feed.set())
     listener.subscribe("qiwang/+/alarms/#", qos=1)
-    ingest = start_ingest(db, broker.address)
-    client = publisher(broker.address, client_id="alarm-publisher")
+    ingest = start_ingest(db, broker.ingest)
+    client = publisher(broker.account(TEST_GATEWAY), client_id="alarm-publisher")
     try:
         publish_readings(client, [(sentry, t0 + timedelta(minutes=i), {"ch4_lel": v}) for i, v in enumerate(LEAK)])
         publish_readings(client, [(rtu, t0 + timedelta(minutes=i), {"pressure_kpa": v})
@@ -323,8 +399,8 @@ def test_alarm_raise_hysteresis_lifecycle_and_feed(db, broker):
 
 def test_active_alarm_cannot_be_closed(db, broker):
     sentry = devices(db, limit=2)[1]
-    ingest = start_ingest(db, broker.address)
-    client = publisher(broker.address, client_id="active-publisher")
+    ingest = start_ingest(db, broker.ingest)
+    client = publisher(broker.account(TEST_GATEWAY), client_id="active-publisher")
     try:
         publish_readings(client, [(sentry, datetime.now(timezone.utc) - timedelta(seconds=5), {"ch4_lel": 30.0})])
         wait_until(lambda: count(db, "SELECT count(*) FROM alarm") == 1, 30, "the alarm")
@@ -347,8 +423,8 @@ def test_offline_detection_and_rate_with_a_simulated_clock(db, broker):
     sentries = devices(db, limit=4)
     start = base_time()
     clock = {"now": start}
-    ingest = start_ingest(db, broker.address, clock=lambda: clock["now"], offline_check=False)
-    client = publisher(broker.address, client_id="offline-publisher")
+    ingest = start_ingest(db, broker.ingest, clock=lambda: clock["now"], offline_check=False)
+    client = publisher(broker.account(TEST_GATEWAY), client_id="offline-publisher")
     try:
         publish_readings(client, [(device, start, {"ch4_lel": 0.5}) for device in sentries])
         ingest.pipeline.wait_idle(30)
@@ -405,7 +481,7 @@ def test_quarantined_messages_of_a_device_registered_later_are_replayed_once(db,
     with psycopg.connect(db) as conn:       # the device is not registered yet: it reports under a new code
         conn.execute("UPDATE sentry SET code = code || '-OLD' WHERE code = %s", (late[2],))
     try:
-        with ingest_with_publisher(db, broker.address, "replay-publisher") as (ingest, client):
+        with ingest_with_publisher(db, broker, "replay-publisher") as (ingest, client):
             publish_readings(client, late_readings + [(stranger, t0, {"ch4_lel": 1.0})] * 1)
             wait_until(lambda: count(db, "SELECT count(*) FROM reading_quarantine") == 51, 30, "51 quarantined")
             assert count(db, "SELECT count(*) FROM reading") == 0
@@ -417,14 +493,14 @@ def test_quarantined_messages_of_a_device_registered_later_are_replayed_once(db,
                 assert waiting(conn, device=stranger[2]) == (0, 0)
             time.sleep(RELOAD_ON_MISS_AFTER_S + 0.5)       # the running ingest sees a new device within 5 s
 
-            assert replay(db, broker.address) == ReplayReport(50, 1)
+            assert replay(db, broker.account(REPLAY_USER)) == ReplayReport(50, 1)
             wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 50, 30, "the 50 replayed readings")
-            assert replay(db, broker.address) == ReplayReport(0, 0)          # each message once …
+            assert replay(db, broker.account(REPLAY_USER)) == ReplayReport(0, 0)          # each message once …
             with psycopg.connect(db) as conn:                                  # … unless a replay is cut short
                 conn.execute("UPDATE reading_quarantine SET replayed_at = NULL WHERE id IN "
                              "(SELECT id FROM reading_quarantine WHERE device_code = %s ORDER BY id LIMIT 20)",
                              (late[2],))
-            assert replay(db, broker.address) == ReplayReport(20, 1)
+            assert replay(db, broker.account(REPLAY_USER)) == ReplayReport(20, 1)
             ingest.pipeline.wait_idle(30)
             assert ingest.pipeline.stats.duplicates >= 20
     finally:
@@ -440,3 +516,179 @@ def test_quarantined_messages_of_a_device_registered_later_are_replayed_once(db,
     assert rows == sorted([(late[2], True, 50), (stranger[2], False, 1)])
     # the alarm episode in the replayed messages, at the readings' own times
     assert events == [("raised", 5, t0 + timedelta(minutes=10)), ("cleared", 5, t0 + timedelta(minutes=20))]
+
+
+def test_a_message_the_store_refuses_is_bisected_out_and_the_others_are_stored(db, monkeypatch):
+    """Defence in depth: with the payload's string check and the store's text cleaning switched off
+    (the lone surrogate of issue 16 reaching the store, as it did), the batch write fails; the
+    writer splits the batch until the message at fault is alone, quarantines it (raw bytes, the
+    error in ASCII) and stores the 300 good readings of the same batch."""
+    from ingest.telemetry import payload as payload_module
+    from ingest.telemetry import store
+    from ingest.telemetry.pipeline import Pipeline
+    from ingest.telemetry.rules import load_rules
+
+    monkeypatch.setattr(payload_module, "_storable", lambda value, where: None)
+    monkeypatch.setattr(store, "_clean", lambda text: text)
+    sentries = devices(db, limit=3)
+    t0 = base_time()
+    poison = ('{"ts": "%s", "values": {"\\ud800": 1}}' % t0.isoformat()).encode()
+    messages = [Message("mqtt", telemetry_topic(*device), json.dumps(
+        {"ts": (t0 + timedelta(seconds=i)).isoformat(), "values": {"ch4_lel": 0.5}}).encode(), now)
+        for now in [datetime.now(timezone.utc)] for i in range(100) for device in sentries]
+    messages.insert(150, Message("mqtt", telemetry_topic(*sentries[0]), poison, datetime.now(timezone.utc)))
+    pipeline = Pipeline(db, load_rules(), offline_check=False)
+    for message in messages:            # queued before the writer starts: one batch of 301
+        pipeline.submit(message)
+    pipeline.start()
+    try:
+        wait_until(lambda: pipeline.stats.received == 301, 30, lambda: f"the batch: {pipeline.stats}")
+        assert pipeline.stats.batches == 1 and pipeline.running() and pipeline.health.restarts == 0
+    finally:
+        pipeline.stop()
+    assert (pipeline.stats.stored, pipeline.stats.quarantined) == (300, 1)
+    assert count(db, "SELECT count(*) FROM reading") == 300
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT payload, field, reason FROM reading_quarantine").fetchall()
+    assert [(bytes(p), f) for p, f, _ in rows] == [(poison, None)]
+    assert rows[0][2].startswith("could not be quarantined as checked (UnicodeEncodeError: 'utf-8' codec can't "
+                                 "encode character '\\ud800'"), rows[0][2]
+    assert rows[0][2].endswith("it was refused for: unknown measure (known: " + ", ".join(MEASURES) + ")")
+
+
+def connect_reason(address, client_id: str) -> str:
+    """What the broker answers a connection with `address`'s account (paho's reason code text)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    address.authenticate(client)
+    reasons: list[str] = []
+    answered = threading.Event()
+    client.on_connect = lambda c, u, f, reason, p: (reasons.append(str(reason)), answered.set())
+    client.connect(address.host, address.port)
+    client.loop_start()
+    try:
+        assert answered.wait(10), "no CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return reasons[0]
+
+
+def test_the_broker_refuses_anonymous_clients_and_topics_of_other_enterprises(db, broker):
+    """mosquitto with accounts (issue 16, 5): no anonymous client, no wrong password; a gateway
+    publishes only under its enterprise's prefix — another enterprise's device topic and the alarm
+    feed are dropped by the broker, its own device's reading is stored."""
+    from dataclasses import replace
+
+    (own, _, _), (other, _, _) = ENTERPRISES[:2]
+    mine = devices(db, where=f"enterprise_code = '{own}'", limit=1)[0]
+    theirs = devices(db, where=f"enterprise_code = '{other}'", limit=1)[0]
+    gateway = broker.account(f"gateway-{own}")
+    assert connect_reason(broker.address, "anonymous-device") == "Not authorized"
+    assert connect_reason(replace(gateway, password="guessed"), "guessing-device") == "Not authorized"
+    assert connect_reason(gateway, "own-gateway") == "Success"
+    with broker.credentials_file.open() as handle:
+        assert set(json.load(handle)) == {INGEST_USER, REPLAY_USER, DISPATCH_USER, *TEST_GATEWAYS}
+    assert broker.credentials_file.stat().st_mode & 0o777 == 0o600
+    assert "allow_anonymous false" in (broker.data_dir / "mosquitto.conf").read_text()
+
+    forged: list[bytes] = []
+    listener = publisher(broker.account(DISPATCH_USER), client_id="forgery-listener")
+    listener.on_message = lambda c, u, m: forged.append(m.payload)
+    listener.subscribe("qiwang/+/alarms/#", qos=1)
+    t0 = base_time()
+    ingest = start_ingest(db, broker.ingest)
+    client = publisher(gateway, client_id="own-gateway")
+    try:
+        publish_readings(client, [(theirs, t0, {"ch4_lel": 99.0})])       # the broker acknowledges, and drops it
+        client.publish(f"qiwang/{own}/alarms/sentry/{mine[2]}", b'{"code": "BJ-FORGED"}', qos=1).wait_for_publish(10)
+        publish_readings(client, [(mine, t0, {"ch4_lel": 1.0})])
+        wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 1, 30, "the gateway's own reading")
+        ingest.pipeline.wait_idle(30)
+    finally:
+        ingest.stop()
+        client.loop_stop()
+        listener.loop_stop()
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT enterprise_code, device_code FROM reading").fetchall() == [(own, mine[2])]
+    assert count(db, "SELECT count(*) FROM reading_quarantine") == 0 and count(db, "SELECT count(*) FROM alarm") == 0
+    assert forged == []
+
+
+def test_the_supervisor_restarts_what_dies_and_health_reports_it(db, monkeypatch, tmp_path):
+    """The MQTT client process killed, mosquitto killed (reaped: no zombie), the writer's loop
+    failing: each is restarted and counted with its last failure in /health; the batch the writer
+    failed on is quarantined with the error; a reading sent afterwards is stored."""
+    from sqlalchemy.engine import make_url
+
+    from app.web import create_app
+    from ingest.telemetry.service import TelemetryService
+
+    sentry = devices(db, limit=1)[0]
+    t0 = base_time()
+    with local_broker() as own:
+        service = TelemetryService(db, broker=own.ingest, client_id="health-ingest", local_broker=own,
+                                   watch_every_s=0.2).start()
+        web = create_app(make_url(db).set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
+                         jobs_dir=tmp_path).test_client()
+        client = publisher(own.account(TEST_GATEWAY), client_id="health-publisher")
+        try:
+            wait_until(service.mqtt.connected.is_set, 10, "the ingest's MQTT connection")
+            body = web.get("/health").get_json()
+            quiet = {"alive": True, "restarts": 0, "last_failure": None, "last_failure_at": None}
+            assert body["ingest"] == {"status": "running", "failing": [], "writer": quiet,
+                                      "mqtt": {**quiet, "connected": True}, "mosquitto": quiet}
+
+            child = service.mqtt.pid
+            os.kill(child, signal.SIGKILL)
+            wait_until(lambda: service.mqtt.health.restarts == 1 and service.mqtt.connected.is_set(), 30,
+                       "the MQTT client process restarted")
+
+            mosquitto = own.process.pid
+            os.kill(mosquitto, signal.SIGKILL)
+            wait_until(lambda: own.health.restarts == 1 and service.mqtt.connected.is_set(), 30,
+                       "mosquitto restarted and the ingest reconnected")
+            assert own.process.pid != mosquitto and not os.path.exists(f"/proc/{mosquitto}")   # reaped
+
+            registry, failures = service.pipeline.registry, []
+
+            def failing_reload() -> None:      # a fault inside the writer's loop, once
+                if not failures:
+                    failures.append(1)
+                    raise RuntimeError("injected fault")
+            monkeypatch.setattr(registry, "maybe_reload", failing_reload)
+            publish_readings(client, [(sentry, t0, {"ch4_lel": 1.0})])
+            wait_until(lambda: service.pipeline.health.restarts == 1, 30, "the writer restarted")
+            publish_readings(client, [(sentry, t0 + timedelta(seconds=1), {"ch4_lel": 1.0})])
+            wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 1, 30, "the reading after the restarts")
+            response = web.get("/health")
+        finally:
+            client.loop_stop()
+            service.stop()
+    body = response.get_json()
+    assert response.status_code == 200 and body["status"] == "ok"
+    ingest = body["ingest"]
+    assert (ingest["status"], ingest["failing"]) == ("running", [])
+    assert {name: (part["alive"], part["restarts"]) for name, part in ingest.items() if name not in ("status", "failing")} \
+        == {"writer": (True, 1), "mqtt": (True, 1), "mosquitto": (True, 1)}
+    assert ingest["writer"]["last_failure"] == "RuntimeError: injected fault"
+    assert ingest["mqtt"]["last_failure"] == (f"the MQTT client process {child} ended (exit code -9); "
+                                              "starting another on the same session")
+    assert ingest["mosquitto"]["last_failure"] == "mosquitto exited with status -9"
+    assert all(ingest[name]["last_failure_at"] for name in ("writer", "mqtt", "mosquitto"))
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT ts FROM reading").fetchall() == [(t0 + timedelta(seconds=1),)]
+        assert conn.execute("SELECT field, reason FROM reading_quarantine").fetchall() == [
+            (None, "the ingest writer failed on its batch: RuntimeError: injected fault")]
+    assert web.get("/health").get_json().get("ingest") is None     # stopped: no ingest in this process
+
+
+def test_mqtt_urls_carry_accounts_and_never_show_the_password():
+    from ingest.telemetry.broker import BrokerAddress, parse_mqtt_url
+
+    address = parse_mqtt_url("mqtt://gateway-1:p%3As%40ss@broker.example:1884")
+    assert address == BrokerAddress("broker.example", 1884, "gateway-1", "p:s@ss")
+    assert address.url == "mqtt://gateway-1@broker.example:1884" and "p:s@ss" not in repr(address)
+    assert parse_mqtt_url("mqtt://127.0.0.1") == BrokerAddress("127.0.0.1", 1883)
+    with pytest.raises(QiwangError) as refused:
+        parse_mqtt_url("http://gateway-1:secret@broker.example")
+    assert str(refused.value) == ("MQTT URL 'http://broker.example' is not mqtt://[user:password@]host[:port]")

@@ -22,7 +22,7 @@ from ingest.demo_city import load_demo
 from spatial import migrate
 from spatial.cluster import EmbeddedCluster
 from telemetry_support import (
-    base_time, conninfo, count, devices, local_broker, publish_readings, publisher, start_ingest, wait_until,
+    base_time, conninfo, count, devices, local_broker, publish_readings, publisher, start_ingest, wait_until, TEST_GATEWAY,
 )
 
 OUTAGE_S = 30.0
@@ -54,8 +54,8 @@ def test_database_stopped_for_30_s_loses_nothing(own_cluster):
                 for i in range(seconds) for device in sentries]
 
     with local_broker() as broker:
-        ingest = start_ingest(info, broker.address, client_id="outage-ingest")
-        client = publisher(broker.address, client_id="outage-publisher")
+        ingest = start_ingest(info, broker.ingest, client_id="outage-ingest")
+        client = publisher(broker.account(TEST_GATEWAY), client_id="outage-publisher")
         published = threading.Event()
 
         def stream() -> None:

@@ -18,7 +18,7 @@ from ingest.telemetry.payload import Message, Reading, parse
 from ingest.telemetry.registry import DeviceRegistry
 from ingest.telemetry.rules import load_rules
 from ingest.telemetry.simulate import NOMINAL_KPA, Episodes, Simulator, load_simulated_devices
-from telemetry_support import local_broker
+from telemetry_support import TEST_GATEWAY, local_broker
 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto is not installed")
 
@@ -48,6 +48,7 @@ class Collector:
         self.subscribed = threading.Event()
         self.enough, self.stop = enough, stop
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-collector", clean_session=True)
+        broker.ingest.authenticate(self.client)     # the service account: it may read telemetry
         self.client.on_connect = lambda c, *_: c.subscribe("qiwang/+/+/+/telemetry", qos=1)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
@@ -81,7 +82,7 @@ def test_simulated_telemetry_is_accepted_and_tells_stories(conninfo: str, broker
     stop = threading.Event()
     collector = Collector(broker, enough=len(devices) * VISITS, stop=stop)
     try:
-        simulator = Simulator(devices, broker.address, rate=200, seed=SEED, leak_fraction=0.25,
+        simulator = Simulator(devices, broker.account(TEST_GATEWAY), rate=200, seed=SEED, leak_fraction=0.25,
                               silent_fraction=0.1, episodes=EPISODES, client_id="test-simulator")
         report = simulator.run(duration_s=15, stop=stop)
         collector.wait_for(report.published)
@@ -119,7 +120,7 @@ def test_simulated_telemetry_is_accepted_and_tells_stories(conninfo: str, broker
     # Silences: nothing while silent, and back afterwards (a silence of the first cycle has surely
     # ended: every device had at least VISITS - 1 > cycle readings).
     assert report.silent and set(report.silent) == set(report.silences)
-    plan = Simulator(devices, broker.address, rate=200, seed=SEED, leak_fraction=0.25, silent_fraction=0.1,
+    plan = Simulator(devices, broker.account(TEST_GATEWAY), rate=200, seed=SEED, leak_fraction=0.25, silent_fraction=0.1,
                      episodes=EPISODES)
     first_cycle = {d.code for d in devices for visit in range(EPISODES.cycle)
                    if (e := plan.event(d, visit)) is not None and e.kind == "silent"}

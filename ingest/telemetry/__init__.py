@@ -2,9 +2,9 @@
 
 The path of a reading, one module per step:
 
-    mqtt.py / modbus.py   sources: MQTT subscription (QoS 1, acknowledged only once stored) and
+    mqtt.py / modbus.py   sources: MQTT subscription to qiwang/# (QoS 1, acknowledged only once stored) and
                           Modbus TCP polling, both producing `Message`s
-    payload.py            topic + JSON → `Reading`, or a `Rejection` naming the field and reason
+    payload.py            topic + UTF-8 JSON → `Reading`, or a `Rejection` naming the field and reason
     registry.py           the devices that may report (table view telemetry_device)
     rules.py              alarm rules: levels (dt_devicestatus), thresholds, hysteresis
     store.py              one transaction per batch: readings (idempotent on device + ts), latest
@@ -16,5 +16,7 @@ The path of a reading, one module per step:
     offline.py            offline detection and offline rates (掉线率)
     outbox.py             replay of unsent records to the regulator's HTTP endpoint, in order
     simulate.py           realistic telemetry for the demo city
-    broker.py             a project-local mosquitto for the demo and the tests
+    broker.py             a project-local mosquitto for the demo and the tests: accounts and ACL
+                          (no anonymous clients), reaped and restarted when it exits
+    health.py             restarts and last failures of the supervised parts, for /health
 """

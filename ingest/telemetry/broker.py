@@ -1,32 +1,53 @@
 """A project-local mosquitto (Debian's package) for the demo and the tests, and MQTT URLs.
 
-`QIWANG_MQTT_URL` (mqtt://host:port) points the ingest and the simulator at an existing broker;
-without it `./qiwang demo` runs this one on 127.0.0.1. Its settings are the ones the ingest needs
-to lose nothing: persistent sessions saved to disk (a restarted broker still holds what the ingest
-has not acknowledged), and queues large enough to ride out a database outage at full rate while
-the ingest holds back its acknowledgements.
+`QIWANG_MQTT_URL` (mqtt://[user:password@]host:port) points the ingest and the simulator at an
+existing broker; without it `./qiwang demo` runs this one on 127.0.0.1. Its settings are the ones
+the ingest needs to lose nothing: persistent sessions saved to disk (a restarted broker still holds
+what the ingest has not acknowledged), and queues large enough to ride out a database outage at
+full rate while the ingest holds back its acknowledgements.
+
+Nobody connects anonymously. Accounts (`credentials.json` in the broker's directory, mode 0600;
+mosquitto gets PBKDF2-SHA512 hashes in `passwd` and the rights in `acl`):
+- `qiwang-ingest`, the service account: reads everything under `qiwang/` (so that messages on
+  topics outside the scheme are quarantined, not lost) and alone publishes the alarm feed;
+- `qiwang-replay` (`./qiwang quarantine replay`): publishes telemetry of any enterprise;
+- `qiwang-dispatch`: reads the alarm feed (dispatch screens, paging);
+- one account per gateway, publishing only under the prefixes of its enterprises,
+  `qiwang/{enterprise_code}/…` (never their alarm feed); "+" for a head-end serving any.
+mosquitto drops what an account may not publish (MQTT 3.1.1 cannot tell the publisher).
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from app.errors import QiwangError
+from ingest.telemetry.health import ComponentHealth
+
+log = logging.getLogger("qiwang.mqtt")
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
 
 CONFIG = """\
 listener {port} 127.0.0.1
-allow_anonymous true
+allow_anonymous false
+password_file {data_dir}/passwd
+acl_file {data_dir}/acl
 persistence true
 persistence_location {data_dir}/
 autosave_interval 30
@@ -41,18 +62,36 @@ log_type notice
 """
 
 
+INGEST_USER = "qiwang-ingest"
+REPLAY_USER = "qiwang-replay"
+DISPATCH_USER = "qiwang-dispatch"
+ANY_ENTERPRISE = "+"
+PBKDF2_ITERATIONS = 101        # mosquitto_passwd's own default ($7$: PBKDF2-HMAC-SHA512, 12-byte salt)
+
+
 @dataclass(frozen=True)
 class BrokerAddress:
+    """Where a broker listens, and the account to connect with (None: anonymous)."""
+
     host: str
     port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        """mqtt://[user@]host:port — never with the password (it goes to logs and screens)."""
+        user = f"{self.username}@" if self.username else ""
+        return f"mqtt://{user}{self.host}:{self.port}"
+
+    def authenticate(self, client: object) -> None:
+        """Give a paho client this address's credentials (before it connects)."""
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)  # type: ignore[attr-defined]
 
 
 def parse_mqtt_url(url: str | None = None) -> BrokerAddress:
-    """mqtt://host[:port] (QIWANG_MQTT_URL when not given; the local default otherwise)."""
+    """mqtt://[user:password@]host[:port] (QIWANG_MQTT_URL when not given; the local default otherwise)."""
     url = url or os.environ.get("QIWANG_MQTT_URL") or DEFAULT_URL
     parts = urlsplit(url)
     try:
@@ -60,8 +99,43 @@ def parse_mqtt_url(url: str | None = None) -> BrokerAddress:
     except ValueError:
         port = -1
     if parts.scheme != "mqtt" or not parts.hostname or not 0 < port < 65536:
-        raise QiwangError(f"MQTT URL {url!r} is not mqtt://host[:port]")
-    return BrokerAddress(parts.hostname, port)
+        raise QiwangError(f"MQTT URL {parts._replace(netloc=parts.hostname or '').geturl()!r} is not "
+                          "mqtt://[user:password@]host[:port]")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return BrokerAddress(parts.hostname, port, username, password)
+
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """A mosquitto 2 password_file hash ($7$: PBKDF2-HMAC-SHA512), as mosquitto_passwd writes it."""
+    salt = salt if salt is not None else secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
+    return f"$7${PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def acl_text(gateways: Mapping[str, Iterable[str]]) -> str:
+    """mosquitto's acl_file: the service accounts' rights, then each gateway's prefixes."""
+    lines = [f"user {INGEST_USER}", "topic read qiwang/#", "topic write qiwang/+/alarms/#", "",
+             f"user {REPLAY_USER}", "topic write qiwang/#", "topic deny qiwang/+/alarms/#", "",
+             f"user {DISPATCH_USER}", "topic read qiwang/+/alarms/#", ""]
+    for name, enterprises in gateways.items():
+        lines.append(f"user {name}")
+        for enterprise in enterprises:
+            lines += [f"topic write qiwang/{enterprise}/#", f"topic deny qiwang/{enterprise}/alarms/#"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _account_name(name: str) -> str:
+    if not name or any(c in name for c in " \t\n:#+/") or not name.isprintable():
+        raise QiwangError(f"MQTT account name {name!r} must be printable, without spaces, ':', '/', '+' or '#'")
+    return name
+
+
+def _enterprise_prefix(code: str) -> str:
+    if code != ANY_ENTERPRISE and not (len(code) == 10 and code.isascii() and code.isdigit()):
+        raise QiwangError(f"gateway enterprise {code!r} is not a 10-digit enterprise code or '+'")
+    return code
 
 
 def free_port() -> int:
@@ -110,16 +184,64 @@ def project_broker_dir(project_root: Path) -> Path:
 
 
 class LocalBroker:
-    """mosquitto on 127.0.0.1:port with its persistence under `data_dir`; stop() saves it."""
+    """mosquitto on 127.0.0.1:port with its persistence under `data_dir`; stop() saves it.
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    `gateways`: account name → the enterprise codes it publishes for ("+": any). Passwords are
+    made once and kept in `credentials.json` (0600), so that a restart keeps every account."""
+
+    def __init__(self, data_dir: Path, port: int | None = None,
+                 gateways: Mapping[str, Iterable[str]] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
+        self.gateways = {_account_name(name): [_enterprise_prefix(code) for code in codes]
+                         for name, codes in (gateways or {}).items()}
         self.process: subprocess.Popen[bytes] | None = None
+        self.health = ComponentHealth("mosquitto", alive=lambda: self.process is not None and self.process.poll() is None)
+        self._credentials: dict[str, str] = {}
 
     @property
     def address(self) -> BrokerAddress:
+        """The broker without an account (anonymous: refused)."""
         return BrokerAddress("127.0.0.1", self.port)
+
+    def account(self, username: str) -> BrokerAddress:
+        """The broker with one of its accounts (the service accounts or a gateway)."""
+        if not self._credentials:
+            self._write_accounts()
+        if username not in self._credentials:
+            raise QiwangError(f"the local broker has no MQTT account {username!r} "
+                              f"(accounts: {', '.join(sorted(self._credentials))})")
+        return BrokerAddress("127.0.0.1", self.port, username, self._credentials[username])
+
+    @property
+    def ingest(self) -> BrokerAddress:
+        return self.account(INGEST_USER)
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "credentials.json"
+
+    def _write_accounts(self) -> None:
+        """credentials.json (kept passwords, new ones for new accounts), passwd and acl."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            kept = json.loads(self.credentials_file.read_text())
+        except (OSError, ValueError):
+            kept = {}
+        names = [INGEST_USER, REPLAY_USER, DISPATCH_USER, *self.gateways]
+        self._credentials = {name: kept.get(name) or secrets.token_urlsafe(24) for name in names}
+        descriptor = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            os.fchmod(out.fileno(), 0o600)
+            json.dump(self._credentials, out, indent=1)
+        for name, text in (("passwd", "".join(f"{user}:{password_hash(password)}\n"
+                                              for user, password in self._credentials.items())),
+                           ("acl", acl_text(self.gateways))):
+            path = self.data_dir / name
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                os.fchmod(out.fileno(), 0o600)
+                out.write(text)
 
     def start(self, timeout_s: float = 10.0) -> LocalBroker:
         if not Path(MOSQUITTO).exists():
@@ -127,12 +249,15 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "mosquitto.conf"
         config.write_text(CONFIG.format(port=self.port, data_dir=self.data_dir))
+        self._write_accounts()
         command = [MOSQUITTO, "-c", str(config)]
         if os.geteuid() == 0:
-            # As root mosquitto drops to the 'mosquitto' user, which must then own its files.
+            # As root mosquitto drops to the 'mosquitto' user, which must then own its files
+            # (but not the plain-text credentials: those are ours alone).
             shutil.chown(self.data_dir, "mosquitto")
             for path in self.data_dir.iterdir():
-                shutil.chown(path, "mosquitto")
+                if path != self.credentials_file:
+                    shutil.chown(path, "mosquitto")
         if not mosquitto_can_write(self.data_dir):
             raise QiwangError(
                 f"mosquitto cannot write its sessions to {self.data_dir} (as root it runs as the 'mosquitto' "
@@ -172,6 +297,22 @@ class LocalBroker:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def supervise(self, stop: threading.Event, every_s: float = 1.0) -> None:
+        """Until `stop`: reap mosquitto when it exits (no zombie), report it, and start it again
+        on the same port and persistence (sessions and held messages survive)."""
+        while not stop.wait(every_s):
+            process = self.process
+            if process is None or process.poll() is None:
+                continue
+            error = process.stderr.read().decode(errors="replace").strip()[-300:] if process.stderr else ""
+            self.health.failed(f"mosquitto exited with status {process.returncode}" + (f": {error}" if error else ""))
+            self.process = None
+            try:
+                self.start()
+                self.health.restarted()
+            except QiwangError as exc:
+                log.error("mosquitto could not be restarted: %s; trying again", exc)
 
     def __enter__(self) -> LocalBroker:
         return self.start()

@@ -8,6 +8,12 @@ dropped — the broker sends those messages again, and storage is idempotent on 
 
 Alarms go out on ``qiwang/{enterprise_code}/alarms/{device_type}/{device_code}`` (QoS 1, JSON:
 code, action, level, measure, value, threshold, at, …) for dispatch screens and paging systems.
+
+The subscription is ``qiwang/#``, not only the telemetry topics: a message on a topic outside the
+scheme (a device misconfigured, ``…/status`` instead of ``…/telemetry``) reaches the pipeline and is
+quarantined with the reason, instead of vanishing in the broker. The one exception is the alarm
+feed, which comes back to us through that subscription: only the ingest's account may publish
+there (broker.py's ACL), so those are our own messages; they are acknowledged and skipped.
 """
 from __future__ import annotations
 
@@ -26,7 +32,13 @@ from ingest.telemetry.broker import BrokerAddress
 from ingest.telemetry.payload import Message
 
 log = logging.getLogger("qiwang.mqtt")
-TELEMETRY_FILTER = "qiwang/+/+/+/telemetry"
+INGEST_FILTER = "qiwang/#"
+
+
+def is_alarm_feed(topic: str) -> bool:
+    """qiwang/{enterprise}/alarms/…: the ingest's own alarm publications."""
+    parts = topic.split("/", 3)
+    return len(parts) == 4 and parts[0] == "qiwang" and parts[2] == "alarms"
 
 
 def alarm_topic(alarm: dict) -> str:
@@ -108,7 +120,7 @@ class MqttSource:
     """Feeds `submit` with every telemetry message; publishes alarms with `publish_alarm`."""
 
     def __init__(self, broker: BrokerAddress, submit: Callable[[Message], None], *,
-                 client_id: str = "qiwang-ingest", topic_filter: str = TELEMETRY_FILTER) -> None:
+                 client_id: str = "qiwang-ingest", topic_filter: str = INGEST_FILTER) -> None:
         self.broker = broker
         self.submit = submit
         self.topic_filter = topic_filter
@@ -121,6 +133,7 @@ class MqttSource:
         self.client.max_inflight_messages_set(1000)   # our own alarm publications
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        broker.authenticate(self.client)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -158,6 +171,10 @@ class MqttSource:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")  # the broker should refuse these; keep the evidence
+        if is_alarm_feed(topic):
+            if msg.qos > 0:
+                client.ack(msg.mid, msg.qos)
+            return
         token = (self, (self._generation, msg.mid)) if msg.qos > 0 else None
         self.submit(Message("mqtt", topic, msg.payload, datetime.now(timezone.utc), token))
 

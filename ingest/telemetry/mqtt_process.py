@@ -21,7 +21,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ingest.telemetry.broker import BrokerAddress
-from ingest.telemetry.mqtt import TELEMETRY_FILTER, MqttSource
+from ingest.telemetry.health import ComponentHealth
+from ingest.telemetry.mqtt import INGEST_FILTER, MqttSource
 from ingest.telemetry.payload import Message
 
 log = logging.getLogger("qiwang.mqtt")
@@ -29,7 +30,7 @@ FLUSH_EVERY_S = 0.002     # the child sends what it has received at least this o
 FLUSH_AT = 2000           # ... or as soon as it holds this many messages
 
 
-def _child(inbox: Connection, outbox: Connection, host: str, port: int, client_id: str, topic_filter: str) -> None:
+def _child(inbox: Connection, outbox: Connection, broker: BrokerAddress, client_id: str, topic_filter: str) -> None:
     """The child: an MqttSource whose messages go to the parent, in batches, with their handles."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group: the parent stops us
     received: list[tuple[str, bytes, Any, Any]] = []
@@ -43,7 +44,7 @@ def _child(inbox: Connection, outbox: Connection, host: str, port: int, client_i
             if len(received) >= FLUSH_AT:
                 wake.set()
 
-    source = MqttSource(BrokerAddress(host, port), submit, client_id=client_id, topic_filter=topic_filter)
+    source = MqttSource(broker, submit, client_id=client_id, topic_filter=topic_filter)
     stopping = threading.Event()
 
     def commands() -> None:
@@ -85,7 +86,7 @@ class MqttProcessSource:
     publish_alarm); the MQTT client runs in a child process."""
 
     def __init__(self, broker: BrokerAddress, submit: Callable[[Message], None], *,
-                 client_id: str = "qiwang-ingest", topic_filter: str = TELEMETRY_FILTER) -> None:
+                 client_id: str = "qiwang-ingest", topic_filter: str = INGEST_FILTER) -> None:
         self.broker = broker
         self.submit = submit
         self.client_id = client_id
@@ -99,6 +100,10 @@ class MqttProcessSource:
         self._send_lock = threading.Lock()
         self._stopping = threading.Event()
         self._reader: threading.Thread | None = None
+        self.health = ComponentHealth("mqtt", alive=self._child_alive)
+
+    def _child_alive(self) -> bool:
+        return self._process is not None and self._process.is_alive() and not self._stopping.is_set()
 
     @property
     def pid(self) -> int | None:
@@ -116,7 +121,7 @@ class MqttProcessSource:
         messages_out, messages_in = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_child, name=f"qiwang-mqtt-{self.client_id}", daemon=True,
-            args=(commands_out, messages_in, self.broker.host, self.broker.port, self.client_id, self.topic_filter))
+            args=(commands_out, messages_in, self.broker, self.client_id, self.topic_filter))
         process.start()
         commands_out.close()
         messages_in.close()
@@ -135,12 +140,17 @@ class MqttProcessSource:
             except (EOFError, OSError):
                 if self._stopping.is_set():
                     break
-                log.error("the MQTT client process ended unexpectedly; starting another on the same session")
                 self.connected.clear()
                 base_connections = self.connections
+                dead = self._process
+                if dead is not None:
+                    dead.join(5)          # reap it: no zombie
+                self.health.failed(f"the MQTT client process {dead.pid if dead else '?'} ended "
+                                   f"(exit code {dead.exitcode if dead else '?'}); starting another on the same session")
                 if self._stopping.wait(1.0):
                     break
                 self._spawn()
+                self.health.restarted()
                 continue
             self.connections = base_connections + connections
             if connected:

@@ -5,9 +5,15 @@ Sources call `submit(message)` from their own threads. One writer thread takes w
 (store.write_batch) and only then acknowledges each message to its source — so a message the
 database has not taken is never acknowledged, and the broker delivers it again after a crash.
 While the database is away the writer keeps the batch and retries every `retry_s`; sources keep
-their unacknowledged messages (the broker holds the rest). A batch the database refuses for a
-reason other than the connection (it should not happen after the checks) is split message by
-message, and whatever is still refused is quarantined with the database's words.
+their unacknowledged messages (the broker holds the rest).
+
+Defence in depth, so that one message can never stop the ingest: `parse` turns any error on a
+message into its rejection; a batch the store refuses for any reason other than the connection
+(it should not happen after the checks) is split in halves until the message at fault is alone,
+and that one is quarantined with the error (the others are stored as usual); a message that cannot
+even be quarantined is left unacknowledged (the broker keeps it) and logged. Should the writer's
+loop still fail, its supervisor logs it, records it in `health` (reported by `/health`) and runs
+the loop again.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import psycopg
 
 from ingest.telemetry import offline, store
 from ingest.telemetry.episodes import AlarmBook, Episode
+from ingest.telemetry.health import ComponentHealth
 from ingest.telemetry.payload import Acknowledger, Message, Reading, Rejection, parse
 from ingest.telemetry.registry import DeviceRegistry
 from ingest.telemetry.rules import Rules
@@ -82,6 +89,9 @@ class Pipeline:
         self._known_months: set[tuple[int, int]] = set()
         self._started_at = clock()
         self._next_offline_check = 0.0
+        self.health = ComponentHealth("writer", alive=self.running)
+        self._in_hand: list[Message] | None = None   # the batch being processed (for the supervisor)
+        self._committed = False                     # ... and whether its transaction has committed
         self.registry = DeviceRegistry(self._connect_short)
         self.book = self._load_book()
 
@@ -116,9 +126,14 @@ class Pipeline:
     # -- running -------------------------------------------------------------------------------
 
     def start(self) -> Pipeline:
+        """Start the writer thread (again, if it ended: the queue and the alarm book are kept)."""
         self._thread = threading.Thread(target=self._run, name="qiwang-ingest-writer", daemon=True)
         self._thread.start()
         return self
+
+    def running(self) -> bool:
+        """Is the writer thread alive (and not asked to stop)?"""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the batch in hand; what is still queued stays unacknowledged (redelivered)."""
@@ -150,10 +165,42 @@ class Pipeline:
         return batch
 
     def _run(self) -> None:
+        """The writer's supervisor: whatever escapes the loop is logged and recorded, and the loop
+        runs again (after `retry_s`, so a failure that repeats does not spin)."""
+        while not self._stop.is_set():
+            try:
+                self._loop()
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure
+                log.exception("the ingest writer failed")
+                error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+                self.health.failed(error)
+                self._quarantine_in_hand(error)
+                if self._stop.wait(self.retry_s):
+                    break
+                self.health.restarted()
+
+    def _quarantine_in_hand(self, error: str) -> None:
+        """The batch the writer failed on, if not yet committed: quarantined with the error (to be
+        replayed once the fault is fixed) rather than left unacknowledged until a reconnection."""
+        batch, self._in_hand = self._in_hand, None
+        if not batch or self._committed:
+            return
+        try:
+            result = self._write_items([Rejection(m, None, f"the ingest writer failed on its batch: {error}")
+                                        for m in batch], self.clock(), top=True)
+            if result is not None:
+                self.stats.quarantined += result.quarantined
+                self._acknowledge_written(batch, result)
+        except Exception:  # noqa: BLE001 - left unacknowledged: the broker keeps them
+            log.exception("the batch in hand could not be quarantined; left unacknowledged")
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             batch = self._take()
             if batch:
+                self._in_hand, self._committed = batch, False
                 self._process(batch)
+                self._in_hand = None
             elif self._queue.empty():
                 self.idle.set()
             self._maybe_check_offline()
@@ -181,6 +228,7 @@ class Pipeline:
         result = self._write(readings, rejections, now)
         if result is None:
             return  # stopping while the database was away: nothing acknowledged
+        self._committed = True
         self.stats.received += len(messages)
         self.stats.batches += 1
         self.stats.stored += len(result.stored)
@@ -189,62 +237,86 @@ class Pipeline:
         self.stats.alarms += len(result.alarm_messages)
         for bad in rejections:
             self.stats.reasons[bad.field or "?"] = self.stats.reasons.get(bad.field or "?", 0) + 1
-        _acknowledge(messages)
+        self._acknowledge_written(messages, result)
         if self.on_alarm:
             for alarm in result.alarm_messages:
-                self.on_alarm(alarm)
+                try:
+                    self.on_alarm(alarm)
+                except Exception:  # noqa: BLE001 - the alarm is stored; its feed must not stop the writer
+                    log.exception("alarm %s stored but not published", alarm.get("code"))
+
+    @staticmethod
+    def _acknowledge_written(messages: list[Message], result: store.BatchResult) -> None:
+        """Acknowledge what is stored or quarantined; never what is neither (the broker keeps it)."""
+        if result.unwritten:
+            refused = {id(m) for m in result.unwritten}
+            messages = [m for m in messages if id(m) not in refused]
+        _acknowledge(messages)
 
     def _write(self, readings: list[Reading], rejections: list[Rejection], now: datetime) -> store.BatchResult | None:
         """Write until the database takes the batch; None if asked to stop meanwhile."""
-        while not self._stop.is_set():
+        return self._write_items([*readings, *rejections], now, top=True)
+
+    def _write_items(self, items: list[Reading | Rejection], now: datetime,
+                     top: bool = False) -> store.BatchResult | None:
+        """Write `items` in one transaction, retrying while the database is away. If the store
+        refuses them for another reason, bisect: the halves are written on their own (in order, so
+        alarm episodes see the readings as they came) until the one at fault is alone; that one is
+        quarantined with the error. None if asked to stop meanwhile."""
+        if not items:
+            return store.BatchResult()
+        while True:
+            if self._stop.is_set():
+                return None
             try:
-                conn = self._connection()
-                view = self.book.fork()
-                with conn.transaction():
-                    result = store.write_batch(conn, readings, rejections, view, now, self.outbox, self._known_months)
-                view.commit()
-                self._known_months |= result.new_months
-                return result
+                return self._write_once(items, now)
             except psycopg.OperationalError as exc:
                 self._lost_connection(exc)
-            except psycopg.Error as exc:
-                if self._conn is None or self._conn.closed or self._conn.broken:
+            except Exception as exc:  # noqa: BLE001 - any error: find the message at fault
+                if isinstance(exc, psycopg.Error) and (self._conn is None or self._conn.closed or self._conn.broken):
                     self._lost_connection(exc)
                     continue
-                log.error("database refused a batch of %d (%s); writing message by message",
-                          len(readings) + len(rejections), exc)
-                return self._write_one_by_one(readings, rejections, now)
-        return None
+                error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+                break
+        if top:
+            log.error("the store refused a batch of %d (%s); splitting it to find the message at fault",
+                      len(items), error)
+        if len(items) > 1:
+            middle = len(items) // 2
+            first = self._write_items(items[:middle], now)
+            second = self._write_items(items[middle:], now) if first is not None else None
+            if second is None:
+                return None
+            first.merge(second)
+            return first
+        return self._quarantine_refused(items[0], error, now)
 
-    def _write_one_by_one(self, readings: list[Reading], rejections: list[Rejection],
-                          now: datetime) -> store.BatchResult | None:
-        total = store.BatchResult()
-        items: list[Reading | Rejection] = [*readings, *rejections]
-        for item in items:
-            while True:
-                if self._stop.is_set():
-                    return None
-                try:
-                    conn = self._connection()
-                    view = self.book.fork()
-                    single = ([item], []) if isinstance(item, Reading) else ([], [item])
-                    with conn.transaction():
-                        result = store.write_batch(conn, *single, view, now, self.outbox, self._known_months)
-                    view.commit()
-                    break
-                except psycopg.OperationalError as exc:
-                    self._lost_connection(exc)
-                except psycopg.Error as exc:
-                    if isinstance(item, Rejection):
-                        raise  # the quarantine itself refused: a bug, not bad input
-                    item = Rejection(item.message, None, f"database refused it: {str(exc).splitlines()[0][:300]}",
-                                     *item.device.key)
-            total.stored += result.stored
-            total.duplicates += result.duplicates
-            total.quarantined += result.quarantined
-            total.alarm_messages += result.alarm_messages
-            self._known_months |= result.new_months
-        return total
+    def _quarantine_refused(self, item: Reading | Rejection, error: str, now: datetime) -> store.BatchResult | None:
+        """Quarantine one message the store refused; if even that fails, leave it unacknowledged."""
+        if isinstance(item, Reading):
+            bad = Rejection(item.message, None, f"the store refused it: {error}", *item.device.key)
+        elif not item.extra.get("last_resort"):
+            # The quarantine row itself was refused: keep the raw bytes and the error (in ASCII:
+            # whatever text broke the row stays out of it), without field and device.
+            reason = f"could not be quarantined as checked ({error}); it was refused for: {item.reason}"
+            bad = Rejection(item.message, None, reason.encode("ascii", "backslashreplace").decode()[:1000],
+                            extra={"last_resort": True})
+        else:
+            log.error("a message on %r could not be quarantined (%s); left unacknowledged",
+                      item.message.topic[:200], error)
+            return store.BatchResult(unwritten=[item.message])
+        return self._write_items([bad], now)
+
+    def _write_once(self, items: list[Reading | Rejection], now: datetime) -> store.BatchResult:
+        conn = self._connection()
+        view = self.book.fork()
+        readings = [item for item in items if isinstance(item, Reading)]
+        rejections = [item for item in items if not isinstance(item, Reading)]
+        with conn.transaction():
+            result = store.write_batch(conn, readings, rejections, view, now, self.outbox, self._known_months)
+        view.commit()
+        self._known_months |= result.new_months
+        return result
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:

@@ -108,6 +108,7 @@ def _params(after: int, last: int, device: str | None, since: datetime | None, a
 
 def _connect(broker: BrokerAddress, client_id: str | None) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "", clean_session=True)
+    broker.authenticate(client)
     client.max_inflight_messages_set(CHUNK)
     connected = threading.Event()
     refused: list[str] = []

@@ -2,6 +2,12 @@
 
 Used by `./qiwang ingest mqtt|modbus` and by `./qiwang demo` (which also runs a local mosquitto
 and the simulator, so that the demo city is alive).
+
+Supervised: the writer restarts its own loop after a failure, the MQTT client process is started
+again when it dies (mqtt_process.py), and a watchdog thread here restarts the writer thread should it
+end and — for the demo's `local_broker` — reaps mosquitto when it exits and starts it again on the
+same port and persistence. Every restart is logged and counted in `health()`, which the web
+process the service runs in reports at `/health` (health.py).
 """
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.telemetry.broker import BrokerAddress
+from ingest.telemetry import health as health_registry
+from ingest.telemetry.broker import BrokerAddress, LocalBroker
 from ingest.telemetry.modbus import ModbusPoller, load_config
 from ingest.telemetry.mqtt_process import MqttProcessSource
 from ingest.telemetry.outbox import OutboxSender
@@ -29,6 +36,8 @@ class TelemetryService:
     regulator_url: str | None = None             # outbox on, and its sender, when set
     regulator_token: str | None = None
     client_id: str = "qiwang-ingest"
+    local_broker: LocalBroker | None = None      # supervised (reaped and restarted) when given
+    watch_every_s: float = 1.0
     pipeline: Pipeline | None = None
     mqtt: MqttProcessSource | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -48,7 +57,33 @@ class TelemetryService:
         if self.regulator_url:
             sender = OutboxSender(self.conninfo, self.regulator_url, token=self.regulator_token)
             self._spawn("qiwang-outbox", lambda: sender.run(self._stop))
+        if self.local_broker is not None:
+            broker = self.local_broker
+            self._spawn("qiwang-mosquitto-supervisor", lambda: broker.supervise(self._stop, self.watch_every_s))
+        self._spawn("qiwang-ingest-watchdog", self._watch)
+        health_registry.register(self)
         return self
+
+    def _watch(self) -> None:
+        """Restart the writer thread should it ever end while the service runs (its own loop
+        survives exceptions; this covers whatever ends the thread itself)."""
+        while not self._stop.wait(self.watch_every_s):
+            pipeline = self.pipeline
+            if pipeline is not None and not pipeline.running() and not self._stop.is_set():
+                pipeline.health.failed("the writer thread ended")
+                pipeline.start()
+                pipeline.health.restarted()
+
+    def health(self) -> dict[str, dict]:
+        """Each part's {alive, restarts, last_failure, last_failure_at}, for `/health`."""
+        parts = {}
+        if self.pipeline is not None:
+            parts["writer"] = self.pipeline.health.report()
+        if self.mqtt is not None:
+            parts["mqtt"] = {**self.mqtt.health.report(), "connected": self.mqtt.connected.is_set()}
+        if self.local_broker is not None:
+            parts["mosquitto"] = self.local_broker.health.report()
+        return parts
 
     def _spawn(self, name: str, target) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -61,6 +96,7 @@ class TelemetryService:
             pass
 
     def stop(self) -> None:
+        health_registry.unregister(self)
         self._stop.set()
         if self.mqtt is not None:
             self.mqtt.stop()

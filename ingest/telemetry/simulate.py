@@ -283,6 +283,7 @@ class Simulator:
         """Publish at `rate` until `duration_s` seconds have passed or `stop` is set (neither: until
         interrupted), then wait up to `drain_timeout_s` for the broker to acknowledge everything."""
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
+        self.broker.authenticate(client)
         # Enough in flight for a couple of seconds at the rate, so PUBACK round trips never throttle it.
         client.max_inflight_messages_set(max(1000, int(2 * self.rate)))
         acked = 0

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from ingest.telemetry.episodes import BatchView, Transition
 from ingest.telemetry.measures import COLUMN_MEASURES, MEASURES
-from ingest.telemetry.payload import Reading, Rejection
+from ingest.telemetry.payload import Message, Reading, Rejection
 
 READING_COLUMNS = ("device_code", "device_type", "ts", "received_at", "enterprise_code", "admin_code",
                    *COLUMN_MEASURES, "extra")
@@ -126,6 +126,16 @@ class BatchResult:
     quarantined: int = 0
     alarm_messages: list[dict[str, Any]] = field(default_factory=list)
     new_months: set[tuple[int, int]] = field(default_factory=set)
+    unwritten: list[Message] = field(default_factory=list)   # neither stored nor quarantined: not to acknowledge
+
+    def merge(self, other: BatchResult) -> None:
+        """Add the outcome of another part of the same batch (written after this one)."""
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+        self.alarm_messages += other.alarm_messages
+        self.new_months |= other.new_months
+        self.unwritten += other.unwritten
 
 
 def prepare(conn: psycopg.Connection) -> None:
@@ -135,7 +145,16 @@ def prepare(conn: psycopg.Connection) -> None:
 
 
 def _clean(text: str | None) -> str | None:
-    return None if text is None else text.replace("\x00", "\\0")  # PostgreSQL text cannot hold NUL
+    """Text PostgreSQL can hold: NUL and lone surrogates (from a topic or a reason quoting bad input)
+    as visible escapes. The checks refuse them in readings; a quarantine row must still be writable."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "\\0")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def write_batch(conn: psycopg.Connection, readings: Sequence[Reading], rejections: Sequence[Rejection],
