@@ -679,6 +679,27 @@ def test_the_supervisor_restarts_what_dies_and_health_reports_it(db, monkeypatch
         assert conn.execute("SELECT ts FROM reading").fetchall() == [(t0 + timedelta(seconds=1),)]
         assert conn.execute("SELECT field, reason FROM reading_quarantine").fetchall() == [
             (None, "the ingest writer failed on its batch: RuntimeError: injected fault")]
+        # ... and each failure is a system alarm for every enterprise: raised, cleared by the restart.
+        enterprises = [code for (code,) in conn.execute("SELECT enterprise_code FROM enterprise ORDER BY 1")]
+        alarms = conn.execute(
+            "SELECT enterprise_code, measure, level, state, value, cleared_at IS NOT NULL, geom IS NULL FROM alarm "
+            "WHERE device_type = 'system' AND device_code = 'qiwang-ingest' ORDER BY 1, 2").fetchall()
+        assert len(enterprises) == 2 and alarms == [
+            (enterprise, part, 7, "raised", 1.0, True, True)
+            for enterprise in enterprises for part in ("mosquitto", "mqtt", "writer")]
+        events = conn.execute(
+            "SELECT a.measure, e.action, e.actor, e.note FROM alarm_event e JOIN alarm a ON a.id = e.alarm_id "
+            "WHERE a.device_type = 'system' AND a.enterprise_code = %s ORDER BY a.measure, e.id",
+            (enterprises[0],)).fetchall()
+        assert events == [
+            ("mosquitto", "raised", "ingest", "ingest mosquitto failed: mosquitto exited with status -9"),
+            ("mosquitto", "cleared", "ingest", "ingest mosquitto restarted"),
+            ("mqtt", "raised", "ingest", f"ingest mqtt failed: the MQTT client process {child} ended (exit code -9); "
+                                         "starting another on the same session"),
+            ("mqtt", "cleared", "ingest", "ingest mqtt restarted"),
+            ("writer", "raised", "ingest", "ingest writer failed: RuntimeError: injected fault"),
+            ("writer", "cleared", "ingest", "ingest writer restarted"),
+        ]
     assert web.get("/health").get_json().get("ingest") is None     # stopped: no ingest in this process
 
 

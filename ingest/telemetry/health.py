@@ -26,6 +26,8 @@ class ComponentHealth:
     restarts: int = 0
     last_failure: str | None = None
     last_failure_at: datetime | None = None
+    # Told of every failure and restart (part, "failed" | "restarted", reason): the system alarms.
+    on_event: Callable[[str, str, str | None], None] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def failed(self, what: str) -> None:
@@ -33,10 +35,19 @@ class ComponentHealth:
         with self._lock:
             self.last_failure, self.last_failure_at = what[:500], datetime.now(timezone.utc)
         log.error("ingest %s failed: %s; restarting it", self.name, what[:500])
+        self._tell("failed", what[:500])
 
     def restarted(self) -> None:
         with self._lock:
             self.restarts += 1
+        self._tell("restarted", None)
+
+    def _tell(self, action: str, reason: str | None) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(self.name, action, reason)
+            except Exception:  # noqa: BLE001 - telling must never stop a supervisor
+                log.exception("ingest %s %s: the system alarm could not be queued", self.name, action)
 
     def report(self) -> dict[str, Any]:
         with self._lock:

@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from ingest.telemetry import offline, store
+from ingest.telemetry import offline, store, system_alarms
 from ingest.telemetry.episodes import AlarmBook, Episode
 from ingest.telemetry.health import ComponentHealth
 from ingest.telemetry.payload import Acknowledger, Message, Reading, Rejection, parse
@@ -89,7 +89,8 @@ class Pipeline:
         self._known_months: set[tuple[int, int]] = set()
         self._started_at = clock()
         self._next_offline_check = 0.0
-        self.health = ComponentHealth("writer", alive=self.running)
+        self.system_events = system_alarms.SystemEvents()
+        self.health = ComponentHealth("writer", alive=self.running, on_event=self.note_system_event)
         self._in_hand: list[Message] | None = None   # the batch being processed (for the supervisor)
         self._committed = False                     # ... and whether its transaction has committed
         self.registry = DeviceRegistry(self._connect_short)
@@ -122,6 +123,11 @@ class Pipeline:
         if self.idle.is_set():      # Event.clear takes a lock: not once per message at 10,000/s
             self.idle.clear()
         self._queue.put(message)
+
+    def note_system_event(self, part: str, action: str, reason: str | None) -> None:
+        """A supervised part failed or was restarted (thread-safe): written as a system alarm by the
+        writer thread at its next turn (see system_alarms.py)."""
+        self.system_events.add(system_alarms.SystemEvent(part, action, self.clock(), reason))
 
     # -- running -------------------------------------------------------------------------------
 
@@ -196,6 +202,7 @@ class Pipeline:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._write_system_events()
             batch = self._take()
             if batch:
                 self._in_hand, self._committed = batch, False
@@ -336,6 +343,29 @@ class Pipeline:
                 pass
             self._conn = None
         self._stop.wait(self.retry_s)
+
+    def _write_system_events(self) -> None:
+        events = self.system_events.take()
+        if not events:
+            return
+        try:
+            messages = system_alarms.write_events(self._connection(), events)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:   # the database is away
+            self.system_events.put_back(events)
+            log.warning("system alarms held: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            if self._conn is not None and (self._conn.closed or self._conn.broken):
+                self._conn = None
+            return
+        except psycopg.Error:             # refused for good: in the log, never retried in a loop
+            log.exception("system alarms refused by the database: %s", events)
+            return
+        self.stats.alarms += len(messages)
+        if self.on_alarm:
+            for alarm in messages:
+                try:
+                    self.on_alarm(alarm)
+                except Exception:  # noqa: BLE001 - stored; its feed must not stop the writer
+                    log.exception("system alarm %s stored but not published", alarm.get("code"))
 
     # -- offline detection ---------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ class TelemetryService:
         if self.broker is not None:
             self.mqtt = MqttProcessSource(self.broker, self.pipeline.submit, client_id=self.client_id).start()
             self.pipeline.on_alarm = self.mqtt.publish_alarm
+            self.mqtt.health.on_event = self.pipeline.note_system_event
         if modbus is not None:
             poller = ModbusPoller(modbus, self.pipeline.submit)
             self._spawn("qiwang-modbus", lambda: poller.run(self._stop))
@@ -59,6 +60,7 @@ class TelemetryService:
             self._spawn("qiwang-outbox", lambda: sender.run(self._stop))
         if self.local_broker is not None:
             broker = self.local_broker
+            broker.health.on_event = self.pipeline.note_system_event
             self._spawn("qiwang-mosquitto-supervisor", lambda: broker.supervise(self._stop, self.watch_every_s))
         self._spawn("qiwang-ingest-watchdog", self._watch)
         health_registry.register(self)
