@@ -81,9 +81,13 @@ def _serve(url: str, host: str, port: int) -> None:
     """Serve the web app with waitress (a production WSGI server; Flask's own is for debugging)."""
     import waitress
 
+    from app import limits
+
     try:
         server = waitress.create_server(_web_app(url, os.environ.get("QIWANG_PUBLIC_URL") or f"http://{host}:{port}"),
-                                        host=host, port=port, threads=8)
+                                        host=host, port=port, threads=8,
+                                        # waitress would buffer up to 1 GB before the app's own 413
+                                        max_request_body_size=limits.from_environment().max_body_bytes)
     except OSError as exc:
         raise QiwangError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(f"Qiwang is at http://{host}:{port}/  (Ctrl-C stops it)")

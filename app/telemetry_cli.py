@@ -17,7 +17,7 @@ RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True, dir
 REGULATOR = click.option("--regulator-url", envvar="QIWANG_REGULATOR_URL",
                          help="Regulator endpoint (HTTP POST) for the outbox; env QIWANG_REGULATOR_URL.")
 BROKER = click.option("--broker", "broker_url", envvar="QIWANG_MQTT_URL", default="mqtt://127.0.0.1:1883",
-                      show_default=True, help="MQTT broker, mqtt://host:port; env QIWANG_MQTT_URL.")
+                      show_default=True, help="MQTT broker, mqtt://[user:password@]host:port; env QIWANG_MQTT_URL.")
 
 
 def _conninfo() -> str:
@@ -100,7 +100,7 @@ def simulate(n_devices: int | None, rate: float, duration: float | None, leaks: 
     devices = load_simulated_devices(_conninfo(), n_devices)
     simulator = Simulator(devices, parse_mqtt_url(broker_url), rate, seed=seed, leak_fraction=leaks,
                           silent_fraction=silent)
-    click.echo(f"simulating {len(devices):,} devices at {rate:g} messages/s on {broker_url}", err=True)
+    click.echo(f"simulating {len(devices):,} devices at {rate:g} messages/s on {parse_mqtt_url(broker_url).url}", err=True)
     stop = threading.Event()
     try:
         report = simulator.run(duration, stop)
@@ -277,4 +277,4 @@ def quarantine_replay(device: str | None, since: datetime | None, any_reason: bo
         click.echo(f"{messages:,} messages of {devices:,} devices would be replayed")
         return
     report = replay(_conninfo(), parse_mqtt_url(broker_url), device=device, since=since_utc, any_reason=any_reason)
-    click.echo(f"replayed {report.replayed:,} messages of {report.devices:,} devices on {broker_url}")
+    click.echo(f"replayed {report.replayed:,} messages of {report.devices:,} devices on {parse_mqtt_url(broker_url).url}")

@@ -374,11 +374,13 @@ def query_page(conn: sa.Connection, q: FeatureQuery) -> Page:
 def _cheap_count(conn: sa.Connection, c: Collection, conditions: list[str], params: dict[str, Any]) -> int | None:
     where = " WHERE " + " AND ".join(conditions) if conditions else ""
     sql = f'SELECT count(*) FROM {c.relation} t{where}'
+    estimate = None
     if not conditions:
+        # reltuples is -1 until the table's first ANALYZE (e.g. alarms, incidents): then ask the planner.
         estimate = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
                                 {"t": c.layer.table}).scalar()
-    else:
-        estimate = _estimated_rows(conn, f'SELECT 1 FROM "{c.layer.table}" t{where}', params)
+    if estimate is None or estimate < 0:
+        estimate = _estimated_rows(conn, f'SELECT 1 FROM {c.relation} t{where}', params)
     if estimate is not None and 0 <= estimate <= COUNT_BELOW:
         return conn.execute(sa.text(sql), params).scalar_one()
     return None

@@ -226,6 +226,19 @@ def test_number_matched_omitted_when_not_cheap(ogc: str, monkeypatch: pytest.Mon
     assert body["numberMatched"] == 1  # one row estimated: still counted
 
 
+def test_number_matched_on_a_table_never_analysed(ogc: str, engine: sa.Engine) -> None:
+    """A table before its first ANALYZE (reltuples -1: alarms, incidents in a new deployment) is
+    still counted; QGIS 3.22 shows 0 features for a layer without numberMatched."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE pg_class SET reltuples = -1 WHERE oid = 'station'::regclass"))
+    try:
+        body = get(f"{ogc}/collections/stations/items", limit=2).json()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ANALYZE station"))
+    assert body["numberReturned"] == 2 and body["numberMatched"] == len(sql_codes(engine, "station"))
+
+
 def test_limit_is_clipped_and_validated(ogc: str) -> None:
     body = get(f"{ogc}/collections/pipes/items", limit=features.MAX_LIMIT + 5000).json()
     assert body["numberReturned"] == min(features.MAX_LIMIT, body.get("numberMatched", 10**9))
