@@ -193,6 +193,57 @@ def test_maplibre_is_served_from_node_modules(server) -> None:
     assert requests.get(f"{server.url}/map/vendor/maplibre-gl/package.json", timeout=30).status_code == 404
 
 
+def test_landing_page_links_the_map(server) -> None:
+    page = requests.get(f"{server.url}/", timeout=30)
+    assert page.status_code in (200, 503)  # 503: the database part failed; the links are there anyway
+    assert '<a id="map-link" href="/map">打开调度地图 <span class="en">Open the map</span></a>' in page.text
+    assert '<a href="/map?lang=en">English</a>' in page.text
+
+
+# Chromium where WebGL cannot start (no GPU, no SwiftShader): every WebGL context request fails.
+NO_WEBGL = """(() => {
+    const getContext = HTMLCanvasElement.prototype.getContext;
+    HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
+        return /webgl/i.test(type) ? null : getContext.call(this, type, ...rest);
+    };
+})()"""
+NO_WEBGL_EN = ("This browser or computer does not support WebGL (or hardware acceleration is turned off), which "
+               "the map needs to draw. Use a recent Chrome, Edge or Firefox with hardware acceleration on in the "
+               "browser's settings.")
+NO_WEBGL_ZH = ("此浏览器或电脑不支持 WebGL (或已关闭硬件加速), 地图需要它来绘制。请使用较新版本的 Chrome、Edge 或 "
+               "Firefox, 并在浏览器设置中开启硬件加速。")
+
+
+def test_map_without_webgl_says_why_in_the_page_language(watched: Watched, server) -> None:
+    page = watched.page
+    page.add_init_script(NO_WEBGL)
+    page.goto(f"{server.url}/map?lang=en")
+    page.wait_for_function("window.qiwangFailed === 'no_webgl'")
+    assert page.is_visible("#map-message")
+    assert page.inner_text("#map-message h2") == "The map cannot be shown"
+    assert page.inner_text("#map-message-text") == NO_WEBGL_EN
+    assert page.get_attribute("#map-message a", "href") == "/ogc/collections?f=html"
+    page.click("#lang-toggle")
+    assert page.inner_text("#map-message h2") == "地图无法显示"
+    assert page.inner_text("#map-message-text") == NO_WEBGL_ZH
+    assert page.evaluate("window.qiwangMap === undefined")
+    watched.assert_clean()
+
+
+def test_map_whose_style_fails_says_so(watched: Watched, server) -> None:
+    page = watched.page
+    page.route("**/styles/maplibre.json", lambda r: r.fulfill(
+        status=503, content_type="application/json", body=json.dumps({"description": "style store offline"})))
+    page.goto(f"{server.url}/map")
+    page.wait_for_function("window.qiwangFailed === 'style_failed'")
+    assert page.inner_text("#map-message h2") == "地图无法显示"
+    assert page.inner_text("#map-message-text") == "地图样式无法加载, 请确认服务器正在运行后刷新页面。"
+    assert page.inner_text("#map-message-detail") == "/styles/maplibre.json: style store offline"
+    assert watched.outside == []
+    # the one console error is Chromium reporting the 503 itself
+    assert [e for e in watched.errors if "503" not in e] == []
+
+
 def test_map_renders_offline_and_switches_layers(watched: Watched, server) -> None:
     page = open_map(watched, server.url)
     assert page.evaluate("window.qiwangMap.loaded() && window.qiwangMap.areTilesLoaded()")

@@ -288,27 +288,79 @@ export function setTool(name) {
 
 // --- start -------------------------------------------------------------------------------------------
 
+/** Can this browser draw WebGL at all? (Old office PCs, headless browsers without a software GL.) */
+function webglSupported() {
+  try {
+    const canvas = document.createElement("canvas");
+    return Boolean(canvas.getContext("webgl2") || canvas.getContext("webgl"));
+  } catch {
+    return false;
+  }
+}
+
+/** Show why there is no map, in place of the map, in the page's language (window.qiwangFailed: the reason). */
+export function showMapFailure(key, detail = "") {
+  const text = document.getElementById("map-message-text");
+  text.dataset.i18n = key;
+  text.textContent = t(key);
+  document.getElementById("map-message-detail").textContent = detail;
+  const box = document.getElementById("map-message");
+  box.dataset.reason = key;
+  box.hidden = false;
+  document.body.dataset.mapFailure = key;
+  window.qiwangFailed = key;
+}
+
 async function start() {
   setLanguage(initialLanguage());
+  // Before the map: the language switch must work on the failure message too.
+  document.getElementById("lang-toggle").addEventListener("click", () => setLanguage(language() === "zh" ? "en" : "zh"));
+  if (!webglSupported()) {
+    showMapFailure("no_webgl");
+    return;
+  }
   performance.mark("qiwang:start");
-  const [style, bounds] = await Promise.all([loadStyle(), networkBounds(), loadCollectionTitles()]);
+  let style;
+  let bounds;
+  try {
+    [style, bounds] = await Promise.all([loadStyle(), networkBounds(), loadCollectionTitles()]);
+  } catch (err) {
+    showMapFailure("style_failed", `/styles/maplibre.json: ${err.message}`);
+    return;
+  }
   performance.mark("qiwang:style");
   addAnalysisLayers(style);
-  const map = new maplibregl.Map({
-    container: "map",
-    style,
-    bounds: bounds || undefined,
-    fitBoundsOptions: { padding: 20 },
-    center: bounds ? undefined : style.center,
-    zoom: bounds ? undefined : style.zoom,
-    attributionControl: { compact: true },
-    canvasContextAttributes: { preserveDrawingBuffer: true }, // the print snapshot reads the canvas
+  let map;
+  try {
+    map = new maplibregl.Map({
+      container: "map",
+      style,
+      bounds: bounds || undefined,
+      fitBoundsOptions: { padding: 20 },
+      center: bounds ? undefined : style.center,
+      zoom: bounds ? undefined : style.zoom,
+      attributionControl: { compact: true },
+      canvasContextAttributes: { preserveDrawingBuffer: true }, // the print snapshot reads the canvas
+    });
+  } catch (err) {
+    // MapLibre throws when it gets no WebGL context even though a test canvas did (e.g. blocklisted GPU).
+    showMapFailure("no_webgl", err.message);
+    return;
+  }
+  let loaded = false;
+  // A style failure before the first load leaves no map to show, so say so in its place; a tile or
+  // source that failed gets a message in the status line and the map stays usable.
+  map.on("error", (event) => {
+    const message = (event.error && event.error.message) || String(event.error || "");
+    if (!loaded && !event.sourceId && !event.tile) showMapFailure("style_failed", message);
+    else status(`${t("map_error")}: ${message}`, { error: true });
   });
   window.qiwangMap = map;
   map.addControl(new maplibregl.NavigationControl(), "top-right");
   map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-right");
 
   await new Promise((resolve) => map.once("load", resolve));
+  loaded = true;
   performance.mark("qiwang:load");
   renderLayerList(map);
   analysisLegend();
@@ -335,7 +387,6 @@ async function start() {
     const tool = event.target.closest(".tool");
     if (tool) setTool(tool.dataset.tool);
   });
-  document.getElementById("lang-toggle").addEventListener("click", () => setLanguage(language() === "zh" ? "en" : "zh"));
   onLanguageChange(() => { renderLayerList(map); analysisLegend(); });
 
   map.on("click", (event) => {
