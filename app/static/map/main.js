@@ -112,6 +112,11 @@ function swatch(layer) {
   if (layer.type === "fill") {
     return `<span class="swatch fill" style="background:${color(paint["fill-color"])};border-color:${color(paint["fill-outline-color"] || paint["fill-color"])}"></span>`;
   }
+  if (layer.type === "symbol") {
+    const layout = layer.layout || {};
+    const halo = paint["text-halo-width"] ? `-webkit-text-stroke:${Math.min(paint["text-halo-width"], 1.5)}px ${color(paint["text-halo-color"])};` : "";
+    return `<span class="swatch glyph" style="color:${color(paint["text-color"])};font-size:${Math.min(layout["text-size"] || 14, 18)}px;${halo}">${escapeHtml(layout["text-field"])}</span>`;
+  }
   const fill = paint["circle-opacity"] === 0 ? "transparent" : color(paint["circle-color"]);
   return `<span class="swatch circle" style="background:${fill};border-color:${color(paint["circle-stroke-color"] || paint["circle-color"])}"></span>`;
 }
@@ -127,7 +132,7 @@ function renderLayerList(map) {
     const seen = new Set();
     for (const layer of layers) {
       const title = layer.metadata["qiwang:title"];
-      if (seen.has(title)) continue;
+      if (!title || seen.has(title)) continue; // a label layer is switched with its collection, no legend row
       seen.add(title);
       rules.push(`<li data-layer="${escapeHtml(layer.id)}">${swatch(layer)}${escapeHtml(bilingual(title))}</li>`);
     }
@@ -216,8 +221,8 @@ function featureAtClick(map, point) {
   const box = [[point.x - 4, point.y - 4], [point.x + 4, point.y + 4]];
   const features = map.queryRenderedFeatures(box).filter((f) => f.layer.metadata && f.layer.metadata["qiwang:collection"]);
   // Points before lines before polygons: the smallest thing under the cursor is what was meant.
-  const rank = { circle: 0, line: 1, fill: 2 };
-  features.sort((a, b) => (rank[a.layer.type] ?? 3) - (rank[b.layer.type] ?? 3));
+  const rank = (f) => (f.layer.metadata["qiwang:label"] ? 3 : { circle: 0, symbol: 0, line: 1, fill: 2 }[f.layer.type] ?? 3);
+  features.sort((a, b) => rank(a) - rank(b));
   return features[0] || null;
 }
 
