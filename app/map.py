@@ -61,6 +61,19 @@ def map_page() -> str:
                            measures=measures)
 
 
+@map_blueprint.get("/ogc/static/<path:path>")
+def ogc_static(path: str) -> Response:
+    """The OGC API HTML pages' assets: pygeoapi's static files and the vendored npm packages
+    (Bootstrap, Leaflet, Leaflet.markercluster, Swagger UI) under vendor/ — see app/ogc_html.py."""
+    from app.ogc_html import static_file
+
+    found = static_file(path)
+    if found is None:
+        abort(404)
+    folder, name = found
+    return send_from_directory(folder, name, max_age=86400)
+
+
 @map_blueprint.get("/map/vendor/maplibre-gl/<name>")
 def maplibre_file(name: str) -> Response:
     """maplibre-gl's dist files from node_modules (installed by ./qiwang from package-lock.json)."""
