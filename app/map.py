@@ -2,12 +2,13 @@
 
 MapLibre comes from npm (`package.json`, installed by ./qiwang into node_modules/) and is served
 by the app under /map/vendor/maplibre-gl/: the map makes no request outside the server (no CDN,
-no web fonts, no glyphs). A basemap is optional: $QIWANG_BASEMAP_URL is an XYZ or WMTS (KVP)
+no web fonts, no glyph files: MapLibre draws labels with the computer's fonts). A basemap is optional: $QIWANG_BASEMAP_URL is an XYZ or WMTS (KVP)
 tile URL template with {z}/{x}/{y} (and {key}, replaced by $QIWANG_BASEMAP_KEY, e.g. Tianditu's
 `tk`); without one, the city's roads, rivers, railways and districts are the backdrop.
 
 The page's JavaScript (app/static/map/) reads the style from /styles/maplibre.json and talks to
-/ogc only; this module just serves the page, the scripts and the vendored library.
+/ogc only; this module just serves the page, the scripts and the vendored library, and the OGC
+HTML pages' assets under /ogc/static/ (app/ogc_html.py).
 """
 from __future__ import annotations
 
