@@ -88,6 +88,8 @@ TILE_MAX_AGE_S = {"operations": 5, "network": 60, "context": 3600, "admin": 3600
 def build_config(collections: dict[str, Collection], database_url: str, public_url: str,
                  jobs_dir: Path) -> dict:
     """The pygeoapi configuration for these collections, served at `public_url` + /ogc."""
+    from app.map import basemap_config
+    from app.ogc_html import html_vocabulary_of, templates_config
     from app.processes import manager_definition, process_resources
     from app.styles import style_links
 
@@ -133,8 +135,10 @@ def build_config(collections: dict[str, Collection], database_url: str, public_u
             "cors": False,  # pygeoapi's own flask_app only; app/web.py decides (app/limits.py)
             "pretty_print": False,
             "limits": {"default_items": features.DEFAULT_LIMIT, "max_items": features.MAX_LIMIT},
-            "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-                    "attribution": "&copy; OpenStreetMap contributors"},
+            # HTML pages offline: our templates and assets (app/ogc_html.py); a basemap only when
+            # one is configured ($QIWANG_BASEMAP_URL), never a public tile server.
+            "templates": templates_config(),
+            "map": basemap_config() or {"url": "", "attribution": ""},
             "manager": manager_definition(database_url, jobs_dir),
         },
         "logging": {"level": "ERROR"},
@@ -155,6 +159,7 @@ def build_config(collections: dict[str, Collection], database_url: str, public_u
                         "hours": "", "instructions": "", "role": "pointOfContact"},
         },
         "resources": resources,
+        "qiwang_html": html_vocabulary_of(collections, database_url),  # item tables: Chinese names, labels
     }
 
 

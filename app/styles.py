@@ -47,6 +47,16 @@ QGIS_VERSION = "3.28.0-Firenze"
 
 MM_PER_PX = 25.4 / 96  # QGIS works in mm, the palette in 96-dpi pixels
 
+# MapLibre has no sprite here: a non-circle marker is one character drawn by the browser's own fonts
+# (MapLibre ≥ 5.11 draws text locally with TinySDF when the style has no `glyphs`), filled or hollow.
+MARKER_GLYPHS = {"square": ("■", "□"), "triangle": ("▲", "△"), "diamond": ("◆", "◇"), "star": ("★", "☆"),
+                 "cross": ("✚", "✚"), "x": ("✖", "✖")}
+# Text size per pixel of marker size: these characters fill about 3/4 of their em box.
+MARKER_GLYPH_SCALE = {"square": 1.25, "triangle": 1.3, "diamond": 1.3, "star": 1.3, "cross": 1.25, "x": 1.25}
+# CSS font families (no font file is downloaded): CJK first so that Chinese names render well everywhere.
+LABEL_FONTS = ["Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", "sans-serif"]
+SYMBOL_FONTS = ["DejaVu Sans", "Segoe UI Symbol", "sans-serif"]
+
 
 @dataclass(frozen=True)
 class Line:
@@ -76,6 +86,17 @@ Symbol = Line | Marker | Fill
 
 
 @dataclass(frozen=True)
+class Label:
+    """Text drawn on the web map: `field` from `min_zoom` on (along lines, at points and polygons)."""
+
+    field: str
+    min_zoom: int
+    size: float
+    color: str
+    halo: str
+
+
+@dataclass(frozen=True)
 class Rule:
     key: str
     title_zh: str
@@ -97,6 +118,7 @@ class LayerStyle:
     group: str
     geometry: str
     rules: tuple[Rule, ...]
+    label: Label | None = None
 
     @property
     def title(self) -> str:
@@ -166,17 +188,38 @@ def _layer(collection: str, spec: dict) -> LayerStyle:
     if len({r.key for r in rules}) != len(rules):
         raise QiwangError(f"{PALETTE_PATH}: {collection}: rule keys repeat")
     return LayerStyle(collection, layer.table, layer.title_zh, layer.title_en, layer.group, spec["geometry"],
-                      tuple(rules))
+                      tuple(rules), _label(spec.get("label"), collection))
+
+
+def _label(spec: dict | None, collection: str) -> Label | None:
+    if spec is None:
+        return None
+    where = f"{collection}.label"
+    try:
+        return Label(str(spec["field"]), int(spec["min_zoom"]), float(spec["size"]), _color(spec["color"], where),
+                     _color(spec["halo"], where))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise QiwangError(f"{PALETTE_PATH}: {where}: needs field, min_zoom, size, color, halo ({exc})") from None
+
+
+@cache
+def _palette_file() -> dict:
+    try:
+        return yaml.safe_load(PALETTE_PATH.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise QiwangError(f"cannot read the style palette {PALETTE_PATH}: {exc}") from None
 
 
 @cache
 def palette() -> dict[str, LayerStyle]:
     """Every collection's style, in palette order (the drawing order within a geometry type)."""
-    try:
-        raw = yaml.safe_load(PALETTE_PATH.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise QiwangError(f"cannot read the style palette {PALETTE_PATH}: {exc}") from None
-    return {cid: _layer(cid, spec) for cid, spec in raw["collections"].items()}
+    return {cid: _layer(cid, spec) for cid, spec in _palette_file()["collections"].items()}
+
+
+@cache
+def overlay_colors() -> dict[str, str]:
+    """The colours of the web map's analysis overlays (burst, radius, route, highlight), by key."""
+    return {key: _color(value, f"overlays.{key}") for key, value in (_palette_file().get("overlays") or {}).items()}
 
 
 def layer_style(collection: str) -> LayerStyle:
@@ -436,16 +479,16 @@ def _maplibre_layers(style: LayerStyle, min_zoom: int) -> list[dict]:
         lid = f"{style.collection}.{rule.key}"
         sym = rule.symbol
         if isinstance(sym, Line):
+            base["metadata"]["qiwang:symbol"] = {"shape": "line", "color": sym.color, "dash": list(sym.dash)}
             paint = {"line-color": sym.color, "line-width": sym.width}
             if sym.dash:  # MapLibre dashes are in line widths, the palette's in pixels
                 paint["line-dasharray"] = [round(d / sym.width, 3) for d in sym.dash]
             layers.append({"id": lid, "type": "line", **base, "layout": {"line-join": "round"}, "paint": paint})
         elif isinstance(sym, Marker):
-            paint = {"circle-radius": sym.size / 2, "circle-color": sym.fill or sym.stroke,
-                     "circle-opacity": 1 if sym.fill else 0, "circle-stroke-color": sym.stroke,
-                     "circle-stroke-width": marker_stroke_px(sym)}
-            layers.append({"id": lid, "type": "circle", **base, "paint": paint})
+            base["metadata"]["qiwang:symbol"] = {"shape": sym.shape, "fill": sym.fill, "stroke": sym.stroke}
+            layers.append({"id": lid, **base, **_maplibre_marker(sym)})
         else:
+            base["metadata"]["qiwang:symbol"] = {"shape": "polygon", "fill": sym.fill, "stroke": sym.stroke}
             if sym.fill:
                 layers.append({"id": f"{lid}.fill", "type": "fill", **base,
                                "paint": {"fill-color": sym.fill, "fill-opacity": sym.fill_opacity}})
@@ -456,11 +499,48 @@ def _maplibre_layers(style: LayerStyle, min_zoom: int) -> list[dict]:
     return layers
 
 
+def _maplibre_marker(sym: Marker) -> dict:
+    """A circle layer for circles; a one-character symbol layer (■ ▲ ◆ ★ ✚ ✖, hollow □ △ ◇ ☆) otherwise."""
+    if sym.shape == "circle":
+        return {"type": "circle", "paint": {
+            "circle-radius": sym.size / 2, "circle-color": sym.fill or sym.stroke, "circle-opacity": 1 if sym.fill else 0,
+            "circle-stroke-color": sym.stroke, "circle-stroke-width": marker_stroke_px(sym)}}
+    filled, hollow = MARKER_GLYPHS[sym.shape]
+    line_only = sym.shape in ("cross", "x")
+    # Filled: the fill colour with a halo in the stroke colour; hollow and line-only shapes: the
+    # stroke colour with a thin white halo, so that they read on any background.
+    paint = ({"text-color": sym.fill, "text-halo-color": sym.stroke, "text-halo-width": marker_stroke_px(sym)}
+             if sym.fill and not line_only else
+             {"text-color": sym.stroke, "text-halo-color": "#ffffff", "text-halo-width": 1.0})
+    return {"type": "symbol", "layout": {
+        "text-field": filled if sym.fill else hollow, "text-font": SYMBOL_FONTS,
+        "text-size": round(sym.size * MARKER_GLYPH_SCALE[sym.shape], 2), "text-allow-overlap": True,
+        "text-ignore-placement": True, "text-padding": 0, "text-rotation-alignment": "viewport"}, "paint": paint}
+
+
+def _maplibre_label(style: LayerStyle) -> dict:
+    """The text layer of a collection's label: along its lines, or at its points and polygons."""
+    label = style.label
+    assert label is not None
+    along = style.geometry == "line"
+    layout = {"text-field": ["to-string", ["get", label.field]], "text-font": LABEL_FONTS, "text-size": label.size,
+              "symbol-placement": "line" if along else "point", "text-max-width": 8, "text-padding": 2}
+    if not along and style.geometry == "point":
+        layout |= {"text-anchor": "top", "text-offset": [0, 0.9]}
+    return {"id": f"{style.collection}.label", "type": "symbol", "source": SOURCE, "source-layer": style.collection,
+            "minzoom": label.min_zoom, "filter": ["has", label.field],
+            "metadata": {"qiwang:collection": style.collection, "qiwang:label": label.field},
+            "layout": layout,
+            "paint": {"text-color": label.color, "text-halo-color": label.halo, "text-halo-width": 1.5}}
+
+
 def maplibre_style(base_url: str) -> dict:
     """A MapLibre GL style (version 8) over the OGC API vector tiles at `base_url` (server root).
 
-    No glyphs or sprite: no text layers, points are circles. A source starts at the first zoom its
-    tiles carry features (spatial/tiles.py), so that the map asks for no tile it knows to be empty.
+    No glyphs or sprite: MapLibre draws labels and marker characters with the browser's fonts, so
+    nothing but tiles is requested. A layer starts at the first zoom its tiles carry features
+    (spatial/tiles.py), so that the map asks for no tile it knows to be empty. Labels are drawn
+    above every symbol; the overlay colours ride in metadata["qiwang:overlays"].
     """
     from spatial.tiles import rule as tile_rule
 
@@ -469,6 +549,10 @@ def maplibre_style(base_url: str) -> dict:
     order = drawing_order()
     for style in order:
         layers += _maplibre_layers(style, tile_rule(style.collection).min_zoom)
+    # Labels above all symbols. MapLibre places the top layer's labels first: points' names win over
+    # the names of the sites they are in, which win over road names and pipe codes.
+    labelled = sorted((style for style in order if style.label), key=lambda s: ("line", "polygon", "point").index(s.geometry))
+    layers += [_maplibre_label(style) for style in labelled]
     ids = ",".join(style.collection for style in order)
     # One source, one request per tile position for every layer (/ogc/tiles: an MVT layer per collection);
     # a browser opens six connections per server, so per-collection sources queue 70+ requests at start.
@@ -481,7 +565,7 @@ def maplibre_style(base_url: str) -> dict:
     return {
         "version": 8,
         "name": "气网 Qiwang",
-        "metadata": {"qiwang:palette": "styles/palette.yaml"},
+        "metadata": {"qiwang:palette": "styles/palette.yaml", "qiwang:overlays": overlay_colors()},
         "center": [122.995, 41.108],  # the demo city, 鞍山市铁东区
         "zoom": 12,
         "sources": sources,

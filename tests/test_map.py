@@ -2,7 +2,8 @@
 
 Every request the page makes is routed: anything not addressed to the test server is aborted and
 recorded (the map must work with no network). Console errors and page errors fail the tests.
-The burst and alarm tests write docs/map-burst.png and docs/map-alarms.png (shown in the README).
+The burst, alarm and legend tests write docs/map-burst.png, docs/map-alarms.png and docs/map-legend.png
+(shown in the README).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = ROOT / "docs" / "map-burst.png"
 ALARMS_SCREENSHOT = ROOT / "docs" / "map-alarms.png"
+LEGEND_SCREENSHOT = ROOT / "docs" / "map-legend.png"
 VIEWPORT = {"width": 1400, "height": 900}
 TIMEOUT_MS = 30_000
 
@@ -191,6 +193,57 @@ def test_maplibre_is_served_from_node_modules(server) -> None:
     js = requests.get(f"{server.url}/map/vendor/maplibre-gl/maplibre-gl.js", timeout=30)
     assert js.status_code == 200 and "maplibre" in js.text[:2000].lower()
     assert requests.get(f"{server.url}/map/vendor/maplibre-gl/package.json", timeout=30).status_code == 404
+
+
+def test_landing_page_links_the_map(server) -> None:
+    page = requests.get(f"{server.url}/", timeout=30)
+    assert page.status_code in (200, 503)  # 503: the database part failed; the links are there anyway
+    assert '<a id="map-link" href="/map">打开调度地图 <span class="en">Open the map</span></a>' in page.text
+    assert '<a href="/map?lang=en">English</a>' in page.text
+
+
+# Chromium where WebGL cannot start (no GPU, no SwiftShader): every WebGL context request fails.
+NO_WEBGL = """(() => {
+    const getContext = HTMLCanvasElement.prototype.getContext;
+    HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
+        return /webgl/i.test(type) ? null : getContext.call(this, type, ...rest);
+    };
+})()"""
+NO_WEBGL_EN = ("This browser or computer does not support WebGL (or hardware acceleration is turned off), which "
+               "the map needs to draw. Use a recent Chrome, Edge or Firefox with hardware acceleration on in the "
+               "browser's settings.")
+NO_WEBGL_ZH = ("此浏览器或电脑不支持 WebGL (或已关闭硬件加速), 地图需要它来绘制。请使用较新版本的 Chrome、Edge 或 "
+               "Firefox, 并在浏览器设置中开启硬件加速。")
+
+
+def test_map_without_webgl_says_why_in_the_page_language(watched: Watched, server) -> None:
+    page = watched.page
+    page.add_init_script(NO_WEBGL)
+    page.goto(f"{server.url}/map?lang=en")
+    page.wait_for_function("window.qiwangFailed === 'no_webgl'")
+    assert page.is_visible("#map-message")
+    assert page.inner_text("#map-message h2") == "The map cannot be shown"
+    assert page.inner_text("#map-message-text") == NO_WEBGL_EN
+    assert page.get_attribute("#map-message a", "href") == "/ogc/collections?f=html"
+    page.click("#lang-toggle")
+    assert page.inner_text("#map-message h2") == "地图无法显示"
+    assert page.inner_text("#map-message-text") == NO_WEBGL_ZH
+    assert page.evaluate("window.qiwangMap === undefined")
+    watched.assert_clean()
+
+
+def test_map_whose_style_fails_says_so(watched: Watched, server) -> None:
+    page = watched.page
+    page.route("**/styles/maplibre.json", lambda r: r.fulfill(
+        status=503, content_type="application/json", body=json.dumps({"description": "style store offline"})))
+    page.goto(f"{server.url}/map")
+    page.wait_for_function("window.qiwangFailed === 'style_failed'")
+    assert page.inner_text("#map-message h2") == "地图无法显示"
+    assert page.inner_text("#map-message-text") == "地图样式无法加载, 请确认服务器正在运行后刷新页面。"
+    assert page.inner_text("#map-message-detail") == "/styles/maplibre.json: style store offline"
+    assert watched.outside == []
+    # the one console error is Chromium reporting the 503 itself
+    assert [e for e in watched.errors if "503" not in e] == []
 
 
 def test_map_renders_offline_and_switches_layers(watched: Watched, server) -> None:
@@ -377,4 +430,95 @@ def test_alarm_panel_refreshes_itself_draws_live_alarms_and_takes_each_step(watc
     assert state_and_actors() == ("closed", ["ingest", "王调度", "王调度", "王调度", "ingest", "王调度"])
     assert code not in page.evaluate("window.qiwangMap.getSource('alarms-live').serialize().data.features"
                                      ".map(f => f.properties.code)")
+    watched.assert_clean()
+
+
+# --- legend and labels ----------------------------------------------------------------------------
+
+# What each legend row shows, read from the page as drawn: (shape, colour as "rgb(r, g, b)").
+LEGEND_SWATCHES = """rows => rows.map(li => {
+    const sw = li.querySelector('.swatch');
+    const css = getComputedStyle(sw);
+    let shape, colour;
+    if (sw.classList.contains('glyph')) { shape = sw.textContent; colour = css.color; }
+    else if (sw.classList.contains('circle')) {
+        shape = 'circle';
+        colour = css.backgroundColor === 'rgba(0, 0, 0, 0)' ? css.borderTopColor : css.backgroundColor;
+    } else if (sw.classList.contains('line')) { shape = 'line ' + css.borderTopStyle; colour = css.borderTopColor; }
+    else { shape = 'fill'; colour = css.borderTopColor; }
+    return [li.dataset.layer || 'overlay.' + li.dataset.overlay, shape, colour];
+})"""
+
+
+def lab(rgb: str) -> tuple[float, float, float]:
+    """CIE L*a*b* (D65) of a CSS "rgb(r, g, b)" colour."""
+    def linear(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (linear(float(v)) for v in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3])
+    x, y, z = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * b, \
+        (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+    f = [t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in (x, y, z)]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+def colour_difference(a: str, b: str) -> float:
+    """CIE76 ΔE: ~2 is just noticeable; 25 and more, colours nobody confuses on a map."""
+    return sum((p - q) ** 2 for p, q in zip(lab(a), lab(b))) ** 0.5
+
+
+# Pairs a dispatcher must never confuse: facilities vs alarm levels, pipes vs analysis overlays.
+MUST_DIFFER = [("regulators.cabinet", "sentries.alarm_1"), ("regulators.cabinet", "alarms.alarm_1"),
+               ("regulators.station", "alarms.alarm_1"), ("regulators.box", "sentries.pre_alarm"),
+               ("crew_bases.all", "sentries.alarm_2"), ("crew_bases.all", "alarms.alarm_2"),
+               ("stations.gate", "alarms.alarm_2"), ("stations.regulator", "alarms.alarm_1"),
+               ("enterprises.all", "alarms.alarm_2"), ("pipes.sub_high", "overlay.dry")]
+# Lines that may share a dash pattern but never a colour.
+COLOUR_MUST_DIFFER = [("pipes.high", "overlay.isolated"), ("pipes.extra_high", "overlay.second_ring"),
+                      ("pipes.not_in_service", "overlay.dry"), ("overlay.isolated", "overlay.dry")]
+
+
+def test_legend_tells_facilities_alarms_and_overlays_apart_and_labels_show(watched: Watched, server) -> None:
+    base = server.url
+    page = watched.page
+    page.set_viewport_size({"width": 1400, "height": 1400})
+    open_map(watched, base)
+    page.evaluate("document.querySelectorAll('details.layer').forEach(d => { d.open = ["
+                  "'regulators', 'stations', 'crew_bases', 'sentries', 'alarms', 'pipes'].includes(d.dataset.collection) })")
+    rows = page.eval_on_selector_all("#layer-list li[data-layer], #analysis-legend li[data-overlay]", LEGEND_SWATCHES)
+    swatches = {layer: (shape, colour) for layer, shape, colour in rows}
+    assert swatches["regulators.cabinet"] == ("◆", "rgb(92, 107, 192)")
+    assert swatches["crew_bases.all"] == ("✚", "rgb(0, 137, 123)")
+    assert swatches["alarms.alarm_1"] == ("★", "rgb(251, 140, 0)")
+    assert swatches["sentries.alarm_2"] == ("circle", "rgb(229, 57, 53)")
+    assert swatches["pipes.sub_high"] == ("line dashed", "rgb(245, 124, 0)")
+    assert swatches["overlay.dry"] == ("line dotted", "rgb(0, 191, 165)")
+    for a, b in MUST_DIFFER:
+        (shape_a, colour_a), (shape_b, colour_b) = swatches[a], swatches[b]
+        assert shape_a != shape_b, (a, b, shape_a)
+        assert colour_difference(colour_a, colour_b) >= 25, (a, b, colour_a, colour_b)
+    for a, b in COLOUR_MUST_DIFFER:
+        assert colour_difference(swatches[a][1], swatches[b][1]) >= 25, (a, b, swatches[a], swatches[b])
+    # the map draws the same symbols: the style's marker metadata matches the legend
+    style = requests.get(f"{base}/styles/maplibre.json", timeout=30).json()
+    cabinet = next(layer for layer in style["layers"] if layer["id"] == "regulators.cabinet")
+    assert (cabinet["type"], cabinet["layout"]["text-field"], cabinet["paint"]["text-color"]) == ("symbol", "◆", "#5c6bc0")
+
+    # labels: codes of valves and pipes at z ≥ 17 only, road names, station names
+    valve = items(base, "valves", limit=1, sortby="code")[0]
+    placed = """([layer]) => [...new Set(window.qiwangMap.queryRenderedFeatures({layers: [layer]})
+        .map(f => f.properties[f.layer.metadata['qiwang:label']]))]"""
+    page.evaluate(JUMP_AND_IDLE, [valve["geometry"]["coordinates"][:2], 16.5])
+    assert page.evaluate(placed, ["valves.label"]) == []
+    assert page.evaluate(placed, ["roads.label"]), "road names at z16.5"
+    page.evaluate(JUMP_AND_IDLE, [valve["geometry"]["coordinates"][:2], 17.5])
+    assert valve["properties"]["code"] in page.evaluate(placed, ["valves.label"])
+    codes = page.evaluate(placed, ["pipes.label"])
+    assert codes and all(code.startswith("GX") for code in codes), codes
+    station = items(base, "stations", limit=1, sortby="code")[0]
+    page.evaluate(JUMP_AND_IDLE, [station["geometry"]["coordinates"][:2], 15])
+    assert station["properties"]["name"] in page.evaluate(placed, ["stations.label"])
+    page.evaluate(JUMP_AND_IDLE, [valve["geometry"]["coordinates"][:2], 17.2])
+    LEGEND_SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(LEGEND_SCREENSHOT))
     watched.assert_clean()

@@ -197,34 +197,65 @@ def test_maplibre_style_sources_layers_and_order() -> None:
         "attribution": "气网 Qiwang",
         "tiles": ["http://gis.example.cn:8080/ogc/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=" + ",".join(order_ids)]}
     assert set(order_ids) == set(CONTRACT)
+    labels = [layer for layer in style["layers"] if "qiwang:label" in layer.get("metadata", {})]
     # Layers start where the tiles start to carry features: no request for a tile known to be empty.
-    assert {layer["source-layer"]: layer["minzoom"] for layer in style["layers"][1:]} == \
+    assert {layer["source-layer"]: layer["minzoom"] for layer in style["layers"][1:] if layer not in labels} == \
         {c: tile_rule(c).min_zoom for c in CONTRACT}
+    # Labels last (above every symbol), points' names placed first, each from its palette zoom.
+    assert [(layer["id"], layer["minzoom"], layer["metadata"]["qiwang:label"]) for layer in labels] == [
+        ("roads.label", 14, "name"), ("pipes.label", 17, "code"), ("sensitive_sites.label", 14, "name"),
+        ("crew_bases.label", 14, "name"), ("valves.label", 17, "code"), ("stations.label", 13, "name")]
+    assert style["layers"][-len(labels):] == labels
+    assert labels[0]["layout"]["symbol-placement"] == "line" and labels[-1]["layout"]["symbol-placement"] == "point"
+    assert {tuple(layer["layout"]["text-font"]) for layer in labels} == {tuple(styles.LABEL_FONTS)}
     layers = style["layers"]
     ids = [layer["id"] for layer in layers]
     assert len(ids) == len(set(ids))
-    assert {layer["type"] for layer in layers} == {"background", "fill", "line", "circle"}  # no text: no glyphs
+    # text (labels, marker characters) without glyphs: MapLibre draws it with the browser's fonts
+    assert {layer["type"] for layer in layers} == {"background", "fill", "line", "circle", "symbol"}
     for layer in layers[1:]:
         assert layer["source"] == styles.SOURCE and layer["source-layer"] in CONTRACT
-    order = [layer["source-layer"] for layer in layers[1:]]
+    order = [layer["source-layer"] for layer in layers[1:] if layer not in labels]
     first = {cid: order.index(cid) for cid in CONTRACT}
     assert max(first[c] for c in ("admin_divisions", "rivers", "roads", "railways")) < first["pipes"]
     point_sources = [c for c, s in styles.palette().items() if s.geometry == "point"]
     assert max(i for i, c in enumerate(order) if c == "pipes") < min(first[c] for c in point_sources)
-    pipe_layers = [layer["id"] for layer in layers[1:] if layer["source-layer"] == "pipes"]
+    pipe_layers = [layer["id"] for layer in layers[1:] if layer["source-layer"] == "pipes" and layer not in labels]
     assert pipe_layers == ["pipes.not_in_service", "pipes.low", "pipes.medium", "pipes.sub_high", "pipes.high",
                            "pipes.extra_high"]
 
 
 def test_maplibre_pressure_classes_and_else_filter() -> None:
     layers = {layer["id"]: layer for layer in styles.maplibre_style("http://x/")["layers"]}
-    colours = {layer["filter"][2][2]: layer["paint"]["line-color"]
-               for lid, layer in layers.items() if lid.startswith("pipes.") and lid != "pipes.not_in_service"}
+    colours = {layer["filter"][2][2]: layer["paint"]["line-color"] for lid, layer in layers.items()
+               if lid.startswith("pipes.") and lid not in ("pipes.not_in_service", "pipes.label")}
     assert colours == {code: spec[0] for code, spec in PIPE_CLASSES.items()}
     assert layers["pipes.sub_high"]["paint"]["line-dasharray"] == [3.333, 1.333]  # dashes in line widths
     not_in_service = layers["pipes.not_in_service"]["filter"]
     assert not_in_service[0] == "!" and not_in_service[1][0] == "any" and len(not_in_service[1]) == 6
     assert layers["valves.open_inoperable"]["paint"]["circle-opacity"] == 0  # hollow: open
+
+
+def test_maplibre_markers_keep_their_shape() -> None:
+    """Non-circle markers are characters of their shape, filled or hollow, in the palette's colours."""
+    layers = {layer["id"]: layer for layer in styles.maplibre_style("http://x/")["layers"]}
+    cabinet = layers["regulators.cabinet"]
+    assert (cabinet["type"], cabinet["layout"]["text-field"], cabinet["layout"]["text-size"]) == ("symbol", "◆", 13.0)
+    assert cabinet["paint"] == {"text-color": "#5c6bc0", "text-halo-color": "#1a237e", "text-halo-width": 1.0}
+    assert cabinet["layout"]["text-allow-overlap"] is True and cabinet["layout"]["text-ignore-placement"] is True
+    assert cabinet["metadata"]["qiwang:symbol"] == {"shape": "diamond", "fill": "#5c6bc0", "stroke": "#1a237e"}
+    assert layers["crew_bases.all"]["layout"]["text-field"] == "✚"
+    assert layers["crew_bases.all"]["paint"]["text-color"] == "#00897b"
+    assert layers["enterprises.all"]["layout"]["text-field"] == "□"  # hollow square
+    assert layers["alarms.alarm_1"]["layout"]["text-field"] == "★"
+    assert layers["hazards.major"]["layout"]["text-field"] == "▲"
+    assert layers["incidents.active"]["layout"]["text-field"] == "✖"
+    assert layers["sentries.alarm_1"]["type"] == "circle"
+    shapes = {layer["metadata"]["qiwang:symbol"]["shape"] for layer in layers.values() if layer["type"] == "symbol"
+              and "qiwang:symbol" in layer.get("metadata", {})}
+    assert shapes == set(styles.MARKER_GLYPHS)
+    assert styles.maplibre_style("http://x/")["metadata"]["qiwang:overlays"] == styles.overlay_colors()
+    assert styles.overlay_colors()["dry"] == "#00bfa5"
 
 
 def test_styles_name_only_columns_and_codes_that_exist(engine: sa.Engine) -> None:
@@ -259,6 +290,8 @@ def test_styles_name_only_columns_and_codes_that_exist(engine: sa.Engine) -> Non
                     assert value in codes[fks[style.table, prop]], f"{cid}.{rule.key}: {value} not a code"
                 else:
                     assert f"'{value}'::text" in checks[style.table, prop], f"{cid}.{rule.key}: {value!r}"
+        if style.label:
+            assert style.label.field in props, f"{cid}: label {style.label.field} is not a column of {style.table}"
         for layer in [ml for ml in styles.maplibre_style("http://x/")["layers"] if ml.get("source-layer") == cid]:
             assert gets(layer.get("filter")) <= set(props)
     # Categories that must be complete: every code / allowed value has its own rule.

@@ -18,14 +18,14 @@
               <se:Mark>
                 <se:WellKnownName>cross</se:WellKnownName>
                 <se:Fill>
-                  <se:SvgParameter name="fill">#c62828</se:SvgParameter>
+                  <se:SvgParameter name="fill">#00897b</se:SvgParameter>
                 </se:Fill>
                 <se:Stroke>
-                  <se:SvgParameter name="stroke">#c62828</se:SvgParameter>
+                  <se:SvgParameter name="stroke">#00897b</se:SvgParameter>
                   <se:SvgParameter name="stroke-width">2.5</se:SvgParameter>
                 </se:Stroke>
               </se:Mark>
-              <se:Size>12</se:Size>
+              <se:Size>14</se:Size>
             </se:Graphic>
           </se:PointSymbolizer>
         </se:Rule>

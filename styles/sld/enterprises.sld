@@ -16,16 +16,13 @@
           <se:PointSymbolizer>
             <se:Graphic>
               <se:Mark>
-                <se:WellKnownName>star</se:WellKnownName>
-                <se:Fill>
-                  <se:SvgParameter name="fill">#1565c0</se:SvgParameter>
-                </se:Fill>
+                <se:WellKnownName>square</se:WellKnownName>
                 <se:Stroke>
-                  <se:SvgParameter name="stroke">#0d2f5e</se:SvgParameter>
-                  <se:SvgParameter name="stroke-width">1</se:SvgParameter>
+                  <se:SvgParameter name="stroke">#1565c0</se:SvgParameter>
+                  <se:SvgParameter name="stroke-width">2</se:SvgParameter>
                 </se:Stroke>
               </se:Mark>
-              <se:Size>13</se:Size>
+              <se:Size>14</se:Size>
             </se:Graphic>
           </se:PointSymbolizer>
         </se:Rule>

@@ -24,10 +24,10 @@
               <se:Mark>
                 <se:WellKnownName>square</se:WellKnownName>
                 <se:Fill>
-                  <se:SvgParameter name="fill">#e65100</se:SvgParameter>
+                  <se:SvgParameter name="fill">#283593</se:SvgParameter>
                 </se:Fill>
                 <se:Stroke>
-                  <se:SvgParameter name="stroke">#3e1600</se:SvgParameter>
+                  <se:SvgParameter name="stroke">#0d1442</se:SvgParameter>
                   <se:SvgParameter name="stroke-width">1</se:SvgParameter>
                 </se:Stroke>
               </se:Mark>
@@ -52,10 +52,10 @@
               <se:Mark>
                 <se:WellKnownName>square</se:WellKnownName>
                 <se:Fill>
-                  <se:SvgParameter name="fill">#ffb74d</se:SvgParameter>
+                  <se:SvgParameter name="fill">#9fa8da</se:SvgParameter>
                 </se:Fill>
                 <se:Stroke>
-                  <se:SvgParameter name="stroke">#3e1600</se:SvgParameter>
+                  <se:SvgParameter name="stroke">#1a237e</se:SvgParameter>
                   <se:SvgParameter name="stroke-width">1</se:SvgParameter>
                 </se:Stroke>
               </se:Mark>
@@ -80,10 +80,10 @@
               <se:Mark>
                 <se:WellKnownName>square</se:WellKnownName>
                 <se:Fill>
-                  <se:SvgParameter name="fill">#fb8c00</se:SvgParameter>
+                  <se:SvgParameter name="fill">#5c6bc0</se:SvgParameter>
                 </se:Fill>
                 <se:Stroke>
-                  <se:SvgParameter name="stroke">#3e1600</se:SvgParameter>
+                  <se:SvgParameter name="stroke">#1a237e</se:SvgParameter>
                   <se:SvgParameter name="stroke-width">1</se:SvgParameter>
                 </se:Stroke>
               </se:Mark>

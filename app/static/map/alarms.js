@@ -45,9 +45,10 @@ function measured(name, value) {
   return m ? `${m[language()] || m.zh}${shown} ${m.unit}` : `${name || ""}${shown}`;
 }
 
-/** The open alarms as points above every tile layer, painted like the tiled `alarms` layer. */
+/** The open alarms as points above every tile layer, drawn by the tiled `alarms` layers' own symbols. */
 function addLiveLayer(map) {
-  const tiled = map.getStyle().layers.find((l) => l.metadata && l.metadata["qiwang:collection"] === "alarms");
+  const tiled = map.getStyle().layers.filter((l) => l.metadata && l.metadata["qiwang:collection"] === "alarms"
+    && !l.metadata["qiwang:label"]);
   map.addSource(LIVE, { type: "geojson", data: { type: "FeatureCollection", features: [] } });
   // a halo so that an open alarm stands out among the network's symbols at any zoom
   map.addLayer({
@@ -55,12 +56,11 @@ function addLiveLayer(map) {
     paint: { "circle-radius": 16, "circle-color": "#c62828", "circle-opacity": 0.18,
              "circle-stroke-color": "#c62828", "circle-stroke-width": 1.5, "circle-stroke-opacity": 0.8 },
   });
-  map.addLayer({
-    id: LIVE, type: "circle", source: LIVE,
-    metadata: { "qiwang:collection": "alarms" },
-    paint: tiled && tiled.type === "circle" ? tiled.paint
-      : { "circle-radius": 7, "circle-color": "#c62828", "circle-stroke-color": "#fff", "circle-stroke-width": 2 },
-  });
+  // one live layer per level rule (same filter, layout and paint), at every zoom
+  for (const layer of tiled) {
+    const { "source-layer": _sourceLayer, minzoom: _minzoom, ...rest } = layer;
+    map.addLayer({ ...rest, id: `${LIVE}.${layer.id}`, source: LIVE });
+  }
 }
 
 export function setupAlarms(context) {

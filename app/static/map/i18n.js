@@ -4,6 +4,11 @@
 const WORDS = {
   zh: {
     app_title: "气网 调度地图",
+    map_unavailable: "地图无法显示",
+    no_webgl: "此浏览器或电脑不支持 WebGL (或已关闭硬件加速), 地图需要它来绘制。请使用较新版本的 Chrome、Edge 或 Firefox, 并在浏览器设置中开启硬件加速。",
+    style_failed: "地图样式无法加载, 请确认服务器正在运行后刷新页面。",
+    map_error: "地图数据加载失败",
+    browse_layers: "也可在 OGC API 网页中浏览图层数据:",
     lang_switch: "English",
     search_placeholder: "编号或地址…",
     search: "搜索",
@@ -98,6 +103,11 @@ const WORDS = {
   },
   en: {
     app_title: "Qiwang dispatcher map",
+    map_unavailable: "The map cannot be shown",
+    no_webgl: "This browser or computer does not support WebGL (or hardware acceleration is turned off), which the map needs to draw. Use a recent Chrome, Edge or Firefox with hardware acceleration on in the browser's settings.",
+    style_failed: "The map style could not be loaded. Make sure the server is running, then reload the page.",
+    map_error: "Map data failed to load",
+    browse_layers: "The layers can also be browsed in the OGC API pages:",
     lang_switch: "中文",
     search_placeholder: "Code or address…",
     search: "Search",

@@ -112,6 +112,11 @@ function swatch(layer) {
   if (layer.type === "fill") {
     return `<span class="swatch fill" style="background:${color(paint["fill-color"])};border-color:${color(paint["fill-outline-color"] || paint["fill-color"])}"></span>`;
   }
+  if (layer.type === "symbol") {
+    const layout = layer.layout || {};
+    const halo = paint["text-halo-width"] ? `-webkit-text-stroke:${Math.min(paint["text-halo-width"], 1.5)}px ${color(paint["text-halo-color"])};` : "";
+    return `<span class="swatch glyph" style="color:${color(paint["text-color"])};font-size:${Math.min(layout["text-size"] || 14, 18)}px;${halo}">${escapeHtml(layout["text-field"])}</span>`;
+  }
   const fill = paint["circle-opacity"] === 0 ? "transparent" : color(paint["circle-color"]);
   return `<span class="swatch circle" style="background:${fill};border-color:${color(paint["circle-stroke-color"] || paint["circle-color"])}"></span>`;
 }
@@ -127,7 +132,7 @@ function renderLayerList(map) {
     const seen = new Set();
     for (const layer of layers) {
       const title = layer.metadata["qiwang:title"];
-      if (seen.has(title)) continue;
+      if (!title || seen.has(title)) continue; // a label layer is switched with its collection, no legend row
       seen.add(title);
       rules.push(`<li data-layer="${escapeHtml(layer.id)}">${swatch(layer)}${escapeHtml(bilingual(title))}</li>`);
     }
@@ -216,8 +221,8 @@ function featureAtClick(map, point) {
   const box = [[point.x - 4, point.y - 4], [point.x + 4, point.y + 4]];
   const features = map.queryRenderedFeatures(box).filter((f) => f.layer.metadata && f.layer.metadata["qiwang:collection"]);
   // Points before lines before polygons: the smallest thing under the cursor is what was meant.
-  const rank = { circle: 0, line: 1, fill: 2 };
-  features.sort((a, b) => (rank[a.layer.type] ?? 3) - (rank[b.layer.type] ?? 3));
+  const rank = (f) => (f.layer.metadata["qiwang:label"] ? 3 : { circle: 0, symbol: 0, line: 1, fill: 2 }[f.layer.type] ?? 3);
+  features.sort((a, b) => rank(a) - rank(b));
   return features[0] || null;
 }
 
@@ -288,27 +293,79 @@ export function setTool(name) {
 
 // --- start -------------------------------------------------------------------------------------------
 
+/** Can this browser draw WebGL at all? (Old office PCs, headless browsers without a software GL.) */
+function webglSupported() {
+  try {
+    const canvas = document.createElement("canvas");
+    return Boolean(canvas.getContext("webgl2") || canvas.getContext("webgl"));
+  } catch {
+    return false;
+  }
+}
+
+/** Show why there is no map, in place of the map, in the page's language (window.qiwangFailed: the reason). */
+export function showMapFailure(key, detail = "") {
+  const text = document.getElementById("map-message-text");
+  text.dataset.i18n = key;
+  text.textContent = t(key);
+  document.getElementById("map-message-detail").textContent = detail;
+  const box = document.getElementById("map-message");
+  box.dataset.reason = key;
+  box.hidden = false;
+  document.body.dataset.mapFailure = key;
+  window.qiwangFailed = key;
+}
+
 async function start() {
   setLanguage(initialLanguage());
+  // Before the map: the language switch must work on the failure message too.
+  document.getElementById("lang-toggle").addEventListener("click", () => setLanguage(language() === "zh" ? "en" : "zh"));
+  if (!webglSupported()) {
+    showMapFailure("no_webgl");
+    return;
+  }
   performance.mark("qiwang:start");
-  const [style, bounds] = await Promise.all([loadStyle(), networkBounds(), loadCollectionTitles()]);
+  let style;
+  let bounds;
+  try {
+    [style, bounds] = await Promise.all([loadStyle(), networkBounds(), loadCollectionTitles()]);
+  } catch (err) {
+    showMapFailure("style_failed", `/styles/maplibre.json: ${err.message}`);
+    return;
+  }
   performance.mark("qiwang:style");
   addAnalysisLayers(style);
-  const map = new maplibregl.Map({
-    container: "map",
-    style,
-    bounds: bounds || undefined,
-    fitBoundsOptions: { padding: 20 },
-    center: bounds ? undefined : style.center,
-    zoom: bounds ? undefined : style.zoom,
-    attributionControl: { compact: true },
-    canvasContextAttributes: { preserveDrawingBuffer: true }, // the print snapshot reads the canvas
+  let map;
+  try {
+    map = new maplibregl.Map({
+      container: "map",
+      style,
+      bounds: bounds || undefined,
+      fitBoundsOptions: { padding: 20 },
+      center: bounds ? undefined : style.center,
+      zoom: bounds ? undefined : style.zoom,
+      attributionControl: { compact: true },
+      canvasContextAttributes: { preserveDrawingBuffer: true }, // the print snapshot reads the canvas
+    });
+  } catch (err) {
+    // MapLibre throws when it gets no WebGL context even though a test canvas did (e.g. blocklisted GPU).
+    showMapFailure("no_webgl", err.message);
+    return;
+  }
+  let loaded = false;
+  // A style failure before the first load leaves no map to show, so say so in its place; a tile or
+  // source that failed gets a message in the status line and the map stays usable.
+  map.on("error", (event) => {
+    const message = (event.error && event.error.message) || String(event.error || "");
+    if (!loaded && !event.sourceId && !event.tile) showMapFailure("style_failed", message);
+    else status(`${t("map_error")}: ${message}`, { error: true });
   });
   window.qiwangMap = map;
   map.addControl(new maplibregl.NavigationControl(), "top-right");
   map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-right");
 
   await new Promise((resolve) => map.once("load", resolve));
+  loaded = true;
   performance.mark("qiwang:load");
   renderLayerList(map);
   analysisLegend();
@@ -335,7 +392,6 @@ async function start() {
     const tool = event.target.closest(".tool");
     if (tool) setTool(tool.dataset.tool);
   });
-  document.getElementById("lang-toggle").addEventListener("click", () => setLanguage(language() === "zh" ? "en" : "zh"));
   onLanguageChange(() => { renderLayerList(map); analysisLegend(); });
 
   map.on("click", (event) => {

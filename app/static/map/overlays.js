@@ -5,23 +5,14 @@
 import { t } from "./i18n.js";
 import { escapeHtml, featureCollection } from "./util.js";
 
-export const COLORS = {
-  outage: "#e53935",
-  isolated: "#d50000",
-  secondRing: "#8e24aa",
-  dry: "#ff8f00",
-  valve: "#111111",
-  valveClosed: "#9e9e9e",
-  valveFailed: "#ffffff",
-  route: "#1e88e5",
-  radius: "#1e88e5",
-  highlight: "#00e5ff",
-};
+// The overlay colours come from styles/palette.yaml through the style's metadata (addAnalysisLayers).
+export const COLORS = {};
+const PALETTE_KEYS = { second_ring: "secondRing", valve_closed: "valveClosed", valve_failed: "valveFailed" };
 
 const SOURCES = ["burst-outage", "burst-isolated", "burst-dry", "burst-valves", "burst-point",
   "radius-circle", "route-line", "route-points", "qiwang-highlight"];
 
-const LAYERS = [
+const analysisLayers = () => [
   { id: "burst-outage-fill", type: "fill", source: "burst-outage",
     paint: { "fill-color": COLORS.outage, "fill-opacity": 0.18 } },
   { id: "burst-outage-line", type: "line", source: "burst-outage",
@@ -31,7 +22,7 @@ const LAYERS = [
   { id: "radius-line", type: "line", source: "radius-circle",
     paint: { "line-color": COLORS.radius, "line-width": 2, "line-dasharray": [4, 2] } },
   { id: "burst-dry-line", type: "line", source: "burst-dry",
-    paint: { "line-color": COLORS.dry, "line-width": 4, "line-dasharray": [2, 1] } },
+    paint: { "line-color": COLORS.dry, "line-width": 4, "line-dasharray": [0.5, 0.75] } },
   { id: "burst-isolated-line", type: "line", source: "burst-isolated",
     paint: { "line-color": ["case", ["boolean", ["get", "second_ring"], false], COLORS.secondRing, COLORS.isolated],
       "line-width": 5 } },
@@ -62,8 +53,10 @@ const LAYERS = [
 
 /** Add the analysis sources and layers to a style document (before the map is made: one load). */
 export function addAnalysisLayers(style) {
+  const colors = (style.metadata && style.metadata["qiwang:overlays"]) || {};
+  for (const [key, color] of Object.entries(colors)) COLORS[PALETTE_KEYS[key] || key] = color;
   for (const id of SOURCES) style.sources[id] = { type: "geojson", data: featureCollection() };
-  style.layers.push(...LAYERS);
+  style.layers.push(...analysisLayers());
 }
 
 /** Replace a source's data (a FeatureCollection, a Feature or a geometry; null empties it). */
@@ -71,20 +64,20 @@ export function setData(map, source, data) {
   map.getSource(source).setData(data || featureCollection());
 }
 
-const LEGEND = [
+const legend = () => [
   ["legend_outage", "fill", COLORS.outage],
   ["legend_isolated", "line", COLORS.isolated],
   ["legend_second_ring", "line", COLORS.secondRing],
-  ["legend_dry", "line dashed", COLORS.dry],
+  ["legend_dry", "line dotted", COLORS.dry],
   ["legend_valve", "circle", COLORS.valve],
   ["legend_route", "line", COLORS.route],
   ["legend_radius", "fill", COLORS.radius],
 ];
 
 export function analysisLegend() {
-  document.getElementById("analysis-legend").innerHTML = LEGEND.map(([key, kind, color]) => {
+  document.getElementById("analysis-legend").innerHTML = legend().map(([key, kind, color]) => {
     const style = kind === "fill" ? `background:${color}33;border-color:${color}` : kind === "circle"
       ? `background:${color};border-color:#ffeb3b` : `border-color:${color}`;
-    return `<li><span class="swatch ${kind}" style="${style}"></span>${escapeHtml(t(key))}</li>`;
+    return `<li data-overlay="${key.replace("legend_", "")}"><span class="swatch ${kind}" style="${style}"></span>${escapeHtml(t(key))}</li>`;
   }).join("");
 }

@@ -1,0 +1,162 @@
+"""The OGC API's HTML pages in Debian's Chromium, offline: every asset from this server, none missing.
+
+pygeoapi 0.21's own templates load Bootstrap, Leaflet and Swagger UI from CDNs and its static files
+from /ogc/static/, which 404'd: on a network without internet the pages were blank or unstyled.
+Each page here is opened with every request routed: anything not addressed to the test server is
+aborted and recorded, and every response status is recorded.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+
+from test_map import browser  # noqa: F401  (the module-scoped Chromium fixture)
+
+from app.ogc_html import column_title, static_file, value_labels
+
+TIMEOUT_MS = 30_000
+
+
+@dataclass
+class Visit:
+    page: Any
+    outside: list[str] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert self.outside == [], f"requests leaving the server: {self.outside[:10]}"
+        assert self.failed == [], f"responses ≥ 400: {self.failed[:10]}"
+        assert self.errors == [], f"browser errors: {self.errors[:10]}"
+
+
+@pytest.fixture
+def visit(browser, live_server) -> Iterator[Visit]:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    seen = Visit(page)
+
+    def route(r) -> None:
+        url = r.request.url
+        if url.startswith(live_server.url + "/") or url.startswith(("data:", "blob:")):
+            r.continue_()
+        else:
+            seen.outside.append(url)
+            r.abort()
+
+    context.route("**/*", route)
+    page.on("response", lambda resp: seen.failed.append((resp.status, resp.url)) if resp.status >= 400 else None)
+    page.on("requestfailed", lambda req: seen.failed.append((0, req.url)) if req.url not in seen.outside else None)
+    page.on("console", lambda m: seen.errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen.errors.append(f"page error: {e}"))
+    yield seen
+    context.close()
+
+
+def test_static_files_and_vendored_assets_only() -> None:
+    assert static_file("css/default.css") is not None
+    assert static_file("vendor/swagger-ui-dist/swagger-ui-bundle.js") is not None
+    assert static_file("vendor/leaflet/images/marker-icon.png") is not None
+    assert static_file("vendor/swagger-ui-dist/package.json") is None  # only what a browser loads
+    assert static_file("vendor/left-pad/index.js") is None
+    assert static_file("../templates/_base.html") is None
+    assert static_file("vendor/leaflet/../package.json") is None
+
+
+def test_column_titles_and_value_labels_from_comments() -> None:
+    assert column_title("管径 DN (mm)", "diameter_mm") == "管径"
+    assert column_title("", "remarks") == "remarks"
+    assert value_labels("管道类型 trunk 输气干线/main 干管/branch 支管/yard 庭院管/service 引入管") == {
+        "trunk": "输气干线", "main": "干管", "branch": "支管", "yard": "庭院管", "service": "引入管"}
+    assert value_labels("使用状态 in_service/idle/abandoned/under_construction/planned") == {}
+    assert value_labels("管道材质 dt_pipe_material") == {}
+
+
+def test_static_paths_answer_and_unknown_ones_404(live_server) -> None:
+    css = requests.get(f"{live_server.url}/ogc/static/css/default.css", timeout=30)
+    assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
+    bundle = requests.get(f"{live_server.url}/ogc/static/vendor/bootstrap/bootstrap.min.css", timeout=30)
+    assert bundle.status_code == 200 and "Bootstrap" in bundle.text[:300]
+    assert requests.get(f"{live_server.url}/ogc/static/vendor/bootstrap/../../package.json",
+                        timeout=30).status_code == 404
+    assert requests.get(f"{live_server.url}/ogc/static/nothing.css", timeout=30).status_code == 404
+
+
+def test_html_pages_load_everything_from_the_server(visit: Visit, live_server) -> None:
+    base = live_server.url
+    page = visit.page
+    for path in ("/ogc?f=html", "/ogc/collections?f=html", "/ogc/conformance?f=html",
+                 "/ogc/collections/pipes?f=html", "/ogc/processes?f=html"):
+        response = page.goto(f"{base}{path}", wait_until="load")
+        assert response.status == 200, path
+        # pygeoapi's own stylesheet and the vendored Bootstrap loaded
+        assert page.evaluate("[...document.styleSheets].some(s => (s.href || '').endsWith('/static/css/default.css'))")
+        assert page.evaluate("[...document.styleSheets].some(s => (s.href || '').endsWith('/vendor/bootstrap/bootstrap.min.css') && s.cssRules.length > 100)")
+    # the collection page draws its extent with the vendored Leaflet
+    page.goto(f"{base}/ogc/collections/pipes?f=html", wait_until="load")
+    assert page.evaluate("typeof L === 'object' && L.version") == "1.9.4"
+    visit.assert_clean()
+
+
+def test_item_tables_show_chinese_column_names_and_labels(visit: Visit, live_server) -> None:
+    base = live_server.url
+    page = visit.page
+    feature = requests.get(f"{base}/ogc/collections/pipes/items", timeout=30,
+                           params={"filter": "pressure_class = 1 AND pipe_type = 'main'", "limit": 1}).json()["features"][0]
+    code = feature["properties"]["code"]
+    page.goto(f"{base}/ogc/collections/pipes/items?f=html&limit=5", wait_until="load")
+    page.wait_for_selector("#items-map .leaflet-interactive")  # the features on the vendored Leaflet map
+    headers = page.eval_on_selector_all("th[data-property]", "els => Object.fromEntries(els.map(e => [e.dataset.property, e.textContent.trim()]))")
+    assert headers["pressure_class"] == "压力级制"
+    assert headers["material"] == "管道材质"
+    assert headers["pipe_type"] == "管道类型"
+    assert headers["diameter_mm"] == "管径"
+    assert page.locator("tbody tr").count() == 5
+
+    page.goto(f"{base}/ogc/collections/pipes/items/{code}?f=html", wait_until="load")
+    row = "tr[data-property='{}'] td:nth-child({})"
+    assert page.inner_text(row.format("pressure_class", 1)) == "压力级制"
+    assert page.inner_text(row.format("pressure_class", 2)).split() == ["1", "中压"]
+    assert page.inner_text(row.format("pipe_type", 2)).split() == ["main", "干管"]
+    assert page.inner_text(row.format("material", 1)) == "管道材质"
+    visit.assert_clean()
+
+
+def open_swagger_ui(visit: Visit, url: str) -> None:
+    response = visit.page.goto(url, wait_until="load")
+    assert response.status == 200
+    visit.page.wait_for_selector(".swagger-ui .info .title")
+
+
+def test_swagger_ui_renders_offline(visit: Visit, live_server) -> None:
+    page = visit.page
+    for ui in ("", "&ui=redoc"):  # ReDoc would come from a CDN: it shows the vendored Swagger UI too
+        open_swagger_ui(visit, f"{live_server.url}/ogc/openapi?f=html{ui}")
+        assert "气网 Qiwang OGC API" in page.inner_text(".swagger-ui .info .title")
+        page.wait_for_selector(".swagger-ui .opblock-tag[data-tag='pipes']")
+        paths = page.eval_on_selector_all(".swagger-ui .opblock-summary-path", "els => els.map(e => e.textContent)")
+        assert paths[:5] == ["/", "/openapi", "/conformance", "/collections", "/processes"]
+        assert page.is_visible(".swagger-ui .models")  # the schemas section: the whole page was laid out
+    visit.assert_clean()
+
+
+@pytest.mark.xfail(strict=True, reason="Swagger UI 5.35 stops drawing operations at getPipesQueryables of the "
+                                       "OpenAPI document (app/ogc.py openapi_document): lead to look into")
+def test_swagger_ui_draws_every_tag(visit: Visit, live_server) -> None:
+    tags = [t["name"] for t in requests.get(f"{live_server.url}/ogc/openapi?f=json", timeout=60).json()["tags"]]
+    open_swagger_ui(visit, f"{live_server.url}/ogc/openapi?f=html")
+    visit.page.wait_for_function("n => document.querySelectorAll('.swagger-ui .opblock-tag').length === n",
+                                 arg=len(tags), timeout=10_000)
+
+
+@pytest.mark.xfail(strict=True, reason="the table comments need the db helper's migration (issue 16, item 7)")
+def test_collection_descriptions_read_as_sentences(live_server) -> None:
+    doc = requests.get(f"{live_server.url}/ogc/collections/pipes?f=json", timeout=30).json()
+    assert doc["description"] == "管道数字化档案 (辽宁智慧燃气建设手册 附录A.1 第4项)"
+    html = requests.get(f"{live_server.url}/ogc/collections?f=html", timeout=30).text
+    assert "000 appendix" not in html
