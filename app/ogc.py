@@ -193,8 +193,30 @@ def openapi_document(config: dict, collections: dict[str, Collection]) -> dict:
                 p["schema"] = {"type": "integer", "minimum": 1, "maximum": features.MAX_LIMIT,
                                "default": features.DEFAULT_LIMIT}
         params.extend(p for p in copy.deepcopy(extra) if p["name"] not in names)
+    for path in doc["paths"].values():
+        # pygeoapi documents an OPTIONS operation (a CORS preflight, which Flask answers itself) on
+        # items paths; Swagger UI 5 stops laying out the page at the first one, and it tells a client
+        # nothing an Allow header does not.
+        path.pop("options", None)
+    _declare_used_tags(doc)
     _localise_refs(doc)
     return doc
+
+
+def _declare_used_tags(doc: dict) -> None:
+    """Tags: exactly those of the operations served, in their order.
+
+    pygeoapi declares a tag for every kind of resource it could serve (coverages, EDR, records,
+    STAC …) and none for each process; clients that group by the declared tags (Swagger UI's
+    layout, code generators) should find neither empty groups nor undeclared ones.
+    """
+    declared = {tag["name"]: tag for tag in doc.get("tags", []) if isinstance(tag, dict) and "name" in tag}
+    used: dict[str, dict] = {}
+    for path in doc.get("paths", {}).values():
+        for operation in path.values():
+            for name in operation.get("tags", []) if isinstance(operation, dict) else []:
+                used.setdefault(name, declared.get(name, {"name": name, "description": operation.get("summary", name)}))
+    doc["tags"] = list(used.values())
 
 
 # Parameters pygeoapi borrows from the OGC schema repositories, defined here instead.
