@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -198,3 +199,17 @@ def demo_city_database(databases: ThrowawayDatabases, name: str, pipes: int = 30
         yield url
     finally:
         databases.drop(name)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium (never a downloaded browser), headless, shared by the browser tests."""
+    from playwright.sync_api import sync_playwright
+
+    from browser_support import CHROMIUM
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run ./qiwang (APT_PACKAGES) or apt-get install chromium"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()

@@ -16,7 +16,6 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from conftest import ThrowawayDatabases, migrated_database

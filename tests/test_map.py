@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,13 @@ import pytest
 import requests
 
 from app.map import basemap_config
+from browser_support import Watched, watch
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = ROOT / "docs" / "map-burst.png"
 ALARMS_SCREENSHOT = ROOT / "docs" / "map-alarms.png"
 LEGEND_SCREENSHOT = ROOT / "docs" / "map-legend.png"
 VIEWPORT = {"width": 1400, "height": 900}
-TIMEOUT_MS = 30_000
 
 
 class MapServer:
@@ -65,52 +63,10 @@ def server(live_server, db_url: str, tmp_path_factory: pytest.TempPathFactory) -
     own.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run ./qiwang (APT_PACKAGES) or apt-get install chromium"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@dataclass
-class Watched:
-    """A page with what it did wrong: requests leaving the server, console errors, page errors."""
-
-    page: Any
-    outside: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-
-    def assert_clean(self) -> None:
-        assert self.outside == [], f"requests leaving the server: {self.outside[:10]}"
-        assert self.errors == [], f"browser errors: {self.errors[:10]}"
-
-
 @pytest.fixture
 def watched(browser, server) -> Iterator[Watched]:
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    seen = Watched(page)
-
-    def route(r) -> None:
-        url = r.request.url
-        if url.startswith(server.url + "/") or url.startswith(("data:", "blob:")):
-            seen.requests.append(url)
-            r.continue_()
-        else:
-            seen.outside.append(url)
-            r.abort()
-
-    context.route("**/*", route)
-    page.on("console", lambda m: seen.errors.append(f"console: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: seen.errors.append(f"page error: {e}"))
-    yield seen
-    context.close()
+    with watch(browser, server.url, viewport=VIEWPORT, accept_downloads=True) as seen:
+        yield seen
 
 
 # Move the map and resolve once it is idle (every tile of the new view loaded and drawn).

@@ -8,54 +8,18 @@ aborted and recorded, and every response status is recorded.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 import requests
 
-from test_map import browser  # noqa: F401  (the module-scoped Chromium fixture)
-
 from app.ogc_html import column_title, static_file, value_labels
-
-TIMEOUT_MS = 30_000
-
-
-@dataclass
-class Visit:
-    page: Any
-    outside: list[str] = field(default_factory=list)
-    failed: list[tuple[int, str]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def assert_clean(self) -> None:
-        assert self.outside == [], f"requests leaving the server: {self.outside[:10]}"
-        assert self.failed == [], f"responses ≥ 400: {self.failed[:10]}"
-        assert self.errors == [], f"browser errors: {self.errors[:10]}"
+from browser_support import Watched, watch
 
 
 @pytest.fixture
-def visit(browser, live_server) -> Iterator[Visit]:  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    seen = Visit(page)
-
-    def route(r) -> None:
-        url = r.request.url
-        if url.startswith(live_server.url + "/") or url.startswith(("data:", "blob:")):
-            r.continue_()
-        else:
-            seen.outside.append(url)
-            r.abort()
-
-    context.route("**/*", route)
-    page.on("response", lambda resp: seen.failed.append((resp.status, resp.url)) if resp.status >= 400 else None)
-    page.on("requestfailed", lambda req: seen.failed.append((0, req.url)) if req.url not in seen.outside else None)
-    page.on("console", lambda m: seen.errors.append(f"console: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: seen.errors.append(f"page error: {e}"))
-    yield seen
-    context.close()
+def visit(browser, live_server) -> Iterator[Watched]:
+    with watch(browser, live_server.url, viewport={"width": 1280, "height": 900}) as seen:
+        yield seen
 
 
 def test_static_files_and_vendored_assets_only() -> None:
@@ -87,7 +51,7 @@ def test_static_paths_answer_and_unknown_ones_404(live_server) -> None:
     assert requests.get(f"{live_server.url}/ogc/static/nothing.css", timeout=30).status_code == 404
 
 
-def test_html_pages_load_everything_from_the_server(visit: Visit, live_server) -> None:
+def test_html_pages_load_everything_from_the_server(visit: Watched, live_server) -> None:
     base = live_server.url
     page = visit.page
     for path in ("/ogc?f=html", "/ogc/collections?f=html", "/ogc/conformance?f=html",
@@ -100,10 +64,10 @@ def test_html_pages_load_everything_from_the_server(visit: Visit, live_server) -
     # the collection page draws its extent with the vendored Leaflet
     page.goto(f"{base}/ogc/collections/pipes?f=html", wait_until="load")
     assert page.evaluate("typeof L === 'object' && L.version") == "1.9.4"
-    visit.assert_clean()
+    visit.assert_clean(responses=True)
 
 
-def test_item_tables_show_chinese_column_names_and_labels(visit: Visit, live_server) -> None:
+def test_item_tables_show_chinese_column_names_and_labels(visit: Watched, live_server) -> None:
     base = live_server.url
     page = visit.page
     feature = requests.get(f"{base}/ogc/collections/pipes/items", timeout=30,
@@ -124,16 +88,16 @@ def test_item_tables_show_chinese_column_names_and_labels(visit: Visit, live_ser
     assert page.inner_text(row.format("pressure_class", 2)).split() == ["1", "中压"]
     assert page.inner_text(row.format("pipe_type", 2)).split() == ["main", "干管"]
     assert page.inner_text(row.format("material", 1)) == "管道材质"
-    visit.assert_clean()
+    visit.assert_clean(responses=True)
 
 
-def open_swagger_ui(visit: Visit, url: str) -> None:
+def open_swagger_ui(visit: Watched, url: str) -> None:
     response = visit.page.goto(url, wait_until="load")
     assert response.status == 200
     visit.page.wait_for_selector(".swagger-ui .info .title")
 
 
-def test_swagger_ui_renders_offline(visit: Visit, live_server) -> None:
+def test_swagger_ui_renders_offline(visit: Watched, live_server) -> None:
     page = visit.page
     for ui in ("", "&ui=redoc"):  # ReDoc would come from a CDN: it shows the vendored Swagger UI too
         open_swagger_ui(visit, f"{live_server.url}/ogc/openapi?f=html{ui}")
@@ -142,10 +106,10 @@ def test_swagger_ui_renders_offline(visit: Visit, live_server) -> None:
         paths = page.eval_on_selector_all(".swagger-ui .opblock-summary-path", "els => els.map(e => e.textContent)")
         assert paths[:5] == ["/", "/openapi", "/conformance", "/collections", "/processes"]
         assert page.is_visible(".swagger-ui .models")  # the schemas section: the whole page was laid out
-    visit.assert_clean()
+    visit.assert_clean(responses=True)
 
 
-def test_swagger_ui_draws_every_tag_and_operation(visit: Visit, live_server) -> None:
+def test_swagger_ui_draws_every_tag_and_operation(visit: Watched, live_server) -> None:
     """The OpenAPI document declares exactly the tags its operations use (pygeoapi's own list
     named coverages, EDR, records … and left the processes undeclared), and Swagger UI lays out
     every one of them with all their operations."""
