@@ -27,7 +27,8 @@ It prints:
    count of 204s; for pipes, the PostgreSQL cost (EXPLAIN ANALYZE) of each zoom's largest tile.
 4. Hostile requests of issue 16 (world bboxes, a world polygon of 10,000 positions, a tile with one
    collection 1,000 times, a tile of every collection), --hostile times each: status, latency,
-   numberMatched, the server's RSS growth and the largest PostgreSQL backend's peak RSS (VmHWM).
+   numberMatched, the server's RSS growth and the largest PostgreSQL client backend's peak RSS
+   (VmHWM, which counts the shared buffers it read) and private memory (RssAnon).
 Machine load (1-minute load average) at start and end.
 """
 from __future__ import annotations
@@ -400,15 +401,27 @@ def hostile_requests(ours: requests.Session, base: str, engine: sa.Engine, repea
         print(f"   {label:<48} HTTP {status}  {ms_figures(times)}"
               + (f"  numberMatched {matched}" if matched is not None else ""))
     print(f"   server RSS growth over these requests: {(server.memory_info().rss - rss_before) / 1e6:.1f} MB")
-    peaks = []
+    # Client backends only: the checkpointer and background writer touch all of shared_buffers, which
+    # a process's resident set counts. VmHWM (peak) counts the shared buffers a backend read as well,
+    # RssAnon (now) only its private memory.
+    with engine.connect() as conn:
+        clients = set(conn.execute(sa.text(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = current_database()"
+        )).scalars())
+    peaks, private = [], []
     for proc in psutil.Process(postmaster).children() if postmaster else []:  # the bench cluster's backends
+        if proc.pid not in clients:
+            continue
         try:
             status_text = Path(f"/proc/{proc.pid}/status").read_text()
         except OSError:
             continue
-        peaks += [int(line.split()[1]) * 1024 for line in status_text.splitlines() if line.startswith("VmHWM:")]
+        fields = dict(line.split(":", 1) for line in status_text.splitlines() if ":" in line)
+        peaks.append(int(fields["VmHWM"].split()[0]) * 1024)
+        private.append(int(fields["RssAnon"].split()[0]) * 1024)
     if peaks:
-        print(f"   largest PostgreSQL process peak RSS (VmHWM): {max(peaks) / 1e6:.0f} MB")
+        print(f"   largest PostgreSQL client backend ({len(peaks)}): peak RSS (VmHWM, with the shared buffers it "
+              f"read) {max(peaks) / 1e6:.0f} MB, private memory now (RssAnon) {max(private) / 1e6:.0f} MB")
 
 
 def _scan_node(node: dict) -> dict:
