@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.errors import QiwangError
+from spatial.text import unstorable
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 QUERY_CANCELED = "57014"     # SQLSTATE of a statement cancelled by statement_timeout
@@ -108,17 +109,39 @@ def _bound_transaction(conn: sa.Connection) -> None:
         cursor.close()
 
 
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL, lower-case, as browsers send it in an Origin header."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def cross_site_write(method: str, path: str, origin: str | None, own: set[str], limits: Limits) -> bool:
+    """Whether a request changes state on behalf of a page of another site (CSRF).
+
+    CORS headers only keep another site from reading answers; a browser still sends its "simple"
+    cross-site POSTs (text/plain, forms, no-cors fetch). Browsers name the page's origin on every
+    such request, so a write whose Origin is neither ours nor configured for that path is refused;
+    clients without a browser (curl, QGIS, GDAL, OWSLib) send no Origin and are unaffected.
+    """
+    if method in ("GET", "HEAD", "OPTIONS") or origin is None:
+        return False
+    origin = origin.strip().lower()
+    allowed = limits.cors_api_origins if path.startswith("/api/") else limits.cors_origins
+    return origin not in own and origin not in {o.lower() for o in allowed}
+
+
 def is_timeout(exc: BaseException) -> bool:
     """Whether a database error is a statement cancelled by statement_timeout."""
     return getattr(getattr(exc, "orig", None), "sqlstate", None) == QUERY_CANCELED
 
 
 def check_text(name: str, value: str) -> None:
-    """Text PostgreSQL can store: no NUL, no lone surrogate (JSON "\\ud800" decodes to one)."""
-    if "\x00" in value:
-        raise ValueError(f"{name}: contains a NUL character")
-    if re.search("[\ud800-\udfff]", value):
-        raise ValueError(f"{name}: contains a lone UTF-16 surrogate (not valid Unicode)")
+    """Text PostgreSQL can store (spatial.text); ValueError naming `name` otherwise."""
+    problem = unstorable(value)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
 
 
 def _check_strings(node: Any, where: str) -> None:

@@ -83,6 +83,18 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
             return _too_large(limits.max_body_bytes)
         return None
 
+    own_origins = {request_limits.origin_of(public_url)}
+
+    @app.before_request
+    def refuse_cross_site_writes() -> Response | None:
+        if request_limits.cross_site_write(request.method, request.path, request.headers.get("Origin"),
+                                           own_origins | {request_limits.origin_of(request.host_url)}, limits):
+            return error_response(403, "Forbidden",
+                                  f"Origin: {request.headers.get('Origin', '')[:200]!r} may not change data here "
+                                  "(a page of another site); set QIWANG_CORS_API_ORIGINS / QIWANG_CORS_ORIGINS "
+                                  "to allow it")
+        return None
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:  # a chunked body found too large while read
         return _too_large(limits.max_body_bytes)

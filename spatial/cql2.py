@@ -28,6 +28,7 @@ from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
 
 from spatial.collections import Collection
 from spatial.crs import ServedCrs, clip_box, densify_step, storage_domain
+from spatial.text import unstorable
 
 GEOMETRY_QUERYABLE = "geometry"
 
@@ -288,4 +289,9 @@ def to_sql(text: str, lang: str, collection: Collection, filter_crs: ServedCrs, 
         raise too_deep from None
     if not isinstance(result, _Sql) or result.kind != "condition":
         raise FilterError("the filter is not a condition (true or false for each feature)")
+    for value in params.values():   # string literals (cql2-json "\ud800" decodes to a lone surrogate)
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            problem = unstorable(item) if isinstance(item, str) else None
+            if problem:
+                raise FilterError(f"a string literal {problem}")
     return SqlCondition(result.sql, params)

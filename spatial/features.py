@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from spatial import cql2
 from spatial.collections import Collection
 from spatial.crs import ServedCrs, clip_box, densify_step, parse_crs, served_crs, storage_domain
+from spatial.text import unstorable
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -157,7 +158,7 @@ def decode_cursor(text: str, size: int) -> list[Any]:
     if not isinstance(values, list) or len(values) != size:
         raise QueryError("cursor", "not a cursor from a next link of this server (or the sortby changed)")
     for value in values:  # what encode_cursor writes: one scalar per sort key
-        if isinstance(value, (list, dict)) or (isinstance(value, str) and "\x00" in value) or \
+        if isinstance(value, (list, dict)) or (isinstance(value, str) and unstorable(value)) or \
                 (isinstance(value, int) and not isinstance(value, bool) and abs(value) > BIGINT_MAX) or \
                 (isinstance(value, float) and not math.isfinite(value)):
             raise QueryError("cursor", "not a cursor from a next link of this server")
@@ -183,8 +184,9 @@ def parse_items_request(collection: Collection, args: Mapping[str, str], body: b
     for name in args:
         if name not in ITEMS_PARAMETERS and name not in collection.column_index:
             raise QueryError(name[:100], "unknown query parameter (neither a standard parameter nor a queryable)")
-        if "\x00" in args[name]:  # PostgreSQL text cannot hold NUL: refuse it here, naming the parameter
-            raise QueryError(name[:100], "contains a NUL character")
+        problem = unstorable(args[name])   # refused here, naming the parameter, not by PostgreSQL
+        if problem:
+            raise QueryError(name[:100], problem)
     q = FeatureQuery(collection, limit=_limit(args.get("limit")))
     srid = collection.srid
     if "crs" in args:
@@ -410,8 +412,9 @@ def possible_feature_id(c: Collection, feature_id: str) -> bool:
     """Whether a feature of `c` can have this id (False: a code asked of a collection identified by
     numbers, so no such feature, 404). Raises QueryError ("featureId", 400) for an id no collection
     can have: a NUL character, or digits that are not ASCII or beyond a bigint id column."""
-    if "\x00" in feature_id:
-        raise QueryError("featureId", "contains a NUL character")
+    problem = unstorable(feature_id)
+    if problem:
+        raise QueryError("featureId", problem)
     if c.layer.id_column != "id":
         return True
     if not feature_id.isdigit():

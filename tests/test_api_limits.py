@@ -194,8 +194,12 @@ def test_long_and_or_chains_are_400_and_short_ones_answer(ogc: str, engine: sa.E
     ({"cursor": "WyJcdTAwMDAiXQ"}, "cursor"),          # ["\u0000"]
     ({"cursor": "WzFlOTk5XQ"}, "cursor"),              # [1e999]
     ({"cursor": "Wzk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5XQ"}, "cursor"),  # beyond bigint
+    ({"cursor": "WyJcdWQ4MDAiXQ"}, "cursor"),          # ["\ud800"]: a lone surrogate psycopg cannot encode
     ({"code": "GX\x00"}, "code"),
     ({"filter": "code = 'a\x00b'"}, "filter"),
+    ({"filter": '{"op": "=", "args": [{"property": "code"}, "\\ud800"]}', "filter-lang": "cql2-json"}, "filter"),
+    ({"filter": '{"op": "in", "args": [{"property": "code"}, ["GX1", "\\udfff"]]}', "filter-lang": "cql2-json"},
+     "filter"),
 ])
 def test_malformed_paging_and_values_are_400(ogc: str, params: dict, parameter: str) -> None:
     assert_400(get(f"{ogc}/collections/pipes/items", **params), parameter)
@@ -329,6 +333,34 @@ def test_cors_only_for_configured_origins(live_server, db_url: str, tmp_path: Pa
         assert cors(server.url + alarm, control_room, "post") == control_room
         assert cors(server.url + alarm, evil, "preflight") is None
         assert cors(f"{server.url}/ogc/collections", control_room) is None
+
+
+def test_pages_of_other_sites_cannot_take_steps(live_server, db_url: str, tmp_path: Path) -> None:
+    """CSRF: a browser sends a "simple" cross-site POST (text/plain, a form, fetch no-cors) without a
+    preflight, whatever CORS says; such writes are refused by their Origin before any handler runs."""
+    alarm = "/api/alarms/BJ19000101999999/acknowledge"
+    body = '{"by": "攻击者", "note": "'   # a text/plain form field whose value closes the JSON: "}
+    for origin in ("http://evil.example", "null", live_server.url + ".evil.example"):
+        r = requests.post(live_server.url + alarm, data=(body + '"}').encode(), timeout=30,
+                          headers={"Origin": origin, "Content-Type": "text/plain"})
+        assert r.status_code == 403, (origin, r.text[:200])
+        assert r.json()["code"] == "Forbidden" and r.json()["description"].startswith("Origin: ")
+    r = requests.post(f"{live_server.url}/ogc/processes/network-statistics/execution", json={"inputs": {}},
+                      headers={"Origin": "http://evil.example"}, timeout=60)
+    assert r.status_code == 403
+    # the map's own page (same origin), and clients that are no browser (no Origin), reach the handler
+    for headers in ({"Origin": live_server.url}, {}):
+        r = requests.post(live_server.url + alarm, json={"by": "王调度"}, headers=headers, timeout=30)
+        assert r.status_code == 404 and r.json()["code"] == "NotFound", r.text[:200]
+    assert requests.get(f"{live_server.url}/ogc/collections", headers={"Origin": "http://evil.example"},
+                        timeout=30).status_code == 200      # reading is not refused, only not shared
+    control_room = "https://control.example"
+    with server_with(db_url, tmp_path, "qiwang_csrf_api_test", QIWANG_CORS_API_ORIGINS=control_room) as server:
+        r = requests.post(server.url + alarm, json={"by": "王调度"}, headers={"Origin": control_room}, timeout=30)
+        assert r.status_code == 404
+        r = requests.post(server.url + alarm, json={"by": "王调度"}, headers={"Origin": "http://evil.example"},
+                          timeout=30)
+        assert r.status_code == 403
 
 
 def test_storage_domain_holds_the_demo_city(engine: sa.Engine) -> None:
