@@ -122,6 +122,19 @@ def test_mask_functions(engine: sa.Engine, function: str, given: str, masked: st
     assert scalar(engine, f"SELECT published.{function}(NULL)") is None
 
 
+@pytest.mark.parametrize("address, masked", [
+    ("铁西区建国路山南小区1号楼1单元201室", "铁西区建国路山南小区"),   # the house number cut: trusted
+    ("铁西区建国路幸福小区5-2-301", "建国路祥和社区"),                # forms the cut does not know: street and
+    ("铁西区幸福里3#楼2门302", "建国路祥和社区"),                     # community only (fail closed)
+    ("铁西区园林路A座1201", "建国路祥和社区"),
+    ("铁西区胜利路８８－１", "建国路祥和社区"),
+    ("铁西区建国路幸福小区", "铁西区建国路幸福小区"),
+])
+def test_residents_addresses_are_masked_fail_closed(engine: sa.Engine, address: str, masked: str) -> None:
+    assert scalar(engine, "SELECT published.mask_address(:a, '建国路', '祥和社区')", a=address) == masked
+    assert scalar(engine, "SELECT published.mask_address(NULL, '建国路', '祥和社区')") is None
+
+
 def test_route_process_gives_the_crew_base_phone_masked(live_server: LiveServer, engine: sa.Engine) -> None:
     lon, lat = item(live_server, "crew_bases", "QX001")["geometry"]["coordinates"][:2]
     r = requests.post(f"{live_server.url}/ogc/processes/route/execution",
