@@ -518,6 +518,35 @@ def test_quarantined_messages_of_a_device_registered_later_are_replayed_once(db,
     assert events == [("raised", 5, t0 + timedelta(minutes=10)), ("cleared", 5, t0 + timedelta(minutes=20))]
 
 
+def test_a_batch_the_database_keeps_refusing_is_held_and_health_says_so(db):
+    """A table locked by someone else: the writer's statements give up after lock_timeout (instead of
+    hanging silently), the batch is held and retried, unacknowledged; past `stalled_after_s` the
+    writer is reported not alive (/health: failing). Once the lock goes, the batch is stored and the
+    writer is alive again."""
+    from ingest.telemetry.pipeline import Pipeline
+    from ingest.telemetry.rules import load_rules
+
+    sentry = devices(db, limit=1)[0]
+    message = Message("mqtt", telemetry_topic(*sentry), json.dumps(
+        {"ts": base_time().isoformat(), "values": {"ch4_lel": 0.5}}).encode(), datetime.now(timezone.utc))
+    pipeline = Pipeline(db, load_rules(), offline_check=False, retry_s=0.1, stalled_after_s=1.0,
+                        lock_timeout="100ms")
+    with psycopg.connect(db) as locker:
+        locker.execute("LOCK TABLE reading IN ACCESS EXCLUSIVE MODE")
+        pipeline.start()
+        try:
+            pipeline.submit(message)
+            wait_until(lambda: pipeline.stats.database_retries >= 3, 30, lambda: f"retries: {pipeline.stats}")
+            wait_until(lambda: not pipeline.health.report()["alive"], 30, "the writer reported stalled")
+            assert pipeline.running() and pipeline.stats.stored == 0 and pipeline.stats.quarantined == 0
+            locker.rollback()                                      # the lock goes
+            wait_until(lambda: pipeline.stats.stored == 1, 30, lambda: f"stored after the lock: {pipeline.stats}")
+            assert pipeline.health.report()["alive"] and pipeline.stats.quarantined == 0
+        finally:
+            pipeline.stop()
+    assert count(db, "SELECT count(*) FROM reading") == 1
+
+
 def test_a_message_the_store_refuses_is_bisected_out_and_the_others_are_stored(db, monkeypatch):
     """Defence in depth: with the payload's string check and the store's text cleaning switched off
     (the lone surrogate of issue 16 reaching the store, as it did), the batch write fails; the

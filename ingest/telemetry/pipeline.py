@@ -72,8 +72,14 @@ class Pipeline:
 
     def __init__(self, conninfo: str, rules: Rules, *, clock: Clock = utc_now, outbox: bool = False,
                  on_alarm: Callable[[dict], None] | None = None, batch_max: int = 5000,
-                 batch_wait_s: float = 0.05, retry_s: float = 1.0, offline_check: bool = True) -> None:
+                 batch_wait_s: float = 0.05, retry_s: float = 1.0, offline_check: bool = True,
+                 stalled_after_s: float = 30.0, lock_timeout: str = "10s") -> None:
         self.conninfo = conninfo
+        # A batch held longer than this (database away, or its statements cancelled or locked out)
+        # makes the writer "not alive" in /health: retrying forever must not look like working.
+        self.stalled_after_s = stalled_after_s
+        self.lock_timeout = lock_timeout   # a lock wait becomes a retry, never a silent hang
+        self._retrying_since: float | None = None
         self.rules = rules
         self.clock = clock
         self.outbox = outbox
@@ -90,7 +96,7 @@ class Pipeline:
         self._started_at = clock()
         self._next_offline_check = 0.0
         self.system_events = system_alarms.SystemEvents()
-        self.health = ComponentHealth("writer", alive=self.running, on_event=self.note_system_event)
+        self.health = ComponentHealth("writer", alive=self.working, on_event=self.note_system_event)
         self._in_hand: list[Message] | None = None   # the batch being processed (for the supervisor)
         self._committed = False                     # ... and whether its transaction has committed
         self.registry = DeviceRegistry(self._connect_short)
@@ -136,6 +142,11 @@ class Pipeline:
         self._thread = threading.Thread(target=self._run, name="qiwang-ingest-writer", daemon=True)
         self._thread.start()
         return self
+
+    def working(self) -> bool:
+        """Running, and not holding a batch the database has refused to take for `stalled_after_s`."""
+        since = self._retrying_since
+        return self.running() and (since is None or time.monotonic() - since < self.stalled_after_s)
 
     def running(self) -> bool:
         """Is the writer thread alive (and not asked to stop)?"""
@@ -276,8 +287,12 @@ class Pipeline:
             if self._stop.is_set():
                 return None
             try:
-                return self._write_once(items, now)
+                result = self._write_once(items, now)
+                self._retrying_since = None
+                return result
             except psycopg.OperationalError as exc:
+                # The connection lost, or a statement cancelled (statement_timeout, lock_timeout,
+                # deadlock): the batch is held and retried, the broker keeps it unacknowledged.
                 self._lost_connection(exc)
             except Exception as exc:  # noqa: BLE001 - any error: find the message at fault
                 if isinstance(exc, psycopg.Error) and (self._conn is None or self._conn.closed or self._conn.broken):
@@ -327,11 +342,14 @@ class Pipeline:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.conninfo, connect_timeout=5, autocommit=True)
+            self._conn = psycopg.connect(self.conninfo, connect_timeout=5, autocommit=True,
+                                         options=f"-c lock_timeout={self.lock_timeout}")
             store.prepare(self._conn)
         return self._conn
 
     def _lost_connection(self, exc: Exception) -> None:
+        if self._retrying_since is None:
+            self._retrying_since = time.monotonic()
         self.stats.database_retries += 1
         if self.stats.database_retries == 1 or self.stats.database_retries % 30 == 0:
             log.warning("database unavailable (%s); holding the batch and retrying every %.0f s",
