@@ -22,6 +22,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
@@ -100,6 +101,13 @@ def alarms_blueprint(engine: sa.Engine) -> Blueprint:
         finally:
             raw.close()         # back to the pool, rolled back if not committed
         return _answer(200, result)
+
+    @bp.errorhandler(psycopg.OperationalError)
+    def database_busy(exc: psycopg.OperationalError) -> Response:
+        # raw psycopg connections (the handling record is written with psycopg): a cancelled or lost
+        # statement is the server's trouble (503), never a 500.
+        first = str(exc).strip().splitlines()
+        return error_response(503, "ServiceUnavailable", f"database: {first[0] if first else type(exc).__name__}")
 
     @bp.get("/<code>/record")
     def handling_record(code: str) -> Response:

@@ -69,7 +69,7 @@ class InputError(ProcessorExecuteError):
 
 
 class DatabaseBusyError(ProcessorExecuteError):
-    """The analysis's database work outran the request's statement_timeout: 503, try later or narrow it."""
+    """The analysis's database work outran the request's statement_timeout, or the database is away: 503."""
 
     ogc_exception_code = "ServiceUnavailable"
     http_status_code = HTTPStatus.SERVICE_UNAVAILABLE
@@ -177,7 +177,9 @@ class QiwangProcessor(BaseProcessor):
                 raise DatabaseBusyError("statement_timeout: the analysis took longer than the server allows "
                                         "for a synchronous request; run it asynchronously "
                                         "(Prefer: respond-async) or try again later") from None
-            raise
+            # The database away or restarting: the server's trouble, not the client's input.
+            first = str(getattr(err, "orig", err)).strip().splitlines()
+            raise DatabaseBusyError(f"database: {first[0] if first else type(err).__name__}; try again later") from None
 
     def run(self, inputs: dict) -> dict:
         """The analysis on checked inputs (defaults filled in): its JSON-ready report."""
