@@ -501,8 +501,12 @@ def test_quarantined_messages_of_a_device_registered_later_are_replayed_once(db,
                              "(SELECT id FROM reading_quarantine WHERE device_code = %s ORDER BY id LIMIT 20)",
                              (late[2],))
             assert replay(db, broker.account(REPLAY_USER)) == ReplayReport(20, 1)
+            # wait for the 20 to arrive (the ingest may still be idle from before when replay returns:
+            # waiting for idle alone raced them, and left them queued for the next test's session)
+            wait_until(lambda: ingest.pipeline.stats.received >= 121, 30,
+                       lambda: f"the 20 replayed again: {ingest.pipeline.stats}")
             ingest.pipeline.wait_idle(30)
-            assert ingest.pipeline.stats.duplicates >= 20
+            assert ingest.pipeline.stats.received == 121 and ingest.pipeline.stats.duplicates >= 20
     finally:
         with psycopg.connect(db) as conn:
             conn.execute("UPDATE sentry SET code = %s WHERE code = %s", (late[2], late[2] + "-OLD"))
