@@ -10,7 +10,7 @@
          record, oldest first, and whether its hash chain verifies
 
 Alarms themselves are read as features of the OGC API collection `alarms`. The steps and their
-rules are those of `./qiwang alarm` (ingest.telemetry.alarms): in order, forward only, closing
+rules are those of `./qiwang alarm` (telemetry.alarms): in order, forward only, closing
 only once the value has cleared. Errors have the shape of the OGC API's ({"code", "description"}).
 Who takes a step is what the client says (`by`): the app has no login of its own, so put it
 behind the utility's single sign-on proxy when it is reachable by more than the control room.
@@ -27,9 +27,10 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from app.errors import QiwangError, error_response
+from app.http_errors import error_response
+from core.errors import QiwangError
 from app.limits import check_text, json_object
-from ingest.telemetry.alarms import STEPS, AlarmStepRefused, UnknownAlarm, advance, record, verify_record
+from telemetry.alarms import STEPS, AlarmStepRefused, UnknownAlarm, advance, record, verify_record
 
 BODY_FIELDS = {"by": 100, "note": 2000, "enterprise": 50}      # field → longest accepted text
 MAX_BODY_BYTES = 16 * 1024

@@ -26,8 +26,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.errors import QiwangError
-from spatial.text import unstorable
+from core.errors import QiwangError
+from core.text import unstorable
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 QUERY_CANCELED = "57014"     # SQLSTATE of a statement cancelled by statement_timeout
@@ -138,7 +138,7 @@ def is_timeout(exc: BaseException) -> bool:
 
 
 def check_text(name: str, value: str) -> None:
-    """Text PostgreSQL can store (spatial.text); ValueError naming `name` otherwise."""
+    """Text PostgreSQL can store (core.text); ValueError naming `name` otherwise."""
     problem = unstorable(value)
     if problem:
         raise ValueError(f"{name}: {problem}")

@@ -2,7 +2,7 @@
 
 Flask logs an unhandled exception with its traceback on `app.logger` (stderr by default) and
 answers an HTML 500; waitress logs what escapes the app on its own logger. `install_error_logging`
-sends both to the log file the CLI already uses for its own unexpected failures (app.cli.ERROR_LOG),
+sends both to the log file the CLI already uses for its own unexpected failures (app.cli.common.ERROR_LOG),
 answers the client `{"code": "InternalServerError", "description": …}` with a reference to the log
 entry and no traceback, and leaves one line per failure on stderr for whoever watches the console.
 """
@@ -18,7 +18,7 @@ from flask import Flask, request
 from flask.logging import default_handler
 from werkzeug.exceptions import InternalServerError
 
-from app.errors import error_response
+from app.http_errors import error_response
 
 LOG_FORMAT = "--- %(asctime)s %(name)s %(levelname)s %(message)s"
 LOG_BYTES, LOG_BACKUPS = 10 * 2**20, 5  # 10 MiB per file, five old files kept

@@ -55,7 +55,7 @@ map_blueprint = Blueprint("map", __name__, static_folder=str(STATIC_DIR), static
 @map_blueprint.get("/map")
 def map_page() -> str:
     """The dispatcher map page."""
-    from ingest.telemetry.measures import MEASURES
+    from telemetry.measures import MEASURES
 
     measures = {m.name: {"zh": m.title_zh, "en": m.title_en, "unit": m.unit} for m in MEASURES.values()}
     return render_template("map.html", basemap=basemap_config(), maplibre_version=maplibre_version(),

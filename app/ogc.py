@@ -29,12 +29,12 @@ import pygeoapi.api.tiles as tiles_api
 from pygeoapi.openapi import get_oas
 from pygeoapi.process.base import ProcessorGenericError
 
-from app.errors import error_response
+from app.http_errors import error_response
 from app.limits import is_timeout, json_object
 from spatial import features, tiles
 from spatial.collections import Collection
-from spatial.crs import EPSG_URI, served_crs, supported
-from spatial.db import get_engine
+from core.crs import EPSG_URI, served_crs, supported
+from db.engine import get_engine
 from spatial.ogc_provider import collections_of
 
 PREFIX = "/ogc"

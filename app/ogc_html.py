@@ -21,7 +21,7 @@ import pygeoapi
 import sqlalchemy as sa
 
 from spatial.collections import Collection
-from spatial.db import get_engine
+from db.engine import get_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "ogc"

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 from pyproj import CRS
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 from app.styles import GROUPS, LayerStyle, drawing_order, layer_style, palette, renderer_element
 
 PROJECT_CRS = "EPSG:3857"

@@ -22,7 +22,7 @@ import yaml
 from flask import Blueprint, Response, jsonify, request
 from lxml import etree
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 
 STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
 PALETTE_PATH = STYLES_DIR / "palette.yaml"

@@ -10,8 +10,8 @@ from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import limits as request_limits
-from app.errors import error_response
-from spatial.db import database_url, get_engine
+from app.http_errors import error_response
+from db.engine import database_url, get_engine
 
 # Business tables shown on the landing page: name -> (中文, English).
 TABLES = {
@@ -50,7 +50,7 @@ DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
 
 
 def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: Path | None = None) -> Flask:
-    """The WSGI app for the database at `url` (default: spatial.db.database_url()).
+    """The WSGI app for the database at `url` (default: db.engine.database_url()).
 
     `public_url` is where clients reach the app (links in OGC API documents are absolute; `serve`
     passes $QIWANG_PUBLIC_URL or its own address). `jobs_dir` keeps asynchronous process results
@@ -123,7 +123,7 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     def health():
         """Database, and the telemetry ingest when one runs in this process (`./qiwang demo`):
         its parts' restarts and last failures; 503 while a part is down."""
-        from ingest.telemetry.health import ingest_report
+        from telemetry.health import ingest_report
 
         ingest = ingest_report()
         extra = {} if ingest is None else {"ingest": ingest}

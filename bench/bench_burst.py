@@ -24,13 +24,13 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_load_demo import ThrowawayDatabases, Steps  # noqa: E402  (same folder)
-from ingest.demo_city import load_demo  # noqa: E402
+from demo.city import load_demo  # noqa: E402
 from network_analysis.api import burst_analysis, report  # noqa: E402
 from network_analysis.burst import analyse_burst, isolate  # noqa: E402
 from network_analysis.criticality import criticality  # noqa: E402
 from network_analysis.model import load_model  # noqa: E402
 from network_analysis.topology import Topology  # noqa: E402
-from spatial import migrate  # noqa: E402
+from db import migrate  # noqa: E402
 
 
 def percentiles(seconds: list[float]) -> str:

@@ -36,21 +36,21 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
-from ingest.telemetry.broker import ANY_ENTERPRISE, DISPATCH_USER, BrokerAddress, LocalBroker  # noqa: E402
+from telemetry.broker import ANY_ENTERPRISE, DISPATCH_USER, BrokerAddress, LocalBroker  # noqa: E402
 
 BENCH_GATEWAY = "bench-gateway"   # one head-end account for every simulated device
-from ingest.telemetry.mqtt_process import MqttProcessSource  # noqa: E402
-from ingest.telemetry.payload import telemetry_topic  # noqa: E402
-from ingest.telemetry.pipeline import Pipeline  # noqa: E402
-from ingest.telemetry.rules import load_rules  # noqa: E402
+from telemetry.mqtt_process import MqttProcessSource  # noqa: E402
+from telemetry.payload import telemetry_topic  # noqa: E402
+from telemetry.pipeline import Pipeline  # noqa: E402
+from telemetry.rules import load_rules  # noqa: E402
 
 DB_NAME = "qiwang_bench_ingest"
 
 
 def scratch_database(pipes: int) -> str:
-    from ingest.demo_city import load_demo
-    from spatial import migrate
-    from spatial.cluster import EmbeddedCluster
+    from demo.city import load_demo
+    from db import migrate
+    from db.cluster import EmbeddedCluster
 
     cluster = EmbeddedCluster(Path(__file__).resolve().parent.parent)
     cluster.up()

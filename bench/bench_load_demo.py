@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import ThrowawayDatabases  # noqa: E402  (the tests' scratch-database helper)
-from ingest.demo_city import load_demo  # noqa: E402
-from spatial import migrate  # noqa: E402
+from demo.city import load_demo  # noqa: E402
+from db import migrate  # noqa: E402
 
 
 class Steps:

@@ -30,8 +30,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_load_demo import ThrowawayDatabases  # noqa: E402  (same folder; puts tests/ on sys.path)
-from ingest.demo_city import load_demo  # noqa: E402
-from spatial import migrate  # noqa: E402
+from demo.city import load_demo  # noqa: E402
+from db import migrate  # noqa: E402
 from test_map import CHROMIUM, VIEWPORT, MapServer  # noqa: E402  (tests/: the app with the map)
 
 DATABASE = "qiwang_bench_map"

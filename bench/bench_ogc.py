@@ -51,8 +51,9 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_load_demo import ThrowawayDatabases  # noqa: E402  (same folder)
 from conftest import LiveServer  # noqa: E402  (tests/: our app with waitress on a free port)
-from ingest.demo_city import load_demo  # noqa: E402
-from spatial import migrate, tiles  # noqa: E402
+from demo.city import load_demo  # noqa: E402
+from db import migrate  # noqa: E402
+from spatial import tiles  # noqa: E402
 from spatial.ogc_provider import collections_of  # noqa: E402
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"

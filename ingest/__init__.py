@@ -1,1 +1,2 @@
-"""Getting data in and out: file import/export, the demo city, telemetry and alarm rules."""
+"""Files in and out: import (all-or-nothing, with FILE:LAYER:FEATURE:FIELD errors), export in six
+formats, field mapping, DXF reading, local grids."""

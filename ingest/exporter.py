@@ -35,7 +35,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 from sqlalchemy import Connection, Engine, text
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 from ingest.field_mapping import LABEL_SUFFIX, TableSchema, load_mapping, table_schema
 
 if TYPE_CHECKING:

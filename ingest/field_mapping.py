@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import Connection, text
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 
 DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "data" / "field_mapping.yaml"
 SHAPEFILE_NAME_MAX = 10  # dBASE field names

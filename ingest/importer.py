@@ -56,7 +56,7 @@ from pyproj.exceptions import CRSError
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 from ingest import dxf_reader as dxf
 from ingest.exporter import parse_crs
 from ingest.local_grid import PREFIX as LOCAL_PREFIX
@@ -71,7 +71,7 @@ from ingest.field_mapping import (
     normalise,
     table_schema,
 )
-from spatial.bulk_load import constraints_deferred, copy_frame, to_copy_text
+from db.bulk_load import constraints_deferred, copy_frame, to_copy_text
 
 SNAP_TOLERANCE_M = 0.05
 # Imports at least this large, and larger than what the tables hold, drop indexes and constraints
@@ -1179,7 +1179,7 @@ def _check_references(conn: Connection, prepared_layers: list[_Prepared]) -> Non
 @contextmanager
 def _bulk(conn: Connection, tables: list[str], rows: int) -> Iterator[None]:
     """Indexes and constraints off during a large COPY into small tables, rebuilt (and so checked)
-    after it, in the caller's transaction, as spatial.bulk_load does for the demo city."""
+    after it, in the caller's transaction, as db.bulk_load does for the demo city."""
     existing = conn.execute(text(f"SELECT count(*) FROM (SELECT 1 FROM {tables[0]} LIMIT {rows}) s")).scalar()
     if rows < BULK_ROWS or existing >= rows:
         yield

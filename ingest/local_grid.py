@@ -19,7 +19,7 @@ import numpy as np
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 
 PREFIX = "LOCAL:"
 _ARCSEC = math.pi / (180 * 3600)

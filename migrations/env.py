@@ -13,7 +13,7 @@ def _url() -> str:
     explicit = config.get_main_option("sqlalchemy.url")
     if explicit:
         return explicit
-    from spatial.db import owner_url  # the plain `alembic` command: DATABASE_URL or ./var cluster
+    from db.engine import owner_url  # the plain `alembic` command: DATABASE_URL or ./var cluster
 
     return owner_url()
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 from network_analysis.topology import Topology, gather
 
 

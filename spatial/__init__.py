@@ -1,1 +1,2 @@
-"""Database access: the embedded PostgreSQL cluster, engines, models and spatial queries."""
+"""OGC API serving: the features provider, CQL2 filters, vector tiles, collections described from
+the catalog."""

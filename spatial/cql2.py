@@ -27,8 +27,8 @@ from pygeofilter.parsers.cql2_json import parse as parse_cql2_json
 from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
 
 from spatial.collections import Collection
-from spatial.crs import ServedCrs, clip_box, densify_step, storage_domain
-from spatial.text import unstorable
+from core.crs import ServedCrs, clip_box, densify_step, storage_domain
+from core.text import unstorable
 
 GEOMETRY_QUERYABLE = "geometry"
 

@@ -25,8 +25,8 @@ import sqlalchemy as sa
 
 from spatial import cql2
 from spatial.collections import Collection
-from spatial.crs import ServedCrs, clip_box, densify_step, parse_crs, served_crs, storage_domain
-from spatial.text import unstorable
+from core.crs import ServedCrs, clip_box, densify_step, parse_crs, served_crs, storage_domain
+from core.text import unstorable
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000

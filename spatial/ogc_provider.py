@@ -21,8 +21,8 @@ from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError, Pro
 
 from spatial import features
 from spatial.collections import Collection, describe
-from spatial.crs import served_crs
-from spatial.db import get_engine
+from core.crs import served_crs
+from db.engine import get_engine
 
 
 @functools.cache

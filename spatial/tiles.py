@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from pyproj import Transformer
 
 from spatial.collections import Collection
-from spatial.crs import WEB_MERCATOR_MAX_LAT, clip_box, storage_domain
+from core.crs import WEB_MERCATOR_MAX_LAT, clip_box, storage_domain
 
 EXTENT = 4096      # MVT tile coordinate units
 BUFFER = 64        # clip buffer, tile units: lines and symbols continue across tile edges

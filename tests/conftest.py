@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from spatial import migrate
-from spatial.bulk_load import copy_frame, to_copy_text
-from spatial.cluster import APP_ROLE, EmbeddedCluster
-from spatial.db import normalise_url
+from db import migrate
+from db.bulk_load import copy_frame, to_copy_text
+from db.cluster import APP_ROLE, EmbeddedCluster
+from db.engine import normalise_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PIPES, DEMO_SEED = 3000, 7
@@ -79,7 +79,7 @@ def databases() -> ThrowawayDatabases:
 @pytest.fixture(scope="session")
 def db_url(databases: ThrowawayDatabases) -> Iterator[str]:
     """A migrated database holding the demo city (DEMO_PIPES pipes, seed DEMO_SEED)."""
-    from ingest.demo_city import load_demo
+    from demo.city import load_demo
 
     name = f"qiwang_test_{os.getpid()}"
     url = databases.create(name)
@@ -187,7 +187,7 @@ def live_server(app_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def demo_city_database(databases: ThrowawayDatabases, name: str, pipes: int = 300, seed: int = 3) -> Iterator[str]:
     """A migrated database of its own holding a small demo city (its URL), dropped afterwards: for
     tests that must know exactly what is in it (no other test writes alarms or incidents there)."""
-    from ingest.demo_city import load_demo
+    from demo.city import load_demo
 
     name = f"{name}_{os.getpid()}"
     url = databases.create(name)

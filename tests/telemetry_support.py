@@ -16,12 +16,12 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.engine import make_url
 
-from ingest.demo_city import ENTERPRISES
-from ingest.telemetry.broker import ANY_ENTERPRISE, BrokerAddress, LocalBroker
-from ingest.telemetry.mqtt_process import MqttProcessSource
-from ingest.telemetry.payload import Message, telemetry_topic
-from ingest.telemetry.pipeline import Pipeline
-from ingest.telemetry.rules import load_rules
+from demo.city import ENTERPRISES
+from telemetry.broker import ANY_ENTERPRISE, BrokerAddress, LocalBroker
+from telemetry.mqtt_process import MqttProcessSource
+from telemetry.payload import Message, telemetry_topic
+from telemetry.pipeline import Pipeline
+from telemetry.rules import load_rules
 
 TELEMETRY_TABLES = "reading, reading_quarantine, alarm_event, alarm, device_status_log, outbox"
 # The tests' gateways: a head-end that may publish for any enterprise (hostile topics included) and

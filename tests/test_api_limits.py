@@ -21,9 +21,9 @@ from conftest import ROOT, LiveServer
 from sqlalchemy.engine import make_url
 
 from spatial import features
-from spatial.cluster import EmbeddedCluster
+from db.cluster import EmbeddedCluster
 from spatial.cql2 import MAX_DEPTH, MAX_POSITIONS
-from spatial.crs import storage_domain
+from core.crs import storage_domain
 
 WORLD = "-180,-90,180,90"
 WORLD_RING = [[-180, -90], [180, -90], [180, 90], [-180, 90], [-180, -90]]
@@ -296,7 +296,7 @@ def test_statement_timeout_answers_503(db_url: str, tmp_path: Path) -> None:
 
 
 def test_bad_limit_settings_stop_the_app(db_url: str, tmp_path: Path) -> None:
-    from app.errors import QiwangError
+    from core.errors import QiwangError
     with pytest.raises(QiwangError, match="QIWANG_STATEMENT_TIMEOUT / QIWANG_WORK_MEM: .*work_mem"):
         with server_with(db_url, tmp_path, "qiwang_bad_settings", QIWANG_WORK_MEM="lots"):
             pass
@@ -377,7 +377,7 @@ def test_proj_only_sees_points_inside_the_storage_crs_domain(db_url: str, engine
     is handed only coordinates inside the storage CRS's domain: the bbox is clipped in Python, CQL2
     geometries by ST_ClipByBox2D before ST_Transform, and a tile outside it runs no SQL at all."""
     from spatial import cql2, tiles
-    from spatial.crs import served_crs
+    from core.crs import served_crs
     from spatial.ogc_provider import collections_of
 
     pipes = collections_of(db_url)["pipes"]

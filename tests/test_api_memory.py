@@ -21,7 +21,7 @@ import requests
 import sqlalchemy as sa
 from conftest import ROOT
 
-from spatial.cluster import EmbeddedCluster
+from db.cluster import EmbeddedCluster
 from spatial.cql2 import MAX_POSITIONS
 
 MB = 1024 * 1024

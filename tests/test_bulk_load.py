@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
-from spatial.bulk_load import copy_frame, to_copy_text
+from db.bulk_load import copy_frame, to_copy_text
 
 TRICKY = ['say "hi"', "C:\\new", "x\\Ny", "a\tb", "line1\nline2", "", None, "中文,逗号", "\\"]
 

@@ -16,7 +16,7 @@ import requests
 import sqlalchemy as sa
 import waitress
 
-from app.cli_format import number, pad, shown, width
+from app.cli.format import number, pad, shown, width
 from conftest import ROOT
 from telemetry_support import conninfo
 
@@ -92,11 +92,11 @@ def test_outbox_status_never_prints_none(db_url: str) -> None:
 
 def test_server_logs_tracebacks_to_its_log_and_answers_json_500(db_url: str, tmp_path: Path, monkeypatch,
                                                                  capfd: pytest.CaptureFixture[str]) -> None:
-    import app.cli
+    import app.cli.common
 
     log = tmp_path / "log" / "qiwang.log"
-    monkeypatch.setattr(app.cli, "ERROR_LOG", log)
-    web = app.cli._web_app(db_url, "http://127.0.0.1:1")
+    monkeypatch.setattr(app.cli.common, "ERROR_LOG", log)
+    web = app.cli.common.web_app(db_url, "http://127.0.0.1:1")
 
     def boom():  # an endpoint that fails as a bug would
         raise ZeroDivisionError("secret detail 42")

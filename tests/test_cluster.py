@@ -14,7 +14,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from spatial.cluster import EmbeddedCluster
+from db.cluster import EmbeddedCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,7 +145,7 @@ def run_test_command(root: Path, test: str) -> subprocess.CompletedProcess[str]:
 
 INNER_TEST = """
 from pathlib import Path
-from spatial.cluster import EmbeddedCluster
+from db.cluster import EmbeddedCluster
 
 def test_the_cluster_runs_during_the_tests():
     assert EmbeddedCluster(Path(__file__).resolve().parent.parent).running_pid() is not None

@@ -36,7 +36,7 @@ APP_WRITES = {
 @pytest.fixture(scope="module")
 def owner_and_app(databases: ThrowawayDatabases) -> Iterator[tuple[str, str]]:
     """A small demo city of its own (the telemetry test writes readings and alarms): owner and app URLs."""
-    from ingest.demo_city import load_demo
+    from demo.city import load_demo
 
     with migrated_database(databases, "qiwang_dbsec") as engine:
         load_demo(engine, pipes=300, seed=3, echo=lambda _: None)

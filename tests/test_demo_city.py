@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from pyproj import Transformer
 
 from conftest import DEMO_PIPES, ROOT, scalar
-from ingest.demo_city import generate
-from ingest.telemetry.broker import project_broker_dir
+from demo.city import generate
+from telemetry.broker import project_broker_dir
 
 
 def test_pipe_count_is_exactly_what_was_asked(engine: sa.Engine) -> None:

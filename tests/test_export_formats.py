@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from ezdxf.entities import DXFGraphic
 from pyproj import Transformer
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 from ingest.exporter import DEFAULT_LAYERS, DXF_APPID, DXF_LAYERS, DXF_PRESSURE_STYLE, ExportResult, export
 
 ROOT = Path(__file__).resolve().parent.parent

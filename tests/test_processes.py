@@ -32,7 +32,7 @@ from network_analysis.radius import near
 from network_analysis.statistics import network_statistics
 from network_analysis.topology import topologies
 from networks import ORIGIN, TIERS, load
-from spatial import migrate
+from db import migrate
 
 TO_CRS84 = Transformer.from_crs(4550, "OGC:CRS84", always_xy=True).transform
 

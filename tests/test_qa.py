@@ -227,7 +227,7 @@ def test_demo_city_is_clean(databases, pipes: int, seed: int) -> None:
     normally closed valves sit in the medium-pressure street mesh, where every segment keeps another
     way in; the other sizes and seeds are those where the generator once shut a station outlet or
     both valves of a crossing."""
-    from ingest.demo_city import load_demo
+    from demo.city import load_demo
 
     with migrated_database(databases, "qiwang_qa_demo") as engine:
         load_demo(engine, pipes=pipes, seed=seed, echo=lambda _: None)

@@ -141,7 +141,7 @@ def test_qgis_3_22_filters_locally_and_sends_no_filter_to_the_server(
 def test_project_is_stamped_with_the_version_asked_and_keeps_its_crs(tmp_path: Path) -> None:
     from lxml import etree
 
-    from app.errors import QiwangError
+    from core.errors import QiwangError
 
     for asked, stamp in (("3.22", "3.22.0-Białowieża"), ("3.28.4", "3.28.4-Firenze"), ("3.36", "3.36.0")):
         root = etree.parse(str(write_project(tmp_path / "p.qgs", "http://127.0.0.1:5000", ["alarms"], asked))).getroot()

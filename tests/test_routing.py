@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from network_analysis.burst import AnalysisError
 from network_analysis.routing import road_graphs, route, route_from_nearest_crew_base
-from spatial import migrate
+from db import migrate
 from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
 
 X0, Y0 = ORIGIN

@@ -13,7 +13,7 @@ from flask import Flask
 from lxml import etree
 
 from app import styles
-from app.errors import QiwangError
+from core.errors import QiwangError
 from app.qgis_project import write_project
 from spatial.tiles import rule as tile_rule
 from conftest import ROOT
@@ -385,8 +385,7 @@ def read_project(path: Path) -> etree._Element:
 
 
 def test_qgis_project_command_writes_every_layer_connected_and_styled(tmp_path: Path) -> None:
-    from app.cli import cli
-    import app.styles_cli  # noqa: F401  (registers qgis-project)
+    from app.cli.main import cli
 
     out = tmp_path / "sub" / "city.qgs"
     result = CliRunner().invoke(cli, ["qgis-project", "--url", "http://gis.example.cn:8080/", "--out", str(out)])

@@ -23,13 +23,13 @@ import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.pool import NullPool
 
-from ingest.telemetry import alarms, offline
-from app.errors import QiwangError
-from ingest.demo_city import ENTERPRISES
-from ingest.telemetry.broker import DISPATCH_USER, INGEST_USER, REPLAY_USER, LocalBroker
-from ingest.telemetry.measures import MEASURES
-from ingest.telemetry.payload import Message, telemetry_topic
-from spatial import migrate
+from telemetry import alarms, offline
+from core.errors import QiwangError
+from demo.city import ENTERPRISES
+from telemetry.broker import DISPATCH_USER, INGEST_USER, REPLAY_USER, LocalBroker
+from telemetry.measures import MEASURES
+from telemetry.payload import Message, telemetry_topic
+from db import migrate
 from telemetry_support import (
     TEST_GATEWAY, TEST_GATEWAYS, base_time, conninfo, count, devices, ingest_with_publisher, local_broker,
     publish_readings, publisher, reset_telemetry, start_ingest, wait_until,
@@ -39,7 +39,7 @@ from telemetry_support import (
 @pytest.fixture(scope="module")
 def telemetry_db(databases) -> str:
     """A database of its own (the smallest demo city), so that alarms and statuses stay here."""
-    from ingest.demo_city import load_demo
+    from demo.city import load_demo
 
     name = f"qiwang_telemetry_{os.getpid()}"
     url = databases.create(name)
@@ -469,8 +469,8 @@ def test_offline_detection_and_rate_with_a_simulated_clock(db, broker):
 
 
 def test_quarantined_messages_of_a_device_registered_later_are_replayed_once(db, broker):
-    from ingest.telemetry.registry import RELOAD_ON_MISS_AFTER_S
-    from ingest.telemetry.replay import ReplayReport, replay, waiting
+    from telemetry.registry import RELOAD_ON_MISS_AFTER_S
+    from telemetry.replay import ReplayReport, replay, waiting
 
     late, unknown = devices(db, limit=2)
     stranger = (unknown[0], "sentry", "SB-NEVER-REGISTERED")
@@ -527,8 +527,8 @@ def test_a_batch_the_database_keeps_refusing_is_held_and_health_says_so(db):
     hanging silently), the batch is held and retried, unacknowledged; past `stalled_after_s` the
     writer is reported not alive (/health: failing). Once the lock goes, the batch is stored and the
     writer is alive again."""
-    from ingest.telemetry.pipeline import Pipeline
-    from ingest.telemetry.rules import load_rules
+    from telemetry.pipeline import Pipeline
+    from telemetry.rules import load_rules
 
     sentry = devices(db, limit=1)[0]
     message = Message("mqtt", telemetry_topic(*sentry), json.dumps(
@@ -556,10 +556,10 @@ def test_a_message_the_store_refuses_is_bisected_out_and_the_others_are_stored(d
     (the lone surrogate of issue 16 reaching the store, as it did), the batch write fails; the
     writer splits the batch until the message at fault is alone, quarantines it (raw bytes, the
     error in ASCII) and stores the 300 good readings of the same batch."""
-    from ingest.telemetry import payload as payload_module
-    from ingest.telemetry import store
-    from ingest.telemetry.pipeline import Pipeline
-    from ingest.telemetry.rules import load_rules
+    from telemetry import payload as payload_module
+    from telemetry import store
+    from telemetry.pipeline import Pipeline
+    from telemetry.rules import load_rules
 
     monkeypatch.setattr(payload_module, "_storable", lambda value, where: None)
     monkeypatch.setattr(store, "_clean", lambda text: text)
@@ -654,7 +654,7 @@ def test_the_supervisor_restarts_what_dies_and_health_reports_it(db, monkeypatch
     from sqlalchemy.engine import make_url
 
     from app.web import create_app
-    from ingest.telemetry.service import TelemetryService
+    from telemetry.service import TelemetryService
 
     sentry = devices(db, limit=1)[0]
     t0 = base_time()
@@ -737,7 +737,7 @@ def test_the_supervisor_restarts_what_dies_and_health_reports_it(db, monkeypatch
 
 
 def test_mqtt_urls_carry_accounts_and_never_show_the_password():
-    from ingest.telemetry.broker import BrokerAddress, parse_mqtt_url
+    from telemetry.broker import BrokerAddress, parse_mqtt_url
 
     address = parse_mqtt_url("mqtt://gateway-1:p%3As%40ss@broker.example:1884")
     assert address == BrokerAddress("broker.example", 1884, "gateway-1", "p:s@ss")

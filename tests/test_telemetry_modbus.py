@@ -22,11 +22,11 @@ from pymodbus.client import ModbusTcpClient
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from app.errors import QiwangError
-from ingest.telemetry.broker import free_port
-from ingest.telemetry.modbus import ModbusPoller, decode, load_config, plan_reads
-from ingest.telemetry.payload import Message, Reading, Rejection, parse
-from ingest.telemetry.registry import Device
+from core.errors import QiwangError
+from telemetry.broker import free_port
+from telemetry.modbus import ModbusPoller, decode, load_config, plan_reads
+from telemetry.payload import Message, Reading, Rejection, parse
+from telemetry.registry import Device
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTERPRISE = "2103020001"

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.errors import QiwangError
-from ingest.telemetry.offline import StatusChange, detect_offline, offline_rate
+from core.errors import QiwangError
+from telemetry.offline import StatusChange, detect_offline, offline_rate
 
 UTC = timezone.utc
 BASE = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)

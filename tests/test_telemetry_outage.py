@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from ingest.demo_city import load_demo
-from spatial import migrate
-from spatial.cluster import EmbeddedCluster
+from demo.city import load_demo
+from db import migrate
+from db.cluster import EmbeddedCluster
 from telemetry_support import (
     base_time, conninfo, count, devices, local_broker, publish_readings, publisher, start_ingest, wait_until, TEST_GATEWAY,
 )

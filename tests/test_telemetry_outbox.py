@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.errors import QiwangError
-from ingest.telemetry import outbox
-from ingest.telemetry.outbox import OutboxSender, enqueue, enqueue_many, purge, status
+from core.errors import QiwangError
+from telemetry import outbox
+from telemetry.outbox import OutboxSender, enqueue, enqueue_many, purge, status
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
 KINDS = ("readings", "alarm", "alarm_event", "device_status")

@@ -13,11 +13,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.engine import make_url
 
-from ingest.telemetry.broker import MOSQUITTO, BrokerAddress, LocalBroker
-from ingest.telemetry.payload import Message, Reading, parse
-from ingest.telemetry.registry import DeviceRegistry
-from ingest.telemetry.rules import load_rules
-from ingest.telemetry.simulate import NOMINAL_KPA, Episodes, Simulator, load_simulated_devices
+from telemetry.broker import MOSQUITTO, BrokerAddress, LocalBroker
+from telemetry.payload import Message, Reading, parse
+from telemetry.registry import DeviceRegistry
+from telemetry.rules import load_rules
+from telemetry.simulate import NOMINAL_KPA, Episodes, Simulator, load_simulated_devices
 from telemetry_support import TEST_GATEWAY, local_broker
 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto is not installed")

@@ -17,9 +17,9 @@ import jsonschema
 import sqlalchemy as sa
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 from app.limits import is_timeout
-from spatial.db import get_engine
+from db.engine import get_engine
 
 DEFAULT_CRS = "OGC:CRS84"
 JOB_CONTROL = ["sync-execute", "async-execute"]

@@ -17,9 +17,9 @@ from pygeoapi.provider.sql import get_table_model
 from pygeoapi.util import DATETIME_FORMAT, JobStatus
 from sqlalchemy.orm import Session
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 from app.processes.base import DatabaseBusyError
-from spatial.db import get_engine, shown
+from db.engine import get_engine, shown
 
 
 def _job(row: dict) -> dict:

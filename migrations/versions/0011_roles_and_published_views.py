@@ -35,7 +35,7 @@ depends_on = None
 
 OWNER, APP = "qiwang_owner", "qiwang_app"
 
-# What the application writes (grep for INSERT/UPDATE/DELETE/COPY in app/, ingest/telemetry/,
+# What the application writes (grep for INSERT/UPDATE/DELETE/COPY in app/, telemetry/,
 # network_analysis/); everything else it may only read.
 APP_WRITES = {
     "reading": "INSERT, UPDATE",             # COPY, then INSERT … ON CONFLICT DO UPDATE

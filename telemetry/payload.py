@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ingest.telemetry.measures import DEVICE_TYPES, MEASURES
+from telemetry.measures import DEVICE_TYPES, MEASURES
 
 if TYPE_CHECKING:
-    from ingest.telemetry.registry import Device, DeviceRegistry
+    from telemetry.registry import Device, DeviceRegistry
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_VALUES = 32

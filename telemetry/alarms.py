@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 
 # action → (state it requires, state it leads to, timestamp column)
 STEPS = {

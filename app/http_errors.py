@@ -1,14 +1,8 @@
-"""The one error type the user is meant to read."""
+"""HTTP answers for errors: the OGC API exception body ({"code", "description"})."""
 
+import json
 
-class QiwangError(Exception):
-    """A failure the user can act on; the CLI shows str() as one line, without a traceback.
-
-    Raise it with a message that says what failed and where to look (a log file, a command).
-    """
-
-    def __str__(self) -> str:
-        return " ".join(super().__str__().split())
+from flask import Response
 
 
 def error_response(status: int, code: str, description: str):
@@ -16,9 +10,5 @@ def error_response(status: int, code: str, description: str):
 
     `description` starts with the name of the parameter or field at fault where there is one.
     """
-    import json
-
-    from flask import Response
-
     return Response(json.dumps({"code": code, "description": description}, ensure_ascii=False), status,
                     mimetype="application/json")

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from app.errors import QiwangError
-from ingest.telemetry.measures import DEVICE_TYPES, MEASURES
+from core.errors import QiwangError
+from telemetry.measures import DEVICE_TYPES, MEASURES
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "data" / "alarm_rules.yaml"
 ALARM_LEVELS = (4, 5, 6, 7)

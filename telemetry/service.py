@@ -16,13 +16,13 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.telemetry import health as health_registry
-from ingest.telemetry.broker import BrokerAddress, LocalBroker
-from ingest.telemetry.modbus import ModbusPoller, load_config
-from ingest.telemetry.mqtt_process import MqttProcessSource
-from ingest.telemetry.outbox import OutboxSender
-from ingest.telemetry.pipeline import Pipeline
-from ingest.telemetry.rules import load_rules
+from telemetry import health as health_registry
+from telemetry.broker import BrokerAddress, LocalBroker
+from telemetry.modbus import ModbusPoller, load_config
+from telemetry.mqtt_process import MqttProcessSource
+from telemetry.outbox import OutboxSender
+from telemetry.pipeline import Pipeline
+from telemetry.rules import load_rules
 
 log = logging.getLogger("qiwang.ingest")
 

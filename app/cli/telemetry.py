@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from app.cli import _ready_database, cli
-from app.cli_format import number, pad, shown
-from app.errors import QiwangError
+from app.cli.common import ready_database
+from app.cli.root import cli
+from app.cli.format import number, pad, shown
+from core.errors import QiwangError
 
 RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True, dir_okay=False),
                      help="Alarm rules (YAML) in place of data/alarm_rules.yaml.")
@@ -23,11 +24,11 @@ BROKER = click.option("--broker", "broker_url", envvar="QIWANG_MQTT_URL", defaul
 def _conninfo() -> str:
     from sqlalchemy.engine import make_url
 
-    return make_url(_ready_database()).set(drivername="postgresql").render_as_string(hide_password=False)
+    return make_url(ready_database()).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _run_service(**options) -> None:
-    from ingest.telemetry.service import TelemetryService
+    from telemetry.service import TelemetryService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     service = TelemetryService(_conninfo(), **options).start()
@@ -64,7 +65,7 @@ def ingest_mqtt(broker_url: str, rules: Path | None, regulator_url: str | None, 
     reading_quarantine with the reason; alarms are raised by the rules and published on
     qiwang/{enterprise}/alarms/{device_type}/{device}.
     """
-    from ingest.telemetry.broker import parse_mqtt_url
+    from telemetry.broker import parse_mqtt_url
 
     _run_service(broker=parse_mqtt_url(broker_url), rules_file=rules, regulator_url=regulator_url, client_id=client_id)
 
@@ -94,8 +95,8 @@ def ingest_modbus(config: Path, rules: Path | None, regulator_url: str | None) -
 def simulate(n_devices: int | None, rate: float, duration: float | None, leaks: float, silent: float, seed: int,
              broker_url: str) -> None:
     """Publish realistic telemetry for the demo city's sentries and RTUs over MQTT."""
-    from ingest.telemetry.broker import parse_mqtt_url
-    from ingest.telemetry.simulate import Simulator, load_simulated_devices
+    from telemetry.broker import parse_mqtt_url
+    from telemetry.simulate import Simulator, load_simulated_devices
 
     devices = load_simulated_devices(_conninfo(), n_devices)
     simulator = Simulator(devices, parse_mqtt_url(broker_url), rate, seed=seed, leak_fraction=leaks,
@@ -144,7 +145,7 @@ def _step(action: str):
     def command(code: str, actor: str, note: str | None) -> None:
         import psycopg
 
-        from ingest.telemetry.alarms import advance
+        from telemetry.alarms import advance
 
         with psycopg.connect(_conninfo()) as conn:
             result = advance(conn, code, action, actor, note, datetime.now(timezone.utc))
@@ -164,7 +165,7 @@ def alarm_record(code: str) -> None:
     """The handling record of alarm CODE, and whether its hash chain is intact."""
     import psycopg
 
-    from ingest.telemetry.alarms import record, verify_record
+    from telemetry.alarms import record, verify_record
 
     with psycopg.connect(_conninfo()) as conn:
         events = record(conn, code)
@@ -187,7 +188,7 @@ def offline_rate_command(by: str, hours: float) -> None:
     """掉线率: share of device-time offline over a window, by enterprise, district or device type."""
     import psycopg
 
-    from ingest.telemetry.offline import offline_rate
+    from telemetry.offline import offline_rate
 
     end = datetime.now(timezone.utc)
     with psycopg.connect(_conninfo()) as conn:
@@ -211,7 +212,7 @@ def outbox_status() -> None:
     """Pending records, the oldest one's age, the last send and error."""
     import psycopg
 
-    from ingest.telemetry.outbox import status
+    from telemetry.outbox import status
 
     with psycopg.connect(_conninfo()) as conn:
         state = status(conn, datetime.now(timezone.utc))
@@ -228,7 +229,7 @@ def outbox_status() -> None:
 @REGULATOR
 def outbox_send(regulator_url: str | None) -> None:
     """Send every pending record now, in order."""
-    from ingest.telemetry.outbox import OutboxSender
+    from telemetry.outbox import OutboxSender
 
     if not regulator_url:
         raise QiwangError("--regulator-url (or QIWANG_REGULATOR_URL) is needed")
@@ -267,8 +268,8 @@ def quarantine_replay(device: str | None, since: datetime | None, any_reason: bo
     """
     import psycopg
 
-    from ingest.telemetry.broker import parse_mqtt_url
-    from ingest.telemetry.replay import replay, waiting
+    from telemetry.broker import parse_mqtt_url
+    from telemetry.replay import replay, waiting
 
     since_utc = since.replace(tzinfo=timezone.utc) if since else None
     if dry_run:

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 
 PG_ROOT = Path("/usr/lib/postgresql")
 MIN_PG_MAJOR = 15
@@ -56,7 +56,7 @@ TUNING = {
     "port": str(PORT),
     "unix_socket_permissions": "0700",
 }
-PG_HBA = f"""# Written by Qiwang (spatial/cluster.py) at each start: Unix socket, peer, the ident map only.
+PG_HBA = f"""# Written by Qiwang (db/cluster.py) at each start: Unix socket, peer, the ident map only.
 # TYPE  DATABASE  USER  METHOD
 local   all       all   peer map={IDENT_MAP}
 """
@@ -168,7 +168,7 @@ class EmbeddedCluster:
         if done.returncode != 0:
             raise QiwangError(f"initdb failed: {_last_line(done.stderr or done.stdout)} (see {self.log_file})")
         with open(self.data_dir / "postgresql.conf", "a") as conf:
-            conf.write("\n# Qiwang: spatial/cluster.py writes qiwang.conf at each start\ninclude 'qiwang.conf'\n")
+            conf.write("\n# Qiwang: db/cluster.py writes qiwang.conf at each start\ninclude 'qiwang.conf'\n")
 
     def _write_tuning(self) -> None:
         settings = {**TUNING, "unix_socket_directories": "'" + str(self.socket_dir).replace("'", "''") + "'"}
@@ -186,7 +186,7 @@ class EmbeddedCluster:
 
     def _write_auth(self) -> bool:
         """pg_hba.conf and pg_ident.conf as they must be; True when either changed."""
-        ident = "# Written by Qiwang (spatial/cluster.py): OS user → database roles it may log in as.\n"
+        ident = "# Written by Qiwang (db/cluster.py): OS user → database roles it may log in as.\n"
         ident += "".join(f"{IDENT_MAP}  {user}  {role}\n" for user in self.service_users()
                          for role in (SUPERUSER, APP_ROLE))
         changed = False

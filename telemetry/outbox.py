@@ -30,7 +30,7 @@ import psycopg
 import requests
 from psycopg.types.json import Jsonb
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """CLI commands of the network analyses: burst, incident, criticality.
 
-Registered on the `qiwang` group by app.cli; they print for people by default and the fixed-key
+Added to the `qiwang` group (app.cli.root) when imported by app.cli.main; they print for people by default and the fixed-key
 JSON of network_analysis.api with --json.
 """
 from __future__ import annotations
@@ -9,8 +9,9 @@ import json
 
 import click
 
-from app.cli import _ready_database, cli
-from app.cli_format import number, pad
+from app.cli.common import ready_database
+from app.cli.root import cli
+from app.cli.format import number, pad
 
 
 def _xy(value: str, option: str) -> tuple[float, float]:
@@ -22,9 +23,9 @@ def _xy(value: str, option: str) -> tuple[float, float]:
 
 
 def _engine():
-    from spatial.db import get_engine
+    from db.engine import get_engine
 
-    return get_engine(_ready_database())
+    return get_engine(ready_database())
 
 
 def _json(data: dict | list) -> None:

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from app.errors import QiwangError
-from spatial.cluster import APP_ROLE, EmbeddedCluster
+from core.errors import QiwangError
+from db.cluster import APP_ROLE, EmbeddedCluster
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DRIVER = "postgresql+psycopg"

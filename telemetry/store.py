@@ -16,9 +16,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ingest.telemetry.episodes import BatchView, Transition
-from ingest.telemetry.measures import COLUMN_MEASURES, MEASURES
-from ingest.telemetry.payload import Message, Reading, Rejection
+from telemetry.episodes import BatchView, Transition
+from telemetry.measures import COLUMN_MEASURES, MEASURES
+from telemetry.payload import Message, Reading, Rejection
 
 READING_COLUMNS = ("device_code", "device_type", "ts", "received_at", "enterprise_code", "admin_code",
                    *COLUMN_MEASURES, "extra")

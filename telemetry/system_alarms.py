@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from ingest.telemetry.store import INSERT_EVENT
+from telemetry.store import INSERT_EVENT
 
 SYSTEM_DEVICE = "qiwang-ingest"
 FAULT = 7            # dt_devicestatus 故障

@@ -32,11 +32,11 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from app.errors import QiwangError
-from ingest.telemetry.broker import BrokerAddress
-from ingest.telemetry.payload import telemetry_topic
-from ingest.telemetry.registry import Device, load_devices
-from ingest.telemetry.rules import Rules, load_rules
+from core.errors import QiwangError
+from telemetry.broker import BrokerAddress
+from telemetry.payload import telemetry_topic
+from telemetry.registry import Device, load_devices
+from telemetry.rules import Rules, load_rules
 
 # Usual set points per dt_pipe_pressure_type (kPa): 0 低压, 1 中压, 2 次高压, 3 高压, 4 超高压.
 NOMINAL_KPA: dict[int, float] = {0: 2.5, 1: 350.0, 2: 1200.0, 3: 3000.0, 4: 6000.0}

@@ -66,9 +66,9 @@ from pymodbus.client import ModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from app.errors import QiwangError
-from ingest.telemetry.measures import DEVICE_TYPES, MEASURES
-from ingest.telemetry.payload import DEVICE_CODE, ENTERPRISE_CODE, Message, telemetry_topic
+from core.errors import QiwangError
+from telemetry.measures import DEVICE_TYPES, MEASURES
+from telemetry.payload import DEVICE_CODE, ENTERPRISE_CODE, Message, telemetry_topic
 
 log = logging.getLogger("qiwang.modbus")
 

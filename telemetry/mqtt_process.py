@@ -20,10 +20,10 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ingest.telemetry.broker import BrokerAddress
-from ingest.telemetry.health import ComponentHealth
-from ingest.telemetry.mqtt import INGEST_FILTER, MqttSource
-from ingest.telemetry.payload import Message
+from telemetry.broker import BrokerAddress
+from telemetry.health import ComponentHealth
+from telemetry.mqtt import INGEST_FILTER, MqttSource
+from telemetry.payload import Message
 
 log = logging.getLogger("qiwang.mqtt")
 FLUSH_EVERY_S = 0.002     # the child sends what it has received at least this often

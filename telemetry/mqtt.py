@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.telemetry.broker import BrokerAddress
-from ingest.telemetry.payload import Message
+from telemetry.broker import BrokerAddress
+from telemetry.payload import Message
 
 log = logging.getLogger("qiwang.mqtt")
 INGEST_FILTER = "qiwang/#"

@@ -28,12 +28,12 @@ from typing import Any
 
 import psycopg
 
-from ingest.telemetry import offline, store, system_alarms
-from ingest.telemetry.episodes import AlarmBook, Episode
-from ingest.telemetry.health import ComponentHealth
-from ingest.telemetry.payload import Acknowledger, Message, Reading, Rejection, parse
-from ingest.telemetry.registry import DeviceRegistry
-from ingest.telemetry.rules import Rules
+from telemetry import offline, store, system_alarms
+from telemetry.episodes import AlarmBook, Episode
+from telemetry.health import ComponentHealth
+from telemetry.payload import Acknowledger, Message, Reading, Rejection, parse
+from telemetry.registry import DeviceRegistry
+from telemetry.rules import Rules
 
 log = logging.getLogger("qiwang.ingest")
 Clock = Callable[[], datetime]

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from app.errors import QiwangError
-from ingest.telemetry.health import ComponentHealth
+from core.errors import QiwangError
+from telemetry.health import ComponentHealth
 
 log = logging.getLogger("qiwang.mqtt")
 

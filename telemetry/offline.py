@@ -15,7 +15,7 @@ from datetime import datetime
 
 import psycopg
 
-from app.errors import QiwangError
+from core.errors import QiwangError
 
 OFFLINE, DISABLED = 0, 8  # dt_devicestatus
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from ingest.telemetry.payload import Reading
-from ingest.telemetry.registry import Device
-from ingest.telemetry.rules import Rule, Rules, device_status
+from telemetry.payload import Reading
+from telemetry.registry import Device
+from telemetry.rules import Rule, Rules, device_status
 
 DeviceKey = tuple[str, str, str]                  # enterprise_code, device_type, device code
 EpisodeKey = tuple[str, str, str, str, str]       # device key + measure + direction

@@ -24,8 +24,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from app.errors import QiwangError
-from ingest.telemetry.broker import BrokerAddress
+from core.errors import QiwangError
+from telemetry.broker import BrokerAddress
 
 CHUNK = 1000
 UNKNOWN_DEVICE = "unknown device%"      # the reason payload.parse gives for an unregistered device

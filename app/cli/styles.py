@@ -1,6 +1,6 @@
 """CLI command `qgis-project`: a QGIS project with every layer read from a Qiwang server, styled.
 
-Registered on the `qiwang` group by app.cli (`import app.styles_cli`).
+Added to the `qiwang` group (app.cli.root) when imported by app.cli.main.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import cli
+from app.cli.root import cli
 
 
 @cli.command("qgis-project")

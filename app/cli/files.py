@@ -1,0 +1,81 @@
+"""`qiwang import` and `qiwang export`: network layers in and out of files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app.cli.common import ready_database, shown_path
+from app.cli.root import cli
+
+
+@cli.command("export")
+@click.option("--format", "fmt", type=click.Choice(["gpkg", "shp", "geojson", "csv", "kml", "dxf"]), default="gpkg",
+              show_default=True, help="File format.")
+@click.option("--layers", help="Comma-separated layers (default: pipe,node,valve,station,regulator,sentry,"
+                               "customer,sensitive_site,hazard).")
+@click.option("--crs", help="Output CRS, e.g. EPSG:4490 (default: the storage CRS, EPSG:4550).")
+@click.option("--bbox", help="minx,miny,maxx,maxy in the output CRS.")
+@click.argument("out", type=click.Path(path_type=Path))
+def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | None, out: Path) -> None:
+    """Export network layers to OUT (a .gpkg file, or a folder of files).
+
+    Every attribute is written, with Chinese labels beside dictionary codes (material,
+    material_label); Z is kept. Personal data of customers is never exported.
+    """
+    from ingest.exporter import export
+    from db.engine import get_engine
+
+    names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
+    result = export(get_engine(ready_database(owner=True)), out, fmt, names, crs, bbox, echo=click.echo)
+    click.echo(f"{sum(result.counts.values()):,} features in {len(result.counts)} layers, {result.crs}: "
+               + ", ".join(shown_path(p) for p in result.paths))
+
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--layer", help="Layer of the file to import (default: every layer it recognises).")
+@click.option("--as", "kind", metavar="KIND",
+              help="What the layer holds: pipes, nodes, valves, stations, regulators, sentries, customers, "
+                   "sensitive_sites, roads, railways, rivers, hazards, devices, crew_bases.")
+@click.option("--crs", help="CRS of the file's coordinates, e.g. EPSG:4326 (default: the file's own), "
+                            "or LOCAL:NAME for a local grid of the mapping file (four parameters).")
+@click.option("--enterprise", help="企业唯一编码 for features without one (10 digits).")
+@click.option("--tolerance", type=click.FloatRange(0, 10), default=0.05, show_default=True,
+              help="Pipe ends closer than this (metres) share one node.")
+@click.option("--mapping", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="YAML file of field names, CAD layers and local grids, laid over data/field_mapping.yaml.")
+@click.option("--dry-run", is_flag=True, help="Check and report only; write nothing.")
+@click.option("--all-errors", is_flag=True,
+              help="List every problem line (default: a summary, then the first 10 lines of each kind).")
+def import_command(path: Path, layer: str | None, kind: str | None, crs: str | None, enterprise: str | None,
+                   tolerance: float, mapping: Path | None, dry_run: bool, all_errors: bool) -> None:
+    """Import network layers from a GeoPackage, Shapefile, GeoJSON, CSV sheet, DXF drawing, or a
+    folder of such files (a Shapefile export).
+
+    Every layer the file holds and the import recognises (pipes, nodes, valves, stations,
+    regulators, sentries, customers, sensitive sites, roads, railways, rivers, hazards, …) goes in,
+    in one transaction; features name other features by code (a valve its pipe and node). A CSV
+    sheet gives coordinates as columns (起点X/起点Y/终点X/终点Y for pipes, x/y for points) in the
+    --crs it names. Every feature is checked first; any problem is listed as
+    FILE:LAYER:FEATURE:FIELD: reason and nothing is written: a summary of the kinds of problem
+    first, then the first 10 lines of each kind (--all-errors: every line). Progress goes to stderr.
+    """
+    from ingest.importer import PROBLEMS_PER_KIND, ImportFailed, import_file
+    from db.engine import get_engine
+
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
+    try:
+        report = import_file(get_engine(ready_database(owner=True)), path, layer, kind, crs, enterprise, dry_run,
+                             tolerance, file_label=str(path), mapping_file=mapping, echo=progress)
+    except ImportFailed as failed:
+        for line in failed.report(None if all_errors else PROBLEMS_PER_KIND):
+            click.echo(line)
+        raise
+    for line in report.summary():
+        click.echo(line)
+

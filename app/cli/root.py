@@ -1,0 +1,18 @@
+"""The root `qiwang` command group; the command modules add their commands to it."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="qiwang", prog_name="qiwang")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """气网 Qiwang — 城市燃气管网 GIS 平台 / a GIS platform for city gas networks.
+
+    With no DATABASE_URL, Qiwang runs its own PostgreSQL + PostGIS under ./var/.
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+

@@ -1,0 +1,2 @@
+"""Database plumbing: the embedded PostgreSQL cluster, engines, the migration runner, bulk loads,
+and the one introspection of the catalog."""
