@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -28,8 +28,8 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from app.http_errors import error_response
-from core.errors import QiwangError
 from app.limits import check_text, json_object
+from core.errors import QiwangError
 from telemetry.alarms import STEPS, AlarmStepRefused, UnknownAlarm, advance, record, verify_record
 
 BODY_FIELDS = {"by": 100, "note": 2000, "enterprise": 50}      # field → longest accepted text
@@ -89,7 +89,7 @@ def alarms_blueprint(engine: sa.Engine) -> Blueprint:
         try:
             conn = raw.driver_connection
             try:
-                result = advance(conn, code, action, body["by"], body["note"], datetime.now(timezone.utc),
+                result = advance(conn, code, action, body["by"], body["note"], datetime.now(UTC),
                                  enterprise_code=body["enterprise"])
                 result["record"] = _events(conn, code)
                 conn.commit()

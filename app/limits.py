@@ -76,7 +76,7 @@ def check_database_settings(engine: sa.Engine, limits: Limits) -> None:
 
 
 # engine → the limits of the app last created on it (the engine is shared per URL within a process)
-_ENGINE_LIMITS: "weakref.WeakKeyDictionary[sa.Engine, Limits]" = weakref.WeakKeyDictionary()
+_ENGINE_LIMITS: weakref.WeakKeyDictionary[sa.Engine, Limits] = weakref.WeakKeyDictionary()
 
 
 def install_request_limits(engine: sa.Engine, limits: Limits) -> None:

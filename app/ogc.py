@@ -14,27 +14,28 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, make_response, request
-from pygeoapi.api import API, APIRequest, apply_gzip
 import pygeoapi.api as core_api
 import pygeoapi.api.itemtypes as itemtypes_api
 import pygeoapi.api.processes as processes_api
 import pygeoapi.api.tiles as tiles_api
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, make_response, request
+from pygeoapi.api import API, APIRequest, apply_gzip
 from pygeoapi.openapi import get_oas
 from pygeoapi.process.base import ProcessorGenericError
 
 from app.http_errors import error_response
 from app.limits import is_timeout, json_object
-from spatial import features, tiles
-from spatial.collections import Collection
 from core.crs import EPSG_URI, served_crs, supported
 from db.engine import get_engine
+from spatial import features, tiles
+from spatial.collections import Collection
 from spatial.ogc_provider import collections_of
 
 PREFIX = "/ogc"
@@ -374,7 +375,7 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
             links.append({"rel": "next", "type": GEOJSON, "title": "Next page",
                           "href": _href(url, kept + [("cursor", page.next_cursor)])})
         head = {"numberReturned": page.number_returned,
-                "timeStamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "links": links}
+                "timeStamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "links": links}
         if page.number_matched is not None:
             head["numberMatched"] = page.number_matched
         body = ('{"type":"FeatureCollection","features":[' + page.features_json + "],"

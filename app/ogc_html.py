@@ -20,8 +20,8 @@ from pathlib import Path
 import pygeoapi
 import sqlalchemy as sa
 
-from spatial.collections import Collection
 from db.engine import get_engine
+from spatial.collections import Collection
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "ogc"

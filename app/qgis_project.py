@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 from lxml import etree
 from pyproj import CRS
 
-from core.errors import QiwangError
 from app.styles import GROUPS, LayerStyle, drawing_order, layer_style, palette, renderer_element
+from core.errors import QiwangError
 
 PROJECT_CRS = "EPSG:3857"
 DEFAULT_QGIS_VERSION = "3.22"

@@ -23,14 +23,15 @@ import psutil
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_load_demo import ThrowawayDatabases, Steps  # noqa: E402  (same folder)
-from demo.city import load_demo  # noqa: E402
-from network_analysis.api import burst_analysis, report  # noqa: E402
-from network_analysis.burst import analyse_burst, isolate  # noqa: E402
-from network_analysis.criticality import criticality  # noqa: E402
-from network_analysis.model import load_model  # noqa: E402
-from network_analysis.topology import Topology  # noqa: E402
-from db import migrate  # noqa: E402
+from bench_load_demo import Steps, ThrowawayDatabases
+
+from db import migrate
+from demo.city import load_demo
+from network_analysis.api import burst_analysis, report
+from network_analysis.burst import analyse_burst, isolate
+from network_analysis.criticality import criticality
+from network_analysis.model import load_model
+from network_analysis.topology import Topology
 
 
 def percentiles(seconds: list[float]) -> str:

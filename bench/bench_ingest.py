@@ -24,19 +24,19 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-import psycopg  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
+import paho.mqtt.client as mqtt
+import psycopg
+import sqlalchemy as sa
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
-from telemetry.broker import ANY_ENTERPRISE, DISPATCH_USER, BrokerAddress, LocalBroker  # noqa: E402
+from telemetry.broker import ANY_ENTERPRISE, DISPATCH_USER, BrokerAddress, LocalBroker
 
 BENCH_GATEWAY = "bench-gateway"   # one head-end account for every simulated device
 from telemetry.mqtt_process import MqttProcessSource  # noqa: E402
@@ -48,9 +48,9 @@ DB_NAME = "qiwang_bench_ingest"
 
 
 def scratch_database(pipes: int) -> str:
-    from demo.city import load_demo
     from db import migrate
     from db.cluster import EmbeddedCluster
+    from demo.city import load_demo
 
     cluster = EmbeddedCluster(Path(__file__).resolve().parent.parent)
     cluster.up()
@@ -185,7 +185,7 @@ def alarm_latency(pipeline: Pipeline, source: MqttProcessSource, broker: LocalBr
 
     def stream() -> None:
         k, t_next = 0, time.perf_counter()
-        base = datetime.now(timezone.utc) - timedelta(hours=1)
+        base = datetime.now(UTC) - timedelta(hours=1)
         while not stop.is_set():
             device = background[k % len(background)]
             ts = base + timedelta(milliseconds=k)
@@ -205,7 +205,7 @@ def alarm_latency(pipeline: Pipeline, source: MqttProcessSource, broker: LocalBr
         event.clear()
         sent = time.perf_counter()
         pub.publish(telemetry_topic(*device), json.dumps(
-            {"ts": datetime.now(timezone.utc).isoformat(), "values": {"ch4_lel": 30.0}}), qos=1)
+            {"ts": datetime.now(UTC).isoformat(), "values": {"ch4_lel": 30.0}}), qos=1)
         if event.wait(10) and device[2] in arrived:
             latencies.append(arrived[device[2]] - sent)
         time.sleep(0.05)
@@ -238,7 +238,7 @@ def main() -> None:
                      gateways={BENCH_GATEWAY: [ANY_ENTERPRISE]}) as broker:
         for round_ in range(1, args.rounds + 1):
             # Fresh timestamps every time: each round stores new readings, none is a duplicate.
-            start = datetime.now(timezone.utc) - timedelta(hours=6 * round_)
+            start = datetime.now(UTC) - timedelta(hours=6 * round_)
             bases.append(baseline(broker, write_streams(devices, args.readings, args.devices,
                                                         start - timedelta(hours=3), folder)))
             client_id = f"bench-ingest-{round_}"

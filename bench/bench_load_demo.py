@@ -20,9 +20,10 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from conftest import ThrowawayDatabases  # noqa: E402  (the tests' scratch-database helper)
-from demo.city import load_demo  # noqa: E402
-from db import migrate  # noqa: E402
+from conftest import ThrowawayDatabases
+
+from db import migrate
+from demo.city import load_demo
 
 
 class Steps:

@@ -29,10 +29,11 @@ import numpy as np
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_load_demo import ThrowawayDatabases  # noqa: E402  (same folder; puts tests/ on sys.path)
-from demo.city import load_demo  # noqa: E402
-from db import migrate  # noqa: E402
-from test_map import CHROMIUM, VIEWPORT, MapServer  # noqa: E402  (tests/: the app with the map)
+from bench_load_demo import ThrowawayDatabases
+from test_map import CHROMIUM, VIEWPORT, MapServer
+
+from db import migrate
+from demo.city import load_demo
 
 DATABASE = "qiwang_bench_map"
 FIRST_RENDER_TARGET_S = 2.0

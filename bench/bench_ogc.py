@@ -49,12 +49,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_load_demo import ThrowawayDatabases  # noqa: E402  (same folder)
-from conftest import LiveServer  # noqa: E402  (tests/: our app with waitress on a free port)
-from demo.city import load_demo  # noqa: E402
-from db import migrate  # noqa: E402
-from spatial import tiles  # noqa: E402
-from spatial.ogc_provider import collections_of  # noqa: E402
+from bench_load_demo import ThrowawayDatabases
+from conftest import LiveServer
+
+from db import migrate
+from demo.city import load_demo
+from spatial import tiles
+from spatial.ogc_provider import collections_of
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
@@ -101,10 +102,10 @@ class StockServer:
     module reads its configuration from the environment at import: not used)."""
 
     def __init__(self, url: str, srid: int) -> None:
+        import pygeoapi.api.itemtypes as itemtypes_api
         import waitress
         from flask import Flask, make_response, request
         from pygeoapi.api import API, APIRequest, apply_gzip
-        import pygeoapi.api.itemtypes as itemtypes_api
 
         holder: dict = {}
         self.server = waitress.create_server(lambda env, start: holder["app"](env, start),

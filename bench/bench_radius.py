@@ -15,10 +15,9 @@ import argparse
 import statistics
 import time
 
+import bench_load_demo as loader  # its path set-up, scratch databases, migrations and demo loader
 import numpy as np
 import sqlalchemy as sa
-
-import bench_load_demo as loader  # its path set-up, scratch databases, migrations and demo loader
 
 from network_analysis.radius import near  # importable once bench_load_demo has set sys.path
 

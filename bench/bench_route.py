@@ -20,12 +20,13 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_load_demo import Steps  # noqa: E402  (also puts the project and tests/ on sys.path)
-from conftest import ThrowawayDatabases  # noqa: E402
-from demo.city import load_demo  # noqa: E402
-from network_analysis.burst import AnalysisError  # noqa: E402
-from network_analysis.routing import road_graphs, route, route_from_nearest_crew_base  # noqa: E402
-from db import migrate  # noqa: E402
+from bench_load_demo import Steps
+from conftest import ThrowawayDatabases
+
+from db import migrate
+from demo.city import load_demo
+from network_analysis.burst import AnalysisError
+from network_analysis.routing import road_graphs, route, route_from_nearest_crew_base
 
 DB = "qiwang_bench_route"
 

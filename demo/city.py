@@ -33,9 +33,9 @@ import shapely
 from pyproj import Transformer
 from sqlalchemy import Engine, text
 
-from demo import vocabulary as vocab
 from core.codes import credit_code_check_char, id_numbers
 from db.bulk_load import replace_tables
+from demo import vocabulary as vocab
 
 STORAGE_SRID = 4550
 CITY_CENTRE_LONLAT = (122.995, 41.108)  # 鞍山市铁东区

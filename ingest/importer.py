@@ -57,10 +57,9 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from core.errors import QiwangError
+from db.bulk_load import constraints_deferred, copy_frame, to_copy_text
 from ingest import dxf_reader as dxf
 from ingest.exporter import parse_crs
-from ingest.local_grid import PREFIX as LOCAL_PREFIX
-from ingest.local_grid import LocalGrid, local_grid
 from ingest.field_mapping import (
     LABEL_SUFFIX,
     Dictionary,
@@ -71,7 +70,8 @@ from ingest.field_mapping import (
     normalise,
     table_schema,
 )
-from db.bulk_load import constraints_deferred, copy_frame, to_copy_text
+from ingest.local_grid import PREFIX as LOCAL_PREFIX
+from ingest.local_grid import LocalGrid, local_grid
 
 SNAP_TOLERANCE_M = 0.05
 # Imports at least this large, and larger than what the tables hold, drop indexes and constraints
@@ -787,7 +787,7 @@ def _build_nodes(conn: Connection, pipes: pd.DataFrame, geoms: np.ndarray, toler
         "admin_code": pipes["admin_code"].to_numpy(dtype=object)[pipe_row],
     })
     frame.loc[degree == 2, "node_type"] = None
-    return _Nodes(frame, node_of_end[:n], node_of_end[n:], int(len(np.unique(end_label[end_label < k]))),
+    return _Nodes(frame, node_of_end[:n], node_of_end[n:], len(np.unique(end_label[end_label < k])),
                   int(snapped.sum()), float(moved.max()) if len(moved) else 0.0, out)
 
 

@@ -233,7 +233,7 @@ def _large_outage(conn: sa.Connection, topo: Topology, result: BurstResult) -> t
     isolated_only = {"isolated_pipes": None, "valves_to_close": None}
     if len(result.isolated_pipes) <= LARGE_OUTAGE_PIPES:  # the isolation itself is listed in full
         isolated_only = _outage_geometry(conn, topo, dataclasses.replace(result, dry_pipes=np.empty(0, np.int64)))[1]
-    features = {**isolated_only, "dry_pipes": None, "dry_pipes_omitted": int(len(result.dry_pipes)),
+    features = {**isolated_only, "dry_pipes": None, "dry_pipes_omitted": len(result.dry_pipes),
                 "outage_area_approximate": True}
     return area, features
 
@@ -329,7 +329,7 @@ def report(topo: Topology, result: BurstResult, barriers: dict[int, list[float]]
             "added_valves": sorted(m.valve_code[v] for v in iso.to_close - first.isolation.to_close),
             "added_isolated_pipes": sorted(m.pipe_code[np.setdiff1d(result.isolated_pipes, first.isolated_pipes)]),
             "added_dry_pipes": sorted(m.pipe_code[np.setdiff1d(result.dry_pipes, first.dry_pipes)]),
-            "added_customers": int(len(np.setdiff1d(result.affected_customers, first.affected_customers))),
+            "added_customers": len(np.setdiff1d(result.affected_customers, first.affected_customers)),
         }
     return {
         "network_version": m.version,
@@ -338,7 +338,7 @@ def report(topo: Topology, result: BurstResult, barriers: dict[int, list[float]]
         "valves_to_close": valves,
         "isolated_pipes": sorted(m.pipe_code[result.isolated_pipes].tolist()),
         "dry_pipes": sorted(m.pipe_code[result.dry_pipes].tolist()),
-        "affected_customers": {"count": int(len(customers)), "by_type": dict(sorted(by_type.items())),
+        "affected_customers": {"count": len(customers), "by_type": dict(sorted(by_type.items())),
                                "list": m.customer_code[customers].tolist()},
         "isolated_length_m": round(result.isolated_length_m, 2),
         "isolated_volume_m3": round(result.isolated_volume_m3, 2),

@@ -106,8 +106,8 @@ def criticality_report(topo: Topology, top: int = 20) -> dict:
     worst_valves = np.argsort(-c.valve_extra_customers, kind="stable")[:top]
     return {
         "network_version": m.version,
-        "segments": int(len(c.segment)),
-        "valves": int(len(m.valve_id)),
+        "segments": len(c.segment),
+        "valves": len(m.valve_id),
         "segments_by_full_analysis": c.analysed_segments,
         "customers_cut_distribution": {
             "median": float(np.median(c.segment_customers_cut)) if len(c.segment) else 0.0,

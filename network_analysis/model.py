@@ -6,9 +6,8 @@ kept in `*_id` arrays; the analyses work on dense 0-based indices into these arr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd

@@ -34,8 +34,8 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from network_analysis.api import points_to_storage
-from network_analysis.cache import VersionedCache
 from network_analysis.burst import AnalysisError
+from network_analysis.cache import VersionedCache
 
 SNAP_LIMIT_M = 500.0  # a point farther than this from every road cannot be routed
 MERGE_M = 0.01  # road ends closer than this are one vertex

@@ -26,9 +26,9 @@ from pygeofilter.backends.evaluator import Evaluator, handle
 from pygeofilter.parsers.cql2_json import parse as parse_cql2_json
 from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
 
-from spatial.collections import Collection
 from core.crs import ServedCrs, clip_box, densify_step, storage_domain
 from core.text import unstorable
+from spatial.collections import Collection
 
 GEOMETRY_QUERYABLE = "geometry"
 

@@ -18,15 +18,16 @@ import decimal
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
-from spatial import cql2
-from spatial.collections import Collection
 from core.crs import ServedCrs, clip_box, densify_step, parse_crs, served_crs, storage_domain
 from core.text import unstorable
+from spatial import cql2
+from spatial.collections import Collection
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000

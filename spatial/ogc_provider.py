@@ -16,13 +16,17 @@ import json
 from typing import Any
 
 import flask
-from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError, ProviderItemNotFoundError,
-                                    ProviderQueryError)
+from pygeoapi.provider.base import (
+    BaseProvider,
+    ProviderInvalidQueryError,
+    ProviderItemNotFoundError,
+    ProviderQueryError,
+)
 
-from spatial import features
-from spatial.collections import Collection, describe
 from core.crs import served_crs
 from db.engine import get_engine
+from spatial import features
+from spatial.collections import Collection, describe
 
 
 @functools.cache

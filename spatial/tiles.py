@@ -8,15 +8,14 @@ zoom 15, customers below 15, …): this is what keeps a zoom-12 tile of a millio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import functools
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from pyproj import Transformer
 
-from spatial.collections import Collection
 from core.crs import WEB_MERCATOR_MAX_LAT, clip_box, storage_domain
+from spatial.collections import Collection
 
 EXTENT = 4096      # MVT tile coordinate units
 BUFFER = 64        # clip buffer, tile units: lines and symbols continue across tile edges

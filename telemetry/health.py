@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger("qiwang.ingest")
@@ -33,7 +33,7 @@ class ComponentHealth:
     def failed(self, what: str) -> None:
         """Record that the part died (`what`: why, in one line); its supervisor restarts it."""
         with self._lock:
-            self.last_failure, self.last_failure_at = what[:500], datetime.now(timezone.utc)
+            self.last_failure, self.last_failure_at = what[:500], datetime.now(UTC)
         log.error("ingest %s failed: %s; restarting it", self.name, what[:500])
         self._tell("failed", what[:500])
 
@@ -46,7 +46,7 @@ class ComponentHealth:
         if self.on_event is not None:
             try:
                 self.on_event(self.name, action, reason)
-            except Exception:  # noqa: BLE001 - telling must never stop a supervisor
+            except Exception:
                 log.exception("ingest %s %s: the system alarm could not be queued", self.name, action)
 
     def report(self) -> dict[str, Any]:

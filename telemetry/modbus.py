@@ -56,7 +56,7 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -349,7 +349,7 @@ class _ReadFailed(Exception):
 
 def _utc_text(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and 'Z', e.g. 2026-11-23T08:00:00.000Z."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ModbusPoller:
@@ -361,7 +361,7 @@ class ModbusPoller:
     """
 
     def __init__(self, config: ModbusConfig, submit: Callable[[Message], object],
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config = config
         self.submit = submit
         self.clock = clock
@@ -477,7 +477,7 @@ class ModbusPoller:
 
     def _message(self, endpoint: EndpointConfig, device: DeviceConfig, words: dict[str, list[int]]) -> Message:
         # The time of the read, not of the poll's start: other devices' timeouts may lie in between.
-        read_at = self.clock().astimezone(timezone.utc)
+        read_at = self.clock().astimezone(UTC)
         values = {register.measure: decode(register, words[register.measure]) for register in device.registers}
         body = {
             "ts": _utc_text(read_at),

@@ -23,7 +23,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -176,7 +176,7 @@ class MqttSource:
                 client.ack(msg.mid, msg.qos)
             return
         token = (self, (self._generation, msg.mid)) if msg.qos > 0 else None
-        self.submit(Message("mqtt", topic, msg.payload, datetime.now(timezone.utc), token))
+        self.submit(Message("mqtt", topic, msg.payload, datetime.now(UTC), token))
 
     def acknowledge(self, handles: list[tuple[int, int]]) -> None:
         """PUBACK the (connection generation, mid) of stored messages still owed on this connection."""

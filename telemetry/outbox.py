@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -93,7 +93,7 @@ class SendReport:
 
 def _utc_iso(at: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a Z suffix, e.g. 2026-01-02T03:04:05.000000Z."""
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _describe(exc: BaseException, timeout_s: float) -> str:
@@ -135,7 +135,7 @@ class OutboxSender:
     lock_wait_s: how long a round waits for in-flight writers of the outbox (see `_next_batch`).
     """
 
-    def __init__(self, conninfo: str, url: str, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    def __init__(self, conninfo: str, url: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  batch_size: int = 500, timeout_s: float = 10, token: str | None = None,
                  lock_wait_s: float = 1.0):
         if batch_size < 1:

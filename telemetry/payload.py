@@ -21,7 +21,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from telemetry.measures import DEVICE_TYPES, MEASURES
@@ -208,8 +208,8 @@ def _timestamp(raw: Any, now: datetime) -> datetime:
     else:
         if not (math.isfinite(raw) and EPOCH_RANGE[0] <= raw < EPOCH_RANGE[1]):
             raise _Reject("ts", f"{raw!r} is not Unix seconds between 2000 and 2100")
-        ts = datetime.fromtimestamp(raw, timezone.utc)
-    ts = ts.astimezone(timezone.utc)
+        ts = datetime.fromtimestamp(raw, UTC)
+    ts = ts.astimezone(UTC)
     if ts > now + FUTURE_SKEW:
         raise _Reject("ts", f"{ts.isoformat()} is in the future (received {now.isoformat(timespec='seconds')})")
     if ts < now - MAX_AGE:

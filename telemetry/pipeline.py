@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -40,7 +40,7 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -187,7 +187,7 @@ class Pipeline:
         while not self._stop.is_set():
             try:
                 self._loop()
-            except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure
+            except Exception as exc:
                 log.exception("the ingest writer failed")
                 error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
                 self.health.failed(error)
@@ -208,7 +208,7 @@ class Pipeline:
             if result is not None:
                 self.stats.quarantined += result.quarantined
                 self._acknowledge_written(batch, result)
-        except Exception:  # noqa: BLE001 - left unacknowledged: the broker keeps them
+        except Exception:
             log.exception("the batch in hand could not be quarantined; left unacknowledged")
 
     def _loop(self) -> None:
@@ -260,7 +260,7 @@ class Pipeline:
             for alarm in result.alarm_messages:
                 try:
                     self.on_alarm(alarm)
-                except Exception:  # noqa: BLE001 - the alarm is stored; its feed must not stop the writer
+                except Exception:
                     log.exception("alarm %s stored but not published", alarm.get("code"))
 
     @staticmethod
@@ -382,7 +382,7 @@ class Pipeline:
             for alarm in messages:
                 try:
                     self.on_alarm(alarm)
-                except Exception:  # noqa: BLE001 - stored; its feed must not stop the writer
+                except Exception:
                     log.exception("system alarm %s stored but not published", alarm.get("code"))
 
     # -- offline detection ---------------------------------------------------------------------

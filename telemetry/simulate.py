@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -115,7 +115,7 @@ def _count(fraction: float, n: int) -> int:
 
 def format_ts(now: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and 'Z': 2026-11-23T08:00:00.000Z."""
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
@@ -124,7 +124,7 @@ class Simulator:
 
     def __init__(self, devices: list[Device], broker: BrokerAddress, rate: float, seed: int = 1,
                  leak_fraction: float = 0.02, silent_fraction: float = 0.02,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  client_id: str = "qiwang-simulator", episodes: Episodes | None = None,
                  rules: Rules | None = None) -> None:
         if not devices:
@@ -225,7 +225,7 @@ class Simulator:
         event = self.event(device, visit)
         if event is not None and event.kind == "silent":
             return None
-        local = now.astimezone(timezone.utc) + LOCAL_UTC_OFFSET
+        local = now.astimezone(UTC) + LOCAL_UTC_OFFSET
         hour = local.hour + local.minute / 60.0
         # Warmest mid-afternoon, coldest before dawn.
         temperature = state.temperature_c + state.swing_c * math.cos(2 * math.pi * (hour - 14.5) / 24.0)

@@ -204,9 +204,8 @@ def demo_city_database(databases: ThrowawayDatabases, name: str, pipes: int = 30
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Debian's Chromium (never a downloaded browser), headless, shared by the browser tests."""
-    from playwright.sync_api import sync_playwright
-
     from browser_support import CHROMIUM
+    from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run ./qiwang (APT_PACKAGES) or apt-get install chromium"
     with sync_playwright() as p:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -107,7 +107,7 @@ def raise_alarms(info: str, readings: list[tuple[tuple[str, str, str], datetime,
     try:
         for device, ts, values in readings:
             pipeline.submit(Message("mqtt", telemetry_topic(*device), payload(ts, **values),
-                                    datetime.now(timezone.utc)))
+                                    datetime.now(UTC)))
         assert pipeline.wait_idle(30), "the pipeline did not finish"
         assert pipeline.stats.stored == len(readings) and pipeline.stats.quarantined == 0
     finally:
@@ -163,4 +163,4 @@ def count(info: str, sql: str, *args) -> int:
 
 def base_time() -> datetime:
     """A recent whole minute in UTC (readings must not be in the future nor older than 90 days)."""
-    return (datetime.now(timezone.utc) - timedelta(hours=2)).replace(second=0, microsecond=0)
+    return (datetime.now(UTC) - timedelta(hours=2)).replace(second=0, microsecond=0)

@@ -5,12 +5,11 @@ the rules and the store exactly as from MQTT); the steps go through the real web
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 import requests
-
 from telemetry_support import conninfo, devices, raise_alarms
 
 
@@ -26,7 +25,7 @@ def two_alarms(db_url: str) -> dict[str, tuple[str, str, bool]]:
     """An active leak alarm (30 %LEL) on one sentry, a cleared one (30 then 2 %LEL) on another."""
     info = conninfo(db_url)
     active, cleared = devices(info, limit=40)[-2:]      # sentries the other tests of this DB leave alone
-    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     raise_alarms(info, [(active, t0, {"ch4_lel": 30.0}),
                         (cleared, t0, {"ch4_lel": 30.0}), (cleared, t0 + timedelta(minutes=1), {"ch4_lel": 2.0})])
     return {"active": alarm_of(info, active[2]), "cleared": alarm_of(info, cleared[2])}

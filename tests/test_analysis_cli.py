@@ -7,7 +7,6 @@ import subprocess
 
 import pytest
 import sqlalchemy as sa
-
 from conftest import ROOT, scalar
 
 

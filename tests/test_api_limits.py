@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from conftest import ROOT, LiveServer
 from sqlalchemy.engine import make_url
 
-from spatial import features
-from db.cluster import EmbeddedCluster
-from spatial.cql2 import MAX_DEPTH, MAX_POSITIONS
 from core.crs import storage_domain
+from db.cluster import EmbeddedCluster
+from spatial import features
+from spatial.cql2 import MAX_DEPTH, MAX_POSITIONS
 
 WORLD = "-180,-90,180,90"
 WORLD_RING = [[-180, -90], [180, -90], [180, 90], [-180, 90], [-180, -90]]
@@ -376,8 +376,8 @@ def test_proj_only_sees_points_inside_the_storage_crs_domain(db_url: str, engine
     """PROJ (older versions log "tmerc: Invalid latitude" once per point; this one projects silently)
     is handed only coordinates inside the storage CRS's domain: the bbox is clipped in Python, CQL2
     geometries by ST_ClipByBox2D before ST_Transform, and a tile outside it runs no SQL at all."""
-    from spatial import cql2, tiles
     from core.crs import served_crs
+    from spatial import cql2, tiles
     from spatial.ogc_provider import collections_of
 
     pipes = collections_of(db_url)["pipes"]

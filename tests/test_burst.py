@@ -5,11 +5,10 @@ Each network is drawn above its test; `@` marks where a valve sits (on the pipe,
 """
 from __future__ import annotations
 
-
 import pytest
 import sqlalchemy as sa
-
 from networks import TIERS, Network, load
+
 from network_analysis.api import burst_analysis
 from network_analysis.burst import AnalysisError
 

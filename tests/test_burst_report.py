@@ -8,8 +8,8 @@ import subprocess
 import pytest
 import shapely
 import sqlalchemy as sa
-
 from conftest import ROOT, scalar
+
 from network_analysis.api import burst_analysis, incident, incidents, set_incident_state
 from network_analysis.burst import AnalysisError
 

@@ -15,10 +15,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 import waitress
-
-from app.cli.format import number, pad, shown, width
 from conftest import ROOT
 from telemetry_support import conninfo
+
+from app.cli.format import number, pad, shown, width
 
 
 def run(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:

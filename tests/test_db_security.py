@@ -16,9 +16,8 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
-
 from conftest import ThrowawayDatabases, migrated_database
+from sqlalchemy.engine import make_url
 from telemetry_support import base_time, conninfo, count, devices, raise_alarms
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),

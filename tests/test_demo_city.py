@@ -12,9 +12,9 @@ import pytest
 import requests
 import shapely
 import sqlalchemy as sa
+from conftest import DEMO_PIPES, ROOT, scalar
 from pyproj import Transformer
 
-from conftest import DEMO_PIPES, ROOT, scalar
 from demo.city import generate
 from telemetry.broker import project_broker_dir
 

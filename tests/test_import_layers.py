@@ -16,11 +16,11 @@ import pytest
 import shapely
 import sqlalchemy as sa
 from pyproj import Transformer
+from test_import_export import ENTERPRISE, chinese_pipe, count, failed_lines, pipe_frame
 
 from ingest.exporter import EXPORTABLE_LAYERS, export
 from ingest.importer import ImportFailed, import_file
 from ingest.local_grid import local_grid
-from test_import_export import ENTERPRISE, chinese_pipe, count, failed_lines, pipe_frame
 
 ROUND_TRIP_LAYERS = list(EXPORTABLE_LAYERS)  # the default layers, devices, roads, railways, rivers, crew bases
 # never compared: the database's own ids and timestamps, a generated column, and hazard.feature_id

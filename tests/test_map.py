@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import requests
+from browser_support import Watched, watch
 
 from app.map import basemap_config
-from browser_support import Watched, watch
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "map-burst.png"
@@ -346,7 +346,7 @@ def test_alarm_panel_refreshes_itself_draws_live_alarms_and_takes_each_step(watc
 
     # a leak raised after the page loaded appears by itself, listed and drawn on the map
     sentry = devices(info, limit=44)[-1]            # a sentry the other tests of this database leave alone
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     raise_alarms(info, [(sentry, now - timedelta(seconds=60), {"ch4_lel": 30.0})])
     feature = items(base, "alarms", filter=f"device_code = '{sentry[2]}' AND state <> 'closed'")[0]
     code = feature["properties"]["code"]

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from browser_support import Watched, watch
 
 from app.ogc_html import column_title, static_file, value_labels
-from browser_support import Watched, watch
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import mapbox_vector_tile
 import pytest
 import requests
 import sqlalchemy as sa
-
 from conftest import LiveServer, scalar
 
 # collection, feature, {property: (raw value in the table, value served)}

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import migrated_database, scalar
 from flask import Flask, request
+from networks import ORIGIN, TIERS, load
 from pygeoapi.api import API, APIRequest
 from pygeoapi.api.processes import describe_processes, execute_process, get_oas_30
 from pygeoapi.plugin import load_plugin
@@ -24,15 +26,13 @@ from pyproj import Transformer
 from app.processes import PROCESSES, manager_definition, process_resources
 from app.processes.base import checked_inputs
 from app.processes.jobs import QiwangJobManager
-from conftest import migrated_database, scalar
+from db import migrate
 from network_analysis import routing
 from network_analysis.api import burst_analysis
 from network_analysis.criticality import criticality_report
 from network_analysis.radius import near
 from network_analysis.statistics import network_statistics
 from network_analysis.topology import topologies
-from networks import ORIGIN, TIERS, load
-from db import migrate
 
 TO_CRS84 = Transformer.from_crs(4550, "OGC:CRS84", always_xy=True).transform
 

@@ -13,15 +13,14 @@ exact set of (kind, feature code) found — including the findings such a defect
 """
 from __future__ import annotations
 
-
 import pytest
 import sqlalchemy as sa
-
 from conftest import DEMO_PIPES, DEMO_SEED, migrated_database, scalar
-from network_analysis.burst import AnalysisError
-from network_analysis.qa import KINDS, run_qa
 from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
 from networks import TIERS as BASE  # its customers play no part here
+
+from network_analysis.burst import AnalysisError
+from network_analysis.qa import KINDS, run_qa
 
 BASE_ENDS = ("y", "z")
 

@@ -10,18 +10,18 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 import requests
 import waitress
+from conftest import ROOT, demo_city_database
+from telemetry_support import conninfo, devices, raise_alarms
 
 from app.qgis_project import RECORD_GEOMETRY, layer_id, write_project
 from app.styles import palette
-from conftest import ROOT, demo_city_database
-from telemetry_support import conninfo, devices, raise_alarms
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 QGIS_SCRIPT = ROOT / "tests" / "qgis" / "open_project.py"
@@ -69,7 +69,7 @@ def server(city_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     # Alarms raised just now: their table has never been analysed, as on a demo that just started
     # (the server then gives no numberMatched, and QGIS's own provider would count 0).
     info = conninfo(city_url)
-    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     raise_alarms(info, [(s, t0, {"ch4_lel": 30.0}) for s in devices(info, limit=3)])
     recording = RecordingServer(city_url, tmp_path_factory.mktemp("jobs"))
     yield recording

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import sqlalchemy as sa
+from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
 from pyproj import Transformer
 
-from networks import ENTERPRISE, DIVISION, ORIGIN, Network, load
 from network_analysis.burst import AnalysisError
 from network_analysis.radius import LAYERS, near
 

@@ -19,13 +19,13 @@ import os
 import pytest
 import shapely
 import sqlalchemy as sa
+from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
 from pyproj import Transformer
 from sqlalchemy.pool import NullPool
 
+from db import migrate
 from network_analysis.burst import AnalysisError
 from network_analysis.routing import road_graphs, route, route_from_nearest_crew_base
-from db import migrate
-from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
 
 X0, Y0 = ORIGIN
 

@@ -8,7 +8,6 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
-
 from conftest import ROOT, scalar
 
 

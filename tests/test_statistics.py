@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-
 from networks import Network, load
+
 from network_analysis.burst import AnalysisError
 from network_analysis.statistics import network_statistics
 

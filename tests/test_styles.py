@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from conftest import ROOT
 from flask import Flask
 from lxml import etree
 
 from app import styles
-from core.errors import QiwangError
 from app.qgis_project import write_project
+from core.errors import QiwangError
 from spatial.tiles import rule as tile_rule
-from conftest import ROOT
 
 # The collections agreed with the OGC API (collection id → table).
 CONTRACT = {

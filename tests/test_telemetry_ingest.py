@@ -14,7 +14,7 @@ import random
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -22,18 +22,29 @@ import pytest
 import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.pool import NullPool
+from telemetry_support import (
+    TEST_GATEWAY,
+    TEST_GATEWAYS,
+    base_time,
+    conninfo,
+    count,
+    devices,
+    ingest_with_publisher,
+    local_broker,
+    publish_readings,
+    publisher,
+    reset_telemetry,
+    start_ingest,
+    wait_until,
+)
 
-from telemetry import alarms, offline
 from core.errors import QiwangError
+from db import migrate
 from demo.city import ENTERPRISES
+from telemetry import alarms, offline
 from telemetry.broker import DISPATCH_USER, INGEST_USER, REPLAY_USER, LocalBroker
 from telemetry.measures import MEASURES
 from telemetry.payload import Message, telemetry_topic
-from db import migrate
-from telemetry_support import (
-    TEST_GATEWAY, TEST_GATEWAYS, base_time, conninfo, count, devices, ingest_with_publisher, local_broker,
-    publish_readings, publisher, reset_telemetry, start_ingest, wait_until,
-)
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +274,7 @@ def test_ten_thousand_hostile_payloads_are_quarantined_and_the_ingest_keeps_runn
     stored, each hostile one is quarantined with its raw bytes, the field and the reason of its
     kind, and the ingest still stores a good reading afterwards."""
     sentries = devices(db, limit=6)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     kinds = hostile_kinds(sentries[0], now)
     assert len(kinds) >= 50
     bad = [kinds[i % len(kinds)] for i in range(10_000)]
@@ -372,7 +383,7 @@ def test_alarm_raise_hysteresis_lifecycle_and_feed(db, broker):
     assert sentry_feed == LEAK_TRANSITIONS
 
     code = alarms_rows[1][0]
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     with psycopg.connect(db) as conn:
         with pytest.raises(alarms.AlarmStepRefused, match="needs it acknowledged"):
             alarms.advance(conn, code, "dispatch", "王调度", None, at)
@@ -402,13 +413,13 @@ def test_active_alarm_cannot_be_closed(db, broker):
     ingest = start_ingest(db, broker.ingest)
     client = publisher(broker.account(TEST_GATEWAY), client_id="active-publisher")
     try:
-        publish_readings(client, [(sentry, datetime.now(timezone.utc) - timedelta(seconds=5), {"ch4_lel": 30.0})])
+        publish_readings(client, [(sentry, datetime.now(UTC) - timedelta(seconds=5), {"ch4_lel": 30.0})])
         wait_until(lambda: count(db, "SELECT count(*) FROM alarm") == 1, 30, "the alarm")
     finally:
         ingest.stop()
     with psycopg.connect(db) as conn:
         code = conn.execute("SELECT code FROM alarm").fetchone()[0]
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
         for step in ("acknowledge", "dispatch", "resolve"):
             alarms.advance(conn, code, step, "王调度", None, at)
         with pytest.raises(alarms.AlarmStepRefused, match="still active"):
@@ -532,7 +543,7 @@ def test_a_batch_the_database_keeps_refusing_is_held_and_health_says_so(db):
 
     sentry = devices(db, limit=1)[0]
     message = Message("mqtt", telemetry_topic(*sentry), json.dumps(
-        {"ts": base_time().isoformat(), "values": {"ch4_lel": 0.5}}).encode(), datetime.now(timezone.utc))
+        {"ts": base_time().isoformat(), "values": {"ch4_lel": 0.5}}).encode(), datetime.now(UTC))
     pipeline = Pipeline(db, load_rules(), offline_check=False, retry_s=0.1, stalled_after_s=1.0,
                         lock_timeout="100ms")
     with psycopg.connect(db) as locker:
@@ -568,8 +579,8 @@ def test_a_message_the_store_refuses_is_bisected_out_and_the_others_are_stored(d
     poison = ('{"ts": "%s", "values": {"\\ud800": 1}}' % t0.isoformat()).encode()
     messages = [Message("mqtt", telemetry_topic(*device), json.dumps(
         {"ts": (t0 + timedelta(seconds=i)).isoformat(), "values": {"ch4_lel": 0.5}}).encode(), now)
-        for now in [datetime.now(timezone.utc)] for i in range(100) for device in sentries]
-    messages.insert(150, Message("mqtt", telemetry_topic(*sentries[0]), poison, datetime.now(timezone.utc)))
+        for now in [datetime.now(UTC)] for i in range(100) for device in sentries]
+    messages.insert(150, Message("mqtt", telemetry_topic(*sentries[0]), poison, datetime.now(UTC)))
     pipeline = Pipeline(db, load_rules(), offline_check=False)
     for message in messages:            # queued before the writer starts: one batch of 301
         pipeline.submit(message)

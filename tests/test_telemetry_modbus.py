@@ -12,7 +12,7 @@ import logging
 import struct
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from telemetry.registry import Device
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTERPRISE = "2103020001"
-T0 = datetime(2026, 11, 23, 8, 0, 0, 123000, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 23, 8, 0, 0, 123000, tzinfo=UTC)
 DT = ModbusTcpClient.DATATYPE
 
 

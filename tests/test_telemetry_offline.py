@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from core.errors import QiwangError
 from telemetry.offline import StatusChange, detect_offline, offline_rate
 
-UTC = timezone.utc
+UTC = UTC
 BASE = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 S, H = timedelta(seconds=1), timedelta(hours=1)
 

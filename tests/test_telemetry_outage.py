@@ -17,13 +17,22 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
+from telemetry_support import (
+    TEST_GATEWAY,
+    base_time,
+    conninfo,
+    count,
+    devices,
+    local_broker,
+    publish_readings,
+    publisher,
+    start_ingest,
+    wait_until,
+)
 
-from demo.city import load_demo
 from db import migrate
 from db.cluster import EmbeddedCluster
-from telemetry_support import (
-    base_time, conninfo, count, devices, local_broker, publish_readings, publisher, start_ingest, wait_until, TEST_GATEWAY,
-)
+from demo.city import load_demo
 
 OUTAGE_S = 30.0
 

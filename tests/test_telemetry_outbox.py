@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
@@ -20,7 +20,7 @@ from core.errors import QiwangError
 from telemetry import outbox
 from telemetry.outbox import OutboxSender, enqueue, enqueue_many, purge, status
 
-NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 KINDS = ("readings", "alarm", "alarm_event", "device_status")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -12,13 +12,13 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.engine import make_url
+from telemetry_support import TEST_GATEWAY, local_broker
 
 from telemetry.broker import MOSQUITTO, BrokerAddress, LocalBroker
 from telemetry.payload import Message, Reading, parse
 from telemetry.registry import DeviceRegistry
 from telemetry.rules import load_rules
 from telemetry.simulate import NOMINAL_KPA, Episodes, Simulator, load_simulated_devices
-from telemetry_support import TEST_GATEWAY, local_broker
 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto is not installed")
 
@@ -58,7 +58,7 @@ class Collector:
 
     def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
-            self.messages.append(Message("mqtt", msg.topic, bytes(msg.payload), datetime.now(timezone.utc)))
+            self.messages.append(Message("mqtt", msg.topic, bytes(msg.payload), datetime.now(UTC)))
             if len(self.messages) >= self.enough:
                 self.stop.set()  # stop on readings seen, not on time: the test does not depend on speed
 
@@ -93,7 +93,7 @@ def test_simulated_telemetry_is_accepted_and_tells_stories(conninfo: str, broker
     assert len(collector.messages) == report.published
 
     registry = DeviceRegistry(lambda: psycopg.connect(conninfo))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     parsed = [parse(message, registry, now) for message in collector.messages]
     rejected = [p for p in parsed if not isinstance(p, Reading)]
     assert not rejected, rejected[:3]
@@ -152,7 +152,7 @@ def test_simulated_telemetry_is_accepted_and_tells_stories(conninfo: str, broker
 
 def test_next_reading_is_deterministic(conninfo: str) -> None:
     devices = load_simulated_devices(conninfo, limit=30)
-    start = datetime(2026, 11, 23, 8, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 23, 8, tzinfo=UTC)
 
     def sequence(seed: int) -> list[dict | None]:
         simulator = Simulator(devices, BrokerAddress("127.0.0.1", 1), rate=10, seed=seed, leak_fraction=0.2,

@@ -10,8 +10,8 @@ import json
 import click
 
 from app.cli.common import ready_database
-from app.cli.root import cli
 from app.cli.format import number, pad
+from app.cli.root import cli
 
 
 def _xy(value: str, option: str) -> tuple[float, float]:

@@ -61,8 +61,8 @@ def ready_database(owner: bool = False) -> str:
 
 
 def load_demo_city(url: str, pipes: int, seed: int) -> None:
-    from demo.city import load_demo
     from db.engine import get_engine
+    from demo.city import load_demo
 
     counts = load_demo(get_engine(url), pipes=pipes, seed=seed, echo=click.echo)
     click.echo(f"{'table':<24}{'rows':>14}")

@@ -24,8 +24,8 @@ def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | No
     Every attribute is written, with Chinese labels beside dictionary codes (material,
     material_label); Z is kept. Personal data of customers is never exported.
     """
-    from ingest.exporter import export
     from db.engine import get_engine
+    from ingest.exporter import export
 
     names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
     result = export(get_engine(ready_database(owner=True)), out, fmt, names, crs, bbox, echo=click.echo)
@@ -63,8 +63,8 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
     FILE:LAYER:FEATURE:FIELD: reason and nothing is written: a summary of the kinds of problem
     first, then the first 10 lines of each kind (--all-errors: every line). Progress goes to stderr.
     """
-    from ingest.importer import PROBLEMS_PER_KIND, ImportFailed, import_file
     from db.engine import get_engine
+    from ingest.importer import PROBLEMS_PER_KIND, ImportFailed, import_file
 
     def progress(line: str) -> None:
         click.echo(line, err=True)

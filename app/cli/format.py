@@ -12,7 +12,7 @@ One place for it, so that every command's tables line up and its numbers look al
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 try:  # pragma: no cover - which branch runs depends on the machine
     from wcwidth import wcswidth as _wcswidth
@@ -58,7 +58,7 @@ def shown(value: object, missing: str = "—") -> str:
         return missing
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc)
+            value = value.astimezone(UTC)
         return f"{value:%Y-%m-%d %H:%M:%S}" + (" UTC" if value.tzinfo is not None else "")
     if isinstance(value, bool):
         return "yes" if value else "no"

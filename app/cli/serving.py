@@ -11,7 +11,6 @@ import click
 from app.cli.common import PROJECT_ROOT, load_demo_city, ready_database, serve_app, shown_path
 from app.cli.root import cli
 
-
 # From the smallest city that still has every feature (both enterprises, crossings, all tiers) to
 # what the generator holds in memory on a 24 GB machine (about 3.5 GB per million pipes).
 PIPES = click.IntRange(300, 3_000_000)
@@ -55,9 +54,7 @@ def demo(port: int, pipes: int, seed: int) -> None:
     """
     import sqlalchemy as sa
 
-    from db.engine import get_engine
-
-    from db.engine import database_url
+    from db.engine import database_url, get_engine
 
     owner = ready_database(owner=True)
     url = database_url()

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 
 from app.cli.common import ready_database
-from app.cli.root import cli
 from app.cli.format import number, pad, shown
+from app.cli.root import cli
 from core.errors import QiwangError
 
 RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -148,7 +148,7 @@ def _step(action: str):
         from telemetry.alarms import advance
 
         with psycopg.connect(_conninfo()) as conn:
-            result = advance(conn, code, action, actor, note, datetime.now(timezone.utc))
+            result = advance(conn, code, action, actor, note, datetime.now(UTC))
         click.echo(f"alarm {result['code']}: {result['state']}")
 
     command.__doc__ = f"{action.capitalize()} alarm CODE (recorded in its immutable handling record)."
@@ -190,7 +190,7 @@ def offline_rate_command(by: str, hours: float) -> None:
 
     from telemetry.offline import offline_rate
 
-    end = datetime.now(timezone.utc)
+    end = datetime.now(UTC)
     with psycopg.connect(_conninfo()) as conn:
         rates = offline_rate(conn, end - timedelta(hours=hours), end, by)
     click.echo(f"{by:<14}{'name':<20}{'devices':>8}{'offline rate':>14}{'offline now':>13}{'in window':>11}")
@@ -215,7 +215,7 @@ def outbox_status() -> None:
     from telemetry.outbox import status
 
     with psycopg.connect(_conninfo()) as conn:
-        state = status(conn, datetime.now(timezone.utc))
+        state = status(conn, datetime.now(UTC))
     age = state["oldest_pending_age_days"]
     for label, value in (("pending", number(state["pending"])),
                          ("oldest pending", "nothing pending" if age is None else f"{number(age, 1)} days"),
@@ -271,7 +271,7 @@ def quarantine_replay(device: str | None, since: datetime | None, any_reason: bo
     from telemetry.broker import parse_mqtt_url
     from telemetry.replay import replay, waiting
 
-    since_utc = since.replace(tzinfo=timezone.utc) if since else None
+    since_utc = since.replace(tzinfo=UTC) if since else None
     if dry_run:
         with psycopg.connect(_conninfo()) as conn:
             messages, devices = waiting(conn, device=device, since=since_utc, any_reason=any_reason)

@@ -17,8 +17,8 @@ import jsonschema
 import sqlalchemy as sa
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
-from core.errors import QiwangError
 from app.limits import is_timeout
+from core.errors import QiwangError
 from db.engine import get_engine
 
 DEFAULT_CRS = "OGC:CRS84"

@@ -4,8 +4,17 @@ Wraps network_analysis.api.burst_analysis.
 """
 from __future__ import annotations
 
-from app.processes.base import (CRS_INPUT, JOB_CONTROL, POINT_SCHEMA, InputError, QiwangProcessor, blame,
-                                point_input, report_output, xy)
+from app.processes.base import (
+    CRS_INPUT,
+    JOB_CONTROL,
+    POINT_SCHEMA,
+    InputError,
+    QiwangProcessor,
+    blame,
+    point_input,
+    report_output,
+    xy,
+)
 from network_analysis.api import INCIDENT_STATES, burst_analysis, points_to_storage, snap_to_pipe
 
 PROCESS_METADATA = {

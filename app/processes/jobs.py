@@ -7,7 +7,7 @@ files in the manager's output_dir, named in the row's `location`, as with the st
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pygeoapi.process.manager.base import BaseManager
@@ -17,14 +17,14 @@ from pygeoapi.provider.sql import get_table_model
 from pygeoapi.util import DATETIME_FORMAT, JobStatus
 from sqlalchemy.orm import Session
 
-from core.errors import QiwangError
 from app.processes.base import DatabaseBusyError
+from core.errors import QiwangError
 from db.engine import get_engine, shown
 
 
 def _job(row: dict) -> dict:
     """A job row as pygeoapi's API and HTML templates expect it: times as ISO 8601 UTC strings."""
-    return {k: v.astimezone(timezone.utc).strftime(DATETIME_FORMAT) if isinstance(v, datetime) else v
+    return {k: v.astimezone(UTC).strftime(DATETIME_FORMAT) if isinstance(v, datetime) else v
             for k, v in row.items() if k != "_sa_instance_state"}
 
 

@@ -12,8 +12,8 @@ import csv
 from itertools import groupby
 from pathlib import Path
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0001"
 down_revision = None
