@@ -16,7 +16,7 @@ import yaml
 from core.errors import QiwangError
 from telemetry.measures import DEVICE_TYPES, MEASURES
 
-DEFAULT_RULES = Path(__file__).resolve().parents[2] / "data" / "alarm_rules.yaml"
+DEFAULT_RULES = Path(__file__).resolve().parents[1] / "data" / "alarm_rules.yaml"
 ALARM_LEVELS = (4, 5, 6, 7)
 NORMAL, OFFLINE = 2, 0
 # Which status a device shows when several episodes are open: the most dangerous first.
