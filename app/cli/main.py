@@ -45,6 +45,22 @@ def test(ctx: click.Context, pytest_args: tuple[str, ...]) -> None:
     ctx.exit(code)
 
 
+@cli.command()
+@click.pass_context
+def lint(ctx: click.Context) -> None:
+    """Check the code: ruff (style, imports, likely bugs) and mypy (types), as configured in pyproject.toml.
+
+    Both run from the repo root over the whole tree; the exit code is non-zero when either finds
+    something. CI (.ci/run) runs this before the tests.
+    """
+    bin_dir = os.path.dirname(sys.executable)
+    codes = []
+    for name, args in (("ruff", ["check", "."]), ("mypy", [])):
+        click.echo(f"-- {name}", err=True)
+        codes.append(subprocess.call([os.path.join(bin_dir, name), *args], cwd=PROJECT_ROOT))
+    ctx.exit(max(codes))
+
+
 
 def fail(message: str, code: int) -> NoReturn:
     click.echo(f"qiwang: error: {' '.join(message.split())}", err=True)
