@@ -100,6 +100,7 @@ def copy_frame(conn: Connection, table: str, frame: pd.DataFrame) -> int:
         return 0
     columns = ", ".join(f'"{c}"' for c in frame.columns)
     raw = conn.connection.driver_connection  # psycopg 3 connection inside SQLAlchemy's transaction
+    assert raw is not None  # a live Connection always has its DBAPI connection
     # CSV (tab-separated) rather than COPY's text format: pandas quotes tabs, newlines, quotes and
     # backslashes the CSV way, so any text survives as it was.
     command = f"COPY {table} ({columns}) FROM STDIN (FORMAT csv, DELIMITER E'\\t', NULL '\\N')"

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from ezdxf.document import Drawing as _Document
+from ezdxf.entities import Insert, Polyline
 
 from ingest.field_mapping import normalise
 
@@ -97,13 +98,13 @@ def read_layer(path: Path, layer: str, spec: dict, table: str, code_names: set[s
     records, shapes = [], []
     for entity in doc.modelspace().query(" ".join(wanted)).filter(lambda e: e.dxf.layer == layer):
         record = {}
-        if entity.dxftype() == "INSERT":
+        if isinstance(entity, Insert):
             record.update({attrib.dxf.tag: attrib.dxf.text for attrib in entity.attribs})
             shapes.append([tuple(entity.dxf.insert)])
         elif entity.dxftype() == "POINT":
             shapes.append([tuple(entity.dxf.location)])
         else:
-            if entity.dxftype() == "POLYLINE" and (entity.is_poly_face_mesh or entity.is_polygon_mesh):
+            if isinstance(entity, Polyline) and (entity.is_poly_face_mesh or entity.is_polygon_mesh):
                 continue  # surfaces, not lines
             shapes.append(_vertices(entity))
         if not any(normalise(name) in code_names for name in record):

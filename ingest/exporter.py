@@ -189,7 +189,8 @@ def _select(schema: TableSchema, srid: int, bbox: tuple[float, float, float, flo
 def _geometry_type(conn: Connection, table: str) -> str:
     """pyogrio's name for the layer's geometry type, e.g. 'LineString Z'."""
     row = conn.execute(
-        text("SELECT type, coord_dimension FROM geometry_columns WHERE f_table_schema = 'public' AND f_table_name = :t AND f_geometry_column = 'geom'"),
+        text("SELECT type, coord_dimension FROM geometry_columns "
+             "WHERE f_table_schema = 'public' AND f_table_name = :t AND f_geometry_column = 'geom'"),
         {"t": table},
     ).one()
     base = _PYOGRIO_TYPES.get(row[0].upper().removesuffix("Z"), "Unknown")
@@ -290,7 +291,8 @@ def _write_dxf(conn: Connection, tables: list[str], path: Path, srid: int,
     doc.appids.add(DXF_APPID)
     # txt.shx with the big font gbcbig.shx: the stock Chinese text style of AutoCAD and its clones
     doc.styles.add(DXF_TEXT_STYLE, font="txt.shx").dxf.bigfont = "gbcbig.shx"
-    pressure = dict(conn.execute(text("SELECT code, label_zh FROM dict.dt_pipe_pressure_type ORDER BY code")).all())
+    pressure: dict[int, str] = dict(
+        conn.execute(text("SELECT code, label_zh FROM dict.dt_pipe_pressure_type ORDER BY code")).tuples().all())
     if "pipe" in tables:  # every class gets its layer, so drawings share one layer list
         for code, label in pressure.items():
             colour, weight = DXF_PRESSURE_STYLE.get(code, (7, -1))
@@ -308,7 +310,8 @@ def _write_dxf(conn: Connection, tables: list[str], path: Path, srid: int,
             else:
                 layers = [name] * len(frame)
             geometries = frame.geometry.to_numpy()
-            for geometry, layer, enterprise, code in zip(geometries, layers, frame["enterprise_code"], frame["code"]):
+            for geometry, layer, enterprise, code in zip(geometries, layers, frame["enterprise_code"], frame["code"],
+                                                        strict=True):
                 xdata = [(1000, table), (1000, enterprise or ""), (1000, code)]
                 for entity in _dxf_entities(doc, geometry, layer):
                     entity.set_xdata(DXF_APPID, xdata)

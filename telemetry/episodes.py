@@ -83,7 +83,9 @@ class BatchView:
         """The alarm of an episode open before this batch or raised by it."""
         if key in self.alarm_ids:
             return self.alarm_ids[key]
-        return self.book.episodes[key].alarm_id
+        alarm_id = self.book.episodes[key].alarm_id
+        assert alarm_id is not None, "an episode open before this batch was committed with its alarm"
+        return alarm_id
 
     def status(self, device: Device) -> int:
         """The device's dt_devicestatus from its open episodes after this batch."""
@@ -110,9 +112,9 @@ class BatchView:
                 key = (*device.key, rule.measure, rule.direction)
                 episode = self.episode(key)
                 level = rule.step(episode.level if episode else None, value)
-                if episode is None and level is None:
-                    continue
                 if episode is None:
+                    if level is None:
+                        continue
                     self.episodes[key] = Episode(None, level, value)
                     transitions.append(Transition("raised", key, device, rule, level, value, value, reading.ts))
                     continue

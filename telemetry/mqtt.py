@@ -96,7 +96,7 @@ class _Client(mqtt.Client):
     and the ingest tests fail (the broker stops sending) if acknowledgements stop working.
     """
 
-    def _create_socket(self):  # type: ignore[no-untyped-def]
+    def _create_socket(self):
         sock = super()._create_socket()
         return _BufferedSocket(sock) if isinstance(sock, socket.socket) and not self._ssl else sock
 
@@ -176,7 +176,7 @@ class MqttSource:
                 client.ack(msg.mid, msg.qos)
             return
         token = (self, (self._generation, msg.mid)) if msg.qos > 0 else None
-        self.submit(Message("mqtt", topic, msg.payload, datetime.now(UTC), token))
+        self.submit(Message("mqtt", topic, bytes(msg.payload), datetime.now(UTC), token))
 
     def acknowledge(self, handles: list[tuple[int, int]]) -> None:
         """PUBACK the (connection generation, mid) of stored messages still owed on this connection."""

@@ -111,8 +111,9 @@ def detect_offline(conn: psycopg.Connection, now: datetime, after_intervals: flo
 
     Each change is written, in the same statement, to `device_status_log` (at = now, status_from =
     the old status, status_to = 0) and to `outbox` (kind 'device_status'; payload with at as
-    ISO 8601 UTC; only with `outbox`, i.e. when a regulator endpoint is configured). `now` and `never_reported_since` are timezone-aware; nothing reads the database
-    clock. Returns the changes, ordered by enterprise, device type and code.
+    ISO 8601 UTC; only with `outbox`, i.e. when a regulator endpoint is configured). `now` and
+    `never_reported_since` are timezone-aware; nothing reads the database clock. Returns the
+    changes, ordered by enterprise, device type and code.
     """
     _aware(now=now, never_reported_since=never_reported_since)
     if not after_intervals > 0:

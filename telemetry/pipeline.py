@@ -307,7 +307,7 @@ class Pipeline:
             middle = len(items) // 2
             first = self._write_items(items[:middle], now)
             second = self._write_items(items[middle:], now) if first is not None else None
-            if second is None:
+            if first is None or second is None:
                 return None
             first.merge(second)
             return first

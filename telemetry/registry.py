@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -42,7 +43,7 @@ def load_devices(conn: psycopg.Connection) -> dict[tuple[str, str, str], Device]
 class DeviceRegistry:
     """Devices by (enterprise_code, device_type, code), refreshed from the database."""
 
-    def __init__(self, connect: callable) -> None:
+    def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
         self._connect = connect
         self._devices: dict[tuple[str, str, str], Device] = {}
         self._loaded_at = -1e18

@@ -57,8 +57,9 @@ class ReplayReport:
 def waiting(conn: psycopg.Connection, *, device: str | None = None, since: datetime | None = None,
             any_reason: bool = False) -> tuple[int, int]:
     """(messages, devices) that `replay` would send now, without sending anything."""
-    return conn.execute(f"SELECT count(*), count(DISTINCT w.topic) FROM ({WAITING}) w",
-                        _params(0, 2**62, device, since, any_reason, None)).fetchone()   # LIMIT NULL: all
+    messages, devices = conn.execute(f"SELECT count(*), count(DISTINCT w.topic) FROM ({WAITING}) w",
+                                     _params(0, 2**62, device, since, any_reason, None)).fetchone() or (0, 0)
+    return messages, devices   # LIMIT NULL above: all
 
 
 def replay(conninfo: str, broker: BrokerAddress, *, device: str | None = None, since: datetime | None = None,
@@ -69,10 +70,10 @@ def replay(conninfo: str, broker: BrokerAddress, *, device: str | None = None, s
     also messages refused for another reason than an unknown device (after a check was corrected).
     """
     client = _connect(broker, client_id)
-    replayed, topics = 0, set()
+    replayed, topics = 0, set[str]()
     try:
         with psycopg.connect(conninfo) as conn:
-            last = conn.execute("SELECT coalesce(max(id), 0) FROM reading_quarantine").fetchone()[0]
+            last, = conn.execute("SELECT coalesce(max(id), 0) FROM reading_quarantine").fetchone() or (0,)
             after = 0
             while True:
                 rows = conn.execute(WAITING, _params(after, last, device, since, any_reason, CHUNK)).fetchall()

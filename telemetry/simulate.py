@@ -189,6 +189,7 @@ class Simulator:
         if rtus:
             device = rng.choice(rtus)
             length = sum(ep.excursion)
+            assert device.pressure_class is not None  # chosen among the classes of NOMINAL_KPA
             plan[device.key] = Event("excursion", base + rng.randrange(1, ep.cycle - length), length,
                                      self._excursion_peak(rng, device.pressure_class))
         self._plans = {c: p for c, p in self._plans.items() if c >= cycle - 1}  # devices are ±1 visit apart
@@ -253,6 +254,7 @@ class Simulator:
             return background
         ramp, plateau, fall = self.episodes.leak
         step = event.step(visit)
+        assert step is not None  # the event passed in is the one running at this visit
         if step < ramp:
             value = background + (event.peak - background) * (step + 1) / ramp
         elif step < ramp + plateau:
@@ -262,11 +264,12 @@ class Simulator:
         return min(100.0, max(0.0, value * (1 + 0.02 * max(-1.5, min(1.5, noise)))))
 
     def _rtu_pressure(self, device: Device, visit: int, event: Event | None, noise: float) -> float:
-        nominal = NOMINAL_KPA.get(device.pressure_class, NOMINAL_KPA[1])
+        nominal = NOMINAL_KPA.get(device.pressure_class or 1, NOMINAL_KPA[1])
         value = nominal * (1 + max(-1.0, min(1.0, noise / 2.5)) * RTU_PRESSURE_NOISE)
         if event is not None and event.kind == "excursion":
             ramp, plateau, fall = self.episodes.excursion
             step = event.step(visit)
+            assert step is not None  # the event passed in is the one running at this visit
             if step < ramp:
                 share = (step + 1) / ramp
             elif step < ramp + plateau:

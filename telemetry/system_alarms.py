@@ -77,27 +77,35 @@ RETURNING code, state, value
 CLEAR = "UPDATE alarm SET cleared_at = %s, updated_at = now() WHERE id = %s RETURNING code, state, value"
 
 
+def _returned(cursor: psycopg.Cursor) -> tuple[Any, ...]:
+    """The row of an INSERT / UPDATE … RETURNING that always returns one (the alarm exists)."""
+    row = cursor.fetchone()
+    assert row is not None
+    return row
+
+
 def write_events(conn: psycopg.Connection, events: list[SystemEvent]) -> list[dict[str, Any]]:
     """Write `events` (oldest first) as system alarms in one transaction; returns the alarm feed
     messages (as the store's, for the MQTT alarm topic). Raises whatever the database raises."""
     messages: list[dict[str, Any]] = []
     with conn.transaction(), conn.cursor() as cur:
-        enterprises = cur.execute("SELECT enterprise_code, admin_code FROM enterprise ORDER BY enterprise_code").fetchall()
+        enterprises = cur.execute("SELECT enterprise_code, admin_code FROM enterprise "
+                                  "ORDER BY enterprise_code").fetchall()
         for event in events:
             for enterprise, admin in enterprises:
                 row = cur.execute(OPEN_ALARM, (enterprise, SYSTEM_DEVICE, event.part)).fetchone()
                 if event.action == "failed" and row is None:
-                    alarm_id, code, state, value = cur.execute(INSERT_SYSTEM_ALARM, {
+                    alarm_id, code, state, value = _returned(cur.execute(INSERT_SYSTEM_ALARM, {
                         "at": event.at, "device": SYSTEM_DEVICE, "level": FAULT, "part": event.part,
-                        "enterprise": enterprise, "admin": admin}).fetchone()
+                        "enterprise": enterprise, "admin": admin}))
                     action = "raised"
-                elif event.action == "failed":
+                elif event.action == "failed" and row is not None:
                     alarm_id = row[0]
-                    code, state, value = cur.execute(REPEAT, (alarm_id,)).fetchone()
+                    code, state, value = _returned(cur.execute(REPEAT, (alarm_id,)))
                     action = "escalated"      # the level stays: the count of failures grows
                 elif row is not None:
                     alarm_id = row[0]
-                    code, state, value = cur.execute(CLEAR, (event.at, alarm_id)).fetchone()
+                    code, state, value = _returned(cur.execute(CLEAR, (event.at, alarm_id)))
                     action = "cleared"
                 else:
                     continue                  # a restart with no open alarm (raised and cleared before)

@@ -152,7 +152,8 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str | Call
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what if isinstance(what, str) else what()}")
+            waited_for = what if isinstance(what, str) else what()
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {waited_for}")
         time.sleep(0.1)
 
 

@@ -64,7 +64,8 @@ def test_other_os_users_are_refused(databases: ThrowawayDatabases, owner_and_app
     for url in (owner, app):
         done = psql_as("nobody", url, "SELECT count(*) FROM customer_personal")
         assert done.returncode == 2
-        assert done.stderr.splitlines()[0] == (f'psql: error: connection to server on socket "{socket_dir}/.s.PGSQL.5432" '
+        assert done.stderr.splitlines()[0] == (f'psql: error: connection to server on socket '
+                                               f'"{socket_dir}/.s.PGSQL.5432" '
                                                "failed: Permission denied")
     # the cluster's own account gets in (maintenance as postgres stays possible)
     done = psql_as("postgres", app, "SELECT current_user")
@@ -75,7 +76,8 @@ def test_pg_hba_is_peer_with_the_ident_map_only(databases: ThrowawayDatabases, o
     owner, _ = owner_and_app
     me = pwd.getpwuid(os.geteuid()).pw_name
     with psycopg.connect(conninfo(owner)) as conn:
-        rules = conn.execute("SELECT type, database, user_name, auth_method, options, error FROM pg_hba_file_rules").fetchall()
+        rules = conn.execute("SELECT type, database, user_name, auth_method, options, error "
+                             "FROM pg_hba_file_rules").fetchall()
         mappings = conn.execute("SELECT map_name, sys_name, pg_username FROM pg_ident_file_mappings "
                                 "ORDER BY line_number").fetchall()
         assert conn.execute("SHOW unix_socket_permissions").fetchone()[0] == "0700"
@@ -146,7 +148,8 @@ def test_telemetry_pipeline_runs_as_the_app_role(owner_and_app: tuple[str, str])
     info = conninfo(app)
     # The month's partition is made by ensure_reading_partition, SECURITY DEFINER: the owner's.
     with psycopg.connect(info) as conn:
-        assert conn.execute("SELECT ensure_reading_partition('2020-01-15T00:00:00Z')").fetchone()[0] == "reading_2020_01"
+        partition = conn.execute("SELECT ensure_reading_partition('2020-01-15T00:00:00Z')").fetchone()
+        assert partition == ("reading_2020_01",)
     assert count(conninfo(owner), "SELECT count(*) FROM pg_tables WHERE tablename = 'reading_2020_01' "
                                   "AND tableowner = 'qiwang_owner'") == 1
     sentry = devices(info, limit=1)[0]

@@ -29,7 +29,7 @@ def test_generator_hits_any_size_exactly(pipes: int, seed: int) -> None:
     assert len(tables["pipe"][0]) == pipes
     # even the smallest city has both enterprises' schools, hospitals and malls
     sites = tables["sensitive_site"][0]
-    assert set(zip(sites["enterprise_code"], sites["site_type"])) == {
+    assert set(zip(sites["enterprise_code"], sites["site_type"], strict=True)) == {
         (e, t) for e in ("2103020001", "2103110001") for t in (10, 13, 85)}
 
 
@@ -179,7 +179,8 @@ def test_sentries_hazards_and_sensitive_sites_are_placed(engine: sa.Engine) -> N
 
 def test_the_city_lies_in_anshan(engine: sa.Engine) -> None:
     with engine.connect() as conn:
-        x, y = conn.execute(sa.text("SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)) c FROM pipe) s")).one()
+        x, y = conn.execute(sa.text("SELECT ST_X(c), ST_Y(c) "
+                                    "FROM (SELECT ST_Centroid(ST_Extent(geom)) c FROM pipe) s")).one()
         districts = set(conn.execute(sa.text("SELECT DISTINCT admin_code FROM pipe")).scalars())
     lon, lat = Transformer.from_crs("EPSG:4550", "EPSG:4490", always_xy=True).transform(x, y)
     assert 122.9 < lon < 123.1 and 41.0 < lat < 41.2

@@ -92,7 +92,7 @@ def test_kml_pipe_is_lon_lat_with_z_and_labels(kml: tuple[Path, ExportResult], e
     pipe = frame[frame["code"] == code].iloc[0]
     got = shapely.get_coordinates(pipe.geometry, include_z=True)
     # CGCS2000 and WGS84 are one datum at this accuracy: PROJ's transformation is a null shift
-    lon, lat, z = Transformer.from_crs("EPSG:4550", "EPSG:4326", always_xy=True).transform(*vertices.T)
+    lon, lat, _ = Transformer.from_crs("EPSG:4550", "EPSG:4326", always_xy=True).transform(*vertices.T)
     np.testing.assert_allclose(got[:, 0], lon, rtol=0, atol=1e-7)
     np.testing.assert_allclose(got[:, 1], lat, rtol=0, atol=1e-7)
     np.testing.assert_allclose(got[:, 2], vertices[:, 2], rtol=0, atol=1e-6)  # 1985 heights, untouched
@@ -116,7 +116,8 @@ def test_kml_bbox_is_lon_lat(engine: sa.Engine, tmp_path: Path) -> None:
     result = export(engine, tmp_path / "part.kml", "kml", layers=["pipe", "valve"], bbox=",".join(map(str, bbox)))
     for layer in ("pipe", "valve"):
         expected = rows(engine, f"SELECT count(*) FROM {layer} WHERE geom && "
-                                "ST_Transform(ST_MakeEnvelope(:a, :b, :c, :d, 4326), 4550)", **dict(zip("abcd", bbox)))
+                                "ST_Transform(ST_MakeEnvelope(:a, :b, :c, :d, 4326), 4550)",
+                        **dict(zip("abcd", bbox, strict=True)))
         assert result.counts[layer] == expected[0][0] > 0
     assert result.counts["pipe"] < rows(engine, "SELECT count(*) FROM pipe")[0][0]
 
@@ -168,11 +169,13 @@ def test_dxf_pipe_is_a_3d_polyline_in_the_storage_crs(dxf: tuple[Path, ExportRes
     (text,) = [e for e in msp.query(f'TEXT[layer=="管道_{label}_注记"]') if xdata_code(e) == code]
     assert text.dxf.text == code and text.dxf.style == "QIWANG"
     middle = shapely.LineString(vertices).interpolate(0.5, normalized=True)
-    assert shapely.Point(text.dxf.align_point.x, text.dxf.align_point.y).distance(middle) < 1e-6  # labelled at its middle
+    # labelled at its middle
+    assert shapely.Point(text.dxf.align_point.x, text.dxf.align_point.y).distance(middle) < 1e-6
     assert -90 < text.dxf.rotation <= 90  # upright, along the pipe
 
 
-def test_dxf_is_readable_by_gdal_with_z(dxf: tuple[Path, ExportResult], known_pipe: tuple[str, str, np.ndarray]) -> None:
+def test_dxf_is_readable_by_gdal_with_z(dxf: tuple[Path, ExportResult],
+                                        known_pipe: tuple[str, str, np.ndarray]) -> None:
     """Other GIS tools read it through GDAL: 3D lines on the pressure-class layers."""
     out, result = dxf
     _, label, vertices = known_pipe
@@ -195,7 +198,7 @@ def test_dxf_has_no_personal_data(dxf: tuple[Path, ExportResult], personal: list
 
 def test_dxf_other_crs_and_bbox(engine: sa.Engine, tmp_path: Path, known_pipe: tuple[str, str, np.ndarray]) -> None:
     """EPSG:4549 (CGCS2000 zone CM 120°E): coordinates as pyproj gives them, Z unchanged."""
-    code, label, vertices = known_pipe
+    code, _, vertices = known_pipe
     x, y, _ = Transformer.from_crs("EPSG:4550", "EPSG:4549", always_xy=True).transform(*vertices.T)
     box = f"{x.min() - 1},{y.min() - 1},{x.max() + 1},{y.max() + 1}"
     result = export(engine, tmp_path / "part.dxf", "dxf", layers=["pipe"], crs="EPSG:4549", bbox=box)

@@ -28,7 +28,8 @@ MASKED = [
     # a resident: address to the compound; a school (non-resident): address kept, 92… credit code masked
     ("customers", "YH00000001", {"address": ("铁西区建国路山南小区1号楼1单元201室", "铁西区建国路山南小区"),
                                  "credit_code": (None, None), "name": (None, "付**"), "user_type": (None, 1)}),
-    ("customers", "YH00000012", {"address": ("铁西区五一路祥和佳苑1号楼1单元102室", "铁西区五一路祥和佳苑1号楼1单元102室"),
+    ("customers", "YH00000012", {"address": ("铁西区五一路祥和佳苑1号楼1单元102室",
+                                             "铁西区五一路祥和佳苑1号楼1单元102室"),
                                  "credit_code": ("92210303774519268K", "9221**********268K")}),
 ]
 TABLES = {"valves": "valve", "regulators": "regulator", "sentries": "sentry", "hazards": "hazard",
