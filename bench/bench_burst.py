@@ -13,30 +13,31 @@ Loads the demo city of N pipes into the scratch database `qiwang_bench` (as benc
 """
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-from pathlib import Path
+import functools
 
+import harness  # first: puts the checkout on sys.path
 import numpy as np
 import psutil
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_load_demo import Steps, ThrowawayDatabases
-
-from db import migrate
-from demo.city import load_demo
 from network_analysis.api import burst_analysis, report
-from network_analysis.burst import analyse_burst, isolate
+from network_analysis.burst import BurstResult, analyse_burst, isolate
 from network_analysis.criticality import criticality
 from network_analysis.model import load_model
 from network_analysis.topology import Topology
 
+DATABASE = "qiwang_bench"
+
 
 def percentiles(seconds: list[float]) -> str:
-    ms = np.array(seconds) * 1000
-    return f"median {np.median(ms):8.2f} ms   p95 {np.percentile(ms, 95):8.2f} ms   max {ms.max():8.1f} ms"
+    return harness.Summary.of(seconds).text(median="8.2f", p95="8.2f", max="8.1f")
+
+
+def analyse_and_report(topo: Topology, pipe: int) -> BurstResult:
+    """Ours: the burst on indices and its JSON report (no geometry)."""
+    result = analyse_burst(topo, pipe)
+    report(topo, result)
+    return result
 
 
 def naive_burst(topo: Topology, pipe: int) -> np.ndarray:
@@ -50,33 +51,23 @@ def naive_burst(topo: Topology, pipe: int) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipes", type=int, default=1_000_000)
+    parser = harness.bench_arguments(__doc__, pipes=1_000_000, seed=42, reuse=DATABASE)
     parser.add_argument("--bursts", type=int, default=1000)
     parser.add_argument("--geometry-bursts", type=int, default=200, help="bursts for the full API call")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--reuse", action="store_true", help="keep/reuse qiwang_bench when it holds N pipes")
     args = parser.parse_args()
 
-    databases = ThrowawayDatabases()
-    url = databases.cluster.url("qiwang_bench") if databases.cluster else None
-    engine = sa.create_engine(url) if url else None
-    loaded = 0
-    if args.reuse and engine is not None:
-        try:
-            with engine.connect() as conn:
-                loaded = conn.execute(sa.text("SELECT count(*) FROM pipe")).scalar_one()
-        except sa.exc.SQLAlchemyError:
-            loaded = 0
-    if loaded != args.pipes:
-        url = databases.create("qiwang_bench")
-        migrate.upgrade(url)
+    with harness.demo_city(harness.ThrowawayDatabases(), DATABASE, args.pipes, args.seed, reuse=args.reuse) as url:
         engine = sa.create_engine(url)
-        t = time.perf_counter()
-        load_demo(engine, pipes=args.pipes, seed=args.seed, echo=lambda _: None)
-        print(f"demo city of {args.pipes:,} pipes loaded in {time.perf_counter() - t:.1f} s")
+        try:
+            run(engine, args.bursts, args.geometry_bursts)
+        finally:
+            engine.dispose()
 
-    steps = Steps()
+
+def run(engine: sa.Engine, bursts: int, geometry_bursts: int) -> None:
+    """Topology build, `bursts` random bursts against the naive flood, `geometry_bursts` API calls,
+    the worst burst and criticality, on the network in `engine`'s database."""
+    steps = harness.Steps()
     steps.label = "read the network (COPY from PostGIS)"
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
         model = load_model(conn)
@@ -89,46 +80,34 @@ def main() -> None:
           f"{topo.n_segments:,} segments; resident memory now {rss:.2f} GB")
 
     rng = np.random.default_rng(7)
-    sample = rng.choice(model.n_pipes, args.bursts, replace=False)
-    ours, naive, methods = [], [], {}
+    sample = rng.choice(model.n_pipes, bursts, replace=False)
+    paired = harness.Paired()
+    methods: dict[str, int] = {}
     for pipe in sample.tolist():
-        t = time.perf_counter()
-        result = analyse_burst(topo, pipe)
-        report(topo, result)
-        ours.append(time.perf_counter() - t)
+        result, naive_dry = paired.time(functools.partial(analyse_and_report, topo, pipe),
+                                        functools.partial(naive_burst, topo, pipe))
         methods[result.dry_method] = methods.get(result.dry_method, 0) + 1
-        t = time.perf_counter()
-        naive_dry = naive_burst(topo, pipe)
-        naive.append(time.perf_counter() - t)
         assert np.array_equal(naive_dry, result.dry_pipes), f"dry pipes differ on pipe {pipe}"
-    print(f"burst, no geometry ({args.bursts} random pipes):   {percentiles(ours)}   dry area by {methods}")
-    print(f"naive flood baseline (same bursts): {percentiles(naive)}")
-    print(f"speed ratio naive / ours: median {np.median(naive) / np.median(ours):,.0f}×, "
-          f"p95 {np.percentile(naive, 95) / np.percentile(ours, 95):,.0f}×  (dry pipes identical in every burst)")
+    print(f"burst, no geometry ({bursts} random pipes):   {percentiles(paired.ours)}   dry area by {methods}")
+    print(f"naive flood baseline (same bursts): {percentiles(paired.baseline)}")
+    print(f"speed ratio naive / ours: median {paired.ratio('median'):,.0f}×, "
+          f"p95 {paired.ratio('p95'):,.0f}×  (dry pipes identical in every burst)")
 
-    codes = model.pipe_code[sample[: args.geometry_bursts]]
-    full = []
-    for code in codes.tolist():
-        t = time.perf_counter()
-        burst_analysis(engine, pipe=code, topology=topo, geometry=True)
-        full.append(time.perf_counter() - t)
+    codes = model.pipe_code[sample[:geometry_bursts]]
+    full = [harness.timed(functools.partial(burst_analysis, engine, pipe=code, topology=topo, geometry=True))[0]
+            for code in codes.tolist()]
     print(f"burst API with sensitive sites, outage area, GeoJSON ({len(codes)} pipes): {percentiles(full)}")
 
     c = criticality(topo)
     worst = int(c.segment_example_pipe[np.argmax(c.segment_customers_cut)])
-    t = time.perf_counter()
-    out = burst_analysis(engine, pipe=model.pipe_code[worst], topology=topo, geometry=True)
+    seconds, out = harness.timed(lambda: burst_analysis(engine, pipe=model.pipe_code[worst], topology=topo,
+                                                        geometry=True))
     print(f"worst burst (pipe {model.pipe_code[worst]}: {len(out['dry_pipes']):,} dry pipes, "
-          f"{out['affected_customers']['count']:,} customers), API with geometry: {time.perf_counter() - t:.1f} s")
+          f"{out['affected_customers']['count']:,} customers), API with geometry: {seconds:.1f} s")
 
-    t = time.perf_counter()
-    c = criticality(topo)
+    seconds, c = harness.timed(lambda: criticality(topo))
     print(f"criticality of {len(c.segment):,} segments and {len(model.valve_id):,} valves: "
-          f"{time.perf_counter() - t:.1f} s ({c.analysed_segments} segments by full analysis)")
-    if not args.reuse:
-        engine.dispose()
-        databases.drop("qiwang_bench")
-
+          f"{seconds:.1f} s ({c.analysed_segments} segments by full analysis)")
 
 if __name__ == "__main__":
     main()

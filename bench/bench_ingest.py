@@ -2,65 +2,48 @@
 
     .venv/bin/python bench/bench_ingest.py [--readings 200000] [--devices 40] [--rounds 3] [--alarms 100]
 
-Real mosquitto, real PostgreSQL (a scratch database with the demo city in the embedded cluster),
-the ingest as `./qiwang ingest mqtt` runs it (MqttProcessSource + Pipeline: the MQTT client in a process of its own, acknowledgements after commit).
+Real mosquitto, real PostgreSQL (a scratch database `qiwang_bench_ingest` with the demo city, in the
+embedded cluster or beside DATABASE_URL's database, dropped at the end), the ingest as
+`./qiwang ingest mqtt` runs it (MqttProcessSource + Pipeline: the MQTT client in a process of its
+own, acknowledgements after commit).
 
 1. Throughput: devices (one mosquitto_pub each, QoS 1) send readings as fast as the broker takes
    them; the figure is readings stored per second, from the first publish to the last reading
-   committed; the median over --rounds rounds. Baseline in the same rounds: the same publishers to mosquitto_sub, which only counts
-   (what the broker carries on this machine), so the ratio says what the ingest costs.
+   committed; the median over --rounds rounds. Baseline in the same rounds: the same publishers to
+   mosquitto_sub, which only counts (what the broker carries on this machine), so the ratio says
+   what the ingest costs.
 2. Alarm latency: while a background stream runs, a leak reading (30 %LEL) is published for one
    sentry at a time; latency = publish → the alarm message arriving on the alarm topic (which the
    ingest publishes only after the alarm row has committed). Median and p95.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+import harness  # first: puts the checkout on sys.path
 import paho.mqtt.client as mqtt
 import psycopg
-import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from telemetry.broker import ANY_ENTERPRISE, DISPATCH_USER, BrokerAddress, LocalBroker
+from telemetry.mqtt_process import MqttProcessSource
+from telemetry.payload import telemetry_topic
+from telemetry.pipeline import Pipeline
+from telemetry.rules import load_rules
 
 BENCH_GATEWAY = "bench-gateway"   # one head-end account for every simulated device
-from telemetry.mqtt_process import MqttProcessSource  # noqa: E402
-from telemetry.payload import telemetry_topic  # noqa: E402
-from telemetry.pipeline import Pipeline  # noqa: E402
-from telemetry.rules import load_rules  # noqa: E402
-
 DB_NAME = "qiwang_bench_ingest"
-
-
-def scratch_database(pipes: int) -> str:
-    from db import migrate
-    from db.cluster import EmbeddedCluster
-    from demo.city import load_demo
-
-    cluster = EmbeddedCluster(Path(__file__).resolve().parent.parent)
-    cluster.up()
-    cluster.drop_database(DB_NAME)
-    url = cluster.create_database(DB_NAME)
-    migrate.upgrade(url)
-    engine = sa.create_engine(url, poolclass=NullPool)
-    load_demo(engine, pipes=pipes, seed=11, echo=lambda _: None)
-    engine.dispose()
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+DEMO_SEED = 11
 
 
 def write_streams(devices, n: int, n_devices: int, start: datetime, folder: Path) -> list[tuple[str, Path]]:
@@ -139,6 +122,7 @@ def throughput(info: str, broker: LocalBroker, streams, client_id: str) -> tuple
     source.connected.wait(10)
     time.sleep(0.5)
     child = source.pid
+    assert child is not None, "the MQTT process has started"
     cpu_before, child_before, machine_before = os.times(), process_cpu_s(child), machine_busy()
     began, procs = run_publishers(broker, streams)
     while pipeline.stats.stored + pipeline.stats.duplicates < n:
@@ -150,10 +134,10 @@ def throughput(info: str, broker: LocalBroker, streams, client_id: str) -> tuple
     cpu = writer_cpu + mqtt_cpu
     for proc in procs:
         proc.wait(60)
+    busy = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1])
     print(f"          ingest CPU: {cpu:.1f} s in {elapsed:.1f} s (writer process {writer_cpu:.1f} s, MQTT process "
           f"{mqtt_cpu:.1f} s; {cpu / elapsed:.2f} cores; "
-          f"{1e6 * cpu / n:.0f} µs per reading); whole machine {(machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1]):.0%} busy "
-          f"over {os.cpu_count()} cores")
+          f"{1e6 * cpu / n:.0f} µs per reading); whole machine {busy:.0%} busy over {os.cpu_count()} cores")
     return pipeline.stats.stored / elapsed, pipeline, source
 
 
@@ -217,16 +201,21 @@ def alarm_latency(pipeline: Pipeline, source: MqttProcessSource, broker: LocalBr
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.bench_arguments(__doc__, pipes=20_000,
+                                     pipes_help="demo city size (devices to spread readings over)")
     parser.add_argument("--readings", type=int, default=200_000)
     parser.add_argument("--devices", type=int, default=40, help="devices publishing at once (one mosquitto_pub each)")
     parser.add_argument("--alarms", type=int, default=100)
     parser.add_argument("--background-rate", type=float, default=2000.0, help="readings/s during the alarm test")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (baseline and ingest each round)")
-    parser.add_argument("--pipes", type=int, default=20_000, help="demo city size (devices to spread readings over)")
     args = parser.parse_args()
 
-    info = scratch_database(args.pipes)
+    with harness.demo_city(harness.ThrowawayDatabases(), DB_NAME, args.pipes, DEMO_SEED) as url:
+        measure(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False), args)
+
+
+def measure(info: str, args: Any) -> None:
+    """The throughput rounds and the alarm latency on the database at `info` (a libpq URL)."""
     with psycopg.connect(info) as conn:
         devices = conn.execute("SELECT enterprise_code, device_type, code FROM telemetry_device "
                                "WHERE device_type = 'sentry' ORDER BY code").fetchall()
@@ -257,17 +246,16 @@ def main() -> None:
         print(f"baseline  mosquitto_pub → mosquitto → mosquitto_sub: median {statistics.median(bases):,.0f} "
               f"messages/s over {args.rounds} rounds (min {min(bases):,.0f}, max {max(bases):,.0f})")
         print(f"ingest    publish → stored (committed):   median {statistics.median(rates):,.0f} readings/s "
-              f"(min {min(rates):,.0f}, max {max(rates):,.0f}; {statistics.median(rates) / statistics.median(bases):.2f}"
-              f" × the baseline median)")
+              f"(min {min(rates):,.0f}, max {max(rates):,.0f}; "
+              f"{statistics.median(rates) / statistics.median(bases):.2f} × the baseline median)")
         latencies = alarm_latency(pipeline, source, broker, devices, args.alarms, args.background_rate)
         source.stop()
         pipeline.stop()
     if latencies:
-        ms = sorted(1000 * x for x in latencies)
-        p95 = ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))]
-        print(f"alarm     publish → alarm on MQTT (row committed), {len(ms)} leaks under "
-              f"{args.background_rate:,.0f} readings/s: median {statistics.median(ms):.0f} ms, p95 {p95:.0f} ms, "
-              f"max {ms[-1]:.0f} ms")
+        ms = harness.Summary.of(latencies)
+        print(f"alarm     publish → alarm on MQTT (row committed), {ms.n} leaks under "
+              f"{args.background_rate:,.0f} readings/s: median {ms.median:.0f} ms, p95 {ms.p95:.0f} ms, "
+              f"max {ms.max:.0f} ms")
     else:
         print("alarm     no alarm arrived")
 

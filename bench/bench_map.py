@@ -17,27 +17,26 @@ Targets: first render ≤ 2 s, burst round trip ≤ 300 ms.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import random
-import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import harness  # first: puts the checkout on sys.path
 import numpy as np
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_load_demo import ThrowawayDatabases
-from test_map import CHROMIUM, VIEWPORT, MapServer
+from app.background_server import LiveServer
 
-from db import migrate
-from demo.city import load_demo
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
 
 DATABASE = "qiwang_bench_map"
 FIRST_RENDER_TARGET_S = 2.0
 BURST_TARGET_MS = 300.0
+CHROMIUM = "/usr/bin/chromium"   # Debian's, as the browser tests use (never a downloaded build)
+VIEWPORT: ViewportSize = {"width": 1400, "height": 900}
 
 # In the page: show the pipe (untimed), then start a burst as a click does (the view kept unless the
 # result reaches beyond it), and time (a) the result on screen: report panel written and the next
@@ -55,55 +54,22 @@ BURST_ROUND_TRIP = """async ([pipe, center]) => {
 }"""
 
 
-def load_average() -> str:
-    return f"load average {os.getloadavg()[0]:.2f}"
-
-
-def scratch_database(pipes: int, seed: int, reuse: bool) -> tuple[ThrowawayDatabases, str]:
-    """The database with the demo city of `pipes` pipes, loaded unless --reuse finds it there."""
-    databases = ThrowawayDatabases()
-    url = databases.cluster.url(DATABASE) if databases.cluster else None
-    loaded = 0
-    if reuse and url:
-        try:
-            with sa.create_engine(url).connect() as conn:
-                loaded = conn.execute(sa.text("SELECT count(*) FROM pipe")).scalar_one()
-        except sa.exc.SQLAlchemyError:
-            loaded = 0
-    if loaded != pipes:
-        url = databases.create(DATABASE)
-        migrate.upgrade(url)
-        t = time.perf_counter()
-        load_demo(sa.create_engine(url), pipes=pipes, seed=seed, echo=lambda _: None)
-        print(f"demo city of {pipes:,} pipes loaded in {time.perf_counter() - t:.1f} s")
-    return databases, url
-
-
 def summary(values_ms: list[float]) -> str:
-    a = np.array(values_ms)
-    return (f"median {np.median(a):7.1f} ms   p95 {np.percentile(a, 95):7.1f} ms   "
-            f"min {a.min():7.1f} ms   max {a.max():7.1f} ms   (n = {len(a)})")
+    figures = harness.Summary.of(values_ms, scale=1)
+    return figures.text(median="7.1f", p95="7.1f", min="7.1f", max="7.1f") + f"   (n = {figures.n})"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipes", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--loads", type=int, default=9, help="page loads for the time to first render")
-    parser.add_argument("--bursts", type=int, default=30, help="random pipes for the burst round trip")
-    parser.add_argument("--reuse", action="store_true", help=f"keep/reuse {DATABASE} when it holds N pipes")
-    args = parser.parse_args()
-    print(f"start: {load_average()}, {os.cpu_count()} CPUs")
-
+def drive(url: str, loads: int, bursts: int, seed: int) -> None:
+    """Serve the app on `url`'s database and time `loads` first renders and `bursts` burst round trips."""
     from playwright.sync_api import sync_playwright
 
-    databases, url = scratch_database(args.pipes, args.seed, args.reuse)
     with sa.create_engine(url).connect() as conn:
         pipes = [(code, [x, y]) for code, x, y in conn.execute(sa.text(
-            "SELECT code, ST_X(m), ST_Y(m) FROM (SELECT code, ST_Transform(ST_LineInterpolatePoint(ST_Force2D(geom), 0.5), 4326) m "
+            "SELECT code, ST_X(m), ST_Y(m) FROM (SELECT code, "
+            "ST_Transform(ST_LineInterpolatePoint(ST_Force2D(geom), 0.5), 4326) m "
             "FROM pipe WHERE status = 'in_service' ORDER BY code) p"))]
     jobs = tempfile.TemporaryDirectory(prefix="bench_map_jobs_")
-    server = MapServer(url, Path(jobs.name))
+    server = LiveServer(url, Path(jobs.name))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
@@ -111,7 +77,7 @@ def main() -> None:
 
             # 1. time to first render, fresh context (empty cache) per load, after a warm-up load
             renders = []
-            for k in range(args.loads + 1):
+            for k in range(loads + 1):
                 context = browser.new_context(viewport=VIEWPORT)
                 page = context.new_page()
                 page.goto(f"{server.url}/map")
@@ -130,8 +96,8 @@ def main() -> None:
             page.goto(f"{server.url}/map")
             page.wait_for_function("window.qiwangReady === true", timeout=60_000)
             page.click("#tool-burst")
-            rng = random.Random(args.seed)
-            sample = rng.sample(pipes, min(args.bursts + 1, len(pipes)))
+            rng = random.Random(seed)
+            sample = rng.sample(pipes, min(bursts + 1, len(pipes)))
             warm_ms, _, _ = page.evaluate(BURST_ROUND_TRIP, sample[0])
             print(f"warm-up burst (builds the topology): {warm_ms:.0f} ms")
             trips, idles, valves = [], [], []
@@ -149,9 +115,18 @@ def main() -> None:
     finally:
         server.close()
         jobs.cleanup()
-        if not args.reuse:
-            databases.drop(DATABASE)
-    print(f"end: {load_average()}")
+
+
+def main() -> None:
+    parser = harness.bench_arguments(__doc__, pipes=5000, seed=7, reuse=DATABASE)
+    parser.add_argument("--loads", type=int, default=9, help="page loads for the time to first render")
+    parser.add_argument("--bursts", type=int, default=30, help="random pipes for the burst round trip")
+    args = parser.parse_args()
+    print(f"start: {harness.load_average()}, {os.cpu_count()} CPUs")
+
+    with harness.demo_city(harness.ThrowawayDatabases(), DATABASE, args.pipes, args.seed, reuse=args.reuse) as url:
+        drive(url, args.loads, args.bursts, args.seed)
+    print(f"end: {harness.load_average()}")
 
 
 if __name__ == "__main__":

@@ -33,33 +33,30 @@ Machine load (1-minute load average) at start and end.
 """
 from __future__ import annotations
 
-import argparse
+import functools
 import math
 import os
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import harness  # first: puts the checkout on sys.path
 import numpy as np
 import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_load_demo import ThrowawayDatabases
-from conftest import LiveServer
-
-from db import migrate
-from demo.city import load_demo
+from app.background_server import BackgroundServer, LiveServer
+from db.catalog import storage_srid
 from spatial import tiles
 from spatial.ogc_provider import collections_of
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
 PAGE = 1000
+DATABASE = "qiwang_bench"
 TILE_TARGET_MS = 50
 # Zooms sampled per collection: pipes as asked, the others from their minimum zoom (TILE_RULES).
 TILE_ZOOMS = {"pipes": range(12, 17), "valves": range(14, 17), "customers": range(15, 17)}
@@ -97,48 +94,43 @@ def stock_config(url: str, base_url: str, srid: int) -> dict:
     }
 
 
-class StockServer:
+class StockServer(BackgroundServer):
     """pygeoapi's items path with the stock provider in a small Flask app (pygeoapi's flask_app
     module reads its configuration from the environment at import: not used)."""
 
     def __init__(self, url: str, srid: int) -> None:
-        import pygeoapi.api.itemtypes as itemtypes_api
-        import waitress
-        from flask import Flask, make_response, request
-        from pygeoapi.api import API, APIRequest, apply_gzip
+        super().__init__(lambda base_url: stock_app(url, base_url, srid), threads=4)
 
-        holder: dict = {}
-        self.server = waitress.create_server(lambda env, start: holder["app"](env, start),
-                                             host="127.0.0.1", port=0, threads=4)
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        api = API(stock_config(url, self.url, srid), {})
-        app = Flask("stock_pygeoapi")
 
-        @app.get("/collections/<collection_id>/items")
-        def items(collection_id: str):
-            api_request = APIRequest.from_flask(request, api.locales)
-            if not api_request.is_valid():
-                headers, status, content = api.get_format_exception(api_request)
-            else:
-                headers, status, content = itemtypes_api.get_collection_items(api, api_request, collection_id)
-                content = apply_gzip(headers, content)
-            response = make_response(content, status)
-            if headers:
-                response.headers = headers
-            return response
+def stock_app(url: str, base_url: str, srid: int) -> Any:
+    """The Flask app serving pygeoapi's get_collection_items for the stock configuration."""
+    import pygeoapi.api.itemtypes as itemtypes_api
+    from flask import Flask, make_response, request
+    from pygeoapi.api import API, APIRequest, apply_gzip
 
-        holder["app"] = app
-        threading.Thread(target=self.server.run, daemon=True).start()
+    api = API(stock_config(url, base_url, srid), {})
+    app = Flask("stock_pygeoapi")
 
-    def close(self) -> None:
-        self.server.close()
+    @app.get("/collections/<collection_id>/items")
+    def items(collection_id: str) -> Any:
+        api_request = APIRequest.from_flask(request, api.locales)
+        if not api_request.is_valid():
+            headers, status, content = api.get_format_exception(api_request)
+        else:
+            headers, status, content = itemtypes_api.get_collection_items(api, api_request, collection_id)
+            content = apply_gzip(headers, content)
+        response = make_response(content, status)
+        if headers:
+            response.headers = headers
+        return response
+
+    return app
 
 
 # -- helpers -------------------------------------------------------------------------------------
 
 def ms_figures(seconds: list[float]) -> str:
-    ms = np.array(seconds) * 1000
-    return f"median {np.median(ms):7.1f} ms   p95 {np.percentile(ms, 95):7.1f} ms"
+    return harness.Summary.of(seconds).text(median="7.1f", p95="7.1f")
 
 
 def get(session: requests.Session, url: str, params: dict | None = None, **headers: str
@@ -152,7 +144,7 @@ def get(session: requests.Session, url: str, params: dict | None = None, **heade
     return elapsed, r
 
 
-def with_params(url: str, **params: str) -> str:
+def with_params(url: str, **params: str | None) -> str:
     parts = urlsplit(url)
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     query.update({k: v for k, v in params.items() if v is not None})
@@ -164,10 +156,6 @@ def first_vertex(geometry: dict) -> tuple[float, float]:
     while isinstance(c[0], list):
         c = c[0]
     return float(c[0]), float(c[1])
-
-
-def load_average() -> str:
-    return "load average {:.2f}, {:.2f}, {:.2f} (1, 5, 15 min)".format(*os.getloadavg())
 
 
 def tile_range(bbox: list[float], z: int) -> tuple[int, int, int, int]:
@@ -202,31 +190,27 @@ def pages_vs_stock(ours: requests.Session, stock: requests.Session, our_pages: l
           f"rows ordered by id, pipe codes checked equal): ours = page k by `next` links (cursor URL "
           f"re-requested), stock = offset=(k-1)*{PAGE}; servers asked alternately, one request at a time")
     for label, crs in (("CRS84 (default)", None), ("EPSG:4490", EPSG.format(4490))):
-        times: dict[str, list[float]] = {"ours": [], "stock": []}
+        paired = harness.Paired()
         sizes: dict[str, list[int]] = {"ours": [], "stock": []}
         for i, k in enumerate(sample):
             our_url = with_params(our_pages[k - 1], crs=crs)
             stock_params = {"limit": str(PAGE), "offset": str((k - 1) * PAGE), **({"crs": crs} if crs else {})}
-            order = ("ours", "stock") if i % 2 == 0 else ("stock", "ours")
-            answers = {}
-            for who in order:
-                if who == "ours":
-                    elapsed, r = get(ours, our_url, Accept="application/geo+json")
-                else:
-                    elapsed, r = get(stock, stock_items, stock_params, Accept="application/geo+json")
-                times[who].append(elapsed)
-                sizes[who].append(len(r.content))
-                answers[who] = r
-            our_codes = [f["id"] for f in answers["ours"].json()["features"]]
-            stock_codes = [f["properties"]["code"] for f in answers["stock"].json()["features"]]
+            (_, r_ours), (_, r_stock) = paired.time(
+                functools.partial(get, ours, our_url, Accept="application/geo+json"),
+                functools.partial(get, stock, stock_items, stock_params, Accept="application/geo+json"),
+                swap=i % 2 == 1)
+            sizes["ours"].append(len(r_ours.content))
+            sizes["stock"].append(len(r_stock.content))
+            our_codes = [f["id"] for f in r_ours.json()["features"]]
+            stock_codes = [f["properties"]["code"] for f in r_stock.json()["features"]]
             assert our_codes == stock_codes and len(our_codes) == PAGE, f"page {k}: different rows"
-        rate = {who: len(t) / sum(t) for who, t in times.items()}
         print(f"   {label}:")
-        for who in ("ours", "stock"):
-            print(f"     {who:<6} {ms_figures(times[who])}   {rate[who]:6.2f} pages/s = "
-                  f"{rate[who] * PAGE:8,.0f} features/s   {np.mean(sizes[who]) / 2**20:.2f} MB/page")
-        print(f"     throughput ratio ours/stock: {rate['ours'] / rate['stock']:.1f}× (target ≥ 3×); "
-              f"median latency ratio stock/ours {np.median(times['stock']) / np.median(times['ours']):.1f}×")
+        for who, times in (("ours", paired.ours), ("stock", paired.baseline)):
+            rate = len(times) / sum(times)
+            print(f"     {who:<6} {ms_figures(times)}   {rate:6.2f} pages/s = "
+                  f"{rate * PAGE:8,.0f} features/s   {np.mean(sizes[who]) / 2**20:.2f} MB/page")
+        print(f"     throughput ratio ours/stock: {paired.ratio('mean'):.1f}× (target ≥ 3×); "
+              f"median latency ratio stock/ours {paired.ratio('median'):.1f}×")
 
     # Coordinates of one known pipe: the first row of the first sampled page.
     k = sample[0]
@@ -253,9 +237,9 @@ def pages_vs_stock(ours: requests.Session, stock: requests.Session, our_pages: l
         want = expected[label]
         for who, r in (("ours", r_ours), ("stock", r_stock)):
             got = first_vertex(r.json()["features"][0]["geometry"])
-            error = max(abs(a - b) for a, b in zip(got, want))
-            swapped = max(abs(a - b) for a, b in zip(got, want[::-1]))
-            misread_error = max(abs(a - b) for a, b in zip(got, misread[label]))
+            error = max(abs(a - b) for a, b in zip(got, want, strict=True))
+            swapped = max(abs(a - b) for a, b in zip(got, want[::-1], strict=True))
+            misread_error = max(abs(a - b) for a, b in zip(got, misread[label], strict=True))
             verdict = ("correct" if error < 1e-6 else
                        "WRONG: output axes swapped" if swapped < 1e-6 else
                        f"WRONG by {error:.2f}°: stored easting/northing read as northing/easting"
@@ -286,7 +270,7 @@ def deep_paging(ours: requests.Session, stock: requests.Session, our_pages: list
         last.append(elapsed)
     deep_code = r.json()["features"][0]["id"]
     print(f"   ours   page 1: {ms_figures(first)}   page {deep}: {ms_figures(last)}   "
-          f"ratio page {deep} / page 1 (medians) {np.median(last) / np.median(first):.2f}× (target ≤ 1.5×)")
+          f"ratio page {deep} / page 1 (medians) {median_ratio(last, first):.2f}× (target ≤ 1.5×)")
     offset = (deep - 1) * PAGE
     s_first, s_last = [], []
     for _ in range(max(3, samples // 2)):
@@ -297,7 +281,7 @@ def deep_paging(ours: requests.Session, stock: requests.Session, our_pages: list
         s_last.append(elapsed)
     same = r.json()["features"][0]["properties"]["code"] == deep_code
     print(f"   stock  offset=0: {ms_figures(s_first)}   offset={offset}: {ms_figures(s_last)}   "
-          f"ratio {np.median(s_last) / np.median(s_first):.2f}×  (same first pipe as our page {deep}: {same})")
+          f"ratio {median_ratio(s_last, s_first):.2f}×  (same first pipe as our page {deep}: {same})")
 
 
 def tile_bench(ours: requests.Session, base: str, engine: sa.Engine, url: str, per_zoom: int,
@@ -334,10 +318,10 @@ def tile_bench(ours: requests.Session, base: str, engine: sa.Engine, url: str, p
                     gz.append(int(r.headers.get("Content-Length", len(r.content))))
                 if len(r.content) >= largest.get((collection, z), (-1,))[0]:
                     largest[(collection, z)] = (len(r.content), elapsed, x, y)
-            ms = np.array(times) * 1000
-            flag = "  > target" if collection == "pipes" and np.percentile(ms, 95) > TILE_TARGET_MS else ""
-            print(f"   {collection:<10}{z:>3}{len(picks):>7}{n:>9}{np.median(ms):>11.1f}{np.percentile(ms, 95):>9.1f}"
-                  f"{ms.max():>9.1f}{empty:>6}{(np.mean(sizes) if sizes else 0) / 1000:>13.1f}"
+            ms = harness.Summary.of(times)
+            flag = "  > target" if collection == "pipes" and ms.p95 > TILE_TARGET_MS else ""
+            print(f"   {collection:<10}{z:>3}{len(picks):>7}{n:>9}{ms.median:>11.1f}{ms.p95:>9.1f}"
+                  f"{ms.max:>9.1f}{empty:>6}{(np.mean(sizes) if sizes else 0) / 1000:>13.1f}"
                   f"{(np.mean(gz) if gz else 0) / 1000:>14.1f}{flag}")
     print(f"   target: pipes p95 ≤ {TILE_TARGET_MS} ms at z12-16")
     print("   PostgreSQL cost of the largest sampled pipes tile per zoom (EXPLAIN ANALYZE of spatial/tiles.py's SQL):")
@@ -345,9 +329,11 @@ def tile_bench(ours: requests.Session, base: str, engine: sa.Engine, url: str, p
     with engine.connect() as conn:
         for z in TILE_ZOOMS["pipes"]:
             size, elapsed, x, y = largest[("pipes", z)]
+            sql = tiles.tile_sql(c, z)
+            assert sql is not None, f"pipes have tiles at z{z}"
             for _ in range(2):  # the second run: planner caches warm, as in the server
-                plan = conn.execute(sa.text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + tiles.tile_sql(c, z)),
-                                    {"z": z, "x": x, "y": y}).scalar()[0]
+                plan = conn.execute(sa.text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql),
+                                    {"z": z, "x": x, "y": y}).scalar_one()[0]
             scan = _scan_node(plan["Plan"])
             jit = plan.get("JIT")  # PostgreSQL compiles expensive-looking plans with LLVM first
             jit_note = (f"; JIT compilation {jit['Timing']['Total']:.0f} ms of it (+ in each parallel worker)"
@@ -384,7 +370,8 @@ def hostile_requests(ours: requests.Session, base: str, engine: sa.Engine, repea
     kinds = {
         "bbox=-180,-90,180,90": (items, {"bbox": "-180,-90,180,90"}),
         "bbox in EPSG:4490, world": (items, {"bbox": "-90,-180,90,180", "bbox-crs": EPSG.format(4490)}),
-        f"S_INTERSECTS world polygon, {MAX_POSITIONS:,} positions": (items, {"filter": f"S_INTERSECTS(geometry, {world})"}),
+        f"S_INTERSECTS world polygon, {MAX_POSITIONS:,} positions": (items,
+                                                                   {"filter": f"S_INTERSECTS(geometry, {world})"}),
         "tile z14, collections=pipes ×1000": (f"{base}/ogc/tiles/WebMercatorQuad/14/{y}/{x}",
                                               {"collections": ",".join(["pipes"] * 1000)}),
         "tile z14, every collection": (f"{base}/ogc/tiles/WebMercatorQuad/14/{y}/{x}", {}),
@@ -394,9 +381,8 @@ def hostile_requests(ours: requests.Session, base: str, engine: sa.Engine, repea
     for label, (url, params) in kinds.items():
         times, status, matched = [], None, None
         for _ in range(repeat):
-            t = time.perf_counter()
-            r = ours.get(url, params=params, timeout=600)
-            times.append(time.perf_counter() - t)
+            elapsed, r = harness.timed(functools.partial(ours.get, url, params=params, timeout=600))
+            times.append(elapsed)
             status = r.status_code
             if r.headers.get("Content-Type", "").startswith("application/geo+json"):
                 matched = r.json().get("numberMatched", "omitted (> 50,000 estimated)")
@@ -437,72 +423,63 @@ def _scan_node(node: dict) -> dict:
     return {}
 
 
+def median_ratio(numerator: list[float], denominator: list[float]) -> float:
+    return harness.Summary.of(numerator).median / harness.Summary.of(denominator).median
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipes", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=42)
+    parser = harness.bench_arguments(__doc__, pipes=1_000_000, seed=42, reuse=DATABASE)
     parser.add_argument("--pages", type=int, default=30, help="pages sampled for ours vs stock, per CRS")
     parser.add_argument("--deep", type=int, default=400, help="deep page reached by next links")
     parser.add_argument("--deep-samples", type=int, default=10)
     parser.add_argument("--tiles", type=int, default=50, help="random tiles per zoom")
     parser.add_argument("--hostile", type=int, default=5, help="times each hostile request is asked")
-    parser.add_argument("--reuse", action="store_true", help="keep/reuse qiwang_bench when it holds N pipes")
     args = parser.parse_args()
-    print(f"start: {load_average()}, {os.cpu_count()} CPUs")
+    print(f"start: {harness.load_average()}, {os.cpu_count()} CPUs")
 
-    databases = ThrowawayDatabases()
-    url = databases.cluster.url("qiwang_bench") if databases.cluster else None
-    engine = sa.create_engine(url) if url else None
-    loaded = 0
-    if args.reuse and engine is not None:
-        try:
-            with engine.connect() as conn:
-                loaded = conn.execute(sa.text("SELECT count(*) FROM pipe")).scalar_one()
-        except sa.exc.SQLAlchemyError:
-            loaded = 0
-    if loaded != args.pipes:
-        url = databases.create("qiwang_bench")
-        migrate.upgrade(url)
+    databases = harness.ThrowawayDatabases()
+    with harness.demo_city(databases, DATABASE, args.pipes, args.seed, reuse=args.reuse) as url:
         engine = sa.create_engine(url)
-        t = time.perf_counter()
-        load_demo(engine, pipes=args.pipes, seed=args.seed, echo=lambda _: None)
-        print(f"demo city of {args.pipes:,} pipes loaded in {time.perf_counter() - t:.1f} s")
+        try:
+            serve_and_measure(engine, url, args, databases.cluster.running_pid() if databases.cluster else None)
+        finally:
+            engine.dispose()
+    print(f"\nend: {harness.load_average()}")
+
+
+def serve_and_measure(engine: sa.Engine, url: str, args: Any, postmaster: int | None) -> None:
+    """Both servers on the database at `url`, then the four parts of the bench as `args` ask."""
     with engine.connect() as conn:
-        srid = conn.execute(sa.text("SELECT Find_SRID('public', 'pipe', 'geom')")).scalar_one()
+        srid = storage_srid(conn)
         n = conn.execute(sa.text("SELECT count(*) FROM pipe")).scalar_one()
-    print(f"database qiwang_bench: {n:,} pipes, storage CRS EPSG:{srid}")
+    print(f"database {DATABASE}: {n:,} pipes, storage CRS EPSG:{srid}")
 
     jobs = tempfile.TemporaryDirectory(prefix="bench_ogc_jobs_")
     our_server = LiveServer(url, Path(jobs.name))
     stock_server = StockServer(url, srid)
-    ours, stock = requests.Session(), requests.Session()
-    our_items = f"{our_server.url}/ogc/collections/pipes/items"
-    stock_items = f"{stock_server.url}/collections/pipes/items"
-    for _ in range(2):  # warm up both (providers, pyproj transformers, connection pools)
-        get(ours, our_items, {"limit": "10"}, Accept="application/geo+json")
-        get(stock, stock_items, {"limit": "10"}, Accept="application/geo+json")
-        get(stock, stock_items, {"limit": "10", "crs": EPSG.format(4490)}, Accept="application/geo+json")
+    try:
+        ours, stock = requests.Session(), requests.Session()
+        our_items = f"{our_server.url}/ogc/collections/pipes/items"
+        stock_items = f"{stock_server.url}/collections/pipes/items"
+        for _ in range(2):  # warm up both (providers, pyproj transformers, connection pools)
+            get(ours, our_items, {"limit": "10"}, Accept="application/geo+json")
+            get(stock, stock_items, {"limit": "10"}, Accept="application/geo+json")
+            get(stock, stock_items, {"limit": "10", "crs": EPSG.format(4490)}, Accept="application/geo+json")
 
-    t = time.perf_counter()
-    our_pages = walk_next_links(ours, our_items, args.deep)
-    print(f"walked {len(our_pages)} pages of {PAGE:,} by next links in {time.perf_counter() - t:.1f} s")
-    rng = np.random.default_rng(args.seed)
-    first_hundred = min(100, len(our_pages))
-    sample = [1] + sorted(rng.choice(np.arange(2, first_hundred + 1), min(args.pages, first_hundred) - 1,
-                                     replace=False).tolist())
-    pages_vs_stock(ours, stock, our_pages, stock_items, sample, engine, srid)
-    deep_paging(ours, stock, our_pages, stock_items, args.deep_samples)
-    tile_bench(ours, our_server.url, engine, url, args.tiles, rng)
-    hostile_requests(ours, our_server.url, engine, args.hostile,
-                     databases.cluster.running_pid() if databases.cluster else None)
-
-    print(f"\nend: {load_average()}")
-    our_server.close()
-    stock_server.close()
-    engine.dispose()
-    if not args.reuse:
-        databases.drop("qiwang_bench")
-
+        seconds, our_pages = harness.timed(lambda: walk_next_links(ours, our_items, args.deep))
+        print(f"walked {len(our_pages)} pages of {PAGE:,} by next links in {seconds:.1f} s")
+        rng = np.random.default_rng(args.seed)
+        first_hundred = min(100, len(our_pages))
+        sample = [1, *sorted(rng.choice(np.arange(2, first_hundred + 1), min(args.pages, first_hundred) - 1,
+                                        replace=False).tolist())]
+        pages_vs_stock(ours, stock, our_pages, stock_items, sample, engine, srid)
+        deep_paging(ours, stock, our_pages, stock_items, args.deep_samples)
+        tile_bench(ours, our_server.url, engine, url, args.tiles, rng)
+        hostile_requests(ours, our_server.url, engine, args.hostile, postmaster)
+    finally:
+        our_server.close()
+        stock_server.close()
+        jobs.cleanup()
 
 if __name__ == "__main__":
     main()
