@@ -6,8 +6,9 @@ symbol, so that the three outputs stay in step: a QGIS rule-based renderer, SLD 
 ogc:Filter / ElseFilter, and one MapLibre layer per rule whose filter is the same test (the ELSE
 rule's filter is "none of the others").
 
-The server builds the styles per request (MapLibre needs the request's host for its tile URLs);
-`python -m app.styles` rewrites the committed copies under styles/ for people who load files.
+Free of Flask: the HTTP routes are app/styles.py, the QGIS project app/qgis_project.py. The server
+builds the styles per request (MapLibre needs the request's host for its tile URLs);
+`python -m spatial.styles` rewrites the committed copies under styles/ for people who load files.
 """
 from __future__ import annotations
 
@@ -19,22 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from flask import Blueprint, Response, jsonify, request
 from lxml import etree
 
-from core.errors import QiwangError
+from core.errors import NotFound, QiwangError
+from spatial.collections import LAYERS
+from spatial.tiles import rule as tile_rule
 
 STYLES_DIR = Path(__file__).resolve().parent.parent / "styles"
 PALETTE_PATH = STYLES_DIR / "palette.yaml"
 # The committed MapLibre copy points at the default local server.
 DEFAULT_BASE_URL = "http://127.0.0.1:5000/"
 
+# The media type of each document built here (for HTTP answers and links).
 STYLE_FORMATS = {
     "qml": "application/vnd.qgis.qml",
     "sld": "application/vnd.ogc.sld+xml;version=1.1",
     "mapbox": "application/vnd.mapbox.style+json",
 }
-STYLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/styles"
 
 # spatial.collections.Layer.group → QGIS layer-tree group, bottom group first.
 GROUPS = {"admin": ("行政", "Administration"), "context": ("背景", "Context"), "network": ("管网", "Network"),
@@ -158,8 +160,6 @@ def _symbol(geometry: str, spec: dict, where: str) -> Symbol:
 
 
 def _layer(collection: str, spec: dict) -> LayerStyle:
-    from spatial.collections import LAYERS
-
     if collection not in LAYERS:
         raise QiwangError(f"{PALETTE_PATH}: {collection} is not a collection of spatial/collections.py")
     layer = LAYERS[collection]
@@ -223,11 +223,27 @@ def overlay_colors() -> dict[str, str]:
 
 
 def layer_style(collection: str) -> LayerStyle:
-    """The style of one collection; QiwangError for an unknown one."""
+    """The style of one collection.
+
+    Parameters
+    ----------
+    collection
+        The collection's id in the OGC API (``pipes``, ``valves``).
+
+    Returns
+    -------
+    LayerStyle
+        Its rules and symbols from styles/palette.yaml.
+
+    Raises
+    ------
+    NotFound
+        For a collection the palette does not style (the message lists the known ones).
+    """
     try:
         return palette()[collection]
     except KeyError:
-        raise QiwangError(f"no style for collection {collection!r}; known: {', '.join(palette())}") from None
+        raise NotFound(f"no style for collection {collection!r}; known: {', '.join(palette())}") from None
 
 
 def drawing_order(collections: list[str] | None = None) -> list[LayerStyle]:
@@ -471,24 +487,25 @@ def _maplibre_layers(style: LayerStyle, min_zoom: int) -> list[dict]:
     layers = []
     # The ELSE rule last in the palette, first here: MapLibre draws later layers on top.
     for rule in [style.rules[-1], *style.rules[:-1]] if len(style.rules) > 1 else style.rules:
-        base = {"source": SOURCE, "source-layer": style.collection, "minzoom": min_zoom,
-                "metadata": {"qiwang:title": rule.label, "qiwang:collection": style.collection}}
+        metadata: dict[str, Any] = {"qiwang:title": rule.label, "qiwang:collection": style.collection}
+        base: dict[str, Any] = {"source": SOURCE, "source-layer": style.collection, "minzoom": min_zoom,
+                                "metadata": metadata}
         filt = maplibre_filter(style, rule)
         if filt is not None:
             base["filter"] = filt
         lid = f"{style.collection}.{rule.key}"
         sym = rule.symbol
         if isinstance(sym, Line):
-            base["metadata"]["qiwang:symbol"] = {"shape": "line", "color": sym.color, "dash": list(sym.dash)}
+            metadata["qiwang:symbol"] = {"shape": "line", "color": sym.color, "dash": list(sym.dash)}
             paint = {"line-color": sym.color, "line-width": sym.width}
             if sym.dash:  # MapLibre dashes are in line widths, the palette's in pixels
                 paint["line-dasharray"] = [round(d / sym.width, 3) for d in sym.dash]
             layers.append({"id": lid, "type": "line", **base, "layout": {"line-join": "round"}, "paint": paint})
         elif isinstance(sym, Marker):
-            base["metadata"]["qiwang:symbol"] = {"shape": sym.shape, "fill": sym.fill, "stroke": sym.stroke}
+            metadata["qiwang:symbol"] = {"shape": sym.shape, "fill": sym.fill, "stroke": sym.stroke}
             layers.append({"id": lid, **base, **_maplibre_marker(sym)})
         else:
-            base["metadata"]["qiwang:symbol"] = {"shape": "polygon", "fill": sym.fill, "stroke": sym.stroke}
+            metadata["qiwang:symbol"] = {"shape": "polygon", "fill": sym.fill, "stroke": sym.stroke}
             if sym.fill:
                 layers.append({"id": f"{lid}.fill", "type": "fill", **base,
                                "paint": {"fill-color": sym.fill, "fill-opacity": sym.fill_opacity}})
@@ -503,7 +520,8 @@ def _maplibre_marker(sym: Marker) -> dict:
     """A circle layer for circles; a one-character symbol layer (■ ▲ ◆ ★ ✚ ✖, hollow □ △ ◇ ☆) otherwise."""
     if sym.shape == "circle":
         return {"type": "circle", "paint": {
-            "circle-radius": sym.size / 2, "circle-color": sym.fill or sym.stroke, "circle-opacity": 1 if sym.fill else 0,
+            "circle-radius": sym.size / 2, "circle-color": sym.fill or sym.stroke,
+            "circle-opacity": 1 if sym.fill else 0,
             "circle-stroke-color": sym.stroke, "circle-stroke-width": marker_stroke_px(sym)}}
     filled, hollow = MARKER_GLYPHS[sym.shape]
     line_only = sym.shape in ("cross", "x")
@@ -542,8 +560,6 @@ def maplibre_style(base_url: str) -> dict:
     (spatial/tiles.py), so that the map asks for no tile it knows to be empty. Labels are drawn
     above every symbol; the overlay colours ride in metadata["qiwang:overlays"].
     """
-    from spatial.tiles import rule as tile_rule
-
     root = base_url.rstrip("/")
     layers = [{"id": "background", "type": "background", "paint": {"background-color": "#f7f5f0"}}]
     order = drawing_order()
@@ -551,7 +567,8 @@ def maplibre_style(base_url: str) -> dict:
         layers += _maplibre_layers(style, tile_rule(style.collection).min_zoom)
     # Labels above all symbols. MapLibre places the top layer's labels first: points' names win over
     # the names of the sites they are in, which win over road names and pipe codes.
-    labelled = sorted((style for style in order if style.label), key=lambda s: ("line", "polygon", "point").index(s.geometry))
+    labelled = sorted((style for style in order if style.label),
+                      key=lambda s: ("line", "polygon", "point").index(s.geometry))
     layers += [_maplibre_label(style) for style in labelled]
     ids = ",".join(style.collection for style in order)
     # One source, one request per tile position for every layer (/ogc/tiles: an MVT layer per collection);
@@ -571,76 +588,6 @@ def maplibre_style(base_url: str) -> dict:
         "sources": sources,
         "layers": layers,
     }
-
-
-# --- links and HTTP ------------------------------------------------------------------------------
-
-
-def style_links(collection_id: str, base_url: str) -> list[dict]:
-    """Links for a collection document: the styles list plus one stylesheet link per format."""
-    root = base_url.rstrip("/")
-    title = layer_style(collection_id).title
-    return [
-        {"rel": STYLES_REL, "type": "application/json", "title": "样式 Styles", "href": f"{root}/styles/"},
-        {"rel": "stylesheet", "type": STYLE_FORMATS["qml"], "title": f"{title} (QGIS QML)",
-         "href": f"{root}/styles/{collection_id}.qml"},
-        {"rel": "stylesheet", "type": STYLE_FORMATS["sld"], "title": f"{title} (SLD 1.1)",
-         "href": f"{root}/styles/{collection_id}.sld"},
-        {"rel": "stylesheet", "type": STYLE_FORMATS["mapbox"], "title": "气网 Qiwang (MapLibre, all layers)",
-         "href": f"{root}/styles/maplibre.json"},
-    ]
-
-
-styles_blueprint = Blueprint("styles", __name__)
-
-
-def _not_found(description: str) -> tuple[Response, int]:
-    return jsonify({"code": "NotFound", "description": description}), 404
-
-
-def _text(body: str, media_type: str) -> Response:
-    response = Response(body, mimetype=media_type.split(";")[0])
-    response.headers["Content-Type"] = f"{media_type}; charset=utf-8"
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
-
-
-@styles_blueprint.get("/styles/")
-def list_styles() -> Response:
-    """Every collection's styles (OGC API Styles-like list)."""
-    root = request.url_root.rstrip("/")
-    return jsonify({
-        "styles": [{"id": s.collection, "title": s.title, "links": style_links(s.collection, root)[1:3]}
-                   for s in palette().values()],
-        "links": [{"rel": "stylesheet", "type": STYLE_FORMATS["mapbox"], "title": "气网 Qiwang (MapLibre)",
-                   "href": f"{root}/styles/maplibre.json"}],
-    })
-
-
-@styles_blueprint.get("/styles/maplibre.json")
-def get_maplibre() -> Response:
-    # url_root, not host_url: the tile URLs stay right when the app is mounted under a prefix.
-    body = json.dumps(maplibre_style(request.url_root), ensure_ascii=False)
-    return _text(body, STYLE_FORMATS["mapbox"])
-
-
-@styles_blueprint.get("/styles/<collection>.qml")
-def get_qml(collection: str) -> Response | tuple[Response, int]:
-    if collection not in palette():
-        return _not_found(f"no collection {collection!r}")
-    return _text(qml(collection), STYLE_FORMATS["qml"])
-
-
-@styles_blueprint.get("/styles/<collection>.sld")
-def get_sld(collection: str) -> Response | tuple[Response, int]:
-    if collection not in palette():
-        return _not_found(f"no collection {collection!r}")
-    return _text(sld(collection), STYLE_FORMATS["sld"])
-
-
-@styles_blueprint.get("/styles/<path:name>")
-def unknown_style(name: str) -> tuple[Response, int]:
-    return _not_found(f"no style {name!r}: see /styles/")
 
 
 # --- committed copies ----------------------------------------------------------------------------
@@ -665,6 +612,6 @@ def write_files() -> list[Path]:
     return written
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m spatial.styles
     for written_path in write_files():
         print(written_path.relative_to(STYLES_DIR.parent))
