@@ -88,7 +88,7 @@ def build_config(collections: dict[str, Collection], database_url: str, public_u
             "cors": False,  # pygeoapi's own flask_app only; app/web.py decides (app/limits.py)
             "pretty_print": False,
             "limits": {"default_items": features.DEFAULT_LIMIT, "max_items": features.MAX_LIMIT},
-            # HTML pages offline: our templates and assets (app/ogc_html.py); a basemap only when
+            # HTML pages offline: our templates and assets (app/ogc/html.py); a basemap only when
             # one is configured ($QIWANG_BASEMAP_URL), never a public tile server.
             "templates": templates_config(),
             "map": basemap_config() or {"url": "", "attribution": ""},
