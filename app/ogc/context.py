@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from flask import Response, make_response, request
+from flask import Blueprint, Response, make_response, request
 from pygeoapi.api import API, APIRequest, apply_gzip
 
 from app.ogc.links import GEOJSON
@@ -88,6 +88,32 @@ class OgcContext:
         if headers:
             response.headers = headers
         return response
+
+    def add_pygeoapi_route(self, bp: Blueprint, endpoint: str, function: Callable, *rules: str,
+                           method: str = "GET", skip_valid_check: bool = False) -> None:
+        """Route the paths `rules` of `bp` to pygeoapi's API function `function`.
+
+        Parameters
+        ----------
+        bp
+            The /ogc blueprint.
+        endpoint
+            The view's name (``ogc.<endpoint>`` for url_for).
+        function
+            A pygeoapi API function ``(api, request, *path_values)``.
+        rules
+            The paths; each has at most one variable, passed to `function` after the request (a path
+            without it leaves the function's default, e.g. every job instead of one).
+        method
+            The HTTP method.
+        skip_valid_check
+            Answer even when pygeoapi finds the requested format invalid (the OpenAPI document).
+        """
+        def view(**path: str) -> Response:
+            return self.pygeoapi(function, *path.values(), skip_valid_check=skip_valid_check)
+
+        for rule in rules:
+            bp.add_url_rule(rule, endpoint, view, methods=[method])
 
 
 def json_response(doc: Any, media_type: str = "application/json") -> Response:

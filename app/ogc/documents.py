@@ -48,25 +48,15 @@ CONFORMANCE = [
 def add_routes(bp: Blueprint, ctx: OgcContext) -> None:
     """Add the landing page, OpenAPI, conformance, collection and schema routes to the /ogc blueprint `bp`."""
 
-    @bp.get("/")
-    def landing_page() -> Response:
-        return ctx.pygeoapi(core_api.landing_page)
-
-    @bp.get("/openapi")
-    def openapi() -> Response:
-        return ctx.pygeoapi(core_api.openapi_, skip_valid_check=True)
+    ctx.add_pygeoapi_route(bp, "landing_page", core_api.landing_page, "/")
+    ctx.add_pygeoapi_route(bp, "openapi", core_api.openapi_, "/openapi", skip_valid_check=True)
+    ctx.add_pygeoapi_route(bp, "collection_documents", core_api.describe_collections,
+                           "/collections", "/collections/<collection_id>")
+    ctx.add_pygeoapi_route(bp, "collection_schema", core_api.get_collection_schema,
+                           "/collections/<collection_id>/schema")
 
     @bp.get("/conformance")
     def conformance() -> Response:
         if ctx.negotiated_format() == "html":
             return ctx.pygeoapi(core_api.conformance)
         return json_response({"conformsTo": CONFORMANCE})
-
-    @bp.get("/collections")
-    @bp.get("/collections/<collection_id>")
-    def collection_documents(collection_id: str | None = None) -> Response:
-        return ctx.pygeoapi(core_api.describe_collections, collection_id)
-
-    @bp.get("/collections/<collection_id>/schema")
-    def collection_schema(collection_id: str) -> Response:
-        return ctx.pygeoapi(core_api.get_collection_schema, collection_id)

@@ -18,10 +18,11 @@ from core.errors import InvalidInput, Unavailable
 def add_routes(bp: Blueprint, ctx: OgcContext) -> None:
     """Add the /processes and /jobs routes to the /ogc blueprint `bp`."""
 
-    @bp.get("/processes")
-    @bp.get("/processes/<process_id>")
-    def processes(process_id: str | None = None) -> Response:
-        return ctx.pygeoapi(processes_api.describe_processes, process_id)
+    ctx.add_pygeoapi_route(bp, "processes", processes_api.describe_processes,
+                           "/processes", "/processes/<process_id>")
+    ctx.add_pygeoapi_route(bp, "jobs", processes_api.get_jobs, "/jobs", "/jobs/<job_id>")
+    ctx.add_pygeoapi_route(bp, "delete_job", processes_api.delete_job, "/jobs/<job_id>", method="DELETE")
+    ctx.add_pygeoapi_route(bp, "job_results", processes_api.get_job_result, "/jobs/<job_id>/results")
 
     @bp.post("/processes/<process_id>/execution")
     def execute(process_id: str) -> Response:
@@ -44,19 +45,6 @@ def add_routes(bp: Blueprint, ctx: OgcContext) -> None:
                 response.set_data(status.get_data())
                 response.mimetype = "application/json"
         return response
-
-    @bp.get("/jobs")
-    @bp.get("/jobs/<job_id>")
-    def jobs(job_id: str | None = None) -> Response:
-        return ctx.pygeoapi(processes_api.get_jobs, job_id)
-
-    @bp.delete("/jobs/<job_id>")
-    def delete_job(job_id: str) -> Response:
-        return ctx.pygeoapi(processes_api.delete_job, job_id)
-
-    @bp.get("/jobs/<job_id>/results")
-    def job_results(job_id: str) -> Response:
-        return ctx.pygeoapi(processes_api.get_job_result, job_id)
 
     @bp.errorhandler(ProcessorGenericError)
     def job_store_failed(exc: ProcessorGenericError) -> Response:

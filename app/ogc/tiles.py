@@ -98,13 +98,8 @@ def add_routes(bp: Blueprint, ctx: OgcContext) -> None:
         return _tile_response(ctx.engine, tms, z, x, y, lambda conn: tiles.layered_tile(conn, chosen, z, x, y),
                               min(TILE_MAX_AGE_S[c.layer.group] for c in chosen), {"f", "collections"})
 
-    @bp.get("/TileMatrixSets")
-    def tile_matrix_sets() -> Response:
-        return ctx.pygeoapi(tiles_api.tilematrixsets)
-
-    @bp.get("/TileMatrixSets/<tms>")
-    def tile_matrix_set(tms: str) -> Response:
-        return ctx.pygeoapi(tiles_api.tilematrixset, tms)
+    ctx.add_pygeoapi_route(bp, "tile_matrix_sets", tiles_api.tilematrixsets, "/TileMatrixSets")
+    ctx.add_pygeoapi_route(bp, "tile_matrix_set", tiles_api.tilematrixset, "/TileMatrixSets/<tms>")
 
 
 def _check_tile_matrix_set(tms: str) -> None:
