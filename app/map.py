@@ -2,13 +2,14 @@
 
 MapLibre comes from npm (`package.json`, installed by ./qiwang into node_modules/) and is served
 by the app under /map/vendor/maplibre-gl/: the map makes no request outside the server (no CDN,
-no web fonts, no glyph files: MapLibre draws labels with the computer's fonts). A basemap is optional: $QIWANG_BASEMAP_URL is an XYZ or WMTS (KVP)
-tile URL template with {z}/{x}/{y} (and {key}, replaced by $QIWANG_BASEMAP_KEY, e.g. Tianditu's
-`tk`); without one, the city's roads, rivers, railways and districts are the backdrop.
+no web fonts, no glyph files: MapLibre draws labels with the computer's fonts). A basemap is
+optional: $QIWANG_BASEMAP_URL is an XYZ or WMTS (KVP) tile URL template with {z}/{x}/{y} (and {key},
+replaced by $QIWANG_BASEMAP_KEY, e.g. Tianditu's `tk`); without one, the city's roads, rivers,
+railways and districts are the backdrop.
 
 The page's JavaScript (app/static/map/) reads the style from /styles/maplibre.json and talks to
 /ogc only; this module just serves the page, the scripts and the vendored library, and the OGC
-HTML pages' assets under /ogc/static/ (app/ogc_html.py).
+HTML pages' assets under /ogc/static/ (app/ogc/html.py).
 """
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def map_page() -> str:
 @map_blueprint.get("/ogc/static/<path:path>")
 def ogc_static(path: str) -> Response:
     """The OGC API HTML pages' assets: pygeoapi's static files and the vendored npm packages
-    (Bootstrap, Leaflet, Leaflet.markercluster, Swagger UI) under vendor/ — see app/ogc_html.py."""
-    from app.ogc_html import static_file
+    (Bootstrap, Leaflet, Leaflet.markercluster, Swagger UI) under vendor/ — see app/ogc/html.py."""
+    from app.ogc.html import static_file
 
     found = static_file(path)
     if found is None:

@@ -14,7 +14,7 @@ with their geometry type declared in the data source; GDAL counts their features
 server gives no `numberMatched`, and reads them afresh at every redraw, which suits records that
 change by the minute.
 
-Each layer carries the renderer of its QML style (app.styles, from the palette) and sits in a
+Each layer carries the renderer of its QML style (spatial.styles, from the palette) and sits in a
 layer-tree group (spatial.collections.Layer.group): 运行 operations on top, then 管网 network,
 背景 context and 行政 administration at the bottom.
 """
@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 from lxml import etree
 from pyproj import CRS
 
-from app.styles import GROUPS, LayerStyle, drawing_order, layer_style, palette, renderer_element
 from core.errors import QiwangError
+from spatial.styles import GROUPS, LayerStyle, drawing_order, layer_style, palette, renderer_element
 
 PROJECT_CRS = "EPSG:3857"
 DEFAULT_QGIS_VERSION = "3.22"
@@ -171,7 +171,7 @@ def project_xml(base_url: str, collections: list[str] | None = None,
     etree.SubElement(canvas, "units").text = "meters"
     extent = etree.SubElement(canvas, "extent")
     (xmin, ymin), (xmax, ymax) = _web_mercator(*HOME_VIEW[:2]), _web_mercator(*HOME_VIEW[2:])
-    for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (xmin, ymin, xmax, ymax)):
+    for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (xmin, ymin, xmax, ymax), strict=True):
         etree.SubElement(extent, tag).text = f"{value:.1f}"
     etree.SubElement(canvas, "rotation").text = "0"
     _srs(etree.SubElement(canvas, "destinationsrs"), PROJECT_CRS)

@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.crs import ServedCrs, clip_box, densify_step, parse_crs, served_crs, storage_domain
+from core.errors import InvalidInput
 from core.text import unstorable
 from spatial import cql2
 from spatial.collections import Collection
@@ -43,11 +44,11 @@ ITEM_PARAMETERS = frozenset({"f", "crs", "properties", "skipGeometry", "lang"})
 FILTER_LANGS = ("cql2-text", "cql2-json")
 
 
-class QueryError(ValueError):
-    """A request parameter that cannot be honoured: HTTP 400, naming the parameter."""
+class QueryError(InvalidInput, ValueError):
+    """A request parameter that cannot be honoured: HTTP 400, naming the parameter (`field`)."""
 
     def __init__(self, parameter: str, message: str):
-        super().__init__(f"{parameter}: {message}")
+        super().__init__(parameter, message)
         self.parameter = parameter
 
 
@@ -275,14 +276,15 @@ def where_clause(q: FeatureQuery, params: dict[str, Any]) -> list[str]:
     c = q.collection
     conditions: list[str] = []
     if q.bbox is not None:
-        b = q.bbox if len(q.bbox) == 4 else (q.bbox[0], q.bbox[1], q.bbox[3], q.bbox[4])
+        corners = q.bbox if len(q.bbox) == 4 else (q.bbox[0], q.bbox[1], q.bbox[3], q.bbox[4])
         if q.bbox_crs.north_first:
-            b = (b[1], b[0], b[3], b[2])
+            corners = (corners[1], corners[0], corners[3], corners[2])
+        b: tuple[float, float, float, float] | None = corners
         segment = None
         if q.bbox_crs.srid != c.srid and q.bbox_crs.is_geographic:
             # PROJ only ever sees the part of the box where the storage CRS is defined (and where
             # the features are): a world box becomes the zone's box, and holds every feature.
-            b = clip_box(b, storage_domain(c.srid, c.extent_crs84))
+            b = clip_box(corners, storage_domain(c.srid, c.extent_crs84))
             segment = densify_step(b) if b is not None else None
         if b is None:
             conditions.append("false")
@@ -295,6 +297,7 @@ def where_clause(q: FeatureQuery, params: dict[str, Any]) -> list[str]:
                 box = f"ST_Transform({box}, {c.srid})"
             conditions.append(f't."{c.geometry_column}" && {box} AND ST_Intersects(t."{c.geometry_column}", {box})')
     if q.datetime is not None:
+        assert c.time_column is not None, "parse_items_request refuses datetime on a collection without time"
         column = c.column_index[c.time_column]
         cast = "date" if column.sql_type == "date" else "timestamptz"
         start, end = q.datetime
@@ -339,12 +342,12 @@ def _order_and_keyset(q: FeatureQuery, params: dict[str, Any]) -> tuple[str, str
         # ever equals NULL (its rows all share key 1 = true), so it contributes no "after" term.
         alternatives: list[str] = []
         equal_so_far: list[str] = []
-        for i, ((expr, desc), sql_type, value) in enumerate(zip(keys, types, q.cursor)):
+        for i, ((expr, desc), sql_type, value) in enumerate(zip(keys, types, q.cursor, strict=True)):
             name = f"k{i}"
             params[name] = value
             bound = f"CAST(:{name} AS {sql_type})"
             if value is not None:
-                alternatives.append("(" + " AND ".join(equal_so_far + [f"{expr} {'<' if desc else '>'} {bound}"]) + ")")
+                alternatives.append("(" + " AND ".join([*equal_so_far, f"{expr} {'<' if desc else '>'} {bound}"]) + ")")
             equal_so_far.append(f"{expr} IS NOT DISTINCT FROM {bound}")
         keyset = "(" + " OR ".join(alternatives) + ")" if alternatives else "false"
     return order, keyset, [expr for expr, _ in keys]

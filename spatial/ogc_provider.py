@@ -5,7 +5,7 @@ pygeoapi instantiates a provider per request from the `providers` entry of a col
     {"type": "feature", "name": "spatial.ogc_provider.QiwangProvider",
      "data": {"database_url": "...", "collection": "pipes"}, "id_field": "code", ...}
 
-The provider answers with the same SQL as the JSON fast path of app/ogc.py (spatial/features.py):
+The provider answers with the same SQL as the JSON fast path of app/ogc/features.py (spatial/features.py):
 pygeoapi uses it for the HTML pages, the collection schema and anything else it asks of a provider.
 """
 

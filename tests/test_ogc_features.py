@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from openapi_spec_validator import validate as validate_openapi
 from owslib.ogcapi.features import Features
 
-from app.ogc import CONFORMANCE
+from app.ogc.documents import CONFORMANCE
 from spatial import features
 from spatial.collections import LAYERS
 
@@ -84,7 +84,7 @@ def all_pages(url: str, **params) -> list[dict]:
         nxt = [link["href"] for link in body["links"] if link["rel"] == "next"]
         if not nxt:
             return out
-        for key, value in params.items():
+        for key in params:
             assert f"{key}=" in nxt[0], f"next link lost {key}: {nxt[0]}"
         page = requests.get(nxt[0], timeout=60)
 
@@ -165,7 +165,7 @@ def test_station_coordinates_and_axis_order(ogc: str, engine: sa.Engine) -> None
             "SELECT ST_X(ST_Transform(geom, 4490)), ST_Y(ST_Transform(geom, 4490)), ST_X(geom), ST_Y(geom) "
             "FROM station WHERE code = 'CZ0001'")).one()
         fid = conn.execute(sa.text("SELECT count(*) FROM station WHERE id <= (SELECT id FROM station "
-                                   "WHERE code = 'CZ0001')")).scalar()
+                                   "WHERE code = 'CZ0001')")).scalar_one()
     # GDAL (3.6: no CRS option) keeps the query of the dataset URL on every request.
     x, y = _ogrinfo_point(f"{ogc}/collections/stations", fid)
     assert (x, y) == pytest.approx((lon, lat), abs=1e-8)       # CRS84: lon, lat
@@ -260,7 +260,8 @@ def test_cql2_operators(ogc: str, engine: sa.Engine) -> None:
     url = f"{ogc}/collections/pipes/items"
     cases = {
         "material IN (1, 2) AND NOT (pipe_type = 'service')": "material IN (1, 2) AND NOT pipe_type = 'service'",
-        "build_year BETWEEN 1990 AND 2000 OR diameter_mm > 300": "build_year BETWEEN 1990 AND 2000 OR diameter_mm > 300",
+        "build_year BETWEEN 1990 AND 2000 OR diameter_mm > 300":
+            "build_year BETWEEN 1990 AND 2000 OR diameter_mm > 300",
         "code LIKE '%1_' AND remarks IS NULL": "code LIKE '%1_' AND remarks IS NULL",
         "survey_date >= DATE('2020-01-01')": "survey_date >= '2020-01-01'",
         "road_name IS NOT NULL AND length_m < 30.5": "road_name IS NOT NULL AND length_m < 30.5",
@@ -294,7 +295,8 @@ def test_cql2_spatial_functions(ogc: str, engine: sa.Engine) -> None:
     cql = f"S_INTERSECTS(geometry, BBOX({box[0]}, {box[1]}, {box[2]}, {box[3]}))"
     assert set(codes(all_pages(url, limit=5000, filter=cql))) == expected
     as_json = {"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": list(box)}]}
-    assert set(codes(all_pages(url, limit=5000, filter=json.dumps(as_json), **{"filter-lang": "cql2-json"}))) == expected
+    as_json_pages = all_pages(url, limit=5000, filter=json.dumps(as_json), **{"filter-lang": "cql2-json"})
+    assert set(codes(as_json_pages)) == expected
     # the same box as a polygon in EPSG:4490 (lat, lon order) with filter-crs
     poly = (f"POLYGON(({box[1]} {box[0]}, {box[1]} {box[2]}, {box[3]} {box[2]}, {box[3]} {box[0]}, "
             f"{box[1]} {box[0]}))")
@@ -334,7 +336,7 @@ def test_properties_skip_geometry_and_datetime(ogc: str, engine: sa.Engine) -> N
     got = all_pages(f"{ogc}/collections/hazards/items", datetime="2000-01-01T00:00:00Z/..")
     assert set(codes(got)) == sql_codes(engine, "hazard", "found_at >= '2000-01-01T00:00:00Z'")
     with engine.connect() as conn:
-        day = conn.execute(sa.text("SELECT min(survey_date) FROM pipe")).scalar()
+        day = conn.execute(sa.text("SELECT min(survey_date) FROM pipe")).scalar_one()
     got = all_pages(f"{ogc}/collections/pipes/items", limit=5000, datetime=f"../{day.isoformat()}")
     assert set(codes(got)) == sql_codes(engine, "pipe", "survey_date <= :d", d=day)
     customers = get(f"{ogc}/collections/customers/items", limit=1).json()["features"][0]["properties"]

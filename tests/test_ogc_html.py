@@ -13,7 +13,7 @@ import pytest
 import requests
 from browser_support import Watched, watch
 
-from app.ogc_html import column_title, static_file, value_labels
+from app.ogc.html import column_title, static_file, value_labels
 
 
 @pytest.fixture
@@ -60,7 +60,8 @@ def test_html_pages_load_everything_from_the_server(visit: Watched, live_server)
         assert response.status == 200, path
         # pygeoapi's own stylesheet and the vendored Bootstrap loaded
         assert page.evaluate("[...document.styleSheets].some(s => (s.href || '').endsWith('/static/css/default.css'))")
-        assert page.evaluate("[...document.styleSheets].some(s => (s.href || '').endsWith('/vendor/bootstrap/bootstrap.min.css') && s.cssRules.length > 100)")
+        assert page.evaluate("[...document.styleSheets].some(s => (s.href || '')"
+                             ".endsWith('/vendor/bootstrap/bootstrap.min.css') && s.cssRules.length > 100)")
     # the collection page draws its extent with the vendored Leaflet
     page.goto(f"{base}/ogc/collections/pipes?f=html", wait_until="load")
     assert page.evaluate("typeof L === 'object' && L.version") == "1.9.4"
@@ -70,12 +71,13 @@ def test_html_pages_load_everything_from_the_server(visit: Watched, live_server)
 def test_item_tables_show_chinese_column_names_and_labels(visit: Watched, live_server) -> None:
     base = live_server.url
     page = visit.page
-    feature = requests.get(f"{base}/ogc/collections/pipes/items", timeout=30,
-                           params={"filter": "pressure_class = 1 AND pipe_type = 'main'", "limit": 1}).json()["features"][0]
+    params: dict[str, str | int] = {"filter": "pressure_class = 1 AND pipe_type = 'main'", "limit": 1}
+    feature = requests.get(f"{base}/ogc/collections/pipes/items", timeout=30, params=params).json()["features"][0]
     code = feature["properties"]["code"]
     page.goto(f"{base}/ogc/collections/pipes/items?f=html&limit=5", wait_until="load")
     page.wait_for_selector("#items-map .leaflet-interactive")  # the features on the vendored Leaflet map
-    headers = page.eval_on_selector_all("th[data-property]", "els => Object.fromEntries(els.map(e => [e.dataset.property, e.textContent.trim()]))")
+    headers = page.eval_on_selector_all(
+        "th[data-property]", "els => Object.fromEntries(els.map(e => [e.dataset.property, e.textContent.trim()]))")
     assert headers["pressure_class"] == "压力级制"
     assert headers["material"] == "管道材质"
     assert headers["pipe_type"] == "管道类型"

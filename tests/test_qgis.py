@@ -21,7 +21,7 @@ from conftest import ROOT, demo_city_database
 from telemetry_support import conninfo, devices, raise_alarms
 
 from app.qgis_project import RECORD_GEOMETRY, layer_id, write_project
-from app.styles import palette
+from spatial.styles import palette
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 QGIS_SCRIPT = ROOT / "tests" / "qgis" / "open_project.py"
@@ -87,7 +87,8 @@ def open_in_qgis(project: Path, *subset: str) -> dict:
 
 def served_count(base: str, collection: str) -> int:
     """Every feature of a collection, counted page by page (numberMatched is not always given)."""
-    total, url = 0, f"{base}/ogc/collections/{collection}/items?limit=1000&f=json"
+    total = 0
+    url: str | None = f"{base}/ogc/collections/{collection}/items?limit=1000&f=json"
     while url:
         page = requests.get(url, timeout=60).json()
         total += page["numberReturned"]

@@ -5,6 +5,7 @@ import csv
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,9 +14,11 @@ from conftest import ROOT
 from flask import Flask
 from lxml import etree
 
-from app import styles
+from app.ogc.links import style_links
 from app.qgis_project import write_project
+from app.styles import styles_blueprint
 from core.errors import QiwangError
+from spatial import styles
 from spatial.tiles import rule as tile_rule
 
 # The collections agreed with the OGC API (collection id → table).
@@ -79,7 +82,7 @@ def test_palette_has_every_collection_of_the_ogc_api() -> None:
 
 def test_palette_geometry_is_the_published_geometry(engine: sa.Engine) -> None:
     with engine.connect() as conn:
-        types = dict(conn.execute(sa.text(
+        types: dict[str, str] = dict(conn.execute(sa.text(
             "SELECT f_table_name, type FROM geometry_columns WHERE f_table_schema = 'public' "
             "AND f_geometry_column = 'geom'")).all())
     expected = {"POINT": "point", "LINESTRING": "line", "MULTIPOLYGON": "polygon", "POLYGON": "polygon",
@@ -92,7 +95,8 @@ def test_every_pressure_class_has_its_own_colour_and_line_style() -> None:
     codes = dictionary_codes("dt_pipe_pressure_type")
     assert codes == [0, 1, 2, 3, 4]
     pipes = styles.layer_style("pipes")
-    by_class = {dict(r.when)["pressure_class"]: r.symbol for r in pipes.rules if r.when}
+    by_class = {dict(r.when)["pressure_class"]: r.symbol for r in pipes.rules
+                if r.when and isinstance(r.symbol, styles.Line)}
     assert {c: (s.color, s.width, s.dash) for c, s in by_class.items()} == PIPE_CLASSES
     assert all(dict(r.when)["status"] == "in_service" for r in pipes.rules if r.when)
     assert len({s.color for s in by_class.values()}) == len(codes)
@@ -131,7 +135,9 @@ def test_qml_pipe_rules_carry_the_palette_colours_and_dashes() -> None:
     assert rules[3].get("label") == "高压 High pressure"
     colours = {}
     for rule in rules[:-1]:
-        code = int(re.search(r'"pressure_class" = (\d+)', rule.get("filter")).group(1))
+        match = re.search(r'"pressure_class" = (\d+)', rule.get("filter"))
+        assert match, rule.get("filter")
+        code = int(match[1])
         (opts,) = qml_symbol_options(root, rule.get("symbol"))
         colours[code] = opts["line_color"]
         assert opts["use_custom_dash"] == ("1" if PIPE_CLASSES[code][2] else "0")
@@ -164,7 +170,7 @@ def test_sld_named_layer_and_one_rule_per_category_plus_else(cid: str) -> None:
     categories = [r for r in style.rules if r.when]
     assert len(rules) == len(categories) + 1  # the ELSE rule, or the single unfiltered one
     assert len(root.xpath("//se:ElseFilter", namespaces=SE)) == (1 if len(style.rules) > 1 else 0)
-    for rule_el, rule in zip(rules, style.rules):
+    for rule_el, rule in zip(rules, style.rules, strict=True):
         tests = rule_el.xpath("ogc:Filter//ogc:PropertyIsEqualTo", namespaces=SE)
         assert [(t[0].text, t[1].text) for t in tests] == [(p, str(v)) for p, v in rule.when or ()]
         symbolizer = {"point": "PointSymbolizer", "line": "LineSymbolizer", "polygon": "PolygonSymbolizer"}
@@ -195,7 +201,8 @@ def test_maplibre_style_sources_layers_and_order() -> None:
     assert source == {
         "type": "vector", "minzoom": min(tile_rule(c).min_zoom for c in CONTRACT), "maxzoom": 16,
         "attribution": "气网 Qiwang",
-        "tiles": ["http://gis.example.cn:8080/ogc/tiles/WebMercatorQuad/{z}/{y}/{x}?collections=" + ",".join(order_ids)]}
+        "tiles": ["http://gis.example.cn:8080/ogc/tiles/WebMercatorQuad/{z}/{y}/{x}?collections="
+                  + ",".join(order_ids)]}
     assert set(order_ids) == set(CONTRACT)
     labels = [layer for layer in style["layers"] if "qiwang:label" in layer.get("metadata", {})]
     # Layers start where the tiles start to carry features: no request for a tile known to be empty.
@@ -261,7 +268,7 @@ def test_maplibre_markers_keep_their_shape() -> None:
 def test_styles_name_only_columns_and_codes_that_exist(engine: sa.Engine) -> None:
     """Every property a rule tests is a column of its table, and every value one the column allows."""
     with engine.connect() as conn:
-        columns = {}
+        columns: dict[str, dict[str, str]] = {}
         for table, column, udt in conn.execute(sa.text(
                 "SELECT table_name, column_name, udt_name FROM information_schema.columns "
                 "WHERE table_schema = 'public'")):
@@ -313,7 +320,7 @@ def test_styles_name_only_columns_and_codes_that_exist(engine: sa.Engine) -> Non
 def test_committed_style_files_are_up_to_date() -> None:
     stale = [str(p.relative_to(ROOT)) for p, text in styles.generated_files().items()
              if not p.exists() or p.read_text(encoding="utf-8") != text]
-    assert not stale, f"run `.venv/bin/python -m app.styles`: out of date: {stale}"
+    assert not stale, f"run `.venv/bin/python -m spatial.styles`: out of date: {stale}"
     on_disk = {p.name for p in (ROOT / "styles" / "qml").glob("*.qml")} | {
         p.name for p in (ROOT / "styles" / "sld").glob("*.sld")}
     assert on_disk == {f"{c}.{ext}" for c in CONTRACT for ext in ("qml", "sld")}
@@ -325,7 +332,7 @@ def test_committed_style_files_are_up_to_date() -> None:
 @pytest.fixture(scope="module")
 def client():
     app = Flask(__name__)
-    app.register_blueprint(styles.styles_blueprint)
+    app.register_blueprint(styles_blueprint)
     return app.test_client()
 
 
@@ -361,7 +368,7 @@ def test_unknown_style_is_404_json(client, path: str) -> None:
 
 
 def test_style_links_for_a_collection_document() -> None:
-    assert styles.style_links("pipes", "http://127.0.0.1:5000/") == [
+    assert style_links("pipes", "http://127.0.0.1:5000/") == [
         {"rel": "http://www.opengis.net/def/rel/ogc/1.0/styles", "type": "application/json",
          "title": "样式 Styles", "href": "http://127.0.0.1:5000/styles/"},
         {"rel": "stylesheet", "type": "application/vnd.qgis.qml", "title": "管线 Pipes (QGIS QML)",
@@ -372,7 +379,7 @@ def test_style_links_for_a_collection_document() -> None:
          "title": "气网 Qiwang (MapLibre, all layers)", "href": "http://127.0.0.1:5000/styles/maplibre.json"},
     ]
     with pytest.raises(QiwangError, match="no style for collection 'pipez'"):
-        styles.style_links("pipez", "http://127.0.0.1:5000")
+        style_links("pipez", "http://127.0.0.1:5000")
 
 
 # --- qgis-project --------------------------------------------------------------------------------
@@ -441,7 +448,8 @@ def test_qgis_project_subset_and_errors(tmp_path: Path) -> None:
 
 def test_palette_rejects_overlapping_rules_and_a_missing_else() -> None:
     line = {"color": "#000000", "width": 1}
-    spec = {"table": "pipe", "title_zh": "管道", "title_en": "Pipes", "group": "network", "geometry": "line",
+    spec: dict[str, Any] = {
+            "table": "pipe", "title_zh": "管道", "title_en": "Pipes", "group": "network", "geometry": "line",
             "rules": [{"key": "a", "title_zh": "甲", "title_en": "A", "when": {"pressure_class": 1}, "line": line},
                       {"key": "b", "title_zh": "乙", "title_en": "B", "when": {"status": "idle"}, "line": line},
                       {"key": "c", "title_zh": "丙", "title_en": "C", "line": line}]}

@@ -23,8 +23,9 @@ import sqlalchemy as sa
 from db.engine import get_engine
 from spatial.collections import Collection
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "ogc"
+APP_DIR = Path(__file__).resolve().parent.parent
+ROOT = APP_DIR.parent
+TEMPLATES_DIR = APP_DIR / "templates" / "ogc"
 PYGEOAPI_STATIC = Path(pygeoapi.__file__).resolve().parent / "static"
 NODE_MODULES = ROOT / "node_modules"
 # /ogc/static/vendor/<name>/<file>: the folder of each vendored package that the templates load from.
