@@ -209,7 +209,8 @@ def test_map_renders_offline_and_switches_layers(watched: Watched, server) -> No
     assert any(url.endswith("/styles/maplibre.json") for url in watched.requests)
 
     valve_layers = page.evaluate(
-        "window.qiwangMap.getStyle().layers.filter(l => l.metadata && l.metadata['qiwang:collection'] === 'valves').map(l => l.id)")
+        "window.qiwangMap.getStyle().layers"
+        ".filter(l => l.metadata && l.metadata['qiwang:collection'] === 'valves').map(l => l.id)")
     assert valve_layers
     visibility = "ids => ids.map(id => window.qiwangMap.getLayoutProperty(id, 'visibility') || 'visible')"
     assert set(page.evaluate(visibility, valve_layers)) == {"visible"}
@@ -250,7 +251,8 @@ def test_burst_by_clicking_a_pipe_matches_the_api(watched: Watched, server) -> N
     assert listed_valves(page) == [v["code"] for v in report["valves_to_close"]]
     assert page.inner_text("#burst-customer-count") == str(report["affected_customers"]["count"])
     assert page.inner_text("#burst-isolated-count") == str(len(report["isolated_pipes"]))
-    by_type = page.eval_on_selector_all("#burst-customers li[data-type]", "els => Object.fromEntries(els.map(e => [e.dataset.type, +e.dataset.count]))")
+    by_type = page.eval_on_selector_all("#burst-customers li[data-type]",
+                                        "els => Object.fromEntries(els.map(e => [e.dataset.type, +e.dataset.count]))")
     assert by_type == report["affected_customers"]["by_type"]
     drawn = page.evaluate("window.qiwangMap.querySourceFeatures('burst-valves').map(f => f.properties.code)")
     assert set(drawn) == {v["code"] for v in report["valves_to_close"]}
@@ -261,8 +263,8 @@ def test_burst_by_clicking_a_pipe_matches_the_api(watched: Watched, server) -> N
     assert listed_valves(page) == [v["code"] for v in second["valves_to_close"]]
     assert listed_valves(page, "#burst-failed-valves li[data-valve]") == [failed]
     ring = second["second_ring"]
-    assert listed_valves(page, "#burst-valves li[data-ring='2']") == sorted(ring["added_valves"],
-                                                                          key=[v["code"] for v in second["valves_to_close"]].index)
+    order = [v["code"] for v in second["valves_to_close"]]
+    assert listed_valves(page, "#burst-valves li[data-ring='2']") == sorted(ring["added_valves"], key=order.index)
     assert page.get_attribute("#burst-second-ring", "data-added-valves") == ",".join(ring["added_valves"])
     assert page.get_attribute("#burst-second-ring", "data-added-isolated") == str(len(ring["added_isolated_pipes"]))
     assert page.get_attribute("#burst-second-ring", "data-added-customers") == str(ring["added_customers"])
@@ -275,7 +277,8 @@ def test_burst_by_clicking_a_pipe_matches_the_api(watched: Watched, server) -> N
     with page.expect_download() as download:
         page.click("#burst-export-json")
     exported = Path(download.value.path()).read_text(encoding="utf-8")
-    assert [v["code"] for v in json.loads(exported)["valves_to_close"]] == [v["code"] for v in second["valves_to_close"]]
+    exported_valves = [v["code"] for v in json.loads(exported)["valves_to_close"]]
+    assert exported_valves == [v["code"] for v in second["valves_to_close"]]
 
     # save it as a planned incident
     page.click("#burst-save")
@@ -313,7 +316,8 @@ def test_search_radius_and_alarm_panel(watched: Watched, server) -> None:
     page.evaluate("([c]) => window.qiwang.radius.run(c)", [point])
     page.wait_for_selector("#panel-radius[data-state=done]")
     expected = requests.post(f"{base}/ogc/processes/radius-query/execution",
-                             json={"inputs": {"point": point, "radius_m": 150, "limit_per_layer": 50}}, timeout=60).json()
+                             json={"inputs": {"point": point, "radius_m": 150, "limit_per_layer": 50}},
+                             timeout=60).json()
     listed = page.eval_on_selector_all("#radius-results li[data-code]", "els => els.map(e => e.dataset.code)")
     assert listed == [f["code"] for f in expected["features"]]
     assert valve in listed
@@ -420,7 +424,7 @@ def lab(rgb: str) -> tuple[float, float, float]:
 
 def colour_difference(a: str, b: str) -> float:
     """CIE76 ΔE: ~2 is just noticeable; 25 and more, colours nobody confuses on a map."""
-    return sum((p - q) ** 2 for p, q in zip(lab(a), lab(b))) ** 0.5
+    return sum((p - q) ** 2 for p, q in zip(lab(a), lab(b), strict=True)) ** 0.5
 
 
 # Pairs a dispatcher must never confuse: facilities vs alarm levels, pipes vs analysis overlays.
@@ -440,7 +444,8 @@ def test_legend_tells_facilities_alarms_and_overlays_apart_and_labels_show(watch
     page.set_viewport_size({"width": 1400, "height": 1400})
     open_map(watched, base)
     page.evaluate("document.querySelectorAll('details.layer').forEach(d => { d.open = ["
-                  "'regulators', 'stations', 'crew_bases', 'sentries', 'alarms', 'pipes'].includes(d.dataset.collection) })")
+                  "'regulators', 'stations', 'crew_bases', 'sentries', 'alarms', 'pipes']"
+                  ".includes(d.dataset.collection) })")
     rows = page.eval_on_selector_all("#layer-list li[data-layer], #analysis-legend li[data-overlay]", LEGEND_SWATCHES)
     swatches = {layer: (shape, colour) for layer, shape, colour in rows}
     assert swatches["regulators.cabinet"] == ("◆", "rgb(92, 107, 192)")
@@ -458,7 +463,8 @@ def test_legend_tells_facilities_alarms_and_overlays_apart_and_labels_show(watch
     # the map draws the same symbols: the style's marker metadata matches the legend
     style = requests.get(f"{base}/styles/maplibre.json", timeout=30).json()
     cabinet = next(layer for layer in style["layers"] if layer["id"] == "regulators.cabinet")
-    assert (cabinet["type"], cabinet["layout"]["text-field"], cabinet["paint"]["text-color"]) == ("symbol", "◆", "#5c6bc0")
+    assert (cabinet["type"], cabinet["layout"]["text-field"], cabinet["paint"]["text-color"]) == (
+        "symbol", "◆", "#5c6bc0")
 
     # labels: codes of valves and pipes at z ≥ 17 only, road names, station names
     valve = items(base, "valves", limit=1, sortby="code")[0]
