@@ -19,6 +19,7 @@ the isolation when failed valves merged several, a flood of the pipe graph when 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,7 +163,8 @@ class BurstResult:
     dry_method: str  # "dominator", "local-search" or "pipe-flood"
 
 
-def _isolated_extent(topo: Topology, iso: Isolation, barriers: dict[int, list[float]]) -> tuple[np.ndarray, float, float]:
+def _isolated_extent(topo: Topology, iso: Isolation, barriers: dict[int, list[float]]
+                     ) -> tuple[np.ndarray, float, float]:
     m = topo.model
     pipes = np.fromiter(iso.pieces, np.int64, len(iso.pieces))
     share = np.empty(len(pipes))
@@ -171,7 +173,7 @@ def _isolated_extent(topo: Topology, iso: Isolation, barriers: dict[int, list[fl
         share[i] = sum(cuts[j + 1] - cuts[j] for j in iso.pieces[q])
     length = float((m.pipe_length_m[pipes] * share).sum())
     volume = m.pipe_volume_std_m3(pipes) if np.all(share == 1.0) else float(sum(
-        m.pipe_volume_std_m3(np.array([q])) * s for q, s in zip(pipes.tolist(), share.tolist())))
+        m.pipe_volume_std_m3(np.array([q])) * s for q, s in zip(pipes.tolist(), share.tolist(), strict=True)))
     return np.sort(pipes), length, volume
 
 
@@ -179,7 +181,7 @@ def analyse_burst(
     topo: Topology,
     pipe: int,
     fraction: float = 0.5,
-    failed_valves: set[int] = frozenset(),
+    failed_valves: AbstractSet[int] = frozenset(),
     barriers: dict[int, list[float]] | None = None,
     all_valves_work: bool = False,
 ) -> BurstResult:

@@ -10,7 +10,8 @@ import math
 
 import sqlalchemy as sa
 
-from network_analysis.api import STORAGE_SRID, points_to_storage
+from core.crs import points_to_storage
+from db.catalog import storage_srid
 from network_analysis.burst import AnalysisError
 
 MAX_RADIUS_M = 5000.0
@@ -30,7 +31,7 @@ LAYERS: dict[str, str] = {
     "sensitive_site": "name",
 }
 
-_POINT = f"ST_SetSRID(ST_MakePoint(:x, :y), {STORAGE_SRID})"
+_POINT = "ST_SetSRID(ST_MakePoint(:x, :y), :srid)"  # in the storage CRS
 # ST_Distance and ST_DWithin are planar (2D) whatever the Z of the 3D network geometries.
 # count(*) OVER () is the layer's full count within R, taken before LIMIT cuts the list.
 _NEAR_SQL = sa.text("\nUNION ALL\n".join(
@@ -83,14 +84,15 @@ def near(
     try:
         given = float(x), float(y)
     except (TypeError, ValueError):
-        given = (math.nan,)
+        given = (math.nan, math.nan)
     if not all(map(math.isfinite, given)):
         raise AnalysisError(f"the point must be two finite numbers, not ({x!r}, {y!r})")
-    (ex, ey), = points_to_storage([given], crs)
+    srid = storage_srid(conn.engine)  # cached per database: the catalog is not read on every query
+    (ex, ey), = points_to_storage([given], crs, srid)
     if not all(map(math.isfinite, (ex, ey))):
-        raise AnalysisError(f"point ({x}, {y}) cannot be placed in EPSG:{STORAGE_SRID}"
+        raise AnalysisError(f"point ({x}, {y}) cannot be placed in EPSG:{srid}"
                             + (f" from {crs}" if crs else "") + " (x is the easting or longitude)")
-    params = {"x": ex, "y": ey, "radius": radius, "limit": limit_per_layer}
+    params = {"x": ex, "y": ey, "srid": srid, "radius": radius, "limit": limit_per_layer}
     rows = conn.execute(_NEAR_SQL, params).all()
     counts = dict.fromkeys(LAYERS, 0)
     for row in rows:
@@ -98,7 +100,7 @@ def near(
     if counts["pipe"] == 0:  # only then can the point be far from every pipe; one KNN probe tells
         nearest = conn.execute(_NEAREST_PIPE_SQL, params).scalar()
         if nearest is not None and nearest > DEPLOYMENT_REACH_M:
-            raise AnalysisError(f"point ({ex:.1f}, {ey:.1f}) in EPSG:{STORAGE_SRID} is outside the deployment "
+            raise AnalysisError(f"point ({ex:.1f}, {ey:.1f}) in EPSG:{srid} is outside the deployment "
                                 f"area: the nearest pipe is {nearest / 1000:,.0f} km away (limit "
                                 f"{DEPLOYMENT_REACH_M / 1000:g} km)")
     return {

@@ -19,10 +19,12 @@ unless a `crs` is given for the input points.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import networkx as nx
 import numpy as np
@@ -33,7 +35,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from network_analysis.api import points_to_storage
+from core.crs import points_to_storage
+from db.catalog import storage_srid
 from network_analysis.burst import AnalysisError
 from network_analysis.cache import VersionedCache
 
@@ -43,6 +46,7 @@ MERGE_M = 0.01  # road ends closer than this are one vertex
 _VERSION_SQL = "SELECT version FROM road_version"  # bumped by a trigger on every write to road (0007)
 
 _START, _END = "start", "end"  # temporary vertices; road vertices are ints
+Tag = TypeVar("Tag", bound=Hashable)  # the caller's names for the temporary start vertices
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ class RoadGraph:
         version = conn.execute(sa.text(_VERSION_SQL)).scalar_one()
         rows = conn.execute(sa.text(
             "SELECT id, code, name, speed_kmh, oneway, ST_AsBinary(ST_Force2D(geom)) FROM road ORDER BY id")).all()
-        cols = list(zip(*rows)) if rows else [()] * 6
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 6
         geom = shapely.from_wkb(np.array(cols[5], dtype=object)).reshape(-1)
         length = shapely.length(geom).reshape(-1)
         speed_ms = np.asarray(cols[3], dtype=float) / 3.6  # km/h → m/s
@@ -144,7 +148,8 @@ class RoadGraph:
         roads = self._drivable[hit]
         along = shapely.line_locate_point(self.geom[roads], pts[which])
         on_road = shapely.get_coordinates(shapely.line_interpolate_point(self.geom[roads], along))
-        for i, r, a, xy, d in zip(which.tolist(), roads.tolist(), along.tolist(), on_road.tolist(), dist.tolist()):
+        for i, r, a, xy, d in zip(which.tolist(), roads.tolist(), along.tolist(), on_road.tolist(), dist.tolist(),
+                                  strict=True):
             result[i] = Snap(r, a, (xy[0], xy[1]), d)
         return result
 
@@ -186,7 +191,7 @@ class RoadGraph:
 
     def legs(self, path: Sequence[Hashable]) -> list[dict]:
         """Edge attributes along a vertex path (copied: temporary edges vanish afterwards)."""
-        return [dict(self.graph.edges[a, b]) for a, b in zip(path[:-1], path[1:])]
+        return [dict(self.graph.edges[a, b]) for a, b in itertools.pairwise(path)]
 
     def describe(self, legs: list[dict], start: Snap, end: Snap) -> dict:
         """The route report: length (m), minutes, road names, GeoJSON LineString (EPSG:4550)."""
@@ -226,7 +231,7 @@ class RoadGraph:
         def bound(u: Hashable, _target: Hashable) -> float:
             if u == _END:
                 return 0.0
-            x, y = start.point if u == _START else xy[u]
+            x, y = start.point if u == _START else xy[cast(int, u)]  # the others are road vertices
             return max(0.0, math.hypot(x - ex, y - ey) - MERGE_M) / self.top_speed_ms
 
         return bound
@@ -247,8 +252,7 @@ class RoadGraph:
             finally:
                 self.graph.remove_nodes_from([_START, _END])
 
-    def fastest_from_any(self, starts: dict[Hashable, Snap], end: Snap
-                         ) -> tuple[dict[Hashable, float], Hashable | None, list[dict]]:
+    def fastest_from_any(self, starts: dict[Tag, Snap], end: Snap) -> tuple[dict[Tag, float], Tag | None, list[dict]]:
         """One Dijkstra from `end` over the reversed graph: travel time (s) from each start that
         can reach `end` (in the order of `starts`), the fastest start (the first one on a tie)
         and the legs of its path."""
@@ -290,7 +294,7 @@ def route(engine: sa.Engine, start: tuple[float, float], end: tuple[float, float
     EPSG:4550), "access_m" ({"start", "end"}: walk from the given points to the roads, m)}.
     Raises AnalysisError for an unknown CRS, a point with no road within 500 m, or no road path.
     """
-    (sx, sy), (ex, ey) = points_to_storage([start, end], crs)
+    (sx, sy), (ex, ey) = points_to_storage([start, end], crs, storage_srid(engine))
     graph = graph or road_graphs.get(engine)
     a, b = graph.snap_one(sx, sy), graph.snap_one(ex, ey)
     return graph.describe(graph.fastest(a, b), a, b)
@@ -305,14 +309,15 @@ def route_from_nearest_crew_base(engine: sa.Engine, end: tuple[float, float], cr
     within 500 m or no road path}. Raises AnalysisError for an unknown CRS, an incident with no
     road within 500 m, no crew base at all, or none that can reach the incident.
     """
-    (x, y), = points_to_storage([end], crs)
+    (x, y), = points_to_storage([end], crs, storage_srid(engine))
     graph = graph or road_graphs.get(engine)
     target = graph.snap_one(x, y)
     with engine.connect() as conn:
         # The route process is public: the duty phone is read masked (138****0000) from the
         # published view, like the crew_bases collection, until accounts give scoped access.
         bases = conn.execute(sa.text(
-            "SELECT code, name, phone, crew_count, ST_X(geom), ST_Y(geom) FROM published.crew_base ORDER BY code")).all()
+            "SELECT code, name, phone, crew_count, ST_X(geom), ST_Y(geom) FROM published.crew_base ORDER BY code"
+        )).all()
     if not bases:
         raise AnalysisError("no crew base in the database: nothing to route from")
     snaps = graph.snap(np.array([(b[4], b[5]) for b in bases]))

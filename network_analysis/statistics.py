@@ -27,7 +27,7 @@ def _bands(bounds: tuple[int, ...], prefix: str = "") -> list[dict]:
     highs = (*bounds, None)
     def label(lo: int | None, hi: int | None) -> str:
         return f"{prefix}≤ {hi}" if lo is None else f"{prefix}> {lo - 1}" if hi is None else f"{prefix}{lo}–{hi}"
-    return [{"band": label(lo, hi), "min": lo, "max": hi} for lo, hi in zip(lows, highs)]
+    return [{"band": label(lo, hi), "min": lo, "max": hi} for lo, hi in zip(lows, highs, strict=True)]
 
 
 def _band_index(expr: str, bounds: tuple[int, ...]) -> str:

@@ -144,7 +144,8 @@ class Topology:
         while True:
             roots = np.concatenate([part[self.node_segment[m.source_nodes]], outlet[edge]])
             graph = csr_matrix((np.ones(len(inlet) + len(roots), np.int8),
-                                (np.concatenate([inlet, np.full(len(roots), n_parts)]), np.concatenate([outlet, roots]))),
+                                (np.concatenate([inlet, np.full(len(roots), n_parts)]),
+                                 np.concatenate([outlet, roots]))),
                                shape=(n_parts + 1, n_parts + 1))
             sourced = np.zeros(n_parts + 1, bool)
             sourced[breadth_first_order(graph, n_parts, directed=True, return_predecessors=False)] = True
