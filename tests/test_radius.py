@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
 from pyproj import Transformer
 
-from network_analysis.burst import AnalysisError
+from core.errors import InvalidInput, QiwangError
 from network_analysis.radius import LAYERS, near
 
 #                 d (c2 shop)
@@ -67,7 +67,7 @@ def net(net_engine: sa.Engine) -> sa.Engine:
         conn.execute(sa.text(
             """INSERT INTO customer_personal (customer_id, id_number, contact_person, contact_phone, meter_reader_phone)
                SELECT id, :id_number, :person, :phone, :reader_phone FROM customer"""),
-            dict(zip(("id_number", "person", "phone", "reader_phone"), SECRETS)))
+            dict(zip(("id_number", "person", "phone", "reader_phone"), SECRETS[:4], strict=True)))
     return net_engine
 
 
@@ -145,9 +145,12 @@ def test_nothing_near_is_an_empty_answer_not_an_error(net: sa.Engine) -> None:
     ],
 )
 def test_bad_input_is_a_clear_error(net: sa.Engine, args: tuple, kwargs: dict, message: str) -> None:
-    with pytest.raises(AnalysisError) as error:
+    with pytest.raises(QiwangError) as error:
         query(net, *args, **kwargs)
-    assert str(error.value) == message
+    # the message, after the name of the input at fault where the error names one
+    assert (error.value.reason if isinstance(error.value, InvalidInput) else str(error.value)) == message
+    if "crs" in kwargs and "unknown" in message:
+        assert isinstance(error.value, InvalidInput) and error.value.field == "crs"
 
 
 def test_demo_city_matches_plain_sql(engine: sa.Engine) -> None:

@@ -23,8 +23,8 @@ from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
 from pyproj import Transformer
 from sqlalchemy.pool import NullPool
 
+from core.errors import QiwangError
 from db import migrate
-from network_analysis.burst import AnalysisError
 from network_analysis.routing import road_graphs, route, route_from_nearest_crew_base
 
 X0, Y0 = ORIGIN
@@ -141,7 +141,7 @@ def test_ends_within_a_centimetre_are_merged(grid):
     r = route(grid, at(1000, 0), at(1400, 0))  # 慢街 to C (36 s), 支路 200 m… but via its 5 mm gap
     assert r["roads"] == ["慢街", "支路"]
     assert r["length_m"] == pytest.approx(399.995, abs=0.01)
-    with pytest.raises(AnalysisError, match="no road path"):
+    with pytest.raises(QiwangError, match="no road path"):
         route(grid, at(1000, 0), at(1700, 0))  # 断路 starts 5 cm off G: another island
 
 
@@ -185,24 +185,24 @@ def test_graph_is_cached_until_the_roads_change(databases):
 
 
 def test_errors(grid, databases):
-    with pytest.raises(AnalysisError, match="no road within 500 m"):
+    with pytest.raises(QiwangError, match="no road within 500 m"):
         route(grid, at(0, 0), at(600, 1000))
-    with pytest.raises(AnalysisError, match="unknown CRS"):
+    with pytest.raises(QiwangError, match="unknown CRS"):
         route(grid, (1, 2), (3, 4), crs="EPSG:999999")
-    with pytest.raises(AnalysisError, match="no road within 500 m"):
+    with pytest.raises(QiwangError, match="no road within 500 m"):
         route_from_nearest_crew_base(grid, at(5000, 5000))
     name = f"qiwang_routing_empty_{os.getpid()}"
     url = databases.create(name)
     try:
         migrate.upgrade(url)
         engine = sa.create_engine(url, poolclass=NullPool)
-        with pytest.raises(AnalysisError, match="road table is empty"):
+        with pytest.raises(QiwangError, match="road table is empty"):
             route(engine, at(0, 0), at(10, 0))
         load_roads(engine, bases={})
-        with pytest.raises(AnalysisError, match="no crew base"):
+        with pytest.raises(QiwangError, match="no crew base"):
             route_from_nearest_crew_base(engine, at(900, 430))
         load_roads(engine, bases={"K9": (1700, 10)})  # on 断路: no path to the rest of the grid
-        with pytest.raises(AnalysisError, match="no crew base can reach"):
+        with pytest.raises(QiwangError, match="no crew base can reach"):
             route_from_nearest_crew_base(engine, at(900, 430))
         engine.dispose()
     finally:
