@@ -34,7 +34,7 @@ def _engine():
 
 
 @contextmanager
-def _options(names: dict[str, str], values: dict[str, tuple[str, ...]]) -> Iterator[None]:
+def _options(names: dict[str, str], values: dict[str, tuple[str, ...]] | None = None) -> Iterator[None]:
     """InvalidInput from an analysis worded with the command's options: its field is the analysis's
     parameter (`point`, `failed_valves[1]`), which the user knows as an option (`--at`, the second
     `--failed-valve`, named with the value given).
@@ -54,7 +54,7 @@ def _options(names: dict[str, str], values: dict[str, tuple[str, ...]]) -> Itera
         option = names.get(parameter)
         if option is None:
             raise
-        if index:
+        if index and values and option in values:
             option = f"{option} {values[option][int(index.rstrip(']'))]}"
         raise InvalidInput(option, exc.reason) from None
 
@@ -200,7 +200,8 @@ def qa(tolerance: float, near_miss: float, as_json: bool) -> None:
     """Topology checks; findings are stored as features in topology_issue."""
     from network_analysis.qa import run_qa
 
-    result = run_qa(_engine(), tolerance_m=tolerance, near_miss_m=near_miss)
+    with _options({"tolerance_m": "--tolerance", "near_miss_m": "--near-miss"}):
+        result = run_qa(_engine(), tolerance_m=tolerance, near_miss_m=near_miss)
     if as_json:
         _json(result)
         return
@@ -232,7 +233,8 @@ def near(at: str, radius: float, crs: str | None, limit: int | None, as_json: bo
     per_layer = limit or (NEAR_ALL if as_json else NEAR_SHOWN)
     with _engine().connect() as conn:
         x, y = _xy(at, "--at")
-        result = radius_query(conn, x, y, radius, crs=crs, limit_per_layer=per_layer)
+        with _options({"point": "--at", "radius_m": "--radius", "crs": "--crs", "limit_per_layer": "--limit"}):
+            result = radius_query(conn, x, y, radius, crs=crs, limit_per_layer=per_layer)
     if as_json:
         _json(result)
         return
@@ -257,7 +259,8 @@ def stats(enterprise: str | None, division: str | None, year: int | None, as_jso
     """Pipe length by pressure class, material, diameter, age, district, enterprise; old pipes."""
     from network_analysis.statistics import network_statistics
 
-    with _engine().connect() as conn:
+    options = {"enterprise_code": "--enterprise", "admin_code": "--division", "as_of_year": "--year"}
+    with _engine().connect() as conn, _options(options):
         result = network_statistics(conn, enterprise_code=enterprise, admin_code=division, as_of_year=year)
     if as_json:
         _json(result)
@@ -292,12 +295,13 @@ def route(start: str | None, end: str, crs: str | None, as_json: bool) -> None:
 
     engine = _engine()
     target = _xy(end, "--to")
-    if start:
-        result = routing.route(engine, _xy(start, "--from"), target, crs=crs)
-        path = result
-    else:
-        result = routing.route_from_nearest_crew_base(engine, target, crs=crs)
-        path = result["route"]
+    with _options({"start": "--from", "end": "--to", "crs": "--crs"}):
+        if start:
+            result = routing.route(engine, _xy(start, "--from"), target, crs=crs)
+            path = result
+        else:
+            result = routing.route_from_nearest_crew_base(engine, target, crs=crs)
+            path = result["route"]
     if as_json:
         _json(result)
         return
