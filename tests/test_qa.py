@@ -22,7 +22,7 @@ from conftest import DEMO_PIPES, DEMO_SEED, migrated_database, scalar
 from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load, topology
 from networks import TIERS as BASE  # its customers play no part here
 
-from core.errors import QiwangError
+from core.errors import InvalidInput
 from network_analysis.qa import KINDS, run_qa, unfed
 
 BASE_ENDS = ("y", "z")
@@ -253,8 +253,10 @@ def test_findings_are_replaced_and_bad_tolerances_refused(net_engine: sa.Engine)
     assert run_qa(net_engine)["counts"]["dangling_end"] == 0
     assert scalar(net_engine, "SELECT count(*) FROM topology_issue") == 0
     for bad in (-1, float("nan"), "1"):
-        with pytest.raises(QiwangError, match="tolerance_m must be a distance"):
+        with pytest.raises(InvalidInput, match=f"^tolerance_m: must be a distance in metres ≥ 0, not {bad!r}$"):
             run_qa(net_engine, tolerance_m=bad)
+    with pytest.raises(InvalidInput, match=r"^near_miss_m: must be a distance in metres ≥ 0, not -2$"):
+        run_qa(net_engine, near_miss_m=-2)
 
 
 @pytest.mark.parametrize(("pipes", "seed"), [(DEMO_PIPES, DEMO_SEED), (300, 21), (300, 26), (1000, 14), (3000, 26)])

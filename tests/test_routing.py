@@ -23,7 +23,7 @@ from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
 from pyproj import Transformer
 from sqlalchemy.pool import NullPool
 
-from core.errors import QiwangError
+from core.errors import Conflict, InvalidInput
 from db import migrate
 from network_analysis.routing import road_graphs, route, route_from_nearest_crew_base
 
@@ -141,7 +141,7 @@ def test_ends_within_a_centimetre_are_merged(grid):
     r = route(grid, at(1000, 0), at(1400, 0))  # 慢街 to C (36 s), 支路 200 m… but via its 5 mm gap
     assert r["roads"] == ["慢街", "支路"]
     assert r["length_m"] == pytest.approx(399.995, abs=0.01)
-    with pytest.raises(QiwangError, match="no road path"):
+    with pytest.raises(InvalidInput, match=r"^end: no road path from "):
         route(grid, at(1000, 0), at(1700, 0))  # 断路 starts 5 cm off G: another island
 
 
@@ -185,24 +185,27 @@ def test_graph_is_cached_until_the_roads_change(databases):
 
 
 def test_errors(grid, databases):
-    with pytest.raises(QiwangError, match="no road within 500 m"):
+    # each error names the parameter at fault (`end`, `crs`), or is a Conflict with what the database holds
+    with pytest.raises(InvalidInput, match=r"^end: no road within 500 m of \(500600\.0, 4551000\.0\) \(EPSG:4550\)$"):
         route(grid, at(0, 0), at(600, 1000))
-    with pytest.raises(QiwangError, match="unknown CRS"):
+    with pytest.raises(InvalidInput, match=r"^start: no road within 500 m of \(500600\.0, 4551000\.0\)"):
+        route(grid, at(600, 1000), at(0, 0))
+    with pytest.raises(InvalidInput, match=r"^crs: unknown CRS 'EPSG:999999'$"):
         route(grid, (1, 2), (3, 4), crs="EPSG:999999")
-    with pytest.raises(QiwangError, match="no road within 500 m"):
+    with pytest.raises(InvalidInput, match=r"^end: no road within 500 m"):
         route_from_nearest_crew_base(grid, at(5000, 5000))
     name = f"qiwang_routing_empty_{os.getpid()}"
     url = databases.create(name)
     try:
         migrate.upgrade(url)
         engine = sa.create_engine(url, poolclass=NullPool)
-        with pytest.raises(QiwangError, match="road table is empty"):
+        with pytest.raises(Conflict, match=r"^the road table is empty: nothing to route on$"):
             route(engine, at(0, 0), at(10, 0))
         load_roads(engine, bases={})
-        with pytest.raises(QiwangError, match="no crew base"):
+        with pytest.raises(Conflict, match=r"^no crew base in the database: nothing to route from$"):
             route_from_nearest_crew_base(engine, at(900, 430))
         load_roads(engine, bases={"K9": (1700, 10)})  # on 断路: no path to the rest of the grid
-        with pytest.raises(QiwangError, match="no crew base can reach"):
+        with pytest.raises(InvalidInput, match=r"^end: no crew base can reach \(500900\.0, 4550430\.0\) by road$"):
             route_from_nearest_crew_base(engine, at(900, 430))
         engine.dispose()
     finally:
