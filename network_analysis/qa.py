@@ -17,7 +17,7 @@ checks (one `kind` each, as in migration 0006):
 
 Abandoned pipes are out of the network here as in the topology (model.py). A regulator whose inlet
 has no pipe at all is accepted: the topology treats it as the source of a partial network's edge.
-Geometries are stored 2-D (the column is), in EPSG:4550; distances are horizontal.
+Geometries are stored 2-D (the column is), in the storage CRS (metres); distances are horizontal.
 """
 from __future__ import annotations
 
@@ -290,9 +290,25 @@ def _topology(engine: sa.Engine, conn: sa.Connection, version: int) -> Topology:
 def run_qa(engine: sa.Engine, tolerance_m: float = 0.5, near_miss_m: float = 1.0) -> dict:
     """Check the network, replace the stored findings (`topology_issue`) and summarise them.
 
-    `tolerance_m`: how far a valve may lie from its pipe; `near_miss_m`: how close a pipe end may
-    come to an unconnected pipe of its tier. Returns {"network_version", "counts" (every kind, zeros
-    included), "issues" (the first 1000 as kind, feature_type, feature_code, detail)}.
+    Parameters
+    ----------
+    engine
+        The database (the findings are written to it, in one transaction).
+    tolerance_m
+        How far a valve may lie from its pipe, m (planar, in the storage CRS).
+    near_miss_m
+        How close a pipe end may come to an unconnected pipe of its tier, m.
+
+    Returns
+    -------
+    dict
+        network_version; counts (every kind in KINDS, zeros included); issues (the first 1000 as
+        kind, feature_type, feature_code, detail).
+
+    Raises
+    ------
+    InvalidInput
+        Naming `tolerance_m` or `near_miss_m` when it is not a distance ≥ 0.
     """
     for name, value in (("tolerance_m", tolerance_m), ("near_miss_m", near_miss_m)):
         if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
