@@ -58,16 +58,7 @@ def test_valve_segments_and_who_feeds_whom_on_the_tiers() -> None:
 @pytest.mark.nodb
 @pytest.mark.parametrize("name", HAND_MADE)
 def test_dominators_of_hand_made_networks_match_networkx(name: str) -> None:
-    topo = topology(HAND_MADE[name])
-    root = topo.n_segments
-    coo = topo.supply.tocoo()
-    graph = nx.DiGraph()
-    graph.add_nodes_from(range(root + 1))
-    graph.add_edges_from(zip(coo.row.tolist(), coo.col.tolist(), strict=True))
-    expected = nx.immediate_dominators(graph, root)
-    expected.pop(root, None)  # networkx ≥ 3.5 leaves the start vertex out
-    ours = _immediate_dominators(topo.supply, root)
-    assert {v: int(ours[v]) for v in expected} == expected and ours[root] == root
+    assert_dominators_match_networkx(topology(HAND_MADE[name]))
 
 
 @pytest.mark.nodb
@@ -95,8 +86,8 @@ def test_a_check_valve_and_a_closed_valve_bound_segments_one_way() -> None:
     assert topo.dominated(segment_of(topo, "p1")).tolist() == []
 
 
-def test_dominators_match_networkx(engine: sa.Engine) -> None:
-    topo = topologies.get(engine)
+def assert_dominators_match_networkx(topo: Topology) -> None:
+    """Our immediate dominators of the supply graph are networkx's, for every vertex it reaches."""
     root = topo.n_segments
     coo = topo.supply.tocoo()
     graph = nx.DiGraph()
@@ -108,6 +99,10 @@ def test_dominators_match_networkx(engine: sa.Engine) -> None:
     assert ours[root] == root
     assert {v: int(ours[v]) for v in expected} == expected
     assert set(np.flatnonzero(ours >= 0).tolist()) == set(expected) | {root}
+
+
+def test_dominators_match_networkx(engine: sa.Engine) -> None:
+    assert_dominators_match_networkx(topologies.get(engine))
 
 
 def test_every_segment_is_supplied_and_valves_bound_segments(engine: sa.Engine) -> None:
