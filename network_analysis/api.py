@@ -39,7 +39,7 @@ LARGE_OUTAGE_PIPES = 5000  # beyond, the outage area is a hull and dry pipes are
 
 # (x, y) in the storage CRS → (pipe index, fraction along it, distance in m) of the nearest pipe in
 # service, or None when there is no pipe at all
-NearestPipe = Callable[[float, float], "tuple[int, float, float] | None"]
+NearestPipe = Callable[[float, float], tuple[int, float, float] | None]
 
 
 def nearest_pipe_in_database(conn: sa.Connection, x: float, y: float, srid: int) -> tuple[int, float, float] | None:
@@ -119,11 +119,11 @@ def _analyse(topo: Topology, nearest: NearestPipe, pipe: str | None, point: tupl
         raise InvalidInput(None, "give either a pipe code or a point, not both")
     m = topo.model
     failed = _failed_valves(topo, failed_valves)
-    if point is not None:
+    if pipe is not None:
+        index, fraction = _pipe_by_code(topo, pipe), 0.5
+    elif point is not None:
         (x, y), = points_to_storage([point], crs, m.srid)
         index, fraction = _snapped(nearest, x, y, "point")
-    else:
-        index, fraction = _pipe_by_code(topo, pipe), 0.5  # type: ignore[arg-type]  # pipe is set: checked above
     cuts: dict[int, list[float]] = {}
     for k, (bx, by) in enumerate(points_to_storage(barriers, crs, m.srid)):
         barrier, barrier_fraction = _snapped(nearest, bx, by, f"barriers[{k}]")

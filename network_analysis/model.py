@@ -127,8 +127,8 @@ class NetworkModel:
         return float((geometric * (self.pipe_pressure_mpa[pipes] + ATMOSPHERE_MPA) / ATMOSPHERE_MPA).sum())
 
     def nearest_pipe(self, x: float, y: float) -> tuple[int, float, float] | None:
-        """The pipe nearest to a point, in memory (the database's answer for a model without geometry
-        is `network_analysis.api.snap_to_pipe`).
+        """The pipe nearest to a point, in memory (the database's own answer, on the pipes' real
+        geometry, is `network_analysis.api.nearest_pipe_in_database`).
 
         Parameters
         ----------
@@ -144,19 +144,22 @@ class NetworkModel:
         """
         if self.n_pipes == 0:
             return None
-        if self._pipe_tree is None:
+        lines, tree = self._pipe_index()
+        point = shapely.Point(x, y)
+        hits, distances = tree.query_nearest(point, return_distance=True, all_matches=False)
+        k = int(hits[0])
+        return k, float(shapely.line_locate_point(lines[k], point, normalized=True)), float(distances[0])
+
+    def _pipe_index(self) -> tuple[np.ndarray, shapely.STRtree]:
+        """The pipes as 2D lines and a spatial index over them, built on first use."""
+        if self._pipe_lines is None or self._pipe_tree is None:
             lines = self.pipe_geometry
-            if lines is None:
+            if lines is None:  # straight between the end nodes
                 ends = np.stack([self.node_xy[self.pipe_from], self.node_xy[self.pipe_to]], axis=1)
                 lines = shapely.linestrings(ends)
             self._pipe_lines = shapely.force_2d(lines)
             self._pipe_tree = shapely.STRtree(self._pipe_lines)
-        assert self._pipe_lines is not None
-        point = shapely.Point(x, y)
-        hits, distances = self._pipe_tree.query_nearest(point, return_distance=True, all_matches=False)
-        k = int(hits[0])
-        line = self._pipe_lines[k]
-        return k, float(shapely.line_locate_point(line, point, normalized=True)), float(distances[0])
+        return self._pipe_lines, self._pipe_tree
 
 
 @dataclass

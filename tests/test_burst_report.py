@@ -114,6 +114,17 @@ def test_incident_codes_come_from_a_sequence_that_starts_past_the_codes_in_use(n
     assert scalar(net_engine, "SELECT enterprise_code FROM incident WHERE code = 'SG000008'") == "2103020001"
 
 
+def test_the_application_role_saves_incidents(engine: sa.Engine, app_url: str) -> None:
+    """The web app saves incidents as qiwang_app: it may draw codes from the sequence."""
+    feeder, _ = school_feeder(engine)
+    app = sa.create_engine(app_url)
+    try:
+        code = analyse_and_save(app, "planned", pipe=feeder)["incident"]
+        assert incident(app, code)["result"]["burst"]["pipe"] == feeder
+    finally:
+        app.dispose()
+
+
 def run(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(ROOT / "qiwang"), *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "DATABASE_URL": db_url})
