@@ -254,7 +254,7 @@ def test_findings_are_replaced_and_bad_tolerances_refused(net_engine: sa.Engine)
     assert scalar(net_engine, "SELECT count(*) FROM topology_issue") == 0
     for bad in (-1, float("nan"), "1"):
         with pytest.raises(InvalidInput, match=f"^tolerance_m: must be a distance in metres ≥ 0, not {bad!r}$"):
-            run_qa(net_engine, tolerance_m=bad)
+            run_qa(net_engine, tolerance_m=bad)  # type: ignore[arg-type]  # a string on purpose
     with pytest.raises(InvalidInput, match=r"^near_miss_m: must be a distance in metres ≥ 0, not -2$"):
         run_qa(net_engine, near_miss_m=-2)
 
@@ -273,7 +273,8 @@ def test_demo_city_is_clean(databases, pipes: int, seed: int) -> None:
         assert result["counts"] == dict.fromkeys(KINDS, 0)
         if (pipes, seed) != (DEMO_PIPES, DEMO_SEED):
             return
-        assert scalar(engine, "SELECT count(*) FROM valve WHERE normal_state = 'closed'") > 0
+        closed = scalar(engine, "SELECT count(*) FROM valve WHERE normal_state = 'closed'")
+        assert isinstance(closed, int) and closed > 0
         # one defect in the city is found, and only that one
         execute(engine, "UPDATE valve SET geom = ST_Translate(geom, 3, 3, 0) WHERE id = 1")
         code = scalar(engine, "SELECT code FROM valve WHERE id = 1")

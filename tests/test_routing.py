@@ -15,6 +15,7 @@ Travel times: 慢街 600 m 108 s, 快路 600 m 36 s, 西街/中街 400 m 36 s, �
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import shapely
@@ -75,7 +76,7 @@ def load_roads(engine: sa.Engine, roads: dict = GRID, bases: dict = BASES) -> No
 
 
 @pytest.fixture(scope="module")
-def grid(databases) -> sa.Engine:
+def grid(databases) -> Iterator[sa.Engine]:
     name = f"qiwang_routing_{os.getpid()}"
     url = databases.create(name)
     migrate.upgrade(url)
@@ -147,8 +148,8 @@ def test_ends_within_a_centimetre_are_merged(grid):
 
 def test_points_in_another_crs(grid):
     to_4490 = Transformer.from_crs("EPSG:4550", "EPSG:4490", always_xy=True)
-    lon_lat = [to_4490.transform(*at(120, -30)), to_4490.transform(*at(900, 430))]
-    r = route(grid, *lon_lat, crs="EPSG:4490")
+    start, end = to_4490.transform(*at(120, -30)), to_4490.transform(*at(900, 430))
+    r = route(grid, start, end, crs="EPSG:4490")
     assert (r["length_m"], r["minutes"]) == pytest.approx((1420.0, 1.9), abs=0.01)
 
 
