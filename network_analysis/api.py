@@ -1,160 +1,263 @@
-"""The analyses as a Python API on codes and coordinates, returning plain JSON-ready dicts.
+"""The burst analysis as a Python API on codes and coordinates, returning plain JSON-ready dicts.
+
+Two ways in, one analysis:
+
+- `burst_analysis(engine, …)`: the network of a database (its topology cached per network
+  version), points snapped onto pipes in PostGIS, with the sensitive sites and, on request, the
+  outage area and the GeoJSON of what is cut off;
+- `burst_in_memory(topology, …)`: any topology, e.g. of a model built from plain data
+  (`network_analysis.model.build_model`), points snapped in memory; the report without the parts
+  that need the database.
 
 The CLI and the OGC API processes call these; keys of the returned dicts are fixed so that tools
-can rely on them. Coordinates are EPSG:4550 easting/northing in metres unless a CRS is given.
+can rely on them. Coordinates are easting/northing in metres in the storage CRS (the model's
+`srid`, the database's `db.catalog.storage_srid`) unless a `crs` is given. A bad input raises
+`core.errors.InvalidInput` naming the parameter at fault (``pipe``, ``point``, ``crs``,
+``failed_valves[k]``, ``barriers[k]``). Stored incidents are emergency/incidents.py's.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import shapely
 import shapely.geometry
 import shapely.ops
 import sqlalchemy as sa
-from pyproj import CRS, Transformer
 
-from network_analysis.burst import AnalysisError, BurstResult, analyse_burst
-from network_analysis.model import CLASS_MAX_PRESSURE_SQL
+from core.crs import points_to_storage, transformer
+from core.errors import InvalidInput
+from network_analysis.burst import BurstResult, analyse_burst
+from network_analysis.model import CLASS_MAX_PRESSURE_SQL, LIVE
 from network_analysis.topology import Topology, topologies
 
-STORAGE_SRID = 4550
 SNAP_TOLERANCE_M = 50.0  # a burst or barrier point must lie this close to a pipe
 OUTAGE_BUFFER_M = 15.0  # the outage area: this far around every isolated or dry pipe
 LARGE_OUTAGE_PIPES = 5000  # beyond, the outage area is a hull and dry pipes are not listed as features
-INCIDENT_STATES = ("planned", "active", "closed")
+
+# (x, y) in the storage CRS → (pipe index, fraction along it, distance in m) of the nearest pipe in
+# service, or None when there is no pipe at all
+NearestPipe = Callable[[float, float], tuple[int, float, float] | None]
 
 
-def points_to_storage(points: Sequence[tuple[float, float]], crs: str | None) -> list[tuple[float, float]]:
-    """Points given as x, y in `crs` (easting/northing or lon/lat order, whatever the CRS's
-    authority says) → EPSG:4550 easting/northing."""
-    if crs is None or not points:
-        return [(float(x), float(y)) for x, y in points]
-    transform = transformer(crs, STORAGE_SRID).transform
-    return [tuple(map(float, transform(x, y))) for x, y in points]
+def nearest_pipe_in_database(conn: sa.Connection, x: float, y: float, srid: int) -> tuple[int, float, float] | None:
+    """The pipe in service nearest to a point, by the database (its real geometry, its index).
 
+    Parameters
+    ----------
+    conn
+        A connection to the database.
+    x, y
+        Easting and northing in the storage CRS, m.
+    srid
+        EPSG code of the storage CRS.
 
-_transformers = threading.local()
-
-
-def transformer(source: str | int, target: str | int) -> Transformer:
-    """An always_xy Transformer, kept per thread: building one costs ≈ 0.4 s (PROJ database
-    lookups), and pyproj transformers are not to be shared between threads."""
-    cache = _transformers.__dict__.setdefault("by_crs", {})
-    key = (str(source), str(target))
-    if key not in cache:
-        try:
-            src = CRS.from_user_input(source)
-        except Exception:  # pyproj raises CRSError; anything else is still a bad CRS for the user
-            raise AnalysisError(f"unknown CRS {source!r}") from None
-        cache[key] = Transformer.from_crs(src, CRS.from_user_input(target), always_xy=True)
-    return cache[key]
-
-
-def snap_to_pipe(conn: sa.Connection, x: float, y: float, tolerance_m: float = SNAP_TOLERANCE_M
-                 ) -> tuple[int, float, float]:
-    """The pipe nearest to (x, y) in EPSG:4550: (pipe id, fraction along it, distance in m)."""
+    Returns
+    -------
+    tuple or None
+        (pipe id, fraction along the pipe from its from-node, planar distance in m), or None when
+        no pipe is in service.
+    """
     row = conn.execute(sa.text(
-        """
+        f"""
         SELECT id, ST_LineLocatePoint(ST_Force2D(geom), pt), ST_Distance(geom, pt)
-        FROM pipe, ST_SetSRID(ST_MakePoint(:x, :y), 4550) AS pt
-        WHERE status = 'in_service'  -- only pipes in service carry gas (model.LIVE)
+        FROM pipe, ST_SetSRID(ST_MakePoint(:x, :y), :srid) AS pt
+        WHERE {LIVE}  -- only pipes in service carry gas
         ORDER BY geom <-> pt LIMIT 1
-        """), {"x": x, "y": y}).first()
-    if row is None or row[2] > tolerance_m:
-        far = "no pipe at all" if row is None else f"the nearest pipe is {row[2]:,.0f} m away"
-        raise AnalysisError(f"point ({x:.1f}, {y:.1f}) is not on the network: {far} "
-                            f"(tolerance {tolerance_m:g} m)")
-    return int(row[0]), float(row[1]), float(row[2])
+        """), {"x": x, "y": y, "srid": srid}).first()
+    return None if row is None else (int(row[0]), float(row[1]), float(row[2]))
+
+
+def _snapped(nearest: NearestPipe, x: float, y: float, field: str) -> tuple[int, float]:
+    """(pipe index, fraction) of the pipe under (x, y), or InvalidInput(field) when none is near."""
+    hit = nearest(x, y)
+    if hit is None or not hit[2] <= SNAP_TOLERANCE_M:
+        far = "no pipe at all" if hit is None else f"the nearest pipe is {hit[2]:,.0f} m away"
+        raise InvalidInput(field, f"point ({x:.1f}, {y:.1f}) is not on the network: {far} "
+                                  f"(tolerance {SNAP_TOLERANCE_M:g} m)")
+    return hit[0], hit[1]
 
 
 def _pipe_by_code(topo: Topology, code: str) -> int:
     hits = topo.index_of("pipe", code)
     if len(hits) == 0:
-        raise AnalysisError(f"unknown pipe code {code!r}")
+        raise InvalidInput("pipe", f"unknown pipe code {code!r}")
     if len(hits) > 1:
-        raise AnalysisError(f"pipe code {code!r} is used by {len(hits)} enterprises: give the pipe id instead")
+        raise InvalidInput("pipe", f"pipe code {code!r} is used by {len(hits)} enterprises: give a point on the "
+                                   f"pipe instead")
     return int(hits[0])
 
 
-def _valve_by_code(topo: Topology, code: str) -> int:
-    hits = topo.index_of("valve", code)
-    if len(hits) != 1:
-        raise AnalysisError(f"unknown valve code {code!r}" if len(hits) == 0 else
-                            f"valve code {code!r} is ambiguous ({len(hits)} valves)")
-    return int(hits[0])
+def _failed_valves(topo: Topology, codes: Sequence[str]) -> set[int]:
+    """Valve indices of the codes given as failed; each must be a valve that is worked by hand."""
+    m = topo.model
+    failed = set()
+    for k, code in enumerate(codes):
+        field = f"failed_valves[{k}]"
+        hits = topo.index_of("valve", code)
+        if len(hits) != 1:
+            raise InvalidInput(field, f"unknown valve code {code!r}" if len(hits) == 0 else
+                                      f"valve code {code!r} is ambiguous ({len(hits)} valves)")
+        v = int(hits[0])
+        if m.valve_check[v]:
+            raise InvalidInput(field, f"valve {m.valve_code[v]} is a check valve: it is not closed by hand, so it "
+                                      f"cannot fail to close")
+        if m.valve_closed[v]:
+            raise InvalidInput(field, f"valve {m.valve_code[v]} is normally closed: it stays closed, it cannot "
+                                      f"fail open")
+        failed.add(v)
+    return failed
+
+
+def _analyse(topo: Topology, nearest: NearestPipe, pipe: str | None, point: tuple[float, float] | None,
+             crs: str | None, failed_valves: Sequence[str], barriers: Sequence[tuple[float, float]]
+             ) -> tuple[dict, BurstResult]:
+    """The inputs checked and resolved to indices, the burst analysed, the report in codes."""
+    if (pipe is None) == (point is None):
+        raise InvalidInput(None, "give either a pipe code or a point, not both")
+    m = topo.model
+    failed = _failed_valves(topo, failed_valves)
+    if pipe is not None:
+        index, fraction = _pipe_by_code(topo, pipe), 0.5
+    elif point is not None:
+        (x, y), = points_to_storage([point], crs, m.srid)
+        index, fraction = _snapped(nearest, x, y, "point")
+    cuts: dict[int, list[float]] = {}
+    for k, (bx, by) in enumerate(points_to_storage(barriers, crs, m.srid)):
+        barrier, barrier_fraction = _snapped(nearest, bx, by, f"barriers[{k}]")
+        cuts.setdefault(barrier, []).append(barrier_fraction)
+    result = analyse_burst(topo, index, fraction, failed, cuts)
+    return report(topo, result), result
+
+
+def burst_in_memory(
+    topology: Topology,
+    pipe: str | None = None,
+    point: tuple[float, float] | None = None,
+    crs: str | None = None,
+    failed_valves: Sequence[str] = (),
+    barriers: Sequence[tuple[float, float]] = (),
+) -> dict:
+    """The burst analysis on a topology alone, without a database.
+
+    Points are snapped onto the model's pipe geometry (straight lines between the end nodes when
+    the model has none), within SNAP_TOLERANCE_M.
+
+    Parameters
+    ----------
+    topology
+        The network, e.g. ``Topology(build_model(tables, srid))``.
+    pipe
+        Code of the burst pipe (the burst is at its middle); or give `point`.
+    point
+        x, y of the burst in `crs`, snapped to the nearest pipe in service.
+    crs
+        CRS of `point` and `barriers` (east-first: easting or longitude first); None: the model's
+        storage CRS (``topology.model.srid``, metres).
+    failed_valves
+        Codes of valves that cannot be closed: the isolation grows past them to the second ring.
+    barriers
+        x, y points (in `crs`) where a temporary squeeze-off cuts the pipe.
+
+    Returns
+    -------
+    dict
+        The fixed-key report of `report` (codes; coordinates in the storage CRS, m; lengths m,
+        volumes m³ at standard conditions).
+
+    Raises
+    ------
+    InvalidInput
+        Naming the parameter: ``pipe``, ``point``, ``crs``, ``failed_valves[k]``, ``barriers[k]``
+        (field None when both or neither of `pipe` and `point` are given).
+    """
+    out, _ = _analyse(topology, topology.model.nearest_pipe, pipe, point, crs, failed_valves, barriers)
+    return out
 
 
 def burst_analysis(
     engine: sa.Engine,
     pipe: str | None = None,
-    at: tuple[float, float] | None = None,
+    point: tuple[float, float] | None = None,
     crs: str | None = None,
     failed_valves: Sequence[str] = (),
     barriers: Sequence[tuple[float, float]] = (),
     topology: Topology | None = None,
     geometry: bool = False,
-    save_as: str | None = None,
-    title: str | None = None,
 ) -> dict:
-    """Burst at pipe `pipe` (its middle) or at point `at`; valves in `failed_valves` (codes) cannot
-    be closed; `barriers` are squeeze-off points (same CRS as `at`). Returns the fixed-key report.
+    """The burst analysis on the database's network, with what lies around the outage.
 
-    `geometry`: add the outage area and the isolated and dry pipes as GeoJSON (CRS84).
-    `save_as`: store the result as an incident in that state ('planned' or 'active').
+    Parameters
+    ----------
+    engine
+        The database.
+    pipe, point, crs, failed_valves, barriers
+        As for `burst_in_memory`; points are snapped onto the pipes' geometry in the database.
+    topology
+        The topology to use (default: the database's, cached per network version).
+    geometry
+        Add the outage area (``outage_area``, a GeoJSON (Multi)Polygon) and the isolated and dry
+        pipes and the valves to close (``features``: FeatureCollections), in CRS84 lon/lat.
+
+    Returns
+    -------
+    dict
+        The report of `burst_in_memory` plus ``sensitive_sites`` (schools, hospitals… in the outage
+        area or the burst pipe's impact radius, nearest first, distances in m), ``outage_area``
+        (None without `geometry`), ``features`` (with `geometry` only) and ``incident`` (None: an
+        incident is stored by emergency.incidents.analyse_and_save).
+
+    Raises
+    ------
+    InvalidInput
+        As `burst_in_memory`.
     """
-    if save_as is not None and save_as not in INCIDENT_STATES[:2]:
-        raise AnalysisError(f"an incident starts as planned or active, not {save_as!r}")
-    if (pipe is None) == (at is None):
-        raise AnalysisError("give either a pipe code or a point, not both")
     topo = topology or topologies.get(engine)
     m = topo.model
-    failed = {_valve_by_code(topo, code) for code in failed_valves}
-    for v in failed:
-        if m.valve_check[v]:
-            raise AnalysisError(f"valve {m.valve_code[v]} is a check valve: it is not closed by hand, so it cannot "
-                                f"fail to close")
-        if m.valve_closed[v]:
-            raise AnalysisError(f"valve {m.valve_code[v]} is normally closed: it stays closed, it cannot fail open")
     with engine.connect() as conn:
-        if at is not None:
-            (x, y), = points_to_storage([at], crs)
-            pipe_id, fraction, _ = snap_to_pipe(conn, x, y)
-            index = m.pipe_index(pipe_id)
-        else:
-            index, fraction = _pipe_by_code(topo, pipe), 0.5
-        cuts: dict[int, list[float]] = {}
-        for bx, by in points_to_storage(barriers, crs):
-            barrier_id, barrier_fraction, _ = snap_to_pipe(conn, bx, by)
-            cuts.setdefault(m.pipe_index(barrier_id), []).append(barrier_fraction)
-    result = analyse_burst(topo, index, fraction, failed, cuts)
-    out = report(topo, result, cuts)
-    affected = np.union1d(result.isolated_pipes, result.dry_pipes)
-    with engine.begin() as conn:
-        out["sensitive_sites"] = sensitive_sites(conn, topo, index, affected)
-        outage, features = _outage_geometry(conn, topo, result) if geometry or save_as else (None, None)
-        out["outage_area"] = outage if geometry else None
+        def nearest(x: float, y: float) -> tuple[int, float, float] | None:
+            hit = nearest_pipe_in_database(conn, x, y, m.srid)
+            return None if hit is None else (m.pipe_index(hit[0]), hit[1], hit[2])
+
+        out, result = _analyse(topo, nearest, pipe, point, crs, failed_valves, barriers)
+        affected = np.union1d(result.isolated_pipes, result.dry_pipes)
+        out["sensitive_sites"] = sensitive_sites(conn, topo, result.pipe, affected)
         if geometry:
-            out["features"] = features
-        out["incident"] = None
-        if save_as:
-            request = {"pipe": pipe, "at": list(at) if at else None, "crs": crs, "failed_valves": list(failed_valves),
-                       "barriers": [list(b) for b in barriers]}
-            out["incident"] = _save_incident(conn, int(m.pipe_id[index]), request, out, outage, save_as, title)
+            out["outage_area"], out["features"] = _outage_geometry(conn, topo, result)
+        else:
+            out["outage_area"] = None
+    out["incident"] = None
     return out
 
 
 def sensitive_sites(conn: sa.Connection, topo: Topology, burst_pipe: int, affected: np.ndarray) -> list[dict]:
-    """Schools, hospitals, malls… within the outage area (15 m of an isolated or dry pipe) or within
-    the potential impact radius of the burst pipe, r = 0.099 · √(d² · p) (GB 32167; r in m, d the
-    outside diameter in mm, p the maximum operating pressure in MPa).
+    """Schools, hospitals, malls… within the outage area or the burst pipe's impact radius.
 
-    Driven from the sites near the affected area's bounding box, with the membership test done in
-    memory, so that a city-wide outage costs one pass over the sites, not one look-up per pipe."""
+    The outage area is OUTAGE_BUFFER_M (15 m) around every isolated or dry pipe; the potential
+    impact radius of the burst pipe is r = 0.099 · √(d² · p) (GB 32167; r in m, d the outside
+    diameter in mm, p the maximum operating pressure in MPa). Driven from the sites near the
+    affected area's bounding box, with the membership test done in memory, so that a city-wide
+    outage costs one pass over the sites, not one look-up per pipe.
+
+    Parameters
+    ----------
+    conn
+        A connection to the database of `topo`.
+    topo
+        The topology the indices refer to.
+    burst_pipe
+        Pipe index of the burst.
+    affected
+        Pipe indices of the isolated and dry pipes.
+
+    Returns
+    -------
+    list of dict
+        code, name, type (中文), in_outage_area, in_impact_radius, distance_m (to the burst pipe,
+        m), impact_radius_m; nearest first.
+    """
     m = topo.model
     ends = np.concatenate([m.pipe_from[affected], m.pipe_to[affected]])
     xy = m.node_xy[ends] if len(ends) else m.node_xy[[m.pipe_from[burst_pipe]]]
@@ -163,9 +266,9 @@ def sensitive_sites(conn: sa.Connection, topo: Topology, burst_pipe: int, affect
         """
         SELECT s.id, p.id FROM sensitive_site s
         JOIN pipe p ON ST_DWithin(s.geom, p.geom, :buffer)
-        WHERE s.geom && ST_Expand(ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, 4550), :buffer)
+        WHERE s.geom && ST_Expand(ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, :srid), :buffer)
         """), {"buffer": OUTAGE_BUFFER_M, "xmin": float(xmin), "ymin": float(ymin), "xmax": float(xmax),
-               "ymax": float(ymax)}).all()
+               "ymax": float(ymax), "srid": m.srid}).all()
     pairs_arr = np.array(pairs, np.int64).reshape(-1, 2)
     in_outage = np.unique(pairs_arr[np.isin(pairs_arr[:, 1], m.pipe_id[affected]), 0])
     rows = conn.execute(sa.text(
@@ -228,7 +331,7 @@ def _large_outage(conn: sa.Connection, topo: Topology, result: BurstResult) -> t
     pipes = np.concatenate([result.isolated_pipes, result.dry_pipes])
     xy = m.node_xy[np.unique(np.concatenate([m.pipe_from[pipes], m.pipe_to[pipes]]))]
     hull = shapely.buffer(shapely.convex_hull(shapely.multipoints(xy)), OUTAGE_BUFFER_M, quad_segs=4)
-    to_lonlat = transformer(STORAGE_SRID, 4326).transform
+    to_lonlat = transformer(m.srid, 4326).transform
     area = shapely.geometry.mapping(shapely.ops.transform(to_lonlat, hull))
     isolated_only = {"isolated_pipes": None, "valves_to_close": None}
     if len(result.isolated_pipes) <= LARGE_OUTAGE_PIPES:  # the isolation itself is listed in full
@@ -236,67 +339,6 @@ def _large_outage(conn: sa.Connection, topo: Topology, result: BurstResult) -> t
     features = {**isolated_only, "dry_pipes": None, "dry_pipes_omitted": len(result.dry_pipes),
                 "outage_area_approximate": True}
     return area, features
-
-
-def _save_incident(conn: sa.Connection, pipe_id: int, request: dict, out: dict, outage: dict | None, state: str,
-                   title: str | None) -> str:
-    number = conn.execute(sa.text("SELECT count(*) + 1 FROM incident")).scalar_one()
-    code = f"SG{number:06d}"
-    point = out["burst"]["point"]
-    conn.execute(sa.text(
-        """
-        INSERT INTO incident (code, state, title, request, result, network_version, valves_to_close, customers_out,
-                              geom, outage_area, enterprise_code, admin_code)
-        SELECT :code, :state, :title, CAST(:request AS jsonb), CAST(:result AS jsonb), :version, :valves,
-               :customers, ST_SetSRID(ST_MakePoint(:x, :y), 4550),
-               ST_Multi(ST_Transform(ST_SetSRID(ST_GeomFromGeoJSON(:area), 4326), 4550)),
-               enterprise_code, admin_code
-        FROM pipe WHERE id = :pipe
-        """), {"code": code, "state": state, "title": title, "request": json.dumps(request, ensure_ascii=False),
-               "result": json.dumps({**out, "incident": code}, ensure_ascii=False), "version": out["network_version"],
-               "valves": sum(not v["already_closed"] for v in out["valves_to_close"]),
-               "customers": out["affected_customers"]["count"], "x": point[0], "y": point[1],
-               "area": json.dumps(outage) if outage else None, "pipe": pipe_id})
-    return code
-
-
-def incidents(engine: sa.Engine, state: str | None = None) -> list[dict]:
-    """Stored incidents, newest first: code, state, title, counts, when."""
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            """SELECT code, state, title, valves_to_close, customers_out, result -> 'burst' ->> 'pipe', created_at
-               FROM incident WHERE CAST(:state AS text) IS NULL OR state = :state ORDER BY created_at DESC, id DESC"""),
-            {"state": state}).all()
-    return [{"code": c, "state": s, "title": t, "valves_to_close": v, "customers_out": n, "pipe": p,
-             "created_at": at.isoformat()} for c, s, t, v, n, p, at in rows]
-
-
-def incident(engine: sa.Engine, code: str) -> dict:
-    """One stored incident: its state and the burst report as it was computed."""
-    with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT state, title, request, result, created_at, updated_at FROM incident "
-                                   "WHERE code = :code"), {"code": code}).first()
-    if row is None:
-        raise AnalysisError(f"unknown incident {code!r}")
-    state, title, request, result, created, updated = row
-    return {"code": code, "state": state, "title": title, "request": request, "result": result,
-            "created_at": created.isoformat(), "updated_at": updated.isoformat()}
-
-
-def set_incident_state(engine: sa.Engine, code: str, state: str) -> dict:
-    """Move an incident planned → active → closed (never back)."""
-    if state not in INCIDENT_STATES:
-        raise AnalysisError(f"incident state must be one of {', '.join(INCIDENT_STATES)}, not {state!r}")
-    with engine.begin() as conn:
-        current = conn.execute(sa.text("SELECT state FROM incident WHERE code = :code FOR UPDATE"),
-                               {"code": code}).scalar()
-        if current is None:
-            raise AnalysisError(f"unknown incident {code!r}")
-        if INCIDENT_STATES.index(state) < INCIDENT_STATES.index(current):
-            raise AnalysisError(f"incident {code} is {current}: it cannot go back to {state}")
-        conn.execute(sa.text("UPDATE incident SET state = :state, updated_at = now() WHERE code = :code"),
-                     {"state": state, "code": code})
-    return incident(engine, code)
 
 
 def _point(topo: Topology, pipe: int, fraction: float) -> list[float]:
@@ -312,8 +354,26 @@ def _valves(topo: Topology, valves: set[int], already_closed: bool) -> list[dict
              "already_closed": already_closed} for v in valves]
 
 
-def report(topo: Topology, result: BurstResult, barriers: dict[int, list[float]] | None = None) -> dict:
-    """The burst result in codes and coordinates (EPSG:4550), keys fixed."""
+def report(topo: Topology, result: BurstResult) -> dict:
+    """The burst result in codes and coordinates, keys fixed.
+
+    Parameters
+    ----------
+    topo
+        The topology `result` was computed on.
+    result
+        The analysis on indices (`network_analysis.burst.analyse_burst`).
+
+    Returns
+    -------
+    dict
+        network_version; burst {pipe, fraction, point}; valves_to_close [{code, pipe, x, y,
+        already_closed}]; isolated_pipes, dry_pipes (codes); affected_customers {count, by_type,
+        list}; isolated_length_m (m); isolated_volume_m3 (m³ at standard conditions); second_ring
+        (None unless valves failed); barriers [{pipe, fraction, point}]; check_valves_holding;
+        sources_to_shut (station or regulator codes); dry_method. Points and valve x, y are
+        easting, northing in the storage CRS (``topo.model.srid``), m.
+    """
     m = topo.model
     iso = result.isolation
     customers = result.affected_customers

@@ -19,6 +19,7 @@ the isolation when failed valves merged several, a flood of the pipe graph when 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,10 +58,26 @@ def isolate(
     unusable: set[int] | frozenset[int] | None = None,
     barriers: dict[int, list[float]] | None = None,
 ) -> Isolation:
-    """Spread from the burst at `fraction` (0 = from-node, 1 = to-node) of pipe index `pipe`.
+    """The isolation of a burst: spread from the burst point until every way in is cut.
 
-    `unusable`: valve indices that cannot be closed (default: those not operable in the database).
-    `barriers`: pipe index → fractions along the pipe where a squeeze-off cuts it.
+    Parameters
+    ----------
+    topo
+        The network's topology.
+    pipe
+        Pipe index of the burst.
+    fraction
+        Where along the pipe (0 = from-node, 1 = to-node).
+    unusable
+        Valve indices that cannot be closed (default: those not operable in the database).
+    barriers
+        Pipe index → fractions along the pipe where a squeeze-off cuts it.
+
+    Returns
+    -------
+    Isolation
+        The pipe pieces and nodes isolated, and the valves on its edge: to close, already closed,
+        check valves holding by themselves, failed ones it grew through.
     """
     m = topo.model
     P = m.n_pipes
@@ -162,7 +179,8 @@ class BurstResult:
     dry_method: str  # "dominator", "local-search" or "pipe-flood"
 
 
-def _isolated_extent(topo: Topology, iso: Isolation, barriers: dict[int, list[float]]) -> tuple[np.ndarray, float, float]:
+def _isolated_extent(topo: Topology, iso: Isolation, barriers: dict[int, list[float]]
+                     ) -> tuple[np.ndarray, float, float]:
     m = topo.model
     pipes = np.fromiter(iso.pieces, np.int64, len(iso.pieces))
     share = np.empty(len(pipes))
@@ -171,7 +189,7 @@ def _isolated_extent(topo: Topology, iso: Isolation, barriers: dict[int, list[fl
         share[i] = sum(cuts[j + 1] - cuts[j] for j in iso.pieces[q])
     length = float((m.pipe_length_m[pipes] * share).sum())
     volume = m.pipe_volume_std_m3(pipes) if np.all(share == 1.0) else float(sum(
-        m.pipe_volume_std_m3(np.array([q])) * s for q, s in zip(pipes.tolist(), share.tolist())))
+        m.pipe_volume_std_m3(np.array([q])) * s for q, s in zip(pipes.tolist(), share.tolist(), strict=True)))
     return np.sort(pipes), length, volume
 
 
@@ -179,13 +197,33 @@ def analyse_burst(
     topo: Topology,
     pipe: int,
     fraction: float = 0.5,
-    failed_valves: set[int] = frozenset(),
+    failed_valves: AbstractSet[int] = frozenset(),
     barriers: dict[int, list[float]] | None = None,
     all_valves_work: bool = False,
 ) -> BurstResult:
-    """The full burst analysis on indices (see `network_analysis.api` for codes and coordinates).
+    """The full burst analysis on indices (`network_analysis.api` gives it in codes and coordinates).
 
-    `all_valves_work`: ignore the operability recorded in the database (design criticality)."""
+    Parameters
+    ----------
+    topo
+        The network's topology.
+    pipe
+        Pipe index of the burst.
+    fraction
+        Where along the pipe (0 = from-node, 1 = to-node).
+    failed_valves
+        Valve indices reported as failing to close, besides those not operable in the database.
+    barriers
+        Pipe index → fractions along the pipe where a squeeze-off cuts it.
+    all_valves_work
+        Ignore the operability recorded in the database (design criticality).
+
+    Returns
+    -------
+    BurstResult
+        Isolated and dry pipes, customers cut off, isolated length (m) and gas volume (m³ at
+        standard conditions), and the first ring when failed valves made the isolation grow.
+    """
     barriers = barriers or {}
     unusable = (frozenset() if all_valves_work else topo.unusable_valves) | frozenset(failed_valves)
     iso = isolate(topo, pipe, fraction, unusable, barriers)

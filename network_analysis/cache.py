@@ -26,6 +26,18 @@ class VersionedCache(Generic[T]):
         self._cached: dict[str, tuple[int, object, T]] = {}
 
     def get(self, engine: sa.Engine) -> T:
+        """The object built from the database behind `engine`, built again when its version moved.
+
+        Parameters
+        ----------
+        engine
+            The database.
+
+        Returns
+        -------
+        T
+            The cached object (the same one while the version counter stays).
+        """
         url = engine.url.render_as_string(hide_password=False)
         with engine.connect() as conn:
             oid, version = conn.execute(self._version_sql).one()

@@ -49,6 +49,19 @@ def _subtree_sums(topo: Topology, per_segment: np.ndarray) -> np.ndarray:
 
 
 def criticality(topo: Topology) -> Criticality:
+    """Criticality of every valve segment and valve, all at once (see the module docstring).
+
+    Parameters
+    ----------
+    topo
+        The network's topology.
+
+    Returns
+    -------
+    Criticality
+        Per segment with pipes: pipes, length (m), valves to close and customers cut off by a
+        burst in it when every valve works; per valve: the customers its failure adds at least.
+    """
     m = topo.model
     n_seg = topo.n_segments
     customers = np.bincount(topo.node_segment[m.customer_node], minlength=n_seg).astype(float)
@@ -99,7 +112,23 @@ def criticality(topo: Topology) -> Criticality:
 
 
 def criticality_report(topo: Topology, top: int = 20) -> dict:
-    """The `top` most critical segments and valves, with codes (keys fixed)."""
+    """The most critical segments and valves, in codes.
+
+    Parameters
+    ----------
+    topo
+        The network's topology.
+    top
+        How many segments and valves to list.
+
+    Returns
+    -------
+    dict
+        network_version, segments, valves, segments_by_full_analysis,
+        customers_cut_distribution {median, p95, max}, top_segments [{example_pipe, pipes,
+        length_m (m), valves_to_close, customers_cut}], top_valves [{valve, pipe,
+        extra_customers_if_it_fails, bound: "lower"}]; keys fixed.
+    """
     m = topo.model
     c = criticality(topo)
     worst = np.argsort(-c.segment_customers_cut, kind="stable")[:top]

@@ -17,12 +17,13 @@ checks (one `kind` each, as in migration 0006):
 
 Abandoned pipes are out of the network here as in the topology (model.py). A regulator whose inlet
 has no pipe at all is accepted: the topology treats it as the source of a partial network's edge.
-Geometries are stored 2-D (the column is), in EPSG:4550; distances are horizontal.
+Geometries are stored 2-D (the column is), in the storage CRS (metres); distances are horizontal.
 """
 from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 import sqlalchemy as sa
@@ -243,23 +244,39 @@ _UNFED = [
 ]
 
 
-def _unfed_features(conn: sa.Connection, topo: Topology) -> dict[str, list[int]]:
-    """Database ids of the pipes in unsupplied valve segments and of the valves and regulators on them.
+@dataclass(frozen=True)
+class Unfed:
+    """Indices (into the model's arrays) of what no source reaches today."""
 
-    A regulator is unfed when no source reaches its inlet; one whose inlet has no pipe at all is
-    itself a source (model.py) and so never unfed."""
+    pipes: np.ndarray
+    valves: np.ndarray
+    regulators: np.ndarray
+
+
+def unfed(topo: Topology) -> Unfed:
+    """The pipes in valve segments that no source reaches today, and the valves and regulators on them.
+
+    The graph part of the QA, in memory: normally closed valves closed, check valves and regulators
+    one way. A regulator is unfed when no source reaches its inlet; one whose inlet has no pipe at
+    all is itself a source (the edge of a partial network, see topology.py) and so never unfed.
+
+    Parameters
+    ----------
+    topo
+        The network's topology.
+
+    Returns
+    -------
+    Unfed
+        Pipe, valve and regulator indices, ascending.
+    """
     m = topo.model
     dry = ~topo.supplied[: topo.n_segments]
     dry_pipe = dry[topo.pipe_segment]
     degree = np.diff(topo.node_end_ptr)
     dry_regulator = dry[topo.node_segment[m.regulator_inlet]] & (degree[m.regulator_inlet] > 0)
-    # the model holds regulators as index arrays in id order, read in this same network version
-    regulator_id = np.array(conn.execute(sa.text("SELECT id FROM regulator ORDER BY id")).scalars().all(), np.int64)
-    return {
-        "pipes": m.pipe_id[dry_pipe].tolist(),
-        "valves": m.valve_id[dry_pipe[m.valve_pipe]].tolist(),
-        "regulators": regulator_id[dry_regulator].tolist(),
-    }
+    return Unfed(pipes=np.flatnonzero(dry_pipe), valves=np.flatnonzero(dry_pipe[m.valve_pipe]),
+                 regulators=np.flatnonzero(dry_regulator))
 
 
 def _topology(engine: sa.Engine, conn: sa.Connection, version: int) -> Topology:
@@ -273,9 +290,25 @@ def _topology(engine: sa.Engine, conn: sa.Connection, version: int) -> Topology:
 def run_qa(engine: sa.Engine, tolerance_m: float = 0.5, near_miss_m: float = 1.0) -> dict:
     """Check the network, replace the stored findings (`topology_issue`) and summarise them.
 
-    `tolerance_m`: how far a valve may lie from its pipe; `near_miss_m`: how close a pipe end may
-    come to an unconnected pipe of its tier. Returns {"network_version", "counts" (every kind, zeros
-    included), "issues" (the first 1000 as kind, feature_type, feature_code, detail)}.
+    Parameters
+    ----------
+    engine
+        The database (the findings are written to it, in one transaction).
+    tolerance_m
+        How far a valve may lie from its pipe, m (planar, in the storage CRS).
+    near_miss_m
+        How close a pipe end may come to an unconnected pipe of its tier, m.
+
+    Returns
+    -------
+    dict
+        network_version; counts (every kind in KINDS, zeros included); issues (the first 1000 as
+        kind, feature_type, feature_code, detail).
+
+    Raises
+    ------
+    InvalidInput
+        Naming `tolerance_m` or `near_miss_m` when it is not a distance ≥ 0.
     """
     for name, value in (("tolerance_m", tolerance_m), ("near_miss_m", near_miss_m)):
         if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -292,9 +325,11 @@ def run_qa(engine: sa.Engine, tolerance_m: float = 0.5, near_miss_m: float = 1.0
         version = conn.execute(sa.text("SELECT version FROM network_version")).scalar_one()
         topo = _topology(engine, conn, version)
         conn.execute(sa.text("DELETE FROM topology_issue"))
-        unfed = _unfed_features(conn, topo)
+        found, m = unfed(topo), topo.model
+        ids = {"pipes": m.pipe_id[found.pipes].tolist(), "valves": m.valve_id[found.valves].tolist(),
+               "regulators": m.regulator_id[found.regulators].tolist()}
         for select in _UNFED:
-            conn.execute(sa.text(_INSERT.format(select=select)), {"kind": "unfed", "version": version, **unfed})
+            conn.execute(sa.text(_INSERT.format(select=select)), {"kind": "unfed", "version": version, **ids})
         for kind, selects in _SQL_CHECKS.items():
             for select in selects:
                 conn.execute(sa.text(_INSERT.format(select=select)), {"kind": kind, "version": version, **params})

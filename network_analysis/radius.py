@@ -10,7 +10,8 @@ import math
 
 import sqlalchemy as sa
 
-from network_analysis.api import STORAGE_SRID, points_to_storage
+from core.crs import points_to_storage
+from db.catalog import storage_srid
 from network_analysis.burst import AnalysisError
 
 MAX_RADIUS_M = 5000.0
@@ -30,7 +31,7 @@ LAYERS: dict[str, str] = {
     "sensitive_site": "name",
 }
 
-_POINT = f"ST_SetSRID(ST_MakePoint(:x, :y), {STORAGE_SRID})"
+_POINT = "ST_SetSRID(ST_MakePoint(:x, :y), :srid)"  # in the storage CRS
 # ST_Distance and ST_DWithin are planar (2D) whatever the Z of the 3D network geometries.
 # count(*) OVER () is the layer's full count within R, taken before LIMIT cuts the list.
 _NEAR_SQL = sa.text("\nUNION ALL\n".join(
@@ -53,29 +54,46 @@ def near(
     limit_per_layer: int = 200,
 ) -> dict:
     """Pipes, valves, regulators, stations, sentries, devices, customers and sensitive sites within
-    `radius_m` metres (planar 2D distance, EPSG:4550) of the point (x, y).
+    a radius of a point, nearest first.
 
-    `x`, `y` are in `crs` (default EPSG:4550), always in x = easting / longitude, y = northing /
-    latitude order whatever the CRS's authority axis order (EPSG:4490 is given as lon, lat); they
-    are transformed to EPSG:4550 first. `radius_m`: 0 < R ≤ 5000. Pipes of every status count,
-    abandoned ones included (they are still in the ground). A sensitive site's distance is to its
-    outline (0 inside it).
+    Pipes of every status count, abandoned ones included (they are still in the ground). A
+    sensitive site's distance is to its outline (0 inside it). "name" is None for pipes (no name)
+    and for resident customers (a household's name is personal data); no personal data
+    (customer_personal, phones, ID numbers) is ever read.
 
-    Returns (keys fixed):
+    Parameters
+    ----------
+    conn
+        A connection to the database.
+    x, y
+        The point in `crs`, always x = easting / longitude, y = northing / latitude whatever the
+        CRS's authority axis order (EPSG:4490 is given as lon, lat).
+    radius_m
+        R, planar 2D distance in the storage CRS, m: 0 < R ≤ 5000.
+    crs
+        CRS of the point; None: the storage CRS (`db.catalog.storage_srid`).
+    limit_per_layer
+        Features listed per layer at most (the nearest ones).
 
-        {"center": [x, y],               # EPSG:4550 easting, northing (m, 3 decimals)
-         "radius_m": R,
-         "features": [{"layer": "pipe", "id": 12, "code": "GD0000012", "name": None,
-                       "distance_m": 3.27}, ...],       # nearest first (then layer, id), 2 decimals
-         "counts": {"pipe": 14, "valve": 2, ...}}       # every layer, all features within R
+    Returns
+    -------
+    dict
+        Keys fixed::
 
-    `features` holds at most `limit_per_layer` features of each layer (the nearest ones); `counts`
-    is the full number within R, so counts[layer] > features of that layer means the list was cut.
-    "name" is None for pipes (no name) and for resident customers (a household's name is personal
-    data); no personal data (customer_personal, phones, ID numbers) is ever read.
+            {"center": [x, y],               # storage CRS easting, northing (m, 3 decimals)
+             "radius_m": R,
+             "features": [{"layer": "pipe", "id": 12, "code": "GD0000012", "name": None,
+                           "distance_m": 3.27}, ...],   # nearest first (then layer, id), 2 decimals
+             "counts": {"pipe": 14, "valve": 2, ...}}   # every layer, all features within R
 
-    Raises AnalysisError on bad input: radius ≤ 0 or > 5000 m, unknown CRS, a point the CRS
-    cannot transform, or a point more than 50 km from every pipe (outside the deployment area).
+        counts[layer] > the features of that layer listed means the list was cut.
+
+    Raises
+    ------
+    InvalidInput
+        Naming `radius_m` (≤ 0 or > 5000 m), `limit_per_layer`, `crs` (unknown) or `point` for
+        (x, y) (not finite, not transformable by the CRS, or more than 50 km from every pipe:
+        outside the deployment area).
     """
     radius = _checked_radius(radius_m)
     if not isinstance(limit_per_layer, int) or limit_per_layer < 1:
@@ -83,14 +101,15 @@ def near(
     try:
         given = float(x), float(y)
     except (TypeError, ValueError):
-        given = (math.nan,)
+        given = (math.nan, math.nan)
     if not all(map(math.isfinite, given)):
         raise AnalysisError(f"the point must be two finite numbers, not ({x!r}, {y!r})")
-    (ex, ey), = points_to_storage([given], crs)
+    srid = storage_srid(conn.engine)  # cached per database: the catalog is not read on every query
+    (ex, ey), = points_to_storage([given], crs, srid)
     if not all(map(math.isfinite, (ex, ey))):
-        raise AnalysisError(f"point ({x}, {y}) cannot be placed in EPSG:{STORAGE_SRID}"
+        raise AnalysisError(f"point ({x}, {y}) cannot be placed in EPSG:{srid}"
                             + (f" from {crs}" if crs else "") + " (x is the easting or longitude)")
-    params = {"x": ex, "y": ey, "radius": radius, "limit": limit_per_layer}
+    params = {"x": ex, "y": ey, "srid": srid, "radius": radius, "limit": limit_per_layer}
     rows = conn.execute(_NEAR_SQL, params).all()
     counts = dict.fromkeys(LAYERS, 0)
     for row in rows:
@@ -98,7 +117,7 @@ def near(
     if counts["pipe"] == 0:  # only then can the point be far from every pipe; one KNN probe tells
         nearest = conn.execute(_NEAREST_PIPE_SQL, params).scalar()
         if nearest is not None and nearest > DEPLOYMENT_REACH_M:
-            raise AnalysisError(f"point ({ex:.1f}, {ey:.1f}) in EPSG:{STORAGE_SRID} is outside the deployment "
+            raise AnalysisError(f"point ({ex:.1f}, {ey:.1f}) in EPSG:{srid} is outside the deployment "
                                 f"area: the nearest pipe is {nearest / 1000:,.0f} km away (limit "
                                 f"{DEPLOYMENT_REACH_M / 1000:g} km)")
     return {

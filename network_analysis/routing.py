@@ -1,6 +1,6 @@
 """Fastest routes over the road layer: between two points, and from the nearest crew base.
 
-The road graph is built from table `road` (LineStrings in EPSG:4550) into networkx: vertices are
+The road graph is built from table `road` (LineStrings in the storage CRS) into networkx: vertices are
 road end points (ends closer than 0.01 m merged), one directed edge per direction a road may be
 driven (one-way roads only in their digitised direction), weighted by travel time at the road's
 `speed_kmh`. It is cached per database and rebuilt only when the road table changed.
@@ -14,15 +14,17 @@ the time left: exact, and about half the work of a Dijkstra); the nearest crew b
 from the incident over the reversed graph, which times every base at once. Temporary vertices are
 added to the shared graph under its lock, so routes on one graph run one at a time.
 
-All lengths are metres, times seconds (minutes in results), coordinates EPSG:4550 easting/northing
-unless a `crs` is given for the input points.
+All lengths are metres, times seconds (minutes in results), coordinates easting/northing in the
+storage CRS (the demo's EPSG:4550) unless a `crs` is given for the input points.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import networkx as nx
 import numpy as np
@@ -33,7 +35,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from network_analysis.api import points_to_storage
+from core.crs import points_to_storage
+from db.catalog import storage_srid
 from network_analysis.burst import AnalysisError
 from network_analysis.cache import VersionedCache
 
@@ -43,12 +46,13 @@ MERGE_M = 0.01  # road ends closer than this are one vertex
 _VERSION_SQL = "SELECT version FROM road_version"  # bumped by a trigger on every write to road (0007)
 
 _START, _END = "start", "end"  # temporary vertices; road vertices are ints
+Tag = TypeVar("Tag", bound=Hashable)  # the caller's names for the temporary start vertices
 
 
 @dataclass(frozen=True)
 class Snap:
     """A point snapped onto a road: road index, distance along it from its first vertex (m),
-    the point on the road and the walk from the given point to it (m), EPSG:4550."""
+    the point on the road and the walk from the given point to it (m), storage CRS."""
 
     road: int
     along_m: float
@@ -70,7 +74,7 @@ class RoadGraph:
     code: np.ndarray  # object
     name: np.ndarray  # object
     oneway: np.ndarray  # bool
-    geom: np.ndarray  # shapely LineStrings, 2D, EPSG:4550
+    geom: np.ndarray  # shapely LineStrings, 2D, storage CRS
     length: np.ndarray  # m
     seconds: np.ndarray  # travel time over the whole road, s
     first: np.ndarray = field(init=False)  # vertex of the first point of each road
@@ -116,7 +120,7 @@ class RoadGraph:
         version = conn.execute(sa.text(_VERSION_SQL)).scalar_one()
         rows = conn.execute(sa.text(
             "SELECT id, code, name, speed_kmh, oneway, ST_AsBinary(ST_Force2D(geom)) FROM road ORDER BY id")).all()
-        cols = list(zip(*rows)) if rows else [()] * 6
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 6
         geom = shapely.from_wkb(np.array(cols[5], dtype=object)).reshape(-1)
         length = shapely.length(geom).reshape(-1)
         speed_ms = np.asarray(cols[3], dtype=float) / 3.6  # km/h → m/s
@@ -133,7 +137,7 @@ class RoadGraph:
     # --- snapping ---------------------------------------------------------------------------
 
     def snap(self, points: np.ndarray) -> list[Snap | None]:
-        """Each (x, y) point (EPSG:4550) snapped onto its nearest road; None beyond SNAP_LIMIT_M."""
+        """Each (x, y) point (storage CRS) snapped onto its nearest road; None beyond SNAP_LIMIT_M."""
         points = np.asarray(points, dtype=float).reshape(-1, 2)
         result: list[Snap | None] = [None] * len(points)
         if len(self._drivable) == 0 or len(points) == 0:
@@ -144,7 +148,8 @@ class RoadGraph:
         roads = self._drivable[hit]
         along = shapely.line_locate_point(self.geom[roads], pts[which])
         on_road = shapely.get_coordinates(shapely.line_interpolate_point(self.geom[roads], along))
-        for i, r, a, xy, d in zip(which.tolist(), roads.tolist(), along.tolist(), on_road.tolist(), dist.tolist()):
+        for i, r, a, xy, d in zip(which.tolist(), roads.tolist(), along.tolist(), on_road.tolist(), dist.tolist(),
+                                  strict=True):
             result[i] = Snap(r, a, (xy[0], xy[1]), d)
         return result
 
@@ -186,10 +191,10 @@ class RoadGraph:
 
     def legs(self, path: Sequence[Hashable]) -> list[dict]:
         """Edge attributes along a vertex path (copied: temporary edges vanish afterwards)."""
-        return [dict(self.graph.edges[a, b]) for a, b in zip(path[:-1], path[1:])]
+        return [dict(self.graph.edges[a, b]) for a, b in itertools.pairwise(path)]
 
     def describe(self, legs: list[dict], start: Snap, end: Snap) -> dict:
-        """The route report: length (m), minutes, road names, GeoJSON LineString (EPSG:4550)."""
+        """The route report: length (m), minutes, road names, GeoJSON LineString (storage CRS)."""
         coords: list[list[float]] = []
         names: list[str] = []
         for leg in legs:
@@ -226,7 +231,7 @@ class RoadGraph:
         def bound(u: Hashable, _target: Hashable) -> float:
             if u == _END:
                 return 0.0
-            x, y = start.point if u == _START else xy[u]
+            x, y = start.point if u == _START else xy[cast(int, u)]  # the others are road vertices
             return max(0.0, math.hypot(x - ex, y - ey) - MERGE_M) / self.top_speed_ms
 
         return bound
@@ -247,8 +252,7 @@ class RoadGraph:
             finally:
                 self.graph.remove_nodes_from([_START, _END])
 
-    def fastest_from_any(self, starts: dict[Hashable, Snap], end: Snap
-                         ) -> tuple[dict[Hashable, float], Hashable | None, list[dict]]:
+    def fastest_from_any(self, starts: dict[Tag, Snap], end: Snap) -> tuple[dict[Tag, float], Tag | None, list[dict]]:
         """One Dijkstra from `end` over the reversed graph: travel time (s) from each start that
         can reach `end` (in the order of `starts`), the fastest start (the first one on a tie)
         and the legs of its path."""
@@ -283,14 +287,35 @@ road_graphs: VersionedCache[RoadGraph] = VersionedCache(_VERSION_SQL, RoadGraph.
 
 def route(engine: sa.Engine, start: tuple[float, float], end: tuple[float, float], crs: str | None = None,
           graph: RoadGraph | None = None) -> dict:
-    """The fastest route by road from `start` to `end` (x, y in `crs`, default EPSG:4550).
+    """The fastest route by road between two points.
 
-    Returns {"length_m", "minutes" (at road speeds, 1 decimal), "roads" (names in order),
-    "geometry" (GeoJSON LineString, EPSG:4550), "start", "end" (where the route meets the roads,
-    EPSG:4550), "access_m" ({"start", "end"}: walk from the given points to the roads, m)}.
-    Raises AnalysisError for an unknown CRS, a point with no road within 500 m, or no road path.
+    Parameters
+    ----------
+    engine
+        The database (its road layer).
+    start, end
+        x, y in `crs`, east-first (easting or longitude first).
+    crs
+        CRS of the points; None: the storage CRS (`db.catalog.storage_srid`).
+    graph
+        The road graph to use (default: the database's, cached per road version).
+
+    Returns
+    -------
+    dict
+        length_m (m), minutes (at road speeds, 1 decimal), roads (names in order), geometry
+        (GeoJSON LineString, storage CRS), start, end (where the route meets the roads, storage
+        CRS), access_m {start, end} (walk from the given points to the roads, m).
+
+    Raises
+    ------
+    InvalidInput
+        Naming `crs` (unknown), `start` or `end` (no road within 500 m; `end` for no road path
+        either).
+    Conflict
+        The road table is empty.
     """
-    (sx, sy), (ex, ey) = points_to_storage([start, end], crs)
+    (sx, sy), (ex, ey) = points_to_storage([start, end], crs, storage_srid(engine))
     graph = graph or road_graphs.get(engine)
     a, b = graph.snap_one(sx, sy), graph.snap_one(ex, ey)
     return graph.describe(graph.fastest(a, b), a, b)
@@ -298,21 +323,42 @@ def route(engine: sa.Engine, start: tuple[float, float], end: tuple[float, float
 
 def route_from_nearest_crew_base(engine: sa.Engine, end: tuple[float, float], crs: str | None = None,
                                  graph: RoadGraph | None = None) -> dict:
-    """The crew base (抢修站) with the shortest travel time to `end` (x, y in `crs`), and its route.
+    """The crew base (抢修站) with the shortest travel time to a point, and its route.
 
-    Returns {"crew_base": {code, name, phone, crew_count, point}, "route": (as `route`),
-    "others": reachable bases ranked by minutes, "unreachable": codes of bases with no road
-    within 500 m or no road path}. Raises AnalysisError for an unknown CRS, an incident with no
-    road within 500 m, no crew base at all, or none that can reach the incident.
+    Parameters
+    ----------
+    engine
+        The database (its road layer and crew bases).
+    end
+        The incident: x, y in `crs`, east-first.
+    crs
+        CRS of the point; None: the storage CRS.
+    graph
+        The road graph to use (default: the database's, cached per road version).
+
+    Returns
+    -------
+    dict
+        crew_base {code, name, phone (masked), crew_count, point}; route (as `route` gives it);
+        others (reachable bases ranked by minutes); unreachable (codes of bases with no road
+        within 500 m or no road path).
+
+    Raises
+    ------
+    InvalidInput
+        Naming `crs` (unknown) or `end` (no road within 500 m, no crew base can reach it).
+    Conflict
+        No roads, or no crew base at all.
     """
-    (x, y), = points_to_storage([end], crs)
+    (x, y), = points_to_storage([end], crs, storage_srid(engine))
     graph = graph or road_graphs.get(engine)
     target = graph.snap_one(x, y)
     with engine.connect() as conn:
         # The route process is public: the duty phone is read masked (138****0000) from the
         # published view, like the crew_bases collection, until accounts give scoped access.
         bases = conn.execute(sa.text(
-            "SELECT code, name, phone, crew_count, ST_X(geom), ST_Y(geom) FROM published.crew_base ORDER BY code")).all()
+            "SELECT code, name, phone, crew_count, ST_X(geom), ST_Y(geom) FROM published.crew_base ORDER BY code"
+        )).all()
     if not bases:
         raise AnalysisError("no crew base in the database: nothing to route from")
     snaps = graph.snap(np.array([(b[4], b[5]) for b in bases]))

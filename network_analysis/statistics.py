@@ -3,7 +3,7 @@ band, age band, district and enterprise, and the distribution of old pipes by ma
 
 Everything is one SQL statement that reads every pipe once whatever the number of groupings: a
 parallel GROUP BY on all the keys together, then GROUPING SETS over its few hundred rows (1,000,000
-pipes: about 1.3 s on 2 busy cores). Lengths are planar lengths (`pipe.length_m`, EPSG:4550).
+pipes: about 1.3 s on 2 busy cores). Lengths are planar lengths (`pipe.length_m`, storage CRS metres).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _bands(bounds: tuple[int, ...], prefix: str = "") -> list[dict]:
     highs = (*bounds, None)
     def label(lo: int | None, hi: int | None) -> str:
         return f"{prefix}≤ {hi}" if lo is None else f"{prefix}> {lo - 1}" if hi is None else f"{prefix}{lo}–{hi}"
-    return [{"band": label(lo, hi), "min": lo, "max": hi} for lo, hi in zip(lows, highs)]
+    return [{"band": label(lo, hi), "min": lo, "max": hi} for lo, hi in zip(lows, highs, strict=True)]
 
 
 def _band_index(expr: str, bounds: tuple[int, ...]) -> str:
@@ -105,13 +105,24 @@ def network_statistics(
     Counted: every pipe whose status is not 'abandoned' (abandoned pipes are left out everywhere,
     totals included) and that was built in or before `as_of_year` (default: the current year; a
     pipe built later did not exist then). Ages are `as_of_year - build_year` in whole years.
-    Lengths are planar (`pipe.length_m`, EPSG:4550 metres).
+    Lengths are planar (`pipe.length_m`, metres in the storage CRS).
 
-    Filters, applied to every figure: `enterprise_code` (10 digits) keeps that enterprise's pipes;
-    `admin_code` (6 digits) keeps the pipes of that division and of every division below it (a city
-    code takes in its counties). Unknown codes raise AnalysisError.
+    Parameters
+    ----------
+    conn
+        A connection to the database.
+    enterprise_code
+        Only that enterprise's pipes (10 digits).
+    admin_code
+        Only the pipes of that division and of every division below it (6 digits: a city code
+        takes in its counties).
+    as_of_year
+        The year ages are counted at (1900–2100; default: this year).
 
-    Returns (keys fixed; every group: "length_km" float, "count" int; lists in code/band order):
+    Returns
+    -------
+    dict
+        Keys fixed; every group: "length_km" float, "count" int; lists in code/band order::
 
         {"as_of_year": 2026, "enterprise_code": str | None, "admin_code": str | None,
          "total": {"length_km", "count"},
@@ -128,9 +139,14 @@ def network_statistics(
                        "by_material": [{"code", "label", "length_km", "count",
                                         "share"}]}}                           # share of that material's length
 
-    Only pressure classes, materials, districts and enterprises that have pipes are listed;
-    `old_pipes.by_material` lists every material listed in `by_material` (share 0.0 when none is
-    old). Shares are fractions (0–1, 4 decimals) of lengths.
+        Only pressure classes, materials, districts and enterprises that have pipes are listed;
+        `old_pipes.by_material` lists every material listed in `by_material` (share 0.0 when none
+        is old). Shares are fractions (0–1, 4 decimals) of lengths.
+
+    Raises
+    ------
+    InvalidInput
+        Naming the parameter: an unknown code, a year out of range.
     """
     year = datetime.date.today().year if as_of_year is None else int(as_of_year)
     if not 1900 <= year <= 2100:

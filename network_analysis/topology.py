@@ -144,7 +144,8 @@ class Topology:
         while True:
             roots = np.concatenate([part[self.node_segment[m.source_nodes]], outlet[edge]])
             graph = csr_matrix((np.ones(len(inlet) + len(roots), np.int8),
-                                (np.concatenate([inlet, np.full(len(roots), n_parts)]), np.concatenate([outlet, roots]))),
+                                (np.concatenate([inlet, np.full(len(roots), n_parts)]),
+                                 np.concatenate([outlet, roots]))),
                                shape=(n_parts + 1, n_parts + 1))
             sourced = np.zeros(n_parts + 1, bool)
             sourced[breadth_first_order(graph, n_parts, directed=True, return_predecessors=False)] = True
@@ -178,20 +179,46 @@ class Topology:
 
     # -- queries ---------------------------------------------------------------------------------
     def dominated(self, segment: int) -> np.ndarray:
-        """Segments that lose gas when `segment` is cut out (its dominator subtree, itself excluded)."""
+        """Segments that lose gas when one segment is cut out.
+
+        Parameters
+        ----------
+        segment
+            A segment index.
+
+        Returns
+        -------
+        np.ndarray
+            Its dominator subtree, itself excluded (empty for a segment no source reaches).
+        """
         tin = self.idom_tin[segment]
         if tin < 0:
             return np.empty(0, np.int64)
         return self.idom_order[tin + 1: tin + self.idom_size[segment]]
 
     def segment_pipes(self, segments: np.ndarray) -> np.ndarray:
+        """Pipe indices of the given segments, concatenated."""
         return gather(self.segment_pipe_ptr, self.segment_pipe_list, segments)
 
     def segment_nodes(self, segments: np.ndarray) -> np.ndarray:
+        """Node indices of the given segments, concatenated."""
         return gather(self.segment_node_ptr, self.segment_node_list, segments)
 
     def index_of(self, kind: str, code: str) -> list[int]:
-        """Indices of the pipes or valves (`kind`) with this code (codes are unique per enterprise)."""
+        """Indices of the pipes or valves with a code.
+
+        Parameters
+        ----------
+        kind
+            'pipe' or 'valve'.
+        code
+            The code (unique per enterprise only: several enterprises may use it).
+
+        Returns
+        -------
+        list of int
+            The indices, empty when no pipe or valve has the code.
+        """
         if kind not in self._codes:
             codes = self.model.pipe_code if kind == "pipe" else self.model.valve_code
             index: dict[str, list[int]] = {}
@@ -208,7 +235,18 @@ class Topology:
         the out-neighbours of the lost area are tried one by one with a backward search for a
         source that avoids the lost area. A failed search proves everything it saw lost too.
         The search stops early at any segment whose way in the breadth-first supply tree avoids
-        the lost area: that way still feeds it."""
+        the lost area: that way still feeds it.
+
+        Parameters
+        ----------
+        segments
+            Segment indices taken out (an isolation).
+
+        Returns
+        -------
+        np.ndarray
+            Segment indices, ascending, `segments` themselves excluded.
+        """
         root = self.n_segments
         if self._supply_lists is None:
             back = self.supply.transpose().tocsr()
@@ -264,7 +302,18 @@ class Topology:
 
     def unsupplied_without(self, segments: np.ndarray) -> np.ndarray:
         """Segments supplied today that no source reaches once `segments` are cut out (a flood of
-        the whole segment graph: the plain way, kept to check cut_off_by against)."""
+        the whole segment graph: the plain way, kept to check cut_off_by against).
+
+        Parameters
+        ----------
+        segments
+            Segment indices taken out.
+
+        Returns
+        -------
+        np.ndarray
+            Segment indices, ascending, `segments` themselves excluded.
+        """
         mask = np.ones(self.supply.shape[0], bool)
         mask[segments] = False
         graph = self.supply.copy()
@@ -280,8 +329,19 @@ class Topology:
 
     def pipe_level_unsupplied(self, removed_nodes: np.ndarray, removed_pipes: np.ndarray
                               ) -> tuple[np.ndarray, np.ndarray]:
-        """(nodes, pipes) supplied today that no source reaches once the given nodes and pipes are
-        taken out: a flood of the whole pipe graph (the slow, general way; also the baseline)."""
+        """Nodes and pipes supplied today that no source reaches once the given ones are taken out:
+        a flood of the whole pipe graph (the slow, general way; also the baseline).
+
+        Parameters
+        ----------
+        removed_nodes, removed_pipes
+            Node and pipe indices taken out.
+
+        Returns
+        -------
+        tuple of np.ndarray
+            (node indices, pipe indices), ascending, the removed ones excluded.
+        """
         m = self.model
         N, P = m.n_nodes, m.n_pipes
         if self._pipe_supply is None:

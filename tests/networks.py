@@ -2,25 +2,41 @@
 
     Network(
         nodes={"S": (0, 0), "a": (100, 0)},          # name: (x, y) in metres, optional pressure class
-        pipes={"p1": "S-a"},                         # name: "from-to"
+        pipes={"p1": "S-a"},                         # name: "from-to [status]" (default in_service)
         valves={"v1": "p1@a"},                       # name: "pipe@node [closed] [inoperable|inaccessible]
                                                      #        [check:into_pipe|check:out_of_pipe]"
-        sources={"G1": "S"},                         # gate stations: name: outlet node
+        sources={"G1": "S"},                         # stations: name: "outlet node [station type]"
+                                                     #           (dt_pipe_station_type, default 0 门站)
         regulators={"R1": "ri>ro"},                  # inlet > outlet (one way)
         customers={"c1": "a"},                       # name: service node (residents; "name": "node shop")
     )
 
-`load(engine, network)` empties the network tables and writes the network in EPSG:4550 around a
-fixed origin in Anshan; codes in the database are the names used here.
+A network is drawn in EPSG:4550 around a fixed origin in Anshan. `tables(network)` gives its rows
+as data frames, once, and both ways in use them: `model(network)` / `topology(network)` build the
+analyses' model in memory (no database), `load(engine, network)` empties the network tables of a
+database and writes the same rows there. Codes are the names used here.
 """
 from __future__ import annotations
 
+import csv
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pandas as pd
+import shapely
 import sqlalchemy as sa
 
+from db.catalog import storage_srid
+from network_analysis.model import NetworkModel, NetworkTables, build_model
+from network_analysis.topology import Topology
+
 ORIGIN = (500_000.0, 4_550_000.0)
+SRID = 4550  # the CRS of ORIGIN and of every drawing: CGCS2000 3° Gauss-Krüger CM 123E, the demo's storage CRS
+Z = 10.0  # every node, pipe and valve lies at this height (m)
 ENTERPRISE, DIVISION = "2103020001", "210302"
+VALVE_AT = 0.05  # a valve stands this share of its pipe's length from the node it cuts
+DICTIONARIES = Path(__file__).resolve().parent.parent / "data" / "dictionaries.csv"
 
 
 @dataclass
@@ -49,8 +65,109 @@ TIERS = Network(
 )
 
 
+def usertype_labels() -> dict[int, str]:
+    """dt_usertype code → label, from the file migration 0001 fills the dictionary with."""
+    with DICTIONARIES.open(encoding="utf-8") as f:
+        return {int(row["code"]): row["label_zh"] for row in csv.DictReader(f) if row["dictionary"] == "dt_usertype"}
+
+
+def tables(net: Network) -> NetworkTables:
+    """The network's rows (ids from 1 in the order drawn), with the columns `build_model` reads and
+    those `load` needs besides."""
+    node_names = list(net.nodes)
+    node_id = {name: k + 1 for k, name in enumerate(node_names)}
+    xy = {name: (ORIGIN[0] + spec[0], ORIGIN[1] + spec[1]) for name, spec in net.nodes.items()}
+    pclass = {name: spec[2] if len(spec) > 2 else 1 for name, spec in net.nodes.items()}
+    stations = {name: spec.split() for name, spec in net.sources.items()}
+    outlets = {spec.split(">")[1] for spec in net.regulators.values()}
+    inlets = {spec.split(">")[0] for spec in net.regulators.values()}
+    station_outlets = {parts[0] for parts in stations.values()}
+    nodes = pd.DataFrame({
+        "id": [node_id[n] for n in node_names], "code": node_names,
+        "role": ["station_outlet" if n in station_outlets else "regulator_outlet" if n in outlets
+                 else "regulator_inlet" if n in inlets else "junction" for n in node_names],
+        "pressure_class": [pclass[n] for n in node_names],
+        "x": [xy[n][0] for n in node_names], "y": [xy[n][1] for n in node_names]})
+    pipe_rows, pipe_id = [], {}
+    for k, (name, spec) in enumerate(net.pipes.items()):
+        ends, *status = spec.split()
+        a, b = ends.split("-")
+        pipe_id[name] = k + 1
+        pipe_rows.append({
+            "id": k + 1, "code": name, "from_node_id": node_id[a], "to_node_id": node_id[b],
+            "length_m": math.dist(xy[a], xy[b]), "diameter_mm": 200.0, "outside_diameter_mm": math.nan,
+            "material": 20, "max_operating_pressure_mpa": 0.4, "pressure_class": pclass[a],
+            "status": status[0] if status else "in_service",
+            "geom": shapely.LineString([(*xy[a], Z), (*xy[b], Z)])})
+    valve_rows = []
+    for k, (name, spec) in enumerate(net.valves.items()):
+        where, *flags = spec.split()
+        pipe, node = where.split("@")
+        a, b = net.pipes[pipe].split()[0].split("-")
+        share = VALVE_AT if node == a else 1 - VALVE_AT
+        check = next((f.split(":")[1] for f in flags if f.startswith("check:")), None)
+        valve_rows.append({
+            "id": k + 1, "code": name, "pipe_id": pipe_id[pipe], "node_id": node_id[node],
+            "x": xy[a][0] + (xy[b][0] - xy[a][0]) * share, "y": xy[a][1] + (xy[b][1] - xy[a][1]) * share,
+            "normal_state": "closed" if "closed" in flags else "open",
+            "operability": next((f for f in flags if f in ("inoperable", "inaccessible")), "operable"),
+            "check_direction": check, "valve_type": "check" if check else "ball"})
+    regulator_rows = []
+    for k, (name, spec) in enumerate(net.regulators.items()):
+        inlet, outlet = spec.split(">")
+        regulator_rows.append({"id": k + 1, "code": name, "inlet_node_id": node_id[inlet],
+                               "outlet_node_id": node_id[outlet], "inlet_pressure_class": pclass[inlet],
+                               "outlet_pressure_class": pclass[outlet]})
+    station_rows = [{"id": k + 1, "code": name, "outlet_node_id": node_id[parts[0]],
+                     "station_type": int(parts[1]) if len(parts) > 1 else 0}
+                    for k, (name, parts) in enumerate(stations.items())]
+    customer_rows = []
+    for k, (name, spec) in enumerate(net.customers.items()):
+        node, *kind = spec.split()
+        resident = not kind
+        customer_rows.append({"id": k + 1, "code": name, "service_node_id": node_id[node],
+                              "user_type": 1 if resident else 3, "user_subtype": 1 if resident else 3,
+                              "credit_code": None if resident else "92210302MA0000001X"})
+
+    def frame(rows: list[dict], columns: str) -> pd.DataFrame:
+        return pd.DataFrame(rows, columns=columns.split())
+
+    return NetworkTables(
+        nodes=nodes,
+        pipes=frame(pipe_rows, "id code from_node_id to_node_id length_m diameter_mm outside_diameter_mm material "
+                               "max_operating_pressure_mpa pressure_class status geom"),
+        valves=frame(valve_rows, "id code pipe_id node_id x y normal_state operability check_direction valve_type"),
+        regulators=frame(regulator_rows, "id code inlet_node_id outlet_node_id inlet_pressure_class "
+                                         "outlet_pressure_class"),
+        stations=frame(station_rows, "id code outlet_node_id station_type"),
+        customers=frame(customer_rows, "id code service_node_id user_type user_subtype credit_code"),
+    )
+
+
+def model(net: Network, version: int = 1) -> NetworkModel:
+    """The network's model, built in memory from `tables` (no database)."""
+    return build_model(tables(net), srid=SRID, version=version, usertype_label=usertype_labels())
+
+
+def topology(net: Network) -> Topology:
+    """The network's topology, in memory (no database)."""
+    return Topology(model(net))
+
+
+def _insert(conn: sa.Connection, sql: str, rows: pd.DataFrame, **constants: object) -> dict[int, int]:
+    """Insert `rows` one by one with `sql` (… RETURNING id); the rows' ids → the database's."""
+    ids = {}
+    for row in rows.to_dict("records"):
+        values = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        ids[row["id"]] = conn.execute(sa.text(sql), {**values, **constants}).scalar_one()
+    return ids
+
+
 def load(engine: sa.Engine, net: Network) -> None:
+    """Empty the network tables of a migrated database and write the network's rows (`tables`)."""
+    rows = tables(net)
     with engine.begin() as conn:
+        assert storage_srid(conn) == SRID, "the hand-made networks are drawn in EPSG:4550"
         conn.execute(sa.text(
             "TRUNCATE customer, sentry, valve, regulator, pipe, station, node, enterprise, admin_division CASCADE"))
         conn.execute(sa.text(
@@ -61,70 +178,50 @@ def load(engine: sa.Engine, net: Network) -> None:
                     gas_license_expires_on, operating_area)
                 VALUES ('{ENTERPRISE}', '测试燃气', '{DIVISION}', '测试路1号', '张三', '有限责任公司',
                         '91210302MA0000000X', 'T-1', '2020-01-01', '2030-01-01', '铁东区')"""))
-        biz = {"e": ENTERPRISE, "d": DIVISION}
-        outlets = {n for spec in net.regulators.values() for n in [spec.split(">")[1]]}
-        inlets = {n for spec in net.regulators.values() for n in [spec.split(">")[0]]}
-        ids: dict[str, int] = {}
-        for name, spec in net.nodes.items():
-            x, y, *rest = spec
-            role = ("station_outlet" if name in net.sources.values() else "regulator_outlet" if name in outlets
-                    else "regulator_inlet" if name in inlets else "junction")
-            ids[name] = conn.execute(sa.text(
-                """INSERT INTO node (code, role, pressure_class, geom, enterprise_code, admin_code)
-                   VALUES (:code, :role, :pc, ST_SetSRID(ST_MakePoint(:x, :y, 10), 4550), :e, :d) RETURNING id"""),
-                {"code": name, "role": role, "pc": rest[0] if rest else 1, "x": ORIGIN[0] + x,
-                 "y": ORIGIN[1] + y, **biz}).scalar_one()
-        pipe_ids: dict[str, int] = {}
-        for name, spec in net.pipes.items():
-            a, b = spec.split("-")
-            pclass = net.nodes[a][2] if len(net.nodes[a]) > 2 else 1
-            pipe_ids[name] = conn.execute(sa.text(
-                """INSERT INTO pipe (code, pipe_type, material, diameter_mm, start_elevation_m, end_elevation_m,
-                       start_depth_m, end_depth_m, road_name, owner, build_year, survey_date, pressure_class,
-                       max_operating_pressure_mpa, laying_type, from_node_id, to_node_id, geom,
-                       enterprise_code, admin_code)
-                   SELECT :code, 'main', 20, 200, 11, 11, 1, 1, '测试路', '测试燃气', 2010, '2025-01-01', :pc,
-                          0.4, 1, f.id, t.id, ST_MakeLine(f.geom, t.geom), :e, :d
-                   FROM node f, node t WHERE f.id = :a AND t.id = :b RETURNING id"""),
-                {"code": name, "pc": pclass, "a": ids[a], "b": ids[b], **biz}).scalar_one()
-        for name, spec in net.valves.items():
-            where, *flags = spec.split()
-            pipe, node = where.split("@")
-            check = next((f.split(":")[1] for f in flags if f.startswith("check:")), None)
-            operability = next((f for f in flags if f in ("inoperable", "inaccessible")), "operable")
-            conn.execute(sa.text(
-                """INSERT INTO valve (code, pipe_id, node_id, valve_type, check_direction, normal_state, operability,
-                       name, model, manufacturer, responsible_person, responsible_phone, commissioned_on, geom,
-                       enterprise_code, admin_code)
-                   SELECT :code, :p, :n, :vt, :check, :state, :op, '阀门', 'Q41F', '厂家', '李四', '13900000000',
-                          '2015-01-01', ST_LineInterpolatePoint(p.geom,
-                              CASE WHEN p.from_node_id = :n THEN 0.05 ELSE 0.95 END), :e, :d
-                   FROM pipe p WHERE p.id = :p"""),
-                {"code": name, "p": pipe_ids[pipe], "n": ids[node], "vt": "check" if check else "ball",
-                 "check": check, "state": "closed" if "closed" in flags else "open", "op": operability, **biz})
-        for name, node in net.sources.items():
-            conn.execute(sa.text(
-                """INSERT INTO station (code, name, station_type, address, equipment, outlet_node_id,
-                       outlet_pressure_class, geom, enterprise_code, admin_code)
-                   SELECT :code, :code, 0, '测试', '调压撬', id, pressure_class, geom, :e, :d FROM node WHERE id = :n"""),
-                {"code": name, "n": ids[node], **biz})
-        for name, spec in net.regulators.items():
-            inlet, outlet = spec.split(">")
-            conn.execute(sa.text(
-                """INSERT INTO regulator (code, regulator_kind, inlet_node_id, outlet_node_id, inlet_pressure_class,
-                       outlet_pressure_class, outlet_pressure_kpa, name, model, manufacturer, responsible_person,
-                       responsible_phone, commissioned_on, geom, enterprise_code, admin_code)
-                   SELECT :code, 'cabinet', i.id, o.id, i.pressure_class, o.pressure_class, 2.5, '调压柜', 'RTZ',
-                          '厂家', '王五', '13900000001', '2015-01-01', i.geom, :e, :d
-                   FROM node i, node o WHERE i.id = :i AND o.id = :o"""),
-                {"code": name, "i": ids[inlet], "o": ids[outlet], **biz})
-        for name, spec in net.customers.items():
-            node, *kind = spec.split()
-            resident = not kind
-            conn.execute(sa.text(
-                """INSERT INTO customer (code, name, credit_code, supplier, meter_reader, account_no, user_type,
-                       user_subtype, street, community, address, service_node_id, geom, enterprise_code, admin_code)
-                   SELECT :code, :code, :credit, '测试燃气', '赵六', :code, :ut, :ust, '测试路', '测试社区', '测试路',
-                          id, geom, :e, :d FROM node WHERE id = :n"""),
-                {"code": name, "n": ids[node], "ut": 1 if resident else 3, "ust": 1 if resident else 3,
-                 "credit": None if resident else "92210302MA0000001X", **biz})
+        biz = {"e": ENTERPRISE, "d": DIVISION, "srid": SRID, "z": Z}
+        node = _insert(conn, """
+            INSERT INTO node (code, role, pressure_class, geom, enterprise_code, admin_code)
+            VALUES (:code, :role, :pressure_class, ST_SetSRID(ST_MakePoint(:x, :y, :z), :srid), :e, :d)
+            RETURNING id""", rows.nodes, **biz)
+        pipes = rows.pipes.drop(columns=["geom", "length_m"]).assign(
+            from_node_id=rows.pipes["from_node_id"].map(node), to_node_id=rows.pipes["to_node_id"].map(node))
+        pipe = _insert(conn, """
+            INSERT INTO pipe (code, pipe_type, material, diameter_mm, outside_diameter_mm, start_elevation_m,
+                   end_elevation_m, start_depth_m, end_depth_m, road_name, owner, build_year, survey_date,
+                   status, pressure_class, max_operating_pressure_mpa, laying_type, from_node_id, to_node_id,
+                   geom, enterprise_code, admin_code)
+            SELECT :code, 'main', :material, :diameter_mm, :outside_diameter_mm, 11, 11, 1, 1, '测试路', '测试燃气',
+                   2010, '2025-01-01', :status, :pressure_class, :max_operating_pressure_mpa, 1, f.id, t.id,
+                   ST_MakeLine(f.geom, t.geom), :e, :d
+            FROM node f, node t WHERE f.id = :from_node_id AND t.id = :to_node_id RETURNING id""", pipes, **biz)
+        valves = rows.valves.assign(pipe_id=rows.valves["pipe_id"].map(pipe), node_id=rows.valves["node_id"].map(node))
+        _insert(conn, """
+            INSERT INTO valve (code, pipe_id, node_id, valve_type, check_direction, normal_state, operability,
+                   name, model, manufacturer, responsible_person, responsible_phone, commissioned_on, geom,
+                   enterprise_code, admin_code)
+            VALUES (:code, :pipe_id, :node_id, :valve_type, :check_direction, :normal_state, :operability, '阀门',
+                    'Q41F', '厂家', '李四', '13900000000', '2015-01-01', ST_SetSRID(ST_MakePoint(:x, :y, :z), :srid),
+                    :e, :d)
+            RETURNING id""", valves, **biz)
+        _insert(conn, """
+            INSERT INTO station (code, name, station_type, address, equipment, outlet_node_id,
+                   outlet_pressure_class, geom, enterprise_code, admin_code)
+            SELECT :code, :code, :station_type, '测试', '调压撬', id, pressure_class, geom, :e, :d
+            FROM node WHERE id = :outlet_node_id RETURNING id""",
+                rows.stations.assign(outlet_node_id=rows.stations["outlet_node_id"].map(node)), **biz)
+        _insert(conn, """
+            INSERT INTO regulator (code, regulator_kind, inlet_node_id, outlet_node_id, inlet_pressure_class,
+                   outlet_pressure_class, outlet_pressure_kpa, name, model, manufacturer, responsible_person,
+                   responsible_phone, commissioned_on, geom, enterprise_code, admin_code)
+            SELECT :code, 'cabinet', :inlet_node_id, :outlet_node_id, :inlet_pressure_class, :outlet_pressure_class,
+                   2.5, '调压柜', 'RTZ', '厂家', '王五', '13900000001', '2015-01-01', geom, :e, :d
+            FROM node WHERE id = :inlet_node_id RETURNING id""",
+                rows.regulators.assign(inlet_node_id=rows.regulators["inlet_node_id"].map(node),
+                                       outlet_node_id=rows.regulators["outlet_node_id"].map(node)), **biz)
+        _insert(conn, """
+            INSERT INTO customer (code, name, credit_code, supplier, meter_reader, account_no, user_type,
+                   user_subtype, street, community, address, service_node_id, geom, enterprise_code, admin_code)
+            SELECT :code, :code, :credit_code, '测试燃气', '赵六', :code, :user_type, :user_subtype, '测试路',
+                   '测试社区', '测试路', id, geom, :e, :d
+            FROM node WHERE id = :service_node_id RETURNING id""",
+                rows.customers.assign(service_node_id=rows.customers["service_node_id"].map(node)), **biz)

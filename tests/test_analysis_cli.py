@@ -57,8 +57,12 @@ def test_qa_on_the_demo_city_is_clean(db_url: str) -> None:
     ("args", "message"),
     [
         (("near", "--at", "1,2", "--radius", "0"), "qiwang: error: invalid value for '--radius'"),
-        (("route", "--to", "0,0"), "qiwang: error: no road within 500 m of (0.0, 0.0)"),
-        (("stats", "--enterprise", "9999990001"), "qiwang: error: unknown enterprise"),
+        (("near", "--at", "1,2", "--radius", "10", "--crs", "EPSG:nope"),
+         "qiwang: error: --crs: unknown CRS 'EPSG:nope'"),
+        (("route", "--to", "0,0"), "qiwang: error: --to: no road within 500 m of (0.0, 0.0)"),
+        (("route", "--from", "0,0", "--to", "0,0", "--crs", "EPSG:nope"),
+         "qiwang: error: --crs: unknown CRS 'EPSG:nope'"),
+        (("stats", "--enterprise", "9999990001"), "qiwang: error: --enterprise: unknown enterprise code '9999990001'"),
         (("incident", "show", "SG000404"), "qiwang: error: unknown incident 'SG000404'"),
     ],
 )

@@ -4,14 +4,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import shapely
 import sqlalchemy as sa
 from conftest import ROOT, scalar
+from networks import ORIGIN, TIERS, load
 
-from network_analysis.api import burst_analysis, incident, incidents, set_incident_state
-from network_analysis.burst import AnalysisError
+from core.errors import Conflict, InvalidInput, NotFound
+from db import migrate
+from emergency.incidents import analyse_and_save, incident, incidents, set_incident_state
+from network_analysis.api import burst_analysis
 
 
 def school_feeder(engine: sa.Engine) -> tuple[str, str]:
@@ -57,9 +61,10 @@ def test_geometry_output_is_geojson_in_crs84(engine: sa.Engine) -> None:
 
 def test_incidents_are_stored_recalled_and_move_forward_only(engine: sa.Engine) -> None:
     feeder, _ = school_feeder(engine)
-    result = burst_analysis(engine, pipe=feeder, save_as="planned", title="演练: 学校支管爆管")
+    result = analyse_and_save(engine, "planned", "演练: 学校支管爆管", pipe=feeder)
     code = result["incident"]
     assert code.startswith("SG")
+    assert result == {**burst_analysis(engine, pipe=feeder), "incident": code}  # no geometry asked for
     listed = {i["code"]: i for i in incidents(engine)}
     assert listed[code]["state"] == "planned" and listed[code]["pipe"] == feeder
     stored = incident(engine, code)
@@ -68,10 +73,56 @@ def test_incidents_are_stored_recalled_and_move_forward_only(engine: sa.Engine) 
     assert scalar(engine, "SELECT ST_Area(outage_area) > 0 FROM incident WHERE code = :c", c=code)
     assert set_incident_state(engine, code, "active")["state"] == "active"
     assert set_incident_state(engine, code, "closed")["state"] == "closed"
-    with pytest.raises(AnalysisError, match="cannot go back to planned"):
+    with pytest.raises(Conflict, match=f"^incident {code} is closed: it cannot go back to planned$"):
         set_incident_state(engine, code, "planned")
-    with pytest.raises(AnalysisError, match="unknown incident 'SG999999'"):
+    with pytest.raises(NotFound, match=r"^unknown incident 'SG999999'$"):
         incident(engine, "SG999999")
+    with pytest.raises(NotFound, match=r"^unknown incident 'SG999999'$"):
+        set_incident_state(engine, "SG999999", "active")
+    with pytest.raises(InvalidInput,
+                       match=r"^state: incident state must be one of planned, active, closed, not 'gone'$"):
+        set_incident_state(engine, code, "gone")
+    with pytest.raises(InvalidInput, match=r"^save_as: an incident starts as planned or active, not 'closed'$"):
+        analyse_and_save(engine, "closed", pipe=feeder)
+
+
+def test_incident_codes_come_from_a_sequence_that_starts_past_the_codes_in_use(net_engine: sa.Engine) -> None:
+    load(net_engine, TIERS)
+    url = net_engine.url.render_as_string(hide_password=False)
+    migrate.downgrade(url, "0014")  # incidents saved before 0015, numbered by count(*) + 1 and one deleted
+    with net_engine.begin() as conn:
+        conn.execute(sa.text(
+            """INSERT INTO incident (code, request, result, network_version, valves_to_close, customers_out, geom,
+                                     enterprise_code, admin_code)
+               SELECT old.code, '{}', '{}', 1, 0, 0, ST_SetSRID(ST_MakePoint(:x, :y), 4550), enterprise_code,
+                      admin_code
+               FROM pipe, unnest(ARRAY['SG000001', 'SG000003', 'SG000007']) AS old (code) WHERE pipe.code = 'm1'"""),
+            {"x": ORIGIN[0] + 50, "y": ORIGIN[1]})
+    migrate.upgrade(url)
+    assert analyse_and_save(net_engine, "active", pipe="m1")["incident"] == "SG000008"
+
+    # dispatchers saving at the same moment each get a code of their own, in the sequence's order
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = list(pool.map(lambda _: analyse_and_save(net_engine, "planned", pipe="l2")["incident"], range(12)))
+    assert sorted(codes) == [f"SG{n:06d}" for n in range(9, 21)]
+    listed = sorted(i["code"] for i in incidents(net_engine, "planned"))
+    assert listed == ["SG000001", "SG000003", "SG000007", *sorted(codes)]  # the old ones are planned too
+    stored = incident(net_engine, "SG000008")
+    assert stored["state"] == "active" and stored["request"] == {"pipe": "m1", "at": None, "crs": None,
+                                                                 "failed_valves": [], "barriers": []}
+    assert stored["result"]["incident"] == "SG000008" and stored["result"]["burst"]["pipe"] == "m1"
+    assert scalar(net_engine, "SELECT enterprise_code FROM incident WHERE code = 'SG000008'") == "2103020001"
+
+
+def test_the_application_role_saves_incidents(engine: sa.Engine, app_url: str) -> None:
+    """The web app saves incidents as qiwang_app: it may draw codes from the sequence."""
+    feeder, _ = school_feeder(engine)
+    app = sa.create_engine(app_url)
+    try:
+        code = analyse_and_save(app, "planned", pipe=feeder)["incident"]
+        assert incident(app, code)["result"]["burst"]["pipe"] == feeder
+    finally:
+        app.dispose()
 
 
 def run(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,10 +144,14 @@ def test_cli_burst_json_is_the_api_report(engine: sa.Engine, db_url: str) -> Non
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("burst", "--pipe", "GX9999999"), "qiwang: error: unknown pipe code 'GX9999999'"),
-        (("burst", "--at", "0,0"), "qiwang: error: point (0.0, 0.0) is not on the network: the nearest pipe is "),
+        (("burst", "--pipe", "GX9999999"), "qiwang: error: --pipe: unknown pipe code 'GX9999999'"),
+        (("burst", "--at", "0,0"), "qiwang: error: --at: point (0.0, 0.0) is not on the network: the nearest pipe is "),
+        (("burst", "--pipe", "GX0000001", "--barrier", "1,1"),
+         "qiwang: error: --barrier 1,1: point (1.0, 1.0) is not on the network: the nearest pipe is "),
+        (("burst", "--at", "1,2", "--crs", "EPSG:nope"), "qiwang: error: --crs: unknown CRS 'EPSG:nope'"),
         (("burst", "--at", "1;2"), "qiwang: error: invalid value for --at: '1;2' is not X,Y"),
-        (("burst", "--pipe", "GX0000001", "--failed-valve", "FM-NOPE"), "qiwang: error: unknown valve code 'FM-NOPE'"),
+        (("burst", "--pipe", "GX0000001", "--failed-valve", "FM-NOPE"),
+         "qiwang: error: --failed-valve FM-NOPE: unknown valve code 'FM-NOPE'"),
         (("burst",), "qiwang: error: give --pipe CODE or --at X,Y"),
     ],
 )

@@ -1,5 +1,8 @@
 """Topology QA on hand-made networks (one defect kind per test, exact findings) and on the demo city.
 
+The graph check (unfed) runs in memory on the model built from the drawing (marked `nodb`: no
+PostgreSQL); the geometric checks are PostGIS queries and run there.
+
 Every test starts from BASE (test_burst's TIERS), drawn below, with its ends declared (node type 3)
 so that it is clean; a test adds one kind of defect with extra pipes or an UPDATE and asserts the
 exact set of (kind, feature code) found — including the findings such a defect brings along.
@@ -16,11 +19,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from conftest import DEMO_PIPES, DEMO_SEED, migrated_database, scalar
-from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
+from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load, topology
 from networks import TIERS as BASE  # its customers play no part here
 
-from network_analysis.burst import AnalysisError
-from network_analysis.qa import KINDS, run_qa
+from core.errors import InvalidInput
+from network_analysis.qa import KINDS, run_qa, unfed
 
 BASE_ENDS = ("y", "z")
 
@@ -95,6 +98,40 @@ def test_clean_network_has_no_findings(net_engine: sa.Engine) -> None:
     assert result["counts"] == dict.fromkeys(KINDS, 0)
     assert result["issues"] == []
     assert result["network_version"] == scalar(net_engine, "SELECT version FROM network_version")
+
+
+def unfed_codes(net: Network) -> dict[str, set[str]]:
+    """What the in-memory check finds unfed, by code."""
+    topo = topology(net)
+    m, found = topo.model, unfed(topo)
+    return {"pipes": set(m.pipe_code[found.pipes].tolist()), "valves": set(m.valve_code[found.valves].tolist()),
+            "regulators": set(m.regulator_code[found.regulators].tolist())}
+
+
+@pytest.mark.nodb
+def test_unfed_behind_a_normally_closed_valve_in_memory() -> None:
+    closed = Network(**{**BASE.__dict__, "valves": {**BASE.valves, "vm1": "m1@a closed"}})
+    assert unfed_codes(closed) == {"pipes": {"m2", "m3", "l1", "l2"}, "valves": {"vm2", "vl2"},
+                                   "regulators": {"R1"}}
+    assert unfed_codes(BASE) == {"pipes": set(), "valves": set(), "regulators": set()}
+
+
+@pytest.mark.nodb
+def test_a_regulator_with_nothing_upstream_is_a_source_not_unfed() -> None:
+    # R2's inlet e has no pipe at all: it feeds y from outside the network drawn
+    bare_inlet = Network(nodes={**BASE.nodes, "e": (405, 0, 0)}, pipes=BASE.pipes, valves=BASE.valves,
+                         sources=BASE.sources, regulators={**BASE.regulators, "R2": "e>y"})
+    assert unfed_codes(bare_inlet) == {"pipes": set(), "valves": set(), "regulators": set()}
+    # the low-pressure side without the mains and the gate station: R1 is its edge source
+    district = Network(nodes={k: v for k, v in BASE.nodes.items() if k in ("ri", "ro", "x", "y")},
+                       pipes={"l1": "ro-x", "l2": "x-y"}, valves={"vl2": "l2@x"}, regulators=BASE.regulators)
+    assert unfed_codes(district) == {"pipes": set(), "valves": set(), "regulators": set()}
+    # the same with its stub of main cut off by a closed valve: the tier has no gas
+    stub = Network(nodes={**district.nodes, "h": (150, 0, 1), "h2": (100, 0, 1)},
+                   pipes={**district.pipes, "hs": "h-ri", "h0": "h2-h"},
+                   valves={**district.valves, "vh": "hs@h closed"}, sources={"G1": "h2"},
+                   regulators=BASE.regulators)
+    assert unfed_codes(stub) == {"pipes": {"hs", "l1", "l2"}, "valves": {"vh", "vl2"}, "regulators": {"R1"}}
 
 
 def test_unfed_behind_a_normally_closed_valve(net_engine: sa.Engine) -> None:
@@ -216,8 +253,10 @@ def test_findings_are_replaced_and_bad_tolerances_refused(net_engine: sa.Engine)
     assert run_qa(net_engine)["counts"]["dangling_end"] == 0
     assert scalar(net_engine, "SELECT count(*) FROM topology_issue") == 0
     for bad in (-1, float("nan"), "1"):
-        with pytest.raises(AnalysisError, match="tolerance_m must be a distance"):
-            run_qa(net_engine, tolerance_m=bad)
+        with pytest.raises(InvalidInput, match=f"^tolerance_m: must be a distance in metres ≥ 0, not {bad!r}$"):
+            run_qa(net_engine, tolerance_m=bad)  # type: ignore[arg-type]  # a string on purpose
+    with pytest.raises(InvalidInput, match=r"^near_miss_m: must be a distance in metres ≥ 0, not -2$"):
+        run_qa(net_engine, near_miss_m=-2)
 
 
 @pytest.mark.parametrize(("pipes", "seed"), [(DEMO_PIPES, DEMO_SEED), (300, 21), (300, 26), (1000, 14), (3000, 26)])
@@ -234,7 +273,8 @@ def test_demo_city_is_clean(databases, pipes: int, seed: int) -> None:
         assert result["counts"] == dict.fromkeys(KINDS, 0)
         if (pipes, seed) != (DEMO_PIPES, DEMO_SEED):
             return
-        assert scalar(engine, "SELECT count(*) FROM valve WHERE normal_state = 'closed'") > 0
+        closed = scalar(engine, "SELECT count(*) FROM valve WHERE normal_state = 'closed'")
+        assert isinstance(closed, int) and closed > 0
         # one defect in the city is found, and only that one
         execute(engine, "UPDATE valve SET geom = ST_Translate(geom, 3, 3, 0) WHERE id = 1")
         code = scalar(engine, "SELECT code FROM valve WHERE id = 1")

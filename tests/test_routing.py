@@ -15,6 +15,7 @@ Travel times: 慢街 600 m 108 s, 快路 600 m 36 s, 西街/中街 400 m 36 s, �
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import shapely
@@ -23,8 +24,8 @@ from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
 from pyproj import Transformer
 from sqlalchemy.pool import NullPool
 
+from core.errors import Conflict, InvalidInput
 from db import migrate
-from network_analysis.burst import AnalysisError
 from network_analysis.routing import road_graphs, route, route_from_nearest_crew_base
 
 X0, Y0 = ORIGIN
@@ -75,7 +76,7 @@ def load_roads(engine: sa.Engine, roads: dict = GRID, bases: dict = BASES) -> No
 
 
 @pytest.fixture(scope="module")
-def grid(databases) -> sa.Engine:
+def grid(databases) -> Iterator[sa.Engine]:
     name = f"qiwang_routing_{os.getpid()}"
     url = databases.create(name)
     migrate.upgrade(url)
@@ -141,14 +142,14 @@ def test_ends_within_a_centimetre_are_merged(grid):
     r = route(grid, at(1000, 0), at(1400, 0))  # 慢街 to C (36 s), 支路 200 m… but via its 5 mm gap
     assert r["roads"] == ["慢街", "支路"]
     assert r["length_m"] == pytest.approx(399.995, abs=0.01)
-    with pytest.raises(AnalysisError, match="no road path"):
+    with pytest.raises(InvalidInput, match=r"^end: no road path from "):
         route(grid, at(1000, 0), at(1700, 0))  # 断路 starts 5 cm off G: another island
 
 
 def test_points_in_another_crs(grid):
     to_4490 = Transformer.from_crs("EPSG:4550", "EPSG:4490", always_xy=True)
-    lon_lat = [to_4490.transform(*at(120, -30)), to_4490.transform(*at(900, 430))]
-    r = route(grid, *lon_lat, crs="EPSG:4490")
+    start, end = to_4490.transform(*at(120, -30)), to_4490.transform(*at(900, 430))
+    r = route(grid, start, end, crs="EPSG:4490")
     assert (r["length_m"], r["minutes"]) == pytest.approx((1420.0, 1.9), abs=0.01)
 
 
@@ -185,24 +186,27 @@ def test_graph_is_cached_until_the_roads_change(databases):
 
 
 def test_errors(grid, databases):
-    with pytest.raises(AnalysisError, match="no road within 500 m"):
+    # each error names the parameter at fault (`end`, `crs`), or is a Conflict with what the database holds
+    with pytest.raises(InvalidInput, match=r"^end: no road within 500 m of \(500600\.0, 4551000\.0\) \(EPSG:4550\)$"):
         route(grid, at(0, 0), at(600, 1000))
-    with pytest.raises(AnalysisError, match="unknown CRS"):
+    with pytest.raises(InvalidInput, match=r"^start: no road within 500 m of \(500600\.0, 4551000\.0\)"):
+        route(grid, at(600, 1000), at(0, 0))
+    with pytest.raises(InvalidInput, match=r"^crs: unknown CRS 'EPSG:999999'$"):
         route(grid, (1, 2), (3, 4), crs="EPSG:999999")
-    with pytest.raises(AnalysisError, match="no road within 500 m"):
+    with pytest.raises(InvalidInput, match=r"^end: no road within 500 m"):
         route_from_nearest_crew_base(grid, at(5000, 5000))
     name = f"qiwang_routing_empty_{os.getpid()}"
     url = databases.create(name)
     try:
         migrate.upgrade(url)
         engine = sa.create_engine(url, poolclass=NullPool)
-        with pytest.raises(AnalysisError, match="road table is empty"):
+        with pytest.raises(Conflict, match=r"^the road table is empty: nothing to route on$"):
             route(engine, at(0, 0), at(10, 0))
         load_roads(engine, bases={})
-        with pytest.raises(AnalysisError, match="no crew base"):
+        with pytest.raises(Conflict, match=r"^no crew base in the database: nothing to route from$"):
             route_from_nearest_crew_base(engine, at(900, 430))
         load_roads(engine, bases={"K9": (1700, 10)})  # on 断路: no path to the rest of the grid
-        with pytest.raises(AnalysisError, match="no crew base can reach"):
+        with pytest.raises(InvalidInput, match=r"^end: no crew base can reach \(500900\.0, 4550430\.0\) by road$"):
             route_from_nearest_crew_base(engine, at(900, 430))
         engine.dispose()
     finally:

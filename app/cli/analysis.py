@@ -1,24 +1,29 @@
 """CLI commands of the network analyses: burst, incident, criticality.
 
-Added to the `qiwang` group (app.cli.root) when imported by app.cli.main; they print for people by default and the fixed-key
-JSON of network_analysis.api with --json.
+Added to the `qiwang` group (app.cli.root) when imported by app.cli.main; they print for people by
+default and the fixed-key JSON of network_analysis.api with --json.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
 from app.cli.common import ready_database
 from app.cli.format import number, pad
 from app.cli.root import cli
+from core.errors import InvalidInput
+from emergency.states import INCIDENT_STATES, STARTING_STATES
 
 
 def _xy(value: str, option: str) -> tuple[float, float]:
     try:
         x, y = (float(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not X,Y (two numbers separated by a comma)", param_hint=option) from None
+        raise click.BadParameter(f"{value!r} is not X,Y (two numbers separated by a comma)",
+                                 param_hint=option) from None
     return x, y
 
 
@@ -26,6 +31,32 @@ def _engine():
     from db.engine import get_engine
 
     return get_engine(ready_database())
+
+
+@contextmanager
+def _options(names: dict[str, str], values: dict[str, tuple[str, ...]] | None = None) -> Iterator[None]:
+    """InvalidInput from an analysis worded with the command's options: its field is the analysis's
+    parameter (`point`, `failed_valves[1]`), which the user knows as an option (`--at`, the second
+    `--failed-valve`, named with the value given).
+
+    Parameters
+    ----------
+    names
+        Analysis parameter → option.
+    values
+        Option → the values given to a repeated option, for indexed fields.
+    """
+    try:
+        yield
+    except InvalidInput as exc:
+        field = exc.field or ""
+        parameter, _, index = field.partition("[")
+        option = names.get(parameter)
+        if option is None:
+            raise
+        if index and values and option in values:
+            option = f"{option} {values[option][int(index.rstrip(']'))]}"
+        raise InvalidInput(option, exc.reason) from None
 
 
 def _json(data: dict | list) -> None:
@@ -39,19 +70,23 @@ def _json(data: dict | list) -> None:
 @click.option("--failed-valve", "failed", multiple=True, metavar="CODE", help="A valve that cannot be closed.")
 @click.option("--barrier", "barriers", multiple=True, metavar="X,Y", help="A temporary squeeze-off point.")
 @click.option("--geometry", is_flag=True, help="Add the outage area and GeoJSON features (CRS84).")
-@click.option("--save", type=click.Choice(["planned", "active"]), help="Store the result as an incident.")
+@click.option("--save", type=click.Choice(STARTING_STATES), help="Store the result as an incident.")
 @click.option("--title", help="Title of the stored incident.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fixed-key JSON report.")
 def burst(pipe: str | None, at: str | None, crs: str | None, failed: tuple[str, ...], barriers: tuple[str, ...],
           geometry: bool, save: str | None, title: str | None, as_json: bool) -> None:
     """Burst / valve isolation: valves to close, pipes and customers cut off."""
-    from network_analysis.api import burst_analysis
+    from emergency.incidents import analyse_and_save
 
     if (pipe is None) == (at is None):
         raise click.UsageError("give --pipe CODE or --at X,Y")
-    result = burst_analysis(_engine(), pipe=pipe, at=_xy(at, "--at") if at else None, crs=crs,
-                            failed_valves=failed, barriers=[_xy(b, "--barrier") for b in barriers],
-                            geometry=geometry, save_as=save, title=title)
+    point = _xy(at, "--at") if at else None
+    points = [_xy(b, "--barrier") for b in barriers]
+    options = {"pipe": "--pipe", "point": "--at", "crs": "--crs", "failed_valves": "--failed-valve",
+               "barriers": "--barrier", "save_as": "--save"}
+    with _options(options, {"--failed-valve": failed, "--barrier": barriers}):
+        result = analyse_and_save(_engine(), save, title, pipe=pipe, point=point, crs=crs, failed_valves=failed,
+                                  barriers=points, geometry=geometry)
     if as_json:
         _json(result)
         return
@@ -65,7 +100,8 @@ def burst(pipe: str | None, at: str | None, crs: str | None, failed: tuple[str, 
         click.echo(f"  {v['code']:<12} {state:<15} on {v['pipe']:<12} ({v['x']:.1f}, {v['y']:.1f})")
     for barrier in result["barriers"]:
         click.echo(f"  barrier on {barrier['pipe']} at {barrier['fraction']:.0%}")
-    click.echo(f"停气 isolated: {number(len(result['isolated_pipes']))} pipes, {number(result['isolated_length_m'], 1)} m, "
+    click.echo(f"停气 isolated: {number(len(result['isolated_pipes']))} pipes, "
+               f"{number(result['isolated_length_m'], 1)} m, "
                f"{number(result['isolated_volume_m3'], 1)} m³ of gas (standard conditions); "
                f"dry: {number(len(result['dry_pipes']))} pipes")
     customers = result["affected_customers"]
@@ -95,10 +131,10 @@ def incident() -> None:
 
 
 @incident.command("list")
-@click.option("--state", type=click.Choice(["planned", "active", "closed"]))
+@click.option("--state", type=click.Choice(INCIDENT_STATES))
 @click.option("--json", "as_json", is_flag=True)
 def incident_list(state: str | None, as_json: bool) -> None:
-    from network_analysis.api import incidents
+    from emergency.incidents import incidents
 
     rows = incidents(_engine(), state)
     if as_json:
@@ -113,17 +149,17 @@ def incident_list(state: str | None, as_json: bool) -> None:
 @incident.command("show")
 @click.argument("code")
 def incident_show(code: str) -> None:
-    from network_analysis.api import incident as get
+    from emergency.incidents import incident as get
 
     _json(get(_engine(), code))
 
 
 @incident.command("state")
 @click.argument("code")
-@click.argument("state", type=click.Choice(["planned", "active", "closed"]))
+@click.argument("state", type=click.Choice(INCIDENT_STATES))
 def incident_state(code: str, state: str) -> None:
     """Move an incident forward: planned → active → closed."""
-    from network_analysis.api import set_incident_state
+    from emergency.incidents import set_incident_state
 
     click.echo(f"{code}: {set_incident_state(_engine(), code, state)['state']}")
 
@@ -164,7 +200,8 @@ def qa(tolerance: float, near_miss: float, as_json: bool) -> None:
     """Topology checks; findings are stored as features in topology_issue."""
     from network_analysis.qa import run_qa
 
-    result = run_qa(_engine(), tolerance_m=tolerance, near_miss_m=near_miss)
+    with _options({"tolerance_m": "--tolerance", "near_miss_m": "--near-miss"}):
+        result = run_qa(_engine(), tolerance_m=tolerance, near_miss_m=near_miss)
     if as_json:
         _json(result)
         return
@@ -196,7 +233,8 @@ def near(at: str, radius: float, crs: str | None, limit: int | None, as_json: bo
     per_layer = limit or (NEAR_ALL if as_json else NEAR_SHOWN)
     with _engine().connect() as conn:
         x, y = _xy(at, "--at")
-        result = radius_query(conn, x, y, radius, crs=crs, limit_per_layer=per_layer)
+        with _options({"point": "--at", "radius_m": "--radius", "crs": "--crs", "limit_per_layer": "--limit"}):
+            result = radius_query(conn, x, y, radius, crs=crs, limit_per_layer=per_layer)
     if as_json:
         _json(result)
         return
@@ -221,7 +259,8 @@ def stats(enterprise: str | None, division: str | None, year: int | None, as_jso
     """Pipe length by pressure class, material, diameter, age, district, enterprise; old pipes."""
     from network_analysis.statistics import network_statistics
 
-    with _engine().connect() as conn:
+    options = {"enterprise_code": "--enterprise", "admin_code": "--division", "as_of_year": "--year"}
+    with _engine().connect() as conn, _options(options):
         result = network_statistics(conn, enterprise_code=enterprise, admin_code=division, as_of_year=year)
     if as_json:
         _json(result)
@@ -256,12 +295,13 @@ def route(start: str | None, end: str, crs: str | None, as_json: bool) -> None:
 
     engine = _engine()
     target = _xy(end, "--to")
-    if start:
-        result = routing.route(engine, _xy(start, "--from"), target, crs=crs)
-        path = result
-    else:
-        result = routing.route_from_nearest_crew_base(engine, target, crs=crs)
-        path = result["route"]
+    with _options({"start": "--from", "end": "--to", "crs": "--crs"}):
+        if start:
+            result = routing.route(engine, _xy(start, "--from"), target, crs=crs)
+            path = result
+        else:
+            result = routing.route_from_nearest_crew_base(engine, target, crs=crs)
+            path = result["route"]
     if as_json:
         _json(result)
         return
