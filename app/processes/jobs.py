@@ -115,13 +115,14 @@ class QiwangJobManager(PostgreSQLManager):
             "Preference-Applied": RequestedProcessExecutionMode.wait.value}
         job_id = str(uuid.uuid1())
         processor.set_job_id(job_id)
-        mimetype, outputs, status = self._run_unrecorded(processor, data_dict, requested_outputs, subscriber)
-        if requested_response == RequestedResponse.document.value and status == JobStatus.successful:
-            outputs = {"outputs": [outputs]}
+        mimetype, outputs, status = self._run_unrecorded(processor, data_dict, requested_outputs, subscriber,
+                                                         requested_response)
         return job_id, mimetype, outputs, status, headers
 
     def _run_unrecorded(self, processor: BaseProcessor, data_dict: dict, requested_outputs: dict | None,
-                        subscriber: Subscriber | None) -> tuple[str, Any, JobStatus]:
+                        subscriber: Subscriber | None, requested_response: str | None
+                        ) -> tuple[str, Any, JobStatus]:
+        """pygeoapi's synchronous handler (_execute_handler_sync) without its job updates and file."""
         self._send_in_progress_notification(subscriber)
         extra = {"outputs": requested_outputs} if processor.supports_outputs else {}
         try:
@@ -131,6 +132,8 @@ class QiwangJobManager(PostgreSQLManager):
             self._send_failed_notification(subscriber)
             return "application/json", {"type": code, "code": code,
                                         "description": f"Error executing process: {err}"}, JobStatus.failed
+        if requested_response == RequestedResponse.document.value:
+            outputs = {"outputs": [outputs]}
         self._send_success_notification(subscriber, outputs)
         return mimetype, outputs, JobStatus.successful
 
