@@ -11,29 +11,34 @@
 
 Alarms themselves are read as features of the OGC API collection `alarms`. The steps and their
 rules are those of `./qiwang alarm` (telemetry.alarms): in order, forward only, closing
-only once the value has cleared. Errors have the shape of the OGC API's ({"code", "description"}).
+only once the value has cleared. Errors have the shape of the OGC API's ({"code", "description"}):
+the routes raise core.errors classes and the app answers them with their status
+(app.http_errors.response_for, registered by app.web.create_app).
 Who takes a step is what the client says (`by`): the app has no login of its own, so put it
 behind the utility's single sign-on proxy when it is reachable by more than the control room.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import sqlalchemy as sa
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from app.http_errors import error_response
+from app.http_errors import error_response, response_for, unavailable
 from app.limits import check_text, json_object
-from core.errors import QiwangError
-from telemetry.alarms import STEPS, AlarmStepRefused, UnknownAlarm, advance, record, verify_record
+from core.errors import InvalidInput, NotFound
+from telemetry.alarms import STEPS, advance, record, verify_record
 
 BODY_FIELDS = {"by": 100, "note": 2000, "enterprise": 50}      # field → longest accepted text
 MAX_BODY_BYTES = 16 * 1024
+PREFIX = "/api/alarms"
 
 
 def _answer(status: int, body: dict[str, Any]) -> Response:
@@ -47,84 +52,92 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _events(conn: Any, code: str) -> list[dict[str, Any]]:
+def _events(conn: psycopg.Connection, code: str) -> list[dict[str, Any]]:
     return [asdict(event) for event in record(conn, code)]
 
 
+@contextmanager
+def _connection(engine: sa.Engine) -> Iterator[psycopg.Connection]:
+    """A pooled connection as psycopg's (the handling record is written with psycopg), back to the
+    pool afterwards, rolled back if not committed."""
+    raw = engine.raw_connection()
+    try:
+        yield cast(psycopg.Connection, raw.driver_connection)
+    finally:
+        raw.close()
+
+
+def _checked(check: Any, *args: Any) -> Any:
+    """check(*args), its ValueError (app.limits: the field first, then what is wrong) as InvalidInput."""
+    try:
+        return check(*args)
+    except ValueError as exc:
+        raise InvalidInput(None, str(exc)) from None
+
+
 def step_body(raw: bytes) -> dict[str, str | None]:
-    """The checked body of a step: {"by", "note", "enterprise"}; ValueError names the field at fault."""
-    body = json_object(raw, '{"by": "name", "note": "…"}', MAX_BODY_BYTES)
+    """The checked body of a step.
+
+    Parameters
+    ----------
+    raw
+        The request body: a UTF-8 JSON object of at most MAX_BODY_BYTES.
+
+    Returns
+    -------
+    dict
+        {"by", "note", "enterprise"}: stripped strings, None when absent or blank.
+        InvalidInput naming the field at fault (or `body`).
+    """
+    body = _checked(json_object, raw, '{"by": "name", "note": "…"}', MAX_BODY_BYTES)
     unknown = sorted(set(body) - set(BODY_FIELDS))
     if unknown:
-        raise ValueError(f"{unknown[0]}: unknown field (accepted: {', '.join(BODY_FIELDS)})")
+        raise InvalidInput(unknown[0], f"unknown field (accepted: {', '.join(BODY_FIELDS)})")
     checked: dict[str, str | None] = {}
     for name, longest in BODY_FIELDS.items():
         value = body.get(name)
         if value is not None and not isinstance(value, str):
-            raise ValueError(f"{name}: a string is expected, not {type(value).__name__}")
+            raise InvalidInput(name, f"a string is expected, not {type(value).__name__}")
         value = value.strip() if value else None
         if value and len(value) > longest:
-            raise ValueError(f"{name}: longer than {longest} characters")
+            raise InvalidInput(name, f"longer than {longest} characters")
         checked[name] = value or None
     if not checked["by"]:
-        raise ValueError("by: the person taking the step must be named")
+        raise InvalidInput("by", "the person taking the step must be named")
     return checked
 
 
 def alarms_blueprint(engine: sa.Engine) -> Blueprint:
     """The /api/alarms routes on `engine`'s database."""
-    bp = Blueprint("alarms_api", __name__, url_prefix="/api/alarms")
+    bp = Blueprint("alarms_api", __name__, url_prefix=PREFIX)
 
     @bp.post("/<code>/<action>")
     def take_step(code: str, action: str) -> Response:
-        if action not in STEPS:
-            return error_response(404, "NotFound",
-                                  f"action: {action!r} is not a step; use one of {', '.join(STEPS)}")
-        try:
-            check_text("code", code)
-            body = step_body(request.get_data(cache=False))
-        except ValueError as exc:
-            return error_response(400, "InvalidParameterValue", str(exc))
-        raw = engine.raw_connection()
-        try:
-            conn = raw.driver_connection
-            try:
-                result = advance(conn, code, action, body["by"], body["note"], datetime.now(UTC),
-                                 enterprise_code=body["enterprise"])
-                result["record"] = _events(conn, code)
-                conn.commit()
-            except UnknownAlarm as exc:
-                return error_response(404, "NotFound", str(exc))
-            except AlarmStepRefused as exc:
-                return error_response(409, "Conflict", str(exc))
-            except QiwangError as exc:
-                return error_response(400, "InvalidParameterValue", str(exc))
-        finally:
-            raw.close()         # back to the pool, rolled back if not committed
+        if action not in STEPS:  # a path that names no step: no such resource
+            raise NotFound(f"action: {action!r} is not a step; use one of {', '.join(STEPS)}")
+        _checked(check_text, "code", code)
+        body = step_body(request.get_data(cache=False))
+        with _connection(engine) as conn:
+            result = advance(conn, code, action, body["by"] or "", body["note"], datetime.now(UTC),
+                             enterprise_code=body["enterprise"])
+            result["record"] = _events(conn, code)
+            conn.commit()
         return _answer(200, result)
 
     @bp.errorhandler(psycopg.OperationalError)
     def database_busy(exc: psycopg.OperationalError) -> Response:
         # raw psycopg connections (the handling record is written with psycopg): a cancelled or lost
         # statement is the server's trouble (503), never a 500.
-        first = str(exc).strip().splitlines()
-        return error_response(503, "ServiceUnavailable", f"database: {first[0] if first else type(exc).__name__}")
+        return response_for(unavailable(exc))
 
     @bp.get("/<code>/record")
     def handling_record(code: str) -> Response:
-        try:
-            check_text("code", code)
-        except ValueError as exc:
-            return error_response(400, "InvalidParameterValue", str(exc))
-        raw = engine.raw_connection()
-        try:
-            conn = raw.driver_connection
+        _checked(check_text, "code", code)
+        with _connection(engine) as conn:
             events = _events(conn, code)
             if not events:
-                return error_response(404, "NotFound", f"no alarm {code}")
+                raise NotFound(f"no alarm {code}")
             intact = verify_record(conn, code)
-        finally:
-            raw.close()
         return _answer(200, {"code": code, "intact": intact, "events": events})
 
     # A wrong path or method is found while routing, before any blueprint is chosen: only an
@@ -132,10 +145,10 @@ def alarms_blueprint(engine: sa.Engine) -> Blueprint:
     @bp.app_errorhandler(404)
     @bp.app_errorhandler(405)
     def routing_error(exc: HTTPException) -> Response | HTTPException:
-        if not request.path.startswith(bp.url_prefix + "/"):
+        if not request.path.startswith(PREFIX + "/"):
             return exc
-        if exc.code == 405:
+        if exc.code == 405:  # not an error of the family: no class for it
             return error_response(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}")
-        return error_response(404, "NotFound", f"{request.path} does not exist")
+        return response_for(NotFound(f"{request.path} does not exist"))
 
     return bp

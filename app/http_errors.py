@@ -10,7 +10,8 @@ import json
 
 from flask import Response
 
-from core.errors import QiwangError
+from app.limits import is_timeout
+from core.errors import QiwangError, Unavailable
 
 
 def error_response(status: int, code: str, description: str) -> Response:
@@ -25,3 +26,25 @@ def error_response(status: int, code: str, description: str) -> Response:
 def response_for(exc: QiwangError) -> Response:
     """The HTTP answer for a Qiwang error: status and OGC code from its class (core.errors)."""
     return error_response(exc.http_status, exc.ogc_code, str(exc))
+
+
+def unavailable(exc: BaseException, timeout_advice: str | None = None) -> Unavailable:
+    """A database failure as the server's trouble (503), never the client's nor a 500.
+
+    Parameters
+    ----------
+    exc
+        The driver's or SQLAlchemy's OperationalError (a cancelled statement, the database away).
+    timeout_advice
+        What the client can do when a SQLAlchemy statement outran the statement_timeout (narrow
+        the query, run asynchronously): the description is then ``statement_timeout: {advice}``.
+
+    Returns
+    -------
+    Unavailable
+        Otherwise described as ``database: {the error's first line}; try again later``.
+    """
+    if timeout_advice is not None and is_timeout(exc):
+        return Unavailable(f"statement_timeout: {timeout_advice}")
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return Unavailable(f"database: {text.splitlines()[0] if text else type(exc).__name__}; try again later")

@@ -10,7 +10,8 @@ from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import limits as request_limits
-from app.http_errors import error_response
+from app.http_errors import error_response, response_for, unavailable
+from core.errors import QiwangError
 from db.engine import database_url, get_engine
 
 # Business tables shown on the landing page: name -> (中文, English).
@@ -101,11 +102,11 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
 
     @app.errorhandler(sa.exc.OperationalError)
     def database_busy(exc: sa.exc.OperationalError) -> Response:
-        if request_limits.is_timeout(exc):
-            return error_response(503, "ServiceUnavailable",
-                                  "statement_timeout: the query took longer than the server allows; narrow it "
-                                  "(bbox, filter, limit) or try again later")
-        return error_response(503, "ServiceUnavailable", f"database: {_db_error(exc)}")
+        return response_for(unavailable(exc, "the query took longer than the server allows; narrow it "
+                                             "(bbox, filter, limit) or try again later"))
+
+    # A Qiwang error a route lets through is answered with its class's status and OGC code.
+    app.register_error_handler(QiwangError, response_for)
 
     @app.get("/")
     def index():

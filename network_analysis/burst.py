@@ -24,12 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import QiwangError
 from network_analysis.topology import Topology, gather
-
-
-class AnalysisError(QiwangError):
-    """Bad input to an analysis (unknown pipe or valve, point off the network…): one clear line."""
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
-from network_analysis.burst import AnalysisError
+from core.errors import InvalidInput
 from network_analysis.model import load_model
 from network_analysis.topology import Topology, topologies
 
@@ -313,7 +313,7 @@ def run_qa(engine: sa.Engine, tolerance_m: float = 0.5, near_miss_m: float = 1.0
     for name, value in (("tolerance_m", tolerance_m), ("near_miss_m", near_miss_m)):
         if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
                 and math.isfinite(value) and value >= 0):
-            raise AnalysisError(f"{name} must be a distance in metres ≥ 0, not {value!r}")
+            raise InvalidInput(name, f"must be a distance in metres ≥ 0, not {value!r}")
     params = {"tol": float(tolerance_m), "near": float(near_miss_m), "sentry_tol": SENTRY_TOLERANCE_M,
               "device_tol": DEVICE_TOLERANCE_M, "zero": ZERO_LENGTH_M, "grid": SAME_GEOMETRY_M}
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():

@@ -11,8 +11,8 @@ import math
 import sqlalchemy as sa
 
 from core.crs import points_to_storage
+from core.errors import InvalidInput
 from db.catalog import storage_srid
-from network_analysis.burst import AnalysisError
 
 MAX_RADIUS_M = 5000.0
 DEPLOYMENT_REACH_M = 50_000.0  # a point farther than this from every pipe is outside the deployment area
@@ -97,18 +97,18 @@ def near(
     """
     radius = _checked_radius(radius_m)
     if not isinstance(limit_per_layer, int) or limit_per_layer < 1:
-        raise AnalysisError(f"limit_per_layer must be a whole number ≥ 1, not {limit_per_layer!r}")
+        raise InvalidInput("limit_per_layer", f"must be a whole number ≥ 1, not {limit_per_layer!r}")
     try:
         given = float(x), float(y)
     except (TypeError, ValueError):
         given = (math.nan, math.nan)
     if not all(map(math.isfinite, given)):
-        raise AnalysisError(f"the point must be two finite numbers, not ({x!r}, {y!r})")
+        raise InvalidInput("point", f"must be two finite numbers, not ({x!r}, {y!r})")
     srid = storage_srid(conn.engine)  # cached per database: the catalog is not read on every query
     (ex, ey), = points_to_storage([given], crs, srid)
     if not all(map(math.isfinite, (ex, ey))):
-        raise AnalysisError(f"point ({x}, {y}) cannot be placed in EPSG:{srid}"
-                            + (f" from {crs}" if crs else "") + " (x is the easting or longitude)")
+        raise InvalidInput("point", f"({x}, {y}) cannot be placed in EPSG:{srid}"
+                           + (f" from {crs}" if crs else "") + " (x is the easting or longitude)")
     params = {"x": ex, "y": ey, "srid": srid, "radius": radius, "limit": limit_per_layer}
     rows = conn.execute(_NEAR_SQL, params).all()
     counts = dict.fromkeys(LAYERS, 0)
@@ -117,9 +117,9 @@ def near(
     if counts["pipe"] == 0:  # only then can the point be far from every pipe; one KNN probe tells
         nearest = conn.execute(_NEAREST_PIPE_SQL, params).scalar()
         if nearest is not None and nearest > DEPLOYMENT_REACH_M:
-            raise AnalysisError(f"point ({ex:.1f}, {ey:.1f}) in EPSG:{srid} is outside the deployment "
-                                f"area: the nearest pipe is {nearest / 1000:,.0f} km away (limit "
-                                f"{DEPLOYMENT_REACH_M / 1000:g} km)")
+            raise InvalidInput("point", f"({ex:.1f}, {ey:.1f}) in EPSG:{srid} is outside the deployment "
+                               f"area: the nearest pipe is {nearest / 1000:,.0f} km away (limit "
+                               f"{DEPLOYMENT_REACH_M / 1000:g} km)")
     return {
         "center": [round(ex, 3), round(ey, 3)],
         "radius_m": radius,
@@ -133,7 +133,7 @@ def _checked_radius(radius_m: float) -> float:
     try:
         radius = float(radius_m)
     except (TypeError, ValueError):
-        raise AnalysisError(f"radius must be a number of metres, not {radius_m!r}") from None
+        raise InvalidInput("radius_m", f"must be a number of metres, not {radius_m!r}") from None
     if not 0 < radius <= MAX_RADIUS_M:  # also False for NaN
-        raise AnalysisError(f"radius must be more than 0 and at most {MAX_RADIUS_M:g} m, not {radius_m!r}")
+        raise InvalidInput("radius_m", f"must be more than 0 and at most {MAX_RADIUS_M:g} m, not {radius_m!r}")
     return radius

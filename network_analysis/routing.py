@@ -36,8 +36,8 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from core.crs import points_to_storage
+from core.errors import Conflict, InvalidInput
 from db.catalog import storage_srid
-from network_analysis.burst import AnalysisError
 from network_analysis.cache import VersionedCache
 
 SNAP_LIMIT_M = 500.0  # a point farther than this from every road cannot be routed
@@ -153,14 +153,29 @@ class RoadGraph:
             result[i] = Snap(r, a, (xy[0], xy[1]), d)
         return result
 
-    def snap_one(self, x: float, y: float) -> Snap:
-        """(x, y) in EPSG:4550 snapped onto the nearest road, or AnalysisError."""
+    def snap_one(self, x: float, y: float, name: str = "point") -> Snap:
+        """(x, y) in EPSG:4550 snapped onto the nearest road.
+
+        Parameters
+        ----------
+        x, y
+            Easting and northing in EPSG:4550 (m).
+        name
+            The caller's parameter that gave the point: the field of the InvalidInput raised when
+            no road lies within SNAP_LIMIT_M (500 m) of it or it is not finite.
+
+        Returns
+        -------
+        Snap
+            The nearest point on a drivable road. Conflict when there is no road at all.
+        """
         if not (np.isfinite(x) and np.isfinite(y)):
-            raise AnalysisError(f"point ({x}, {y}) is not a finite coordinate in EPSG:4550")
+            raise InvalidInput(name, f"point ({x}, {y}) is not a finite coordinate in EPSG:4550")
+        if not len(self._drivable):
+            raise Conflict("the road table is empty: nothing to route on")
         snap = self.snap(np.array([[x, y]]))[0]
         if snap is None:
-            raise AnalysisError(f"no road within {SNAP_LIMIT_M:g} m of ({x:.1f}, {y:.1f}) (EPSG:4550)"
-                                if len(self._drivable) else "the road table is empty: nothing to route on")
+            raise InvalidInput(name, f"no road within {SNAP_LIMIT_M:g} m of ({x:.1f}, {y:.1f}) (EPSG:4550)")
         return snap
 
     # --- temporary vertices for snapped points ----------------------------------------------
@@ -237,7 +252,7 @@ class RoadGraph:
         return bound
 
     def fastest(self, start: Snap, end: Snap) -> list[dict]:
-        """Legs of the fastest path from one snapped point to another; AnalysisError if none."""
+        """Legs of the fastest path from one snapped point to another; InvalidInput("end") if none."""
         temporary = self._departures(start, _START) + self._arrivals(end, _END) + self._direct(start, _START, end, _END)
         with self.lock:
             _add_fastest(self.graph, temporary)
@@ -245,8 +260,8 @@ class RoadGraph:
                 path = nx.astar_path(self.graph, _START, _END, heuristic=self._time_bound(start, end), weight="time")
                 return self.legs(path)
             except nx.NetworkXNoPath:
-                raise AnalysisError(
-                    f"no road path from ({start.point[0]:.1f}, {start.point[1]:.1f}) to "
+                raise InvalidInput(
+                    "end", f"no road path from ({start.point[0]:.1f}, {start.point[1]:.1f}) to "
                     f"({end.point[0]:.1f}, {end.point[1]:.1f}): the roads there are not connected "
                     "(or one-way streets lead away)") from None
             finally:
@@ -317,7 +332,7 @@ def route(engine: sa.Engine, start: tuple[float, float], end: tuple[float, float
     """
     (sx, sy), (ex, ey) = points_to_storage([start, end], crs, storage_srid(engine))
     graph = graph or road_graphs.get(engine)
-    a, b = graph.snap_one(sx, sy), graph.snap_one(ex, ey)
+    a, b = graph.snap_one(sx, sy, "start"), graph.snap_one(ex, ey, "end")
     return graph.describe(graph.fastest(a, b), a, b)
 
 
@@ -352,7 +367,7 @@ def route_from_nearest_crew_base(engine: sa.Engine, end: tuple[float, float], cr
     """
     (x, y), = points_to_storage([end], crs, storage_srid(engine))
     graph = graph or road_graphs.get(engine)
-    target = graph.snap_one(x, y)
+    target = graph.snap_one(x, y, "end")
     with engine.connect() as conn:
         # The route process is public: the duty phone is read masked (138****0000) from the
         # published view, like the crew_bases collection, until accounts give scoped access.
@@ -360,12 +375,12 @@ def route_from_nearest_crew_base(engine: sa.Engine, end: tuple[float, float], cr
             "SELECT code, name, phone, crew_count, ST_X(geom), ST_Y(geom) FROM published.crew_base ORDER BY code"
         )).all()
     if not bases:
-        raise AnalysisError("no crew base in the database: nothing to route from")
+        raise Conflict("no crew base in the database: nothing to route from")
     snaps = graph.snap(np.array([(b[4], b[5]) for b in bases]))
     starts = {("base", i): s for i, s in enumerate(snaps) if s is not None}
     times, best, legs = graph.fastest_from_any(starts, target)
     if best is None:
-        raise AnalysisError(f"no crew base can reach ({x:.1f}, {y:.1f}) by road")
+        raise InvalidInput("end", f"no crew base can reach ({x:.1f}, {y:.1f}) by road")
     ranked = sorted(times, key=times.__getitem__)  # stable: ties stay in code order, best first
 
     def base(i: int) -> dict:

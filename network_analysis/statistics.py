@@ -11,7 +11,7 @@ import datetime
 
 import sqlalchemy as sa
 
-from network_analysis.burst import AnalysisError
+from core.errors import InvalidInput
 
 # Upper bounds (inclusive) of the bands; a last open band holds everything above the last bound.
 DIAMETER_BANDS_MM = (50, 100, 200, 300, 500)
@@ -150,7 +150,7 @@ def network_statistics(
     """
     year = datetime.date.today().year if as_of_year is None else int(as_of_year)
     if not 1900 <= year <= 2100:
-        raise AnalysisError(f"as_of_year must be between 1900 and 2100, not {year}")
+        raise InvalidInput("as_of_year", f"must be between 1900 and 2100, not {year}")
     _check_known(conn, "enterprise", "enterprise_code", enterprise_code)
     _check_known(conn, "admin_division", "admin_code", admin_code)
     rows = conn.execute(sa.text(_STATISTICS_SQL), {
@@ -206,4 +206,4 @@ def _check_known(conn: sa.Connection, table: str, column: str, value: str | None
     if value is None:
         return
     if conn.execute(sa.text(f"SELECT 1 FROM {table} WHERE {column} = :v"), {"v": str(value)}).first() is None:
-        raise AnalysisError(f"unknown {column.replace('_', ' ')} {value!r}")
+        raise InvalidInput(column, f"unknown {column.replace('_', ' ')} {value!r}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from core.errors import QiwangError
+from core.errors import Conflict, InvalidInput, NotFound
 
 # action → (state it requires, state it leads to, timestamp column)
 STEPS = {
@@ -25,12 +25,12 @@ STEPS = {
 EVENT_OF = {"acknowledge": "acknowledged", "dispatch": "dispatched", "resolve": "resolved", "close": "closed"}
 
 
-class AlarmStepRefused(QiwangError):
-    """A lifecycle step that does not apply to the alarm as it stands (HTTP 409)."""
+class AlarmStepRefused(Conflict):
+    """A lifecycle step that does not apply to the alarm as it stands."""
 
 
-class UnknownAlarm(QiwangError):
-    """No alarm has that code (in that enterprise, when one is named) (HTTP 404)."""
+class UnknownAlarm(NotFound):
+    """No alarm has that code (in that enterprise, when one is named)."""
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,38 @@ class AlarmEvent:
 
 def advance(conn: psycopg.Connection, code: str, action: str, actor: str, note: str | None,
             at: datetime, enterprise_code: str | None = None) -> dict[str, Any]:
-    """Take one lifecycle step on alarm `code`; returns the alarm's code, state and times.
+    """Take one lifecycle step on alarm `code`; the caller owns the transaction.
 
-    Raises QiwangError for an unknown action or alarm, AlarmStepRefused when the step is out of
-    order or the alarm is still active and `close` is asked. The caller owns the transaction.
+    Parameters
+    ----------
+    conn
+        A psycopg connection in a transaction the caller commits.
+    code
+        The alarm's code (BJ…).
+    action
+        One of STEPS: acknowledge, dispatch, resolve, close.
+    actor
+        Who takes the step, as recorded in the handling record.
+    note
+        What was done or found, or None.
+    at
+        When the step was taken (timezone-aware).
+    enterprise_code
+        The alarm's enterprise, needed only when several enterprises use the same alarm code.
+
+    Returns
+    -------
+    dict
+        {"code", "state", "<step>_at"}: the alarm's code, its new state and the step's time (ISO 8601).
+
+    Raises InvalidInput naming `action`, `actor` or `enterprise`; UnknownAlarm (NotFound) for no
+    such alarm; AlarmStepRefused (Conflict) when the step is out of order or `close` is asked of an
+    alarm still active.
     """
     if action not in STEPS:
-        raise QiwangError(f"action must be one of {', '.join(STEPS)}, not {action!r}")
+        raise InvalidInput("action", f"must be one of {', '.join(STEPS)}, not {action!r}")
     if not actor or not actor.strip():
-        raise QiwangError("actor: the person taking the step must be named")
+        raise InvalidInput("actor", "the person taking the step must be named")
     required, state, column = STEPS[action]
     rows = conn.execute(
         "SELECT id, state, cleared_at, level, value FROM alarm WHERE code = %s "
@@ -65,7 +88,7 @@ def advance(conn: psycopg.Connection, code: str, action: str, actor: str, note: 
     if not rows:
         raise UnknownAlarm(f"no alarm {code}" + (f" in enterprise {enterprise_code}" if enterprise_code else ""))
     if len(rows) > 1:
-        raise QiwangError(f"enterprise: alarm code {code} exists in several enterprises, name the enterprise")
+        raise InvalidInput("enterprise", f"alarm code {code} exists in several enterprises, name the enterprise")
     alarm_id, current, cleared_at, level, value = rows[0]
     if current != required:
         raise AlarmStepRefused(f"alarm {code} is {current}: '{action}' needs it {required}")
@@ -93,7 +116,7 @@ def verify_record(conn: psycopg.Connection, code: str) -> bool:
     The expression is the one of the insert trigger (migration 0009), evaluated by PostgreSQL so
     that numbers and times print exactly as they did when the row was written.
     """
-    return conn.execute(
+    row = conn.execute(
         """SELECT coalesce(bool_and(ok), true) FROM (
                SELECT e.prev_hash IS NOT DISTINCT FROM lag(e.hash) OVER w
                       AND e.hash = sha256(coalesce(lag(e.hash) OVER w, ''::bytea) || convert_to(concat_ws('|',
@@ -101,4 +124,5 @@ def verify_record(conn: psycopg.Connection, code: str) -> bool:
                           e.state, e.level, e.value, e.actor, e.note), 'UTF8')) AS ok
                  FROM alarm_event e JOIN alarm a ON a.id = e.alarm_id
                 WHERE a.code = %s
-               WINDOW w AS (ORDER BY e.id)) AS chain""", (code,)).fetchone()[0]
+               WINDOW w AS (ORDER BY e.id)) AS chain""", (code,)).fetchone()
+    return bool(row[0]) if row else True  # an aggregate without GROUP BY always gives its one row

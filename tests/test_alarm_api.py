@@ -12,6 +12,9 @@ import pytest
 import requests
 from telemetry_support import conninfo, devices, raise_alarms
 
+from core.errors import Conflict, InvalidInput, NotFound
+from telemetry import alarms
+
 
 def alarm_of(info: str, device_code: str) -> tuple[str, str, bool]:
     """(code, state, active) of the device's newest alarm."""
@@ -135,7 +138,8 @@ def test_unknown_alarms_actions_and_methods(live_server) -> None:
                                                            "description": "no alarm BJ19000101999999"})
     bogus = step(base, "BJ19000101999999", "delete", by="王调度")
     assert bogus.status_code == 404
-    assert bogus.json()["description"] == "action: 'delete' is not a step; use one of acknowledge, dispatch, resolve, close"
+    assert bogus.json()["description"] == ("action: 'delete' is not a step; use one of acknowledge, dispatch, resolve, "
+                                           "close")
     record = requests.get(f"{base}/api/alarms/BJ19000101999999/record", timeout=30)
     assert (record.status_code, record.json()["description"]) == (404, "no alarm BJ19000101999999")
     wrong = requests.get(f"{base}/api/alarms/BJ19000101999999/acknowledge", timeout=30)
@@ -144,3 +148,22 @@ def test_unknown_alarms_actions_and_methods(live_server) -> None:
     assert (nowhere.status_code, nowhere.json()["code"]) == (404, "NotFound")
     # other paths keep their own answers (the OGC API has its own 404)
     assert requests.get(f"{base}/ogc/collections/nowhere", timeout=30).json()["code"] == "NotFound"
+
+
+def test_lifecycle_errors_are_of_the_error_family(db_url: str, two_alarms) -> None:
+    """What the HTTP answers rest on: telemetry.alarms raises core.errors classes, the field named."""
+    code = two_alarms["active"][0]
+    at = datetime.now(UTC)
+    with psycopg.connect(conninfo(db_url)) as conn:
+        with pytest.raises(InvalidInput) as caught:
+            alarms.advance(conn, code, "escalate", "王调度", None, at)
+        assert (caught.value.field, str(caught.value)) == (
+            "action", "action: must be one of acknowledge, dispatch, resolve, close, not 'escalate'")
+        with pytest.raises(InvalidInput) as caught:
+            alarms.advance(conn, code, "acknowledge", "  ", None, at)
+        assert (caught.value.field, caught.value.reason) == ("actor", "the person taking the step must be named")
+        with pytest.raises(NotFound, match=r"^no alarm BJ19000101999999$"):
+            alarms.advance(conn, "BJ19000101999999", "acknowledge", "王调度", None, at)
+        with pytest.raises(Conflict, match="'dispatch' needs it acknowledged"):  # raised, or resolved later on
+            alarms.advance(conn, code, "dispatch", "王调度", None, at)
+        conn.rollback()

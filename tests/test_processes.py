@@ -1,5 +1,7 @@
 """The analyses as OGC API processes: each processor against the real database, inputs checked and
-errors naming the input, jobs kept in PostgreSQL through pygeoapi's manager, the jobs migration.
+errors naming the input (a bad value of every input), asynchronous jobs kept in PostgreSQL through
+pygeoapi's manager and pruned (`./qiwang jobs prune`), synchronous executions kept nowhere, the jobs
+migration.
 
 The processors only wrap network_analysis, so each result is compared with a direct call of the
 function it wraps, for the same inputs; the analyses themselves are tested elsewhere.
@@ -7,12 +9,17 @@ function it wraps, for the same inputs; the analyses themselves are tested elsew
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import migrated_database, scalar
+from conftest import ROOT, migrated_database, scalar
 from flask import Flask, request
 from networks import ORIGIN, TIERS, load
 from pygeoapi.api import API, APIRequest
@@ -25,7 +32,7 @@ from pyproj import Transformer
 
 from app.processes import PROCESSES, manager_definition, process_resources
 from app.processes.base import checked_inputs
-from app.processes.jobs import QiwangJobManager
+from app.processes.jobs import QiwangJobManager, prune_jobs
 from db import migrate
 from network_analysis import routing
 from network_analysis.api import burst_analysis
@@ -35,6 +42,7 @@ from network_analysis.statistics import network_statistics
 from network_analysis.topology import topologies
 
 TO_CRS84 = Transformer.from_crs(4550, "OGC:CRS84", always_xy=True).transform
+FAR_EAST = Transformer.from_crs("OGC:CRS84", 4550, always_xy=True).transform(110.0, 35.0)   # no road near
 
 
 def url_of(engine: sa.Engine) -> str:
@@ -99,7 +107,7 @@ def test_burst_at_a_crs84_point_with_a_failed_valve_and_geometry(tiers: str, net
     lon, lat = TO_CRS84(ORIGIN[0] + 150, ORIGIN[1])  # middle of m2 (a → ri)
     result = run(tiers, "burst-analysis", {"point": {"type": "Point", "coordinates": [lon, lat]},
                                            "failed_valves": "vm2", "geometry": True})
-    direct = burst_analysis(net_engine, at=(lon, lat), crs="OGC:CRS84", failed_valves=["vm2"], geometry=True)
+    direct = burst_analysis(net_engine, point=(lon, lat), crs="OGC:CRS84", failed_valves=["vm2"], geometry=True)
     assert result == direct
     assert result["burst"]["pipe"] == "m2" and result["second_ring"]["failed_valves"] == ["vm2"]
     assert result["outage_area"]["type"] in ("Polygon", "MultiPolygon")
@@ -112,7 +120,7 @@ def test_burst_at_a_storage_crs_point_given_as_a_pair(tiers: str, net_engine: sa
     barrier = (ORIGIN[0] + 250, ORIGIN[1])  # on l1
     result = run(tiers, "burst-analysis", {"point": {"value": list(point)}, "crs": "EPSG:4550",
                                            "barriers": [list(barrier)]})
-    assert result == burst_analysis(net_engine, at=point, crs="EPSG:4550", barriers=[barrier])
+    assert result == burst_analysis(net_engine, point=point, crs="EPSG:4550", barriers=[barrier])
     assert result["burst"]["pipe"] == "m2"
 
 
@@ -124,7 +132,7 @@ def test_burst_at_a_storage_crs_point_given_as_a_pair(tiers: str, net_engine: sa
     ({"pipe": 12}, "'pipe'", "is not of type 'string'"),
     ({"pipe": "m1", "geometry": "yes"}, "'geometry'", "is not of type 'boolean'"),
     ({"pipe": "m1", "save_as": "closed"}, "'save_as'", "is not one of"),
-    ({"pipe": "m1", "failed_valves": ["NOPE"]}, "'failed_valves'", "unknown valve code 'NOPE'"),
+    ({"pipe": "m1", "failed_valves": ["vm2", "NOPE"]}, "'failed_valves[1]'", "unknown valve code 'NOPE'"),
     ({"pipe": "m1", "failed_valves": [7]}, "'failed_valves[0]'", "is not of type 'string'"),
     ({"point": [ORIGIN[0] + 50, ORIGIN[1] + 500], "crs": "EPSG:4550"}, "'point'", "not on the network"),
     ({"point": {"type": "Point", "coordinates": ["a", 1]}}, "'point' at coordinates[0]", "is not of type 'number'"),
@@ -243,7 +251,7 @@ def wait_for(manager: QiwangJobManager, job_id: str, timeout_s: float = 60) -> d
 
 def test_async_job_round_trip(manager: QiwangJobManager, net_engine: sa.Engine) -> None:
     sync = run(url_of(net_engine), "burst-analysis", {"pipe": "m3"})
-    job_id, mimetype, outputs, status, headers = manager.execute_process(
+    job_id, _, outputs, status, headers = manager.execute_process(
         "burst-analysis", {"pipe": "m3"}, execution_mode=RequestedProcessExecutionMode.respond_async)
     assert status == JobStatus.accepted and outputs is None
     assert headers == {"Preference-Applied": "respond-async"}
@@ -269,12 +277,19 @@ def test_failing_async_job_ends_failed_with_the_message(manager: QiwangJobManage
 
 
 def test_sync_execution_through_the_manager(manager: QiwangJobManager, net_engine: sa.Engine) -> None:
-    """What pygeoapi answers synchronously: the report (200), or for bad input the failure JSON (400)."""
-    job_id, mimetype, outputs, status, _ = manager.execute_process("burst-analysis", {"pipe": "m1"})
+    """What pygeoapi answers synchronously: the report (200), or for bad input the failure JSON (400);
+    neither is recorded as a job."""
+    job_id, mimetype, outputs, status, headers = manager.execute_process("burst-analysis", {"pipe": "m1"})
     assert status == JobStatus.successful and outputs == burst_analysis(net_engine, pipe="m1")
-    _, _, outputs, status, _ = manager.execute_process("burst-analysis", {"pipe": "m1", "top": 3})
-    assert status == JobStatus.failed
-    assert outputs["code"] == "InvalidParameterValue" and "unknown input 'top'" in outputs["description"]
+    assert headers is None and mimetype == "application/json"
+    failed_id, _, outputs, status, headers = manager.execute_process(
+        "burst-analysis", {"pipe": "m1", "top": 3}, execution_mode=RequestedProcessExecutionMode.wait)
+    assert status == JobStatus.failed and headers == {"Preference-Applied": "wait"}
+    assert outputs == {"type": "InvalidParameterValue", "code": "InvalidParameterValue",
+                       "description": "Error executing process: unknown input 'top': burst-analysis takes pipe, "
+                                      "point, crs, failed_valves, barriers, geometry, save_as, title"}
+    assert scalar(net_engine, "SELECT count(*) FROM jobs WHERE identifier IN (:a, :b)", a=job_id, b=failed_id) == 0
+    assert list(manager.output_dir.iterdir()) == []
 
 
 # --- the migration --------------------------------------------------------------------------------
@@ -347,3 +362,231 @@ def test_pygeoapi_describes_the_processes_and_their_openapi(ogc_api: API) -> Non
         post = oas["paths"][f"/processes/{process_id}/execution"]["post"]
         assert post["responses"]["200"]["content"]["application/json"]["schema"] == {"type": "object"}
         assert "example" in post["requestBody"]["content"]["application/json"]
+
+
+# --- a bad value of every input names the input (the analysis's InvalidInput field, or the schema) ---
+
+# (process, input, inputs with a bad value of that input): for each input a value the declared schema
+# refuses and, where the analysis checks more than the schema can, a value only the analysis refuses.
+FAR = [ORIGIN[0] + 50, ORIGIN[1] + 500]             # 500 m from every pipe of TIERS
+BAD_VALUES: list[tuple[str, str, dict]] = [
+    ("burst-analysis", "pipe", {"pipe": "NOPE"}),
+    ("burst-analysis", "pipe", {"pipe": 12}),
+    ("burst-analysis", "pipe", {"pipe": ""}),
+    ("burst-analysis", "point", {"point": FAR, "crs": "EPSG:4550"}),
+    ("burst-analysis", "point", {"point": [1.0]}),
+    ("burst-analysis", "point", {"point": {"type": "LineString", "coordinates": [[1, 2], [3, 4]]}}),
+    ("burst-analysis", "crs", {"point": [123.0, 41.1], "crs": "EPSG:999999"}),
+    ("burst-analysis", "crs", {"pipe": "m1", "crs": 4550}),
+    ("burst-analysis", "failed_valves", {"pipe": "m1", "failed_valves": ["NOPE"]}),
+    ("burst-analysis", "failed_valves", {"pipe": "m1", "failed_valves": ["vm2", 7]}),
+    ("burst-analysis", "barriers", {"pipe": "m1", "barriers": [FAR], "crs": "EPSG:4550"}),
+    ("burst-analysis", "barriers", {"pipe": "m1", "barriers": [[ORIGIN[0] + 250, ORIGIN[1]], FAR], "crs": "EPSG:4550"}),
+    ("burst-analysis", "barriers", {"pipe": "m1", "barriers": ["here"]}),
+    ("burst-analysis", "geometry", {"pipe": "m1", "geometry": "yes"}),
+    ("burst-analysis", "save_as", {"pipe": "m1", "save_as": "closed"}),
+    ("burst-analysis", "title", {"pipe": "m1", "save_as": "planned", "title": 5}),
+    ("criticality", "top", {"top": 0}),
+    ("criticality", "top", {"top": "3"}),
+    ("radius-query", "point", {"point": [100.0, 30.0], "radius_m": 100}),
+    ("radius-query", "point", {"point": "here", "radius_m": 100}),
+    ("radius-query", "point", {"radius_m": 100}),
+    ("radius-query", "radius_m", {"point": [123.0, 41.1], "radius_m": 0}),
+    ("radius-query", "radius_m", {"point": [123.0, 41.1], "radius_m": 9000}),
+    ("radius-query", "crs", {"point": [123.0, 41.1], "radius_m": 100, "crs": "EPSG:nope"}),
+    ("radius-query", "crs", {"point": [123.0, 41.1], "radius_m": 100, "crs": ["EPSG:4326"]}),
+    ("radius-query", "limit_per_layer", {"point": [123.0, 41.1], "radius_m": 100, "limit_per_layer": 0}),
+    ("radius-query", "limit_per_layer", {"point": [123.0, 41.1], "radius_m": 100, "limit_per_layer": 1.5}),
+    ("route", "to", {"to": [110.0, 35.0]}),
+    ("route", "to", {"to": {"type": "Point"}}),
+    ("route", "to", {"from": [123.0, 41.1]}),
+    ("route", "from", {"from": [110.0, 35.0], "to": [123.0, 41.1]}),
+    ("route", "from", {"from": [110.0, "35"], "to": [123.0, 41.1]}),
+    ("route", "crs", {"to": [123.0, 41.1], "crs": "EPSG:nope"}),
+    ("route", "crs", {"to": [123.0, 41.1], "crs": 4490}),
+    ("network-statistics", "enterprise_code", {"enterprise_code": "9999999999"}),
+    ("network-statistics", "enterprise_code", {"enterprise_code": "99"}),
+    ("network-statistics", "admin_code", {"admin_code": "999999"}),
+    ("network-statistics", "admin_code", {"admin_code": "21"}),
+    ("network-statistics", "as_of_year", {"as_of_year": 1800}),
+    ("network-statistics", "as_of_year", {"as_of_year": "2020"}),
+    ("topology-check", "tolerance_m", {"tolerance_m": -1}),
+    ("topology-check", "tolerance_m", {"tolerance_m": "1"}),
+    ("topology-check", "near_miss_m", {"near_miss_m": 101}),
+    ("topology-check", "near_miss_m", {"near_miss_m": "1"}),
+]
+
+
+def _api(database_url: str, jobs_dir: Path) -> API:
+    config = {"server": {"url": "http://localhost/ogc", "mimetype": "application/json; charset=UTF-8",
+                         "encoding": "utf-8", "languages": ["en-US"], "limits": {"default_items": 10,
+                         "max_items": 100}, "manager": manager_definition(database_url, jobs_dir)},
+              "logging": {"level": "ERROR"}, "metadata": {}, "resources": process_resources(database_url)}
+    return API(config, {})
+
+
+@pytest.fixture(scope="module")
+def apis(tiers: str, db_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, API]:
+    """pygeoapi's API per process: burst-analysis on TIERS, the others on the demo city."""
+    on_tiers, on_city = _api(tiers, tmp_path_factory.mktemp("jobs")), _api(db_url, tmp_path_factory.mktemp("jobs"))
+    return {pid: on_tiers if pid == "burst-analysis" else on_city for pid in PROCESSES}
+
+
+def test_every_input_of_every_process_has_bad_values_below() -> None:
+    declared = {(pid, name) for pid in PROCESSES
+                for name in processor("postgresql+psycopg://nobody@/nowhere", pid).metadata["inputs"]}
+    assert {(pid, name) for pid, name, _ in BAD_VALUES} == declared
+
+
+@pytest.mark.parametrize(("process_id", "name", "inputs"), BAD_VALUES,
+                         ids=[f"{p}-{n}-{k}" for k, (p, n, _) in enumerate(BAD_VALUES)])
+def test_a_bad_value_of_every_input_is_400_naming_it(apis: dict[str, API], process_id: str, name: str,
+                                                      inputs: dict) -> None:
+    """Over HTTP as pygeoapi answers: 400, the description starting with the input (an item of a
+    list input by its index; a schema error then says where in the value; a missing one is required)."""
+    _, status, body = execute_over_http(apis[process_id], process_id, {"inputs": inputs})
+    assert status == 400, body
+    assert body["code"] == "InvalidParameterValue"
+    named = rf"Error executing process: input '{re.escape(name)}(\[\d+\])?'(( at \S+)?: \S| is required$)"
+    assert re.match(named, body["description"]), body["description"]
+
+
+@pytest.mark.parametrize(("process_id", "inputs", "description"), [
+    ("burst-analysis", {"pipe": "NOPE"}, "input 'pipe': unknown pipe code 'NOPE'"),
+    ("burst-analysis", {"pipe": "m1", "failed_valves": ["vm2", "NOPE"]},
+     "input 'failed_valves[1]': unknown valve code 'NOPE'"),
+    ("burst-analysis", {"pipe": "m1", "barriers": [[ORIGIN[0] + 250, ORIGIN[1]], FAR], "crs": "EPSG:4550"},
+     f"input 'barriers[1]': point ({FAR[0]:.1f}, {FAR[1]:.1f}) is not on the network: the nearest pipe is 500 m "
+     "away (tolerance 50 m)"),
+    ("burst-analysis", {"point": [123.0, 41.1], "crs": "EPSG:999999"}, "input 'crs': unknown CRS 'EPSG:999999'"),
+    ("radius-query", {"point": [123.0, 41.1], "radius_m": 0},
+     "input 'radius_m': must be more than 0 and at most 5000 m, not 0"),
+    ("route", {"from": [110.0, 35.0], "to": [123.0, 41.1]},
+     f"input 'from': no road within 500 m of ({FAR_EAST[0]:.1f}, {FAR_EAST[1]:.1f}) (EPSG:4550)"),
+    ("network-statistics", {"admin_code": "999999"}, "input 'admin_code': unknown admin code '999999'"),
+])
+def test_the_analysis_reason_follows_the_input_name(apis: dict[str, API], process_id: str, inputs: dict,
+                                                    description: str) -> None:
+    """The input named from the error's field, the rest the analysis's own words (no message parsed)."""
+    _, status, body = execute_over_http(apis[process_id], process_id, {"inputs": inputs})
+    assert (status, body["description"]) == (400, f"Error executing process: {description}")
+
+
+def test_a_network_without_roads_is_a_conflict_not_the_clients_fault(ogc_api: API) -> None:
+    """TIERS has pipes and no road: routing there is refused as the data stands (409), whatever the input."""
+    _, status, body = execute_over_http(ogc_api, "route", {"inputs": {"to": [123.0, 41.1]}})
+    assert (status, body) == (409, {"code": "Conflict", "type": "Conflict",
+                                    "description": "the road table is empty: nothing to route on"})
+
+
+def test_a_database_away_is_503(tmp_path: Path, tiers: str) -> None:
+    """The processes' database unreachable (here: a database that does not exist) is the server's trouble."""
+    away = sa.make_url(tiers).set(database="qiwang_no_such_database").render_as_string(hide_password=False)
+    with pytest.raises(ProcessorExecuteError) as caught:
+        run(away, "topology-check", {})
+    assert caught.value.http_status_code == 503 and caught.value.ogc_exception_code == "ServiceUnavailable"
+    assert re.fullmatch(r'database: .*"qiwang_no_such_database" does not exist; try again later', caught.value.message)
+
+
+# --- jobs: synchronous executions are not kept; old asynchronous ones are pruned -----------------------
+
+def test_fifty_synchronous_bursts_leave_no_job_and_no_file(ogc_api: API, net_engine: sa.Engine) -> None:
+    jobs_dir = ogc_api.manager.output_dir
+    before = scalar(net_engine, "SELECT count(*) FROM jobs")
+    answers = []
+    for k in range(50):
+        inputs = {"pipe": "NOPE"} if k % 10 == 9 else {"pipe": ("m1", "m2", "m3")[k % 3]}
+        _, status, body = execute_over_http(ogc_api, "burst-analysis", {"inputs": inputs},
+                                            prefer=("wait", None)[k % 2])
+        answers.append(status)
+        if status == 200:
+            assert body["burst"]["pipe"] == inputs["pipe"]
+    assert answers.count(200) == 45 and answers.count(400) == 5
+    assert scalar(net_engine, "SELECT count(*) FROM jobs") == before
+    assert list(jobs_dir.iterdir()) == []
+    # while an asynchronous execution is a job, with its result file
+    headers, status, _ = execute_over_http(ogc_api, "burst-analysis", {"inputs": {"pipe": "m1"}},
+                                           prefer="respond-async")
+    job = wait_for(ogc_api.manager, headers["Location"].rsplit("/", 1)[1])
+    assert status == 201 and job["status"] == "successful"
+    assert scalar(net_engine, "SELECT count(*) FROM jobs") == before + 1
+    assert [p.name for p in jobs_dir.iterdir()] == [f"burst-analysis-{job['identifier']}"]
+
+
+def prune(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`./qiwang jobs prune` (what ./qiwang runs once its environment is set up: python -m app)."""
+    environ = {k: v for k, v in os.environ.items() if k != "QIWANG_JOBS_RETENTION_DAYS"}
+    return subprocess.run([sys.executable, "-m", "app", "jobs", "prune", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**environ, "DATABASE_URL": database_url, **env})
+
+
+def age(engine: sa.Engine, job_id: str, days: float) -> None:
+    """Make the job look `days` days old (all its times moved back)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "UPDATE jobs SET created = created - d, started = started - d, updated = updated - d, "
+            "finished = finished - d FROM (SELECT :days * interval '1 day' AS d) AS shift WHERE identifier = :id"),
+            {"days": days, "id": job_id})
+
+
+def test_jobs_prune_removes_the_old_jobs_and_their_files(manager: QiwangJobManager, net_engine: sa.Engine,
+                                                         tiers: str) -> None:
+    def job(inputs: dict) -> dict:
+        job_id, *_ = manager.execute_process("burst-analysis", inputs,
+                                             execution_mode=RequestedProcessExecutionMode.respond_async)
+        return wait_for(manager, job_id)
+
+    with net_engine.begin() as conn:  # earlier tests' jobs of this database: not this test's to count
+        conn.execute(sa.text("DELETE FROM jobs"))
+    old, old_failed, recent, fresh = (job({"pipe": pipe}) for pipe in ("m1", "NOPE", "m2", "m3"))
+    assert [j["status"] for j in (old, old_failed, recent, fresh)] == ["successful", "failed", "successful",
+                                                                       "successful"]
+    age(net_engine, old["identifier"], 8)
+    age(net_engine, old_failed["identifier"], 30)
+    age(net_engine, recent["identifier"], 5)
+    files = {j["identifier"]: Path(j["location"]) for j in (old, recent, fresh)}
+    assert all(f.is_file() for f in files.values())
+
+    done = prune(tiers)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "removed 2 jobs and 1 result file older than 7 days\n",
+                                                           "")
+    with net_engine.connect() as conn:
+        kept = set(conn.execute(sa.text("SELECT identifier FROM jobs")).scalars())
+    assert kept == {recent["identifier"], fresh["identifier"]}
+    assert [f.is_file() for f in files.values()] == [False, True, True]
+
+    done = prune(tiers, QIWANG_JOBS_RETENTION_DAYS="4")        # the retention from the environment
+    assert (done.returncode, done.stdout) == (0, "removed 1 job and 1 result file older than 4 days\n")
+    done = prune(tiers, "--older-than", "0.5", QIWANG_JOBS_RETENTION_DAYS="4")     # the option wins
+    assert (done.returncode, done.stdout) == (0, "removed 0 jobs and 0 result files older than 0.5 days\n")
+    assert [f.is_file() for f in files.values()] == [False, False, True]
+    assert manager.get_job_result(fresh["identifier"])[0] == "application/json"
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (("--older-than", "0"), {}, "qiwang: error: invalid value for '--older-than': 0.0 is not in the range x>0"),
+    (("--older-than", "soon"), {}, "qiwang: error: invalid value for '--older-than': 'soon' is not a valid float"),
+    ((), {"QIWANG_JOBS_RETENTION_DAYS": "a week"},
+     "qiwang: error: QIWANG_JOBS_RETENTION_DAYS: 'a week' is not a number of days (more than 0)"),
+    ((), {"QIWANG_JOBS_RETENTION_DAYS": "-1"},
+     "qiwang: error: QIWANG_JOBS_RETENTION_DAYS: '-1' is not a number of days (more than 0)"),
+])
+def test_jobs_prune_refuses_a_retention_that_is_no_number_of_days(tiers: str, args: tuple[str, ...], env: dict,
+                                                                 message: str) -> None:
+    done = prune(tiers, *args, **env)
+    assert done.returncode != 0 and done.stdout == ""
+    assert done.stderr.splitlines()[0].startswith(message) and len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_prune_leaves_files_it_did_not_write(net_engine: sa.Engine, tmp_path: Path) -> None:
+    """A location altered in the table (pointing at another file) removes the row, never that file."""
+    other = tmp_path / "precious.txt"
+    other.write_text("keep me")
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    with net_engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM jobs"))
+        conn.execute(sa.text(
+            "INSERT INTO jobs (identifier, process_id, status, location, created, updated, finished) "
+            "VALUES ('j1', 'burst-analysis', 'successful', :loc, :t, :t, :t)"), {"loc": str(other), "t": long_ago})
+    assert prune_jobs(net_engine, 7) == (1, 0)
+    assert other.read_text() == "keep me"

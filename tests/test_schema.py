@@ -101,7 +101,8 @@ def test_every_business_table_carries_enterprise_and_division(engine: sa.Engine)
                    bool_or(a.attname = 'admin_code' AND format_type(a.atttypid, NULL) = 't_admin_code')
             FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-              AND c.relname NOT IN ('spatial_ref_sys', 'alembic_version', 'network_version', 'road_version', 'admin_division', 'jobs',
+              AND c.relname NOT IN ('spatial_ref_sys', 'alembic_version', 'network_version', 'road_version',
+                                    'admin_division', 'jobs',
                                     'customer_personal',
                                     -- telemetry records: raw input, child rows of an alarm, logs, the outbox
                                     'reading_quarantine', 'alarm_event', 'device_status_log', 'outbox')

@@ -2,23 +2,22 @@
 the database, and turning analysis errors into errors that name the input.
 
 A process module declares PROCESS_METADATA (pygeoapi's plugin pattern) and subclasses
-QiwangProcessor with a `run(inputs)` that calls the analysis; `execute` does the rest.
+QiwangProcessor with a `run(inputs)` that calls the analysis; `execute` does the rest. The input at
+fault is the `field` of the analysis's core.errors.InvalidInput (the analysis's parameter name),
+renamed by the processor's INPUT_OF where the process calls it otherwise; nothing reads the message.
 """
 from __future__ import annotations
 
 import copy
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 import jsonschema
 import sqlalchemy as sa
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
-from app.limits import is_timeout
-from core.errors import QiwangError
+from app.http_errors import unavailable
+from core.errors import InvalidInput, NotFound, QiwangError
 from db.engine import get_engine
 
 DEFAULT_CRS = "OGC:CRS84"
@@ -57,34 +56,23 @@ def report_output(description: str) -> dict:
                        "schema": {"type": "object", "contentMediaType": "application/json"}}}
 
 
-class InputError(ProcessorExecuteError):
-    """Bad input to a process: the client's mistake, so 400 wherever pygeoapi honours the status."""
+class ProcessError(ProcessorExecuteError):
+    """A process that failed in a way the client is told about, with an HTTP status and OGC code
+    (pygeoapi's API answers a ProcessorExecuteError with them)."""
 
-    ogc_exception_code = "InvalidParameterValue"
-    http_status_code = HTTPStatus.BAD_REQUEST
-
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: int, code: str) -> None:
         # user_msg too: pygeoapi shows `.message` on one path and str() on the other
         super().__init__(message, user_msg=message)
+        self.http_status_code = HTTPStatus(status)
+        self.ogc_exception_code = code
 
 
-class DatabaseBusyError(ProcessorExecuteError):
-    """The analysis's database work outran the request's statement_timeout, or the database is away: 503."""
-
-    ogc_exception_code = "ServiceUnavailable"
-    http_status_code = HTTPStatus.SERVICE_UNAVAILABLE
+class InputError(ProcessError):
+    """Bad input to a process: the client's mistake, 400. A synchronous execution answers it as
+    pygeoapi answers a failed job ({"code", "type", "description": "Error executing process: …"})."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, user_msg=message)
-
-
-@contextmanager
-def blame(name: str) -> Iterator[None]:
-    """Analysis errors raised inside are the fault of input `name`."""
-    try:
-        yield
-    except QiwangError as err:
-        raise InputError(f"input {name!r}: {err}") from None
+        super().__init__(message, HTTPStatus.BAD_REQUEST, "InvalidParameterValue")
 
 
 def xy(value: dict | list) -> tuple[float, float]:
@@ -144,11 +132,11 @@ def checked_inputs(metadata: dict, data: Any) -> dict:
 class QiwangProcessor(BaseProcessor):
     """A process on the Qiwang database named by the processor definition's `database_url`.
 
-    Subclasses set BLAME, (regular expression, input name) pairs matched in order against the
-    message of an analysis error to say which input caused it, and implement `run`.
+    Subclasses implement `run` and set INPUT_OF where the analysis calls an input otherwise:
+    analysis parameter → process input (route: {"start": "from", "end": "to"}).
     """
 
-    BLAME: tuple[tuple[str, str], ...] = ()
+    INPUT_OF: ClassVar[dict[str, str]] = {}
 
     def __init__(self, processor_def: dict, process_metadata: dict) -> None:
         # a copy: pygeoapi pops keys out of the metadata while it writes the OpenAPI document
@@ -164,22 +152,35 @@ class QiwangProcessor(BaseProcessor):
         return get_engine(self.database_url)
 
     def execute(self, data: dict, outputs: dict | None = None) -> tuple[str, dict]:
+        """Run the process on the execute request's inputs: ("application/json", the report).
+
+        Raises InputError (400) naming the input at fault, ProcessError with the status of the
+        core.errors class otherwise: 409 for a state that forbids the analysis, 503 when the
+        database is away or the analysis outran the statement_timeout.
+        """
         inputs = checked_inputs(self.metadata, data)
         try:
             return "application/json", self.run(inputs)
-        except InputError:
-            raise
         except QiwangError as err:
-            name = next((name for pattern, name in self.BLAME if re.search(pattern, str(err))), None)
-            raise InputError(f"input {name!r}: {err}" if name else str(err)) from None
+            raise self.process_error(err) from None
         except sa.exc.OperationalError as err:
-            if is_timeout(err):  # else pygeoapi would call it a failed job with the client at fault (400)
-                raise DatabaseBusyError("statement_timeout: the analysis took longer than the server allows "
-                                        "for a synchronous request; run it asynchronously "
-                                        "(Prefer: respond-async) or try again later") from None
-            # The database away or restarting: the server's trouble, not the client's input.
-            first = str(getattr(err, "orig", err)).strip().splitlines()
-            raise DatabaseBusyError(f"database: {first[0] if first else type(err).__name__}; try again later") from None
+            # else pygeoapi would call it a failed job with the client at fault (400)
+            raise self.process_error(unavailable(
+                err, "the analysis took longer than the server allows for a synchronous request; run it "
+                     "asynchronously (Prefer: respond-async) or try again later")) from None
+
+    def process_error(self, err: QiwangError) -> ProcessError:
+        """The answer to an analysis's error: InvalidInput names the process input (its `field`, an
+        index such as `[2]` kept, renamed by INPUT_OF); NotFound of something the inputs named is
+        the input's fault too (400); other classes keep their status (409, 503)."""
+        if isinstance(err, InvalidInput) and err.field is not None:
+            head, bracket, index = err.field.partition("[")
+            name = self.INPUT_OF.get(head, head)
+            if name in self.metadata["inputs"]:
+                return InputError(f"input {name + bracket + index!r}: {err.reason}")
+        if isinstance(err, InvalidInput | NotFound) or err.http_status == HTTPStatus.BAD_REQUEST:
+            return InputError(str(err))
+        return ProcessError(str(err), err.http_status, err.ogc_code)
 
     def run(self, inputs: dict) -> dict:
         """The analysis on checked inputs (defaults filled in): its JSON-ready report."""

@@ -10,12 +10,11 @@ from app.processes.base import (
     POINT_SCHEMA,
     InputError,
     QiwangProcessor,
-    blame,
     point_input,
     report_output,
     xy,
 )
-from network_analysis.api import INCIDENT_STATES, burst_analysis, points_to_storage, snap_to_pipe
+from emergency.incidents import STARTING_STATES, analyse_and_save
 
 PROCESS_METADATA = {
     "version": "1.0.0",
@@ -69,7 +68,7 @@ PROCESS_METADATA = {
             "title": "Store as incident",
             "description": "Store the result as an incident (事故方案) in this state; its code is returned as "
                            "`incident`.",
-            "schema": {"type": "string", "enum": list(INCIDENT_STATES[:2])},
+            "schema": {"type": "string", "enum": list(STARTING_STATES)},
             "minOccurs": 0,
             "maxOccurs": 1,
         },
@@ -93,10 +92,9 @@ PROCESS_METADATA = {
 
 
 class BurstAnalysisProcessor(QiwangProcessor):
-    """burst-analysis: network_analysis.api.burst_analysis over OGC API Processes."""
-
-    BLAME = (("unknown CRS", "crs"), ("pipe code", "pipe"), ("valve", "failed_valves"),
-             ("not on the network", "point"), ("incident", "save_as"))
+    """burst-analysis: network_analysis.api.burst_analysis (stored as an incident by
+    emergency.incidents.analyse_and_save on request) over OGC API Processes; the parameters are
+    the inputs' names, so its InvalidInput fields name the inputs as they are."""
 
     def __init__(self, processor_def: dict) -> None:
         super().__init__(processor_def, PROCESS_METADATA)
@@ -104,17 +102,8 @@ class BurstAnalysisProcessor(QiwangProcessor):
     def run(self, inputs: dict) -> dict:
         if (inputs["pipe"] is None) == (inputs["point"] is None):
             raise InputError("give exactly one of the inputs 'pipe' (a pipe code) and 'point'")
-        crs = inputs["crs"]
-        barriers = [xy(b) for b in inputs["barriers"]]
-        # Barriers are snapped here first, only so that one off the network is blamed on `barriers`,
-        # not on `point` (the analysis says "point … is not on the network" for both).
-        with blame("crs"):
-            stored = points_to_storage(barriers, crs)
-        with self.engine.connect() as conn:
-            for k, (x, y) in enumerate(stored):
-                with blame(f"barriers[{k}]"):
-                    snap_to_pipe(conn, x, y)
-        return burst_analysis(
-            self.engine, pipe=inputs["pipe"], at=xy(inputs["point"]) if inputs["point"] else None, crs=crs,
-            failed_valves=inputs["failed_valves"], barriers=barriers, geometry=inputs["geometry"],
-            save_as=inputs["save_as"], title=inputs["title"])
+        return analyse_and_save(
+            self.engine, inputs["save_as"], inputs["title"], pipe=inputs["pipe"],
+            point=xy(inputs["point"]) if inputs["point"] else None, crs=inputs["crs"],
+            failed_valves=inputs["failed_valves"], barriers=[xy(b) for b in inputs["barriers"]],
+            geometry=inputs["geometry"])

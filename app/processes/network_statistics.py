@@ -53,8 +53,6 @@ PROCESS_METADATA = {
 class NetworkStatisticsProcessor(QiwangProcessor):
     """network-statistics: network_analysis.statistics.network_statistics over OGC API Processes."""
 
-    BLAME = (("enterprise code", "enterprise_code"), ("admin code", "admin_code"), ("as_of_year", "as_of_year"))
-
     def __init__(self, processor_def: dict) -> None:
         super().__init__(processor_def, PROCESS_METADATA)
 

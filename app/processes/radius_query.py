@@ -46,9 +46,6 @@ PROCESS_METADATA = {
 class RadiusQueryProcessor(QiwangProcessor):
     """radius-query: network_analysis.radius.near over OGC API Processes."""
 
-    BLAME = (("unknown CRS", "crs"), ("radius", "radius_m"), ("limit_per_layer", "limit_per_layer"),
-             ("point", "point"))
-
     def __init__(self, processor_def: dict) -> None:
         super().__init__(processor_def, PROCESS_METADATA)
 

@@ -4,9 +4,10 @@ Wraps network_analysis.routing.route (from a given point) and route_from_nearest
 """
 from __future__ import annotations
 
-from app.processes.base import CRS_INPUT, JOB_CONTROL, QiwangProcessor, blame, point_input, report_output, xy
+from typing import ClassVar
+
+from app.processes.base import CRS_INPUT, JOB_CONTROL, QiwangProcessor, point_input, report_output, xy
 from network_analysis import routing
-from network_analysis.api import points_to_storage
 
 PROCESS_METADATA = {
     "version": "1.0.0",
@@ -36,7 +37,7 @@ PROCESS_METADATA = {
 class RouteProcessor(QiwangProcessor):
     """route: network_analysis.routing over OGC API Processes."""
 
-    BLAME = (("unknown CRS", "crs"), ("no road within|no crew base can reach", "to"))
+    INPUT_OF: ClassVar[dict[str, str]] = {"start": "from", "end": "to"}   # routing's parameters → the inputs
 
     def __init__(self, processor_def: dict) -> None:
         super().__init__(processor_def, PROCESS_METADATA)
@@ -46,10 +47,4 @@ class RouteProcessor(QiwangProcessor):
         graph = routing.road_graphs.get(self.engine)
         if inputs["from"] is None:
             return routing.route_from_nearest_crew_base(self.engine, end, crs=crs, graph=graph)
-        start = xy(inputs["from"])
-        # Snapped here first, only so that a start far from the roads is blamed on `from`, not `to`.
-        with blame("crs"):
-            (sx, sy), = points_to_storage([start], crs)
-        with blame("from"):
-            graph.snap_one(sx, sy)
-        return routing.route(self.engine, start, end, crs=crs, graph=graph)
+        return routing.route(self.engine, xy(inputs["from"]), end, crs=crs, graph=graph)

@@ -45,8 +45,6 @@ PROCESS_METADATA = {
 class TopologyCheckProcessor(QiwangProcessor):
     """topology-check: network_analysis.qa.run_qa over OGC API Processes."""
 
-    BLAME = (("tolerance_m", "tolerance_m"), ("near_miss_m", "near_miss_m"))
-
     def __init__(self, processor_def: dict) -> None:
         super().__init__(processor_def, PROCESS_METADATA)
 
