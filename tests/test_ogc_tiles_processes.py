@@ -162,6 +162,9 @@ def test_burst_analysis_sync_and_async_with_owslib(ogc: str, engine: sa.Engine) 
     bad = requests.post(f"{ogc}/processes/burst-analysis/execution", json={"inputs": {"pipe": "NO-SUCH-PIPE"}},
                         timeout=30)
     assert bad.status_code == 400 and "pipe" in bad.json()["description"]
+    # a synchronous execution is not kept as a job, so it links to none
+    sync = requests.post(f"{ogc}/processes/burst-analysis/execution", json={"inputs": {"pipe": pipe}}, timeout=30)
+    assert sync.status_code == 200 and "Location" not in sync.headers
 
 
 def test_layered_tile_holds_each_collection_tile(ogc: str, engine: sa.Engine) -> None:

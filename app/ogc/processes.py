@@ -44,6 +44,9 @@ def add_routes(bp: Blueprint, ctx: OgcContext) -> None:
             if status.status_code == HTTPStatus.OK:
                 response.set_data(status.get_data())
                 response.mimetype = "application/json"
+        elif location:
+            # pygeoapi names a job for every execution, but a synchronous one is not kept: no link to it.
+            del response.headers["Location"]
         return response
 
     @bp.errorhandler(ProcessorGenericError)
