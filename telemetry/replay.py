@@ -16,16 +16,15 @@ Modbus rows are not replayed: a poll has no topic to publish on.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
 from core.errors import QiwangError
 from telemetry.broker import BrokerAddress
+from telemetry.publisher import connected_publisher
 
 CHUNK = 1000
 UNKNOWN_DEVICE = "unknown device%"      # the reason payload.parse gives for an unregistered device
@@ -108,25 +107,4 @@ def _params(after: int, last: int, device: str | None, since: datetime | None, a
 
 
 def _connect(broker: BrokerAddress, client_id: str | None) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "", clean_session=True)
-    broker.authenticate(client)
-    client.max_inflight_messages_set(CHUNK)
-    connected = threading.Event()
-    refused: list[str] = []
-
-    def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
-        if getattr(reason, "is_failure", False):
-            refused.append(str(reason))
-        connected.set()
-
-    client.on_connect = on_connect
-    try:
-        client.connect(broker.host, broker.port, keepalive=30)
-    except OSError as exc:
-        raise QiwangError(f"cannot reach the MQTT broker at {broker.url}: {exc}") from None
-    client.loop_start()
-    if not connected.wait(10) or refused:
-        client.loop_stop()
-        raise QiwangError(f"the MQTT broker at {broker.url} did not accept the connection: "
-                          f"{refused[0] if refused else 'no answer within 10 s'}")
-    return client
+    return connected_publisher(broker, client_id, CHUNK, "the connection")

@@ -30,11 +30,12 @@ from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
 from core.errors import QiwangError
 from telemetry.broker import BrokerAddress
 from telemetry.payload import telemetry_topic
+from telemetry.publisher import connected_publisher
 from telemetry.registry import Device, load_devices
 from telemetry.rules import Rules, load_rules
 
@@ -285,36 +286,19 @@ class Simulator:
             drain_timeout_s: float = 30.0) -> SimulationReport:
         """Publish at `rate` until `duration_s` seconds have passed or `stop` is set (neither: until
         interrupted), then wait up to `drain_timeout_s` for the broker to acknowledge everything."""
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
-        self.broker.authenticate(client)
-        # Enough in flight for a couple of seconds at the rate, so PUBACK round trips never throttle it.
-        client.max_inflight_messages_set(max(1000, int(2 * self.rate)))
         acked = 0
         lock = threading.Lock()
-        connected = threading.Event()
-        refused: list[str] = []
-
-        def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
-            if getattr(reason, "is_failure", False):
-                refused.append(str(reason))
-            connected.set()
 
         def on_publish(_c: mqtt.Client, _u: object, _mid: int, _reason: object, _p: object) -> None:
             nonlocal acked
             with lock:
                 acked += 1
 
-        client.on_connect, client.on_publish = on_connect, on_publish
         started = time.monotonic()
+        # Enough in flight for a couple of seconds at the rate, so PUBACK round trips never throttle it.
+        client = connected_publisher(self.broker, self.client_id, max(1000, int(2 * self.rate)), "the simulator",
+                                     on_publish)
         try:
-            client.connect(self.broker.host, self.broker.port, keepalive=30)
-        except OSError as exc:
-            raise QiwangError(f"cannot reach the MQTT broker at {self.broker.url}: {exc}") from None
-        client.loop_start()
-        try:
-            if not connected.wait(10.0) or refused:
-                raise QiwangError(f"the MQTT broker at {self.broker.url} did not accept the simulator: "
-                                  f"{refused[0] if refused else 'no answer within 10 s'}")
             report = self._publish_loop(client, duration_s, stop)
             # Wait for the outstanding acknowledgements (QoS 1): only then are the messages the broker's.
             deadline = time.monotonic() + drain_timeout_s
