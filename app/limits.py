@@ -73,7 +73,9 @@ def _bound_transaction(conn: sa.Connection) -> None:
         return
     timeout = limits.process_statement_timeout if request.path.startswith("/ogc/processes/") \
         else limits.statement_timeout
-    cursor = conn.connection.dbapi_connection.cursor()
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None  # a connection beginning a transaction is checked out of the pool
+    cursor = dbapi.cursor()
     try:
         cursor.execute("SELECT set_config('statement_timeout', %s, true), set_config('work_mem', %s, true)",
                        (timeout, limits.work_mem))

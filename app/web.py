@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, Response, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -75,7 +78,8 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     url = url or database_url(settings)
     public_url = (public_url or settings.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
     app = Flask(__name__)
-    app.json.ensure_ascii = False
+    if isinstance(app.json, DefaultJSONProvider):   # Flask's own: Chinese names as they are, not \u escapes
+        app.json.ensure_ascii = False
     engine = get_engine(url)
     limits = settings  # the request bounds (app/limits.py) are settings
     request_limits.check_database_settings(engine, limits)
@@ -158,7 +162,7 @@ def _cors(app: Flask, limits: Settings) -> None:
     """Cross-origin access only for the configured origins: none by default (the map is same-origin,
     MapLibre's workers too). Reading (/ogc, /styles) and alarm handling (/api) are configured
     apart, so that allowing a web map elsewhere never lets its pages take steps on alarms."""
-    resources: dict[str, dict] = {}
+    resources: dict[str | re.Pattern[str], dict[str, Any]] = {}
     if limits.cors_origins:
         resources[r"/(ogc|styles)/.*"] = {"origins": list(limits.cors_origins),
                                           "methods": ["GET", "HEAD", "POST", "OPTIONS"]}

@@ -108,7 +108,7 @@ def _reason(error: ValidationError) -> str:
         return f"must be one of {', '.join(map(str, error.validator_value))}, not {_shown(instance)}"
     if keyword == "type":
         wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        return f"must be {' or '.join(_TYPE_WORDS.get(t, t) for t in wanted)}, not {_shown(instance)}"
+        return f"must be {' or '.join(_TYPE_WORDS.get(str(t), str(t)) for t in wanted)}, not {_shown(instance)}"
     if keyword == "minItems" and error.validator_value == 1:
         return "must not be empty"
     return error.message

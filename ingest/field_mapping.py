@@ -255,7 +255,7 @@ def dictionaries(conn: Connection, names: set[str]) -> dict[str, Dictionary]:
     """The named code lists, from the view dict.code and the catalogue dict.dictionary."""
     if not names:
         return {}
-    titles = dict(
+    titles: dict[str, str] = dict(
         conn.execute(text("SELECT name, title_zh FROM dict.dictionary WHERE name = ANY(:n)"), {"n": list(names)}).all()
     )
     out = {name: Dictionary(name, titles.get(name, name), {}) for name in names}

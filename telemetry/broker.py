@@ -1,10 +1,10 @@
 """A project-local mosquitto (Debian's package) for the demo and the tests, and MQTT URLs.
 
 The mqtt_url setting (`QIWANG_MQTT_URL`, mqtt://[user:password@]host:port; core.settings) points
-the ingest and the simulator at an existing broker; without it `./qiwang demo` runs this one on 127.0.0.1. Its settings are the ones
-the ingest needs to lose nothing: persistent sessions saved to disk (a restarted broker still holds
-what the ingest has not acknowledged), and queues large enough to ride out a database outage at
-full rate while the ingest holds back its acknowledgements.
+the ingest and the simulator at an existing broker; without it `./qiwang demo` runs this one on
+127.0.0.1. Its settings are the ones the ingest needs to lose nothing: persistent sessions saved to
+disk (a restarted broker still holds what the ingest has not acknowledged), and queues large enough
+to ride out a database outage at full rate while the ingest holds back its acknowledgements.
 
 Nobody connects anonymously. Accounts (`credentials.json` in the broker's directory, mode 0600;
 mosquitto gets PBKDF2-SHA512 hashes in `passwd` and the rights in `acl`):
@@ -209,7 +209,8 @@ class LocalBroker:
         self.gateways = {_account_name(name): [_enterprise_prefix(code) for code in codes]
                          for name, codes in (gateways or {}).items()}
         self.process: subprocess.Popen[bytes] | None = None
-        self.health = ComponentHealth("mosquitto", alive=lambda: self.process is not None and self.process.poll() is None)
+        self.health = ComponentHealth("mosquitto",
+                                      alive=lambda: self.process is not None and self.process.poll() is None)
         self._credentials: dict[str, str] = {}
 
     @property
@@ -282,7 +283,8 @@ class LocalBroker:
         while not is_listening("127.0.0.1", self.port):
             if self.process.poll() is not None:
                 error = self.process.stderr.read().decode(errors="replace").strip() if self.process.stderr else ""
-                raise QiwangError(f"mosquitto did not start on port {self.port}: {error or 'see ' + str(self.data_dir)}")
+                raise QiwangError(f"mosquitto did not start on port {self.port}: "
+                                  f"{error or 'see ' + str(self.data_dir)}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise QiwangError(f"mosquitto did not listen on port {self.port} within {timeout_s:.0f} s")

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pymodbus.client import ModbusTcpClient
 from pymodbus.constants import ExcCodes
@@ -109,7 +109,7 @@ class RegisterMap:
     address: int            # 0-based protocol address of the first register
     table: str              # 'holding' or 'input'
     type: str               # key of DATA_TYPES
-    word_order: str         # 'big' or 'little'
+    word_order: Literal["big", "little"]
     scale: int | float
     offset: int | float     # in `unit`, added after scale
     unit: str               # the device's unit, as written in the config
@@ -367,7 +367,7 @@ class ModbusPoller:
         """Read every device that is due (all of them on the first call); submit and return the messages."""
         now = self.clock()
         messages: list[Message] = []
-        for endpoint, client in zip(self.config.endpoints, self._clients):
+        for endpoint, client in zip(self.config.endpoints, self._clients, strict=True):
             unreachable: str | None = None
             for device in endpoint.devices:
                 if not self._due(device, now):
@@ -450,7 +450,7 @@ class ModbusPoller:
             if response.isError():
                 code = getattr(response, "exception_code", None)
                 try:
-                    name = ExcCodes(code).name.lower().replace("_", " ")
+                    name = ExcCodes(code).name.lower().replace("_", " ") if isinstance(code, int) else "unknown code"
                 except ValueError:
                     name = "unknown code"
                 raise _ReadFailed(f"exception response {code} ({name}) to reading {block.count} {block.table} "

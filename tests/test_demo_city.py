@@ -15,8 +15,10 @@ import sqlalchemy as sa
 from conftest import DEMO_PIPES, ROOT, scalar
 from pyproj import Transformer
 
-from demo.city import generate
+from demo.city import CITY_CENTRE_LONLAT, generate
 from telemetry.broker import project_broker_dir
+
+SRID = 4550  # the storage CRS the migrations declare (load_demo reads it from the schema)
 
 
 def test_pipe_count_is_exactly_what_was_asked(engine: sa.Engine) -> None:
@@ -25,16 +27,16 @@ def test_pipe_count_is_exactly_what_was_asked(engine: sa.Engine) -> None:
 
 @pytest.mark.parametrize(("pipes", "seed"), [(300, 42), (400, 42), (1000, 42), (850, 7), (7777, 1), (40000, 1)])
 def test_generator_hits_any_size_exactly(pipes: int, seed: int) -> None:
-    tables = generate(pipes, seed=seed).tables
+    tables = generate(pipes, seed=seed, srid=SRID).tables
     assert len(tables["pipe"][0]) == pipes
     # even the smallest city has both enterprises' schools, hospitals and malls
     sites = tables["sensitive_site"][0]
-    assert set(zip(sites["enterprise_code"], sites["site_type"])) == {
+    assert set(zip(sites["enterprise_code"], sites["site_type"], strict=True)) == {
         (e, t) for e in ("2103020001", "2103110001") for t in (10, 13, 85)}
 
 
 def test_generator_is_deterministic_for_a_seed() -> None:
-    first, again, other = (generate(1500, seed=s).tables for s in (3, 3, 4))
+    first, again, other = (generate(1500, seed=s, srid=SRID).tables for s in (3, 3, 4))
     for table in ("pipe", "valve", "customer"):
         a, b = first[table][0], again[table][0]
         assert a.drop(columns="geom").equals(b.drop(columns="geom")), table
@@ -177,9 +179,23 @@ def test_sentries_hazards_and_sensitive_sites_are_placed(engine: sa.Engine) -> N
     assert scalar(engine, "SELECT count(*) FROM hazard WHERE check_status < 4") > 0
 
 
+def test_generator_places_the_city_in_the_crs_it_is_given() -> None:
+    """Another CGCS2000 zone (EPSG:4549, CM 120°E) than the schema's: the same city, there."""
+    home, elsewhere = (generate(300, seed=42, srid=srid).tables for srid in (SRID, 4549))
+    for table, (frame, geometry_columns) in elsewhere.items():
+        for column in geometry_columns:
+            assert set(shapely.get_srid(frame[column].dropna().to_numpy())) == {4549}, (table, column)
+        assert frame.drop(columns=list(geometry_columns)).equals(
+            home[table][0].drop(columns=list(geometry_columns))), table
+    x, y = shapely.get_coordinates(shapely.centroid(shapely.multilinestrings(elsewhere["pipe"][0]["geom"]))).T
+    lon, lat = Transformer.from_crs("EPSG:4549", "EPSG:4490", always_xy=True).transform(x[0], y[0])
+    assert abs(lon - CITY_CENTRE_LONLAT[0]) < 0.05 and abs(lat - CITY_CENTRE_LONLAT[1]) < 0.05
+
+
 def test_the_city_lies_in_anshan(engine: sa.Engine) -> None:
     with engine.connect() as conn:
-        x, y = conn.execute(sa.text("SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)) c FROM pipe) s")).one()
+        x, y = conn.execute(sa.text("SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)) c "
+                                    "FROM pipe) s")).one()
         districts = set(conn.execute(sa.text("SELECT DISTINCT admin_code FROM pipe")).scalars())
     lon, lat = Transformer.from_crs("EPSG:4550", "EPSG:4490", always_xy=True).transform(x, y)
     assert 122.9 < lon < 123.1 and 41.0 < lat < 41.2

@@ -48,7 +48,7 @@ UNIT1_HOLDING = (
     + regs(12_345_678, DT.UINT32, "little")         # 8-9    flow_m3h       123456.78
     + regs(0.35, DT.FLOAT32)                        # 10-11  pressure_kpa   0.35 MPa = 350 kPa
 )
-UNIT1_INPUT = regs(3600, DT.UINT16) + [0, 0, 0, 0] + regs(655, DT.UINT16)  # 0 battery_v, 5 humidity_pct
+UNIT1_INPUT = [*regs(3600, DT.UINT16), 0, 0, 0, 0, *regs(655, DT.UINT16)]  # 0 battery_v, 5 humidity_pct
 UNIT2_HOLDING = regs(2500, DT.UINT16) + regs(32, DT.UINT16) + regs(215, DT.INT16)  # 100, 101, 102
 
 
@@ -94,7 +94,7 @@ class ServerThread:
         try:
             server = ModbusTcpServer(self._devices, address=("127.0.0.1", self.port))
             await server.serve_forever(background=True)
-        except BaseException as exc:  # reported by start()
+        except BaseException as exc:  # noqa: BLE001 - reported by start(), which raises it in the test
             self._error = exc
             self._ready.set()
             return
@@ -202,7 +202,7 @@ def test_decodes_every_type_and_survives_failures(server: ServerThread, tmp_path
         a, b = (body(m) for m in messages)
         assert a["values"] == EXPECTED_A
         assert b["values"] == EXPECTED_B
-        for message, payload in zip(messages, (a, b)):
+        for message, payload in zip(messages, (a, b), strict=True):
             assert message.source == "modbus"
             assert message.received_at == T0
             assert payload["ts"] == "2026-11-23T08:00:00.123Z"
@@ -357,7 +357,8 @@ def test_example_config_loads() -> None:
     assert decode(config.devices[1].registers[0], [5000]) == 300.0  # 5000 counts × 0.06 kPa
 
 
-MEASURE_NAMES = "ch4_lel, pressure_kpa, temperature_c, battery_v, flow_m3h, signal_dbm, humidity_pct, co_ppm, h2s_ppm, volume_m3"
+MEASURE_NAMES = ("ch4_lel, pressure_kpa, temperature_c, battery_v, flow_m3h, signal_dbm, humidity_pct, co_ppm, "
+                 "h2s_ppm, volume_m3")
 DEVICE_KEYS = "device_code, device_type, enterprise_code, interval_s, registers, unit_id"
 CONFIG_ERRORS = [
     # (change to a valid config, the message after the file name: key path as yq writes it, and reason)

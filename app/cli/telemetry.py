@@ -21,7 +21,8 @@ RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True, dir
                      help="Alarm rules (YAML) in place of data/alarm_rules.yaml.")
 REGULATOR = click.option("--regulator-url",
                          help="Regulator endpoint (HTTP POST) for the outbox; default: the regulator_url setting "
-                              "(QIWANG_REGULATOR_URL). Its token is the regulator_token setting (QIWANG_REGULATOR_TOKEN).")
+                              "(QIWANG_REGULATOR_URL). Its token is the regulator_token setting "
+                              "(QIWANG_REGULATOR_TOKEN).")
 BROKER = click.option("--broker", "broker_url",
                       help="MQTT broker, mqtt://[user:password@]host:port; default: the mqtt_url setting "
                            "(QIWANG_MQTT_URL), else mqtt://127.0.0.1:1883.")
@@ -61,9 +62,10 @@ def _run_service(**options) -> None:
         pass
     finally:
         service.stop()
-        stats = service.pipeline.stats
-        click.echo(f"stored {stats.stored:,}, duplicates {stats.duplicates:,}, quarantined {stats.quarantined:,}, "
-                   f"alarm transitions {stats.alarms:,}", err=True)
+        if service.pipeline is not None:
+            stats = service.pipeline.stats
+            click.echo(f"stored {stats.stored:,}, duplicates {stats.duplicates:,}, "
+                       f"quarantined {stats.quarantined:,}, alarm transitions {stats.alarms:,}", err=True)
 
 
 @cli.group(invoke_without_command=True)
