@@ -52,36 +52,24 @@ def normalise_url(url: str, name: str = "DATABASE_URL") -> str:
 
 
 def database_url(settings: Settings | None = None) -> str:
-    """The application's SQLAlchemy URL, starting the embedded cluster when no database_url is set.
-
-    Parameters
-    ----------
-    settings
-        The deployment's settings (default: read from the environment now).
-    """
-    settings = settings or load_settings()
-    if settings.database_url:
-        key = "app_database_url" if settings.app_database_url else "database_url"
-        return normalise_url(getattr(settings, key), settings.name_of(key))
-    cluster = EmbeddedCluster(PROJECT_ROOT)
-    cluster.up()
-    return cluster.url(role=APP_ROLE)
+    """The application's SQLAlchemy URL (role qiwang_app), starting the embedded cluster when no
+    database_url is set; `settings` default to the environment's, read now."""
+    return _url(settings or load_settings(), owner=False)
 
 
 def owner_url(settings: Settings | None = None) -> str:
-    """The URL that migrations and bulk loads use (they create, alter and own the schema).
+    """The URL that migrations and bulk loads use (they create, alter and own the schema), starting
+    the embedded cluster when no database_url is set; `settings` default to the environment's."""
+    return _url(settings or load_settings(), owner=True)
 
-    Parameters
-    ----------
-    settings
-        The deployment's settings (default: read from the environment now).
-    """
-    settings = settings or load_settings()
+
+def _url(settings: Settings, owner: bool) -> str:
     if settings.database_url:
-        return normalise_url(settings.database_url, settings.name_of("database_url"))
+        key = "app_database_url" if settings.app_database_url and not owner else "database_url"
+        return normalise_url(getattr(settings, key), settings.name_of(key))
     cluster = EmbeddedCluster(PROJECT_ROOT)
     cluster.up()
-    return cluster.url()
+    return cluster.url() if owner else cluster.url(role=APP_ROLE)
 
 
 def shown(url: str) -> str:

@@ -126,7 +126,10 @@ def project_copy(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "checkout"
     root.mkdir()
     shutil.copytree(ROOT / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("spatial", "ingest", "network_analysis", "migrations", "alembic.ini", "data"):
+    # Every other top-level package linked: the shared venv's editable install would otherwise
+    # import them from the main checkout, not from the one under test.
+    for name in ("core", "db", "network_analysis", "spatial", "ingest", "telemetry", "demo", "migrations",
+                 "alembic.ini", "data"):
         (root / name).symlink_to(ROOT / name)
     (root / "tests").mkdir()
     yield root
