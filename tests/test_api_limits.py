@@ -283,7 +283,7 @@ def test_statement_timeout_answers_503(db_url: str, tmp_path: Path) -> None:
     with server_with(db_url, tmp_path, "qiwang_timeout_test", QIWANG_STATEMENT_TIMEOUT="1",
                      QIWANG_PROCESS_STATEMENT_TIMEOUT="1") as server:
         # 1 ms: assembling 3,000 pipes' GeoJSON, or their statistics, takes far longer
-        r = requests.get(f"{server.url}/ogc/collections/pipes/items", params={"limit": 10000, "crs": EPSG4490},
+        r = requests.get(f"{server.url}/ogc/collections/pipes/items", params={"limit": "10000", "crs": EPSG4490},
                          timeout=60)
         assert r.status_code == 503
         assert r.json()["code"] == "ServiceUnavailable"

@@ -89,6 +89,7 @@ def test_throwaway_cluster_lifecycle(throwaway: EmbeddedCluster) -> None:
     # A crash leaves a postmaster.pid behind; after a reboot its PID may belong to some other
     # process of the same user. Neither may block the next start.
     pid = cluster.running_pid()
+    assert pid is not None
     children = [child.pid for child in psutil.Process(pid).children()]  # before they are re-parented
     os.kill(pid, signal.SIGKILL)
     wait_gone(pid)

@@ -423,7 +423,8 @@ def test_config_errors_name_file_key_path_and_reason(tmp_path: Path, change: Any
 def test_config_as_a_bare_list_of_endpoints(tmp_path: Path) -> None:
     """The file may be the list itself: key paths then start at the list."""
     path = tmp_path / "bare.yaml"
-    endpoints = [{"host": "127.0.0.1", "devices": [device(1, "RTU0001", [reg("pressure_kpa", 0, "kPa")])]}]
+    endpoints: list[dict[str, Any]] = [
+        {"host": "127.0.0.1", "devices": [device(1, "RTU0001", [reg("pressure_kpa", 0, "kPa")])]}]
     path.write_text(yaml.safe_dump(endpoints), encoding="utf-8")
     assert [d.device_code for d in load_config(path).devices] == ["RTU0001"]
     endpoints[0]["timeout_s"] = 0

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -114,7 +115,7 @@ def all_ids(conn: psycopg.Connection, where: str = "TRUE", params: tuple = ()) -
     return [r[0] for r in conn.execute(f"SELECT id FROM outbox WHERE {where} ORDER BY id", params)]
 
 
-def sender(conninfo: str, receiver: Receiver, at: datetime = NOW, **kw: object) -> OutboxSender:
+def sender(conninfo: str, receiver: Receiver, at: datetime = NOW, **kw: Any) -> OutboxSender:
     return OutboxSender(conninfo, receiver.url, clock=lambda: at, timeout_s=5, **kw)
 
 
@@ -130,7 +131,7 @@ def test_backlog_of_91_days_is_kept_and_replayed_in_order(conn: psycopg.Connecti
     assert report.oldest_pending_created_at == NOW - timedelta(days=91)
     # Only the batch it tried carries the failure.
     assert conn.execute("SELECT array_agg(id ORDER BY id) FROM outbox WHERE attempts = 1 "
-                        "AND last_error = 'connection refused'").fetchone()[0] == ids[:64]
+                        "AND last_error = 'connection refused'").fetchone() == (ids[:64],)
     assert all_ids(conn, "attempts = 0 AND last_error IS NULL") == ids[64:]
     st = status(conn, NOW)
     assert (st["pending"], st["last_sent_at"], st["last_error"], st["attempts"]) == (300, None, "connection refused", 1)
