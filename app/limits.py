@@ -1,16 +1,8 @@
 """What bounds one HTTP request: body size, JSON bodies, database time and memory, CORS origins.
 
-Everything here is a setting (environment variable, read when the app is created), with a default
-that keeps one anonymous request from hurting the server or the database:
-
-| variable | default | what |
-|---|---|---|
-| QIWANG_MAX_BODY_BYTES | 1048576 | largest request body; larger ones get 413 before they are read |
-| QIWANG_STATEMENT_TIMEOUT | 15s | statement_timeout of every transaction a request opens |
-| QIWANG_PROCESS_STATEMENT_TIMEOUT | 120s | the same for synchronous process execution (analyses) |
-| QIWANG_WORK_MEM | 32MB | work_mem of every transaction a request opens |
-| QIWANG_CORS_ORIGINS | (none) | origins (comma-separated) allowed to read /ogc and /styles cross-origin |
-| QIWANG_CORS_API_ORIGINS | (none) | origins allowed to call /api (alarm handling) cross-origin |
+The bounds are settings (core.settings: max_body_bytes, statement_timeout,
+process_statement_timeout, work_mem, cors_origins, cors_api_origins), read when the app is created,
+with defaults that keep one anonymous request from hurting the server or the database.
 
 The database limits are SET LOCAL (set_config(..., true)) at the start of each transaction a
 request opens, so they end with it; role-level defaults in the database are a second line.
@@ -18,68 +10,48 @@ request opens, so they end with it; role-level defaults in the database are a se
 from __future__ import annotations
 
 import json
-import os
-import re
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from core.errors import QiwangError
+from core.errors import InvalidInput, Unavailable
+from core.settings import Settings
 from core.text import unstorable
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 QUERY_CANCELED = "57014"     # SQLSTATE of a statement cancelled by statement_timeout
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    statement_timeout: str = "15s"
-    process_statement_timeout: str = "120s"
-    work_mem: str = "32MB"
-    cors_origins: tuple[str, ...] = ()
-    cors_api_origins: tuple[str, ...] = ()
+def check_database_settings(engine: sa.Engine, settings: Settings) -> None:
+    """Let PostgreSQL check the limits' values once, at start-up, rather than fail every request.
 
-
-def _origins(name: str) -> tuple[str, ...]:
-    origins = tuple(o.strip().rstrip("/") for o in os.environ.get(name, "").split(",") if o.strip())
-    for origin in origins:
-        if origin == "*" or not re.fullmatch(r"https?://[^/\s]+", origin):
-            raise QiwangError(f"{name}: {origin!r} is not an origin (scheme://host[:port], no wildcard)")
-    return origins
-
-
-def from_environment() -> Limits:
-    """The limits set by the QIWANG_* variables (see the module docstring), checked."""
-    body = os.environ.get("QIWANG_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))
-    if not re.fullmatch(r"[0-9]{1,12}", body) or int(body) < 1024:
-        raise QiwangError(f"QIWANG_MAX_BODY_BYTES: {body!r} is not a number of bytes (at least 1024)")
-    return Limits(int(body), os.environ.get("QIWANG_STATEMENT_TIMEOUT", Limits.statement_timeout),
-                  os.environ.get("QIWANG_PROCESS_STATEMENT_TIMEOUT", Limits.process_statement_timeout),
-                  os.environ.get("QIWANG_WORK_MEM", Limits.work_mem),
-                  _origins("QIWANG_CORS_ORIGINS"), _origins("QIWANG_CORS_API_ORIGINS"))
-
-
-def check_database_settings(engine: sa.Engine, limits: Limits) -> None:
-    """Let PostgreSQL check the setting values once, at start-up, rather than fail every request."""
-    try:
-        with engine.begin() as conn:
-            for name, value in (("statement_timeout", limits.statement_timeout),
-                                ("statement_timeout", limits.process_statement_timeout),
-                                ("work_mem", limits.work_mem)):
-                conn.execute(sa.text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
-    except sa.exc.DBAPIError as exc:
-        first = str(exc.orig).strip().splitlines()[0]
-        raise QiwangError(f"QIWANG_STATEMENT_TIMEOUT / QIWANG_WORK_MEM: {first}") from None
+    Parameters
+    ----------
+    engine
+        The app's engine.
+    settings
+        The app's settings; a value PostgreSQL refuses raises `InvalidInput` naming the setting
+        (its variable or file key) and PostgreSQL's reason.
+    """
+    for key, parameter in (("statement_timeout", "statement_timeout"),
+                           ("process_statement_timeout", "statement_timeout"),
+                           ("work_mem", "work_mem")):
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("SELECT set_config(:n, :v, true)"),
+                             {"n": parameter, "v": getattr(settings, key)})
+        except sa.exc.DBAPIError as exc:
+            first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+            if isinstance(exc, sa.exc.DataError):   # invalid_parameter_value: the value is at fault
+                raise InvalidInput(settings.name_of(key), first) from None
+            raise Unavailable(f"database: {first}") from None
 
 
 # engine → the limits of the app last created on it (the engine is shared per URL within a process)
-_ENGINE_LIMITS: weakref.WeakKeyDictionary[sa.Engine, Limits] = weakref.WeakKeyDictionary()
+_ENGINE_LIMITS: weakref.WeakKeyDictionary[sa.Engine, Settings] = weakref.WeakKeyDictionary()
 
 
-def install_request_limits(engine: sa.Engine, limits: Limits) -> None:
+def install_request_limits(engine: sa.Engine, limits: Settings) -> None:
     """Bound every transaction `engine` begins while it serves an HTTP request.
 
     A listener on the engine's `begin` event, so that every path (features, tiles, the pygeoapi
@@ -101,7 +73,9 @@ def _bound_transaction(conn: sa.Connection) -> None:
         return
     timeout = limits.process_statement_timeout if request.path.startswith("/ogc/processes/") \
         else limits.statement_timeout
-    cursor = conn.connection.dbapi_connection.cursor()
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None  # a connection beginning a transaction is checked out of the pool
+    cursor = dbapi.cursor()
     try:
         cursor.execute("SELECT set_config('statement_timeout', %s, true), set_config('work_mem', %s, true)",
                        (timeout, limits.work_mem))
@@ -117,7 +91,7 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def cross_site_write(method: str, path: str, origin: str | None, own: set[str], limits: Limits) -> bool:
+def cross_site_write(method: str, path: str, origin: str | None, own: set[str], limits: Settings) -> bool:
     """Whether a request changes state on behalf of a page of another site (CSRF).
 
     CORS headers only keep another site from reading answers; a browser still sends its "simple"

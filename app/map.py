@@ -13,10 +13,11 @@ HTML pages' assets under /ogc/static/ (app/ogc/html.py).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, render_template, send_from_directory
+from flask import Blueprint, Response, abort, current_app, render_template, send_from_directory
+
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "map"
@@ -25,18 +26,17 @@ MAPLIBRE_DIST = ROOT / "node_modules" / "maplibre-gl" / "dist"
 MAPLIBRE_FILES = frozenset({"maplibre-gl.js", "maplibre-gl.js.map", "maplibre-gl.css", "LICENSE.txt"})
 
 
-def basemap_config(environ: dict[str, str] | None = None) -> dict[str, str] | None:
-    """The raster basemap from the environment ({url, attribution}), or None when none is configured.
+def basemap_config(settings: Settings) -> dict[str, str] | None:
+    """The raster basemap of the settings ({url, attribution}), or None when none is configured.
 
-    $QIWANG_BASEMAP_URL: tile URL template ({z}, {x}, {y}; `{key}` is replaced by $QIWANG_BASEMAP_KEY);
-    $QIWANG_BASEMAP_ATTRIBUTION: the credit line shown on the map.
+    basemap_url: tile URL template ({z}, {x}, {y}; `{key}` is replaced by basemap_key);
+    basemap_attribution: the credit line shown on the map (core/settings.py).
     """
-    env = os.environ if environ is None else environ
-    url = env.get("QIWANG_BASEMAP_URL", "").strip()
+    url = (settings.basemap_url or "").strip()
     if not url:
         return None
-    return {"url": url.replace("{key}", env.get("QIWANG_BASEMAP_KEY", "").strip()),
-            "attribution": env.get("QIWANG_BASEMAP_ATTRIBUTION", "").strip()}
+    return {"url": url.replace("{key}", (settings.basemap_key or "").strip()),
+            "attribution": (settings.basemap_attribution or "").strip()}
 
 
 def maplibre_version() -> str | None:
@@ -59,8 +59,8 @@ def map_page() -> str:
     from telemetry.measures import MEASURES
 
     measures = {m.name: {"zh": m.title_zh, "en": m.title_en, "unit": m.unit} for m in MEASURES.values()}
-    return render_template("map.html", basemap=basemap_config(), maplibre_version=maplibre_version(),
-                           measures=measures)
+    return render_template("map.html", basemap=current_app.config["QIWANG_BASEMAP"],
+                           maplibre_version=maplibre_version(), measures=measures)
 
 
 @map_blueprint.get("/ogc/static/<path:path>")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, Response, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import limits as request_limits
 from app.http_errors import error_response, response_for, unavailable
 from core.errors import QiwangError
+from core.settings import Settings, load_settings
 from db.engine import database_url, get_engine
 
 # Business tables shown on the landing page: name -> (中文, English).
@@ -50,29 +54,41 @@ def _db_error(exc: sa.exc.SQLAlchemyError) -> str:
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
 
 
-def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: Path | None = None) -> Flask:
-    """The WSGI app for the database at `url` (default: db.engine.database_url()).
+def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: Path | None = None,
+               settings: Settings | None = None) -> Flask:
+    """The WSGI app for the database at `url`.
 
-    `public_url` is where clients reach the app (links in OGC API documents are absolute; `serve`
-    passes $QIWANG_PUBLIC_URL or its own address). `jobs_dir` keeps asynchronous process results
-    (default ./var/jobs).
+    Parameters
+    ----------
+    url
+        SQLAlchemy URL of the database (default: db.engine.database_url(settings)).
+    public_url
+        Where clients reach the app: links in OGC API documents are absolute (default: the
+        public_url setting, else http://127.0.0.1:5000; `serve` passes its own address).
+    jobs_dir
+        Where asynchronous process results are kept (default ./var/jobs).
+    settings
+        The deployment's settings (default: read from the environment now, core.settings).
     """
     from app.alarms_api import alarms_blueprint
-    from app.map import map_blueprint
+    from app.map import basemap_config, map_blueprint
     from app.ogc import ogc_blueprint
     from app.styles import styles_blueprint
 
-    url = url or database_url()
-    public_url = (public_url or DEFAULT_PUBLIC_URL).rstrip("/")
+    settings = settings or load_settings()
+    url = url or database_url(settings)
+    public_url = (public_url or settings.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
     app = Flask(__name__)
-    app.json.ensure_ascii = False
+    if isinstance(app.json, DefaultJSONProvider):   # Flask's own: Chinese names as they are, not \u escapes
+        app.json.ensure_ascii = False
     engine = get_engine(url)
-    limits = request_limits.from_environment()
+    limits = settings  # the request bounds (app/limits.py) are settings
     request_limits.check_database_settings(engine, limits)
     request_limits.install_request_limits(engine, limits)
     app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
     _cors(app, limits)
-    app.register_blueprint(ogc_blueprint(url, public_url, jobs_dir or Path("var/jobs").resolve()))
+    app.config["QIWANG_BASEMAP"] = basemap = basemap_config(settings)
+    app.register_blueprint(ogc_blueprint(url, public_url, jobs_dir or Path("var/jobs").resolve(), basemap))
     app.register_blueprint(styles_blueprint)
     app.register_blueprint(map_blueprint)
     app.register_blueprint(alarms_blueprint(engine))
@@ -144,11 +160,11 @@ def _too_large(max_bytes: int) -> Response:
     return error_response(413, "PayloadTooLarge", f"body: larger than {max_bytes:,} bytes")
 
 
-def _cors(app: Flask, limits: request_limits.Limits) -> None:
+def _cors(app: Flask, limits: Settings) -> None:
     """Cross-origin access only for the configured origins: none by default (the map is same-origin,
     MapLibre's workers too). Reading (/ogc, /styles) and alarm handling (/api) are configured
     apart, so that allowing a web map elsewhere never lets its pages take steps on alarms."""
-    resources: dict[str, dict] = {}
+    resources: dict[str | re.Pattern[str], dict[str, Any]] = {}
     if limits.cors_origins:
         resources[r"/(ogc|styles)/.*"] = {"origins": list(limits.cors_origins),
                                           "methods": ["GET", "HEAD", "POST", "OPTIONS"]}

@@ -1,19 +1,19 @@
 """Which database Qiwang talks to, as which role, and engines for it.
 
-DATABASE_URL wins when set; otherwise the project-local embedded cluster is started and used.
-Two URLs, two roles (migration 0011):
+The database_url setting (DATABASE_URL, core.settings) wins when set; otherwise the project-local
+embedded cluster is started and used. Two URLs, two roles (migration 0011):
 
 - database_url(): the application (web server, telemetry ingest, analyses), as `qiwang_app`, which
-  owns nothing and is no superuser. External database: QIWANG_APP_DATABASE_URL when set (a login
-  of qiwang_app, e.g. `postgresql://qiwang_app:…@host/db`), else DATABASE_URL itself.
+  owns nothing and is no superuser. External database: the app_database_url setting
+  (QIWANG_APP_DATABASE_URL) when set (a login of qiwang_app, e.g. `postgresql://qiwang_app:…@host/db`),
+  else database_url itself.
 - owner_url(): migrations and the operator's bulk commands (load-demo, import, db reset), as the
-  cluster's superuser, which acts as `qiwang_owner`. External database: DATABASE_URL.
+  cluster's superuser, which acts as `qiwang_owner`. External database: database_url.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -21,14 +21,23 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from core.errors import QiwangError
+from core.settings import Settings, load_settings
 from db.cluster import APP_ROLE, EmbeddedCluster
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DRIVER = "postgresql+psycopg"
 
 
-def normalise_url(url: str) -> str:
-    """Accept postgres://, postgresql:// (what most tools print) and pin the psycopg 3 driver."""
+def normalise_url(url: str, name: str = "DATABASE_URL") -> str:
+    """Accept postgres://, postgresql:// (what most tools print) and pin the psycopg 3 driver.
+
+    Parameters
+    ----------
+    url
+        A database URL.
+    name
+        What to call it in a message about a bad URL (the setting it came from).
+    """
     for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
         if url.startswith(prefix):
             url = f"{DRIVER}://{url[len(prefix):]}"
@@ -36,30 +45,31 @@ def normalise_url(url: str) -> str:
         parsed = make_url(url)
         driver, _ = parsed.drivername, parsed.port  # the port is parsed lazily: check it now
     except (sa.exc.ArgumentError, ValueError):
-        raise QiwangError(f"DATABASE_URL is not a database URL: {url!r}") from None
+        raise QiwangError(f"{name} is not a database URL: {url!r}") from None
     if driver != DRIVER:
-        raise QiwangError(f"DATABASE_URL must point at PostgreSQL with PostGIS (postgresql://...), not {driver}://")
+        raise QiwangError(f"{name} must point at PostgreSQL with PostGIS (postgresql://...), not {driver}://")
     return url
 
 
-def database_url() -> str:
-    """The application's SQLAlchemy URL, starting the embedded cluster when no DATABASE_URL is set."""
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        return normalise_url(os.environ.get("QIWANG_APP_DATABASE_URL") or external)
-    cluster = EmbeddedCluster(PROJECT_ROOT)
-    cluster.up()
-    return cluster.url(role=APP_ROLE)
+def database_url(settings: Settings | None = None) -> str:
+    """The application's SQLAlchemy URL (role qiwang_app), starting the embedded cluster when no
+    database_url is set; `settings` default to the environment's, read now."""
+    return _url(settings or load_settings(), owner=False)
 
 
-def owner_url() -> str:
-    """The URL that migrations and bulk loads use (they create, alter and own the schema)."""
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        return normalise_url(external)
+def owner_url(settings: Settings | None = None) -> str:
+    """The URL that migrations and bulk loads use (they create, alter and own the schema), starting
+    the embedded cluster when no database_url is set; `settings` default to the environment's."""
+    return _url(settings or load_settings(), owner=True)
+
+
+def _url(settings: Settings, owner: bool) -> str:
+    if settings.database_url:
+        key = "app_database_url" if settings.app_database_url and not owner else "database_url"
+        return normalise_url(getattr(settings, key), settings.name_of(key))
     cluster = EmbeddedCluster(PROJECT_ROOT)
     cluster.up()
-    return cluster.url()
+    return cluster.url() if owner else cluster.url(role=APP_ROLE)
 
 
 def shown(url: str) -> str:

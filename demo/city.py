@@ -1,6 +1,7 @@
 """The demo city: a plausible, deterministic part of Anshan (鞍山) at any size.
 
-Layout (local metres, x east, y north, before a gentle warp and rotation into EPSG:4550):
+Layout (local metres, x east, y north, before a gentle warp and rotation into the storage CRS, the
+schema's choice: EPSG:4550 in the migrations):
 
 - A grid of blocks `BLOCK_W` × `BLOCK_H` between streets; four districts as west-to-east strips
   (铁西, 铁东, 立山, 千山). Two enterprises: one serves the first three districts, the other 千山,
@@ -35,15 +36,16 @@ from sqlalchemy import Engine, text
 
 from core.codes import credit_code_check_char, id_numbers
 from db.bulk_load import replace_tables
+from db.catalog import storage_srid
 from demo import vocabulary as vocab
 
-STORAGE_SRID = 4550
 CITY_CENTRE_LONLAT = (122.995, 41.108)  # 鞍山市铁东区
 BLOCK_W, BLOCK_H = 220.0, 160.0  # m between street centre lines
 MP_OFFSET, SH_OFFSET = 4.0, -4.0  # m from the street centre line: medium-pressure vs sub-high side
 SUB_HIGH_EVERY = 8  # streets between sub-high mains
 REGULATOR_STATION_EVERY = 6  # street columns between sub-high/medium regulator stations
 SURVEY_DATE = date(2025, 10, 15)
+NULL = np.array(None, dtype=object)  # "no value" for np.where: an object array, as None gives, but typed
 
 # dictionary codes used below (appendix E)
 LOW, MEDIUM, SUB_HIGH, HIGH = 0, 1, 2, 3  # dt_pipe_pressure_type
@@ -77,7 +79,8 @@ class _Rows:
 
     def add(self, **columns) -> np.ndarray:
         size = max((len(v) for v in columns.values() if np.ndim(v) > 0), default=1)
-        chunk = {k: (np.asarray(v) if np.ndim(v) > 0 else np.full(size, v, dtype=object if isinstance(v, str) or v is None else None))
+        chunk = {k: (np.asarray(v) if np.ndim(v) > 0
+                     else np.full(size, v, dtype=object if isinstance(v, str) or v is None else None))
                  for k, v in columns.items()}
         self.chunks.append(chunk)
         index = np.arange(self.n, self.n + size)
@@ -248,7 +251,8 @@ class _Network:
         link_j = np.arange(rows[0], rows[-1] + 1)
         link = self._node(np.full(len(link_j), edge_x), link_j * BLOCK_H + SH_OFFSET, SUB_HIGH, ent)
         crossing = link_j[:-1] == plan.river_row
-        pipes = self._pipe(link[:-1], link[1:], SUB_HIGH, ent, "trunk", _street_name(vocab.NS_STREETS, edge_i, "经{}街"),
+        pipes = self._pipe(link[:-1], link[1:], SUB_HIGH, ent, "trunk",
+                           _street_name(vocab.NS_STREETS, edge_i, "经{}街"),
                            laying=np.where(crossing, IN_CASING, DIRECT_BURIED))
         every = np.arange(len(pipes)) % 3 == 0
         self._valve(pipes[every | crossing], link[1:][every | crossing], ent)
@@ -257,7 +261,8 @@ class _Network:
         for j in rows:
             start = link[j - rows[0]]
             others = cols[cols != edge_i] if ent == 0 else cols[cols != edge_i][::-1]
-            nodes = self._node(others * BLOCK_W + SH_OFFSET, np.full(len(others), j * BLOCK_H + SH_OFFSET), SUB_HIGH, ent)
+            nodes = self._node(others * BLOCK_W + SH_OFFSET, np.full(len(others), j * BLOCK_H + SH_OFFSET),
+                               SUB_HIGH, ent)
             chain = np.concatenate([[start], nodes])
             col_of = np.concatenate([[edge_i], others])
             road = _street_name(vocab.EW_STREETS, j, "纬{}路")
@@ -329,8 +334,22 @@ class DemoCity:
     plan: Plan
 
 
-def generate(pipes: int = 5000, seed: int = 42, progress: Callable[[str], None] = lambda _: None) -> DemoCity:
-    """A demo city with exactly `pipes` pipes (at least ~500), the same for the same (pipes, seed)."""
+def generate(pipes: int = 5000, seed: int = 42, progress: Callable[[str], None] = lambda _: None, *,
+             srid: int) -> DemoCity:
+    """A demo city with exactly `pipes` pipes (at least ~500), the same for the same (pipes, seed).
+
+    Parameters
+    ----------
+    pipes
+        How many pipes.
+    seed
+        Random seed.
+    progress
+        Called with a line of progress now and then.
+    srid
+        EPSG code of the projected CRS (metres) the coordinates are in: the storage CRS the schema
+        declares (db.catalog.storage_srid), EPSG:4550 in the migrations.
+    """
     cols, rows = _choose_grid(pipes)
     while True:
         plan = Plan(cols, rows, seed)
@@ -339,7 +358,7 @@ def generate(pipes: int = 5000, seed: int = 42, progress: Callable[[str], None] 
             break
         rows += max(1, math.ceil((pipes - net.pipes.n) / (net.pipes.n / rows)))
     progress(f"grid {cols} × {rows} blocks, {net.pipes.n:,} pipes before trimming")
-    return _Tables(plan, net, pipes, np.random.default_rng(seed + 2)).city()
+    return _Tables(plan, net, pipes, np.random.default_rng(seed + 2), srid).city()
 
 
 ENTERPRISES = [  # (enterprise code, name, district index) — fictitious companies
@@ -356,17 +375,18 @@ OUTSIDE_DIAMETER_MM = {  # material → nominal DN → outside diameter
 
 class _Tables:
     """Turns the indexed network into database rows: trims to the exact size, places everything in
-    EPSG:4550 with 1985 heights, and fills the attributes the standards ask for."""
+    the CRS `srid` (EPSG:4550 in the demo) with 1985 heights, and fills the attributes the standards
+    ask for."""
 
-    def __init__(self, plan: Plan, net: _Network, target: int, rng: np.random.Generator) -> None:
-        self.plan, self.rng = plan, rng
+    def __init__(self, plan: Plan, net: _Network, target: int, rng: np.random.Generator, srid: int) -> None:
+        self.plan, self.rng, self.srid = plan, rng, srid
         self.nodes = net.nodes.frame()
         self.pipes = net.pipes.frame()
         self.valves = net.valves.frame()
         self.regulators = net.regulators.frame()
         self.stations = net.stations.frame()
         self._trim(len(self.pipes) - target)
-        centre = Transformer.from_crs("EPSG:4490", f"EPSG:{STORAGE_SRID}", always_xy=True).transform(*CITY_CENTRE_LONLAT)
+        centre = Transformer.from_crs("EPSG:4490", f"EPSG:{srid}", always_xy=True).transform(*CITY_CENTRE_LONLAT)
         self.origin = np.array(centre)
         self.size = np.array([plan.cols * BLOCK_W, plan.rows * BLOCK_H])
 
@@ -397,7 +417,7 @@ class _Tables:
         return np.asarray(u) - self.size[0] / 2, np.asarray(v) - self.size[1] / 2
 
     def to_storage(self, u, v) -> tuple[np.ndarray, np.ndarray]:
-        """Local metres → EPSG:4550 easting, northing: a gentle warp so streets are not ruler-straight,
+        """Local metres → easting, northing in the storage CRS: a gentle warp so streets are not ruler-straight,
         a rotation to the city's street bearing, and the shift to Anshan."""
         uc, vc = self._centred(u, v)
         uw = uc + 12.0 * np.sin(2 * np.pi * vc / 1500.0)
@@ -414,22 +434,22 @@ class _Tables:
 
     def _points(self, u, v, z) -> np.ndarray:
         x, y = self.to_storage(u, v)
-        return shapely.set_srid(shapely.points(x, y, z), STORAGE_SRID)
+        return shapely.set_srid(shapely.points(x, y, z), self.srid)
 
     def _lines(self, u: np.ndarray, v: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
         """LineStrings from (n, k) vertex arrays (warped vertex by vertex)."""
         x, y = self.to_storage(u, v)
         coords = np.stack([x, y] if z is None else [x, y, z], axis=-1)
-        return shapely.set_srid(shapely.linestrings(coords), STORAGE_SRID)
+        return shapely.set_srid(shapely.linestrings(coords), self.srid)
 
     def _polygons(self, rings_u: np.ndarray, rings_v: np.ndarray) -> np.ndarray:
         x, y = self.to_storage(rings_u, rings_v)
-        return shapely.set_srid(shapely.polygons(np.stack([x, y], axis=-1)), STORAGE_SRID)
+        return shapely.set_srid(shapely.polygons(np.stack([x, y], axis=-1)), self.srid)
 
     @staticmethod
     def _rectangle(u0, v0, u1, v1, step: float) -> tuple[np.ndarray, np.ndarray]:
         """Closed rectangle rings with vertices every `step` metres, so the warp bends their edges."""
-        k = max(2, int(math.ceil(max(np.max(np.asarray(u1) - u0), np.max(np.asarray(v1) - v0)) / step)) + 1)
+        k = max(2, math.ceil(max(np.max(np.asarray(u1) - u0), np.max(np.asarray(v1) - v0)) / step) + 1)
         t = np.linspace(0.0, 1.0, k)[None, :]
         u0, v0, u1, v1 = (np.atleast_1d(a).astype(float)[:, None] for a in (u0, v0, u1, v1))
         us = np.concatenate([u0 + (u1 - u0) * t, np.repeat(u1, k, 1), u1 - (u1 - u0) * t, np.repeat(u0, k, 1)], 1)
@@ -519,7 +539,7 @@ class _Tables:
         districts = self._polygons(*rings)
         city = shapely.union_all(districts)
         province = shapely.buffer(city, 5000.0)
-        multi = [shapely.set_srid(shapely.multipolygons([g]), STORAGE_SRID) for g in (*districts, city, province)]
+        multi = [shapely.set_srid(shapely.multipolygons([g]), self.srid) for g in (*districts, city, province)]
         return pd.DataFrame({
             "admin_code": [c for c, _ in vocab.DISTRICTS] + [vocab.CITY[0], vocab.PROVINCE[0]],
             "name": [n for _, n in vocab.DISTRICTS] + [vocab.CITY[1], vocab.PROVINCE[1]],
@@ -564,7 +584,7 @@ class _Tables:
             "id": np.arange(1, n + 1), "code": self._codes("JD", n, 8),
             "node_type": pd.array(node_type, dtype="Int16"), "role": role, "pressure_class": pclass,
             "ground_elevation_m": ground.round(3), "depth_m": depth.round(2),
-            "geom": shapely.set_srid(shapely.points(self.node_xyz), STORAGE_SRID),
+            "geom": shapely.set_srid(shapely.points(self.node_xyz), self.srid),
             "enterprise_code": self._enterprise(nodes["enterprise"]), "admin_code": self._admin_code(u),
         })
 
@@ -656,7 +676,7 @@ class _Tables:
             "pressure_subclass": np.vectorize(PRESSURE_SUBCLASS.get, otypes=[object])(pclass),
             "max_operating_pressure_mpa": np.vectorize(MAX_PRESSURE_MPA.get)(pclass),
             "laying_type": pipes["laying"].to_numpy(dtype=int), "from_node_id": a + 1, "to_node_id": b + 1,
-            "geom": shapely.set_srid(shapely.linestrings(np.stack([xyz[a], xyz[b]], axis=1)), STORAGE_SRID),
+            "geom": shapely.set_srid(shapely.linestrings(np.stack([xyz[a], xyz[b]], axis=1)), self.srid),
             "enterprise_code": self._enterprise(pipes["enterprise"]),
             "admin_code": self._admin_code(self.nodes["u"].to_numpy()[a]),
         })
@@ -673,7 +693,7 @@ class _Tables:
         p0, p1 = self.node_xyz[node], self.node_xyz[other]
         length = np.linalg.norm(p1[:, :2] - p0[:, :2], axis=1)
         t = np.minimum(metres / np.maximum(length, 1e-9), 0.5)[:, None]
-        return shapely.set_srid(shapely.points(p0 + (p1 - p0) * t), STORAGE_SRID)
+        return shapely.set_srid(shapely.points(p0 + (p1 - p0) * t), self.srid)
 
     def _valve_table(self) -> pd.DataFrame:
         valves, rng = self.valves, self.rng
@@ -697,7 +717,8 @@ class _Tables:
             "valve_type": valve_type, "check_direction": None, "normal_state": np.where(closed, "closed", "open"),
             "operability": operability, "diameter_mm": self.pipe_dn[pipe],
             "chamber_code": "FMJ" + pd.Series(codes).str[2:].to_numpy(dtype=object),
-            "name": np.select([pclass >= SUB_HIGH, pclass == MEDIUM], ["次高压阀门", "中压阀门"], "低压阀门").astype(object),
+            "name": np.select([pclass >= SUB_HIGH, pclass == MEDIUM], ["次高压阀门", "中压阀门"],
+                              "低压阀门").astype(object),
             **self._device_fields(n, "valve", self.pipe_year[pipe]), "remarks": None,
             "geom": self.valve_geom, "enterprise_code": self._enterprise(valves["enterprise"]),
             "admin_code": self._admin_code(self.nodes["u"].to_numpy()[node]),
@@ -742,7 +763,7 @@ class _Tables:
             "outlet_pressure_kpa": np.select([out_class == LOW, out_class == MEDIUM], [2.5, 350.0], 1200.0),
             "capacity_m3h": np.select([kind == "box", kind == "cabinet"], [100, 400], 20000),
             "name": name.astype(object), **self._device_fields(n, "regulator", year), "remarks": None,
-            "geom": shapely.set_srid(shapely.points(xyz[:, 0], xyz[:, 1], ground), STORAGE_SRID),
+            "geom": shapely.set_srid(shapely.points(xyz[:, 0], xyz[:, 1], ground), self.srid),
             "enterprise_code": self._enterprise(reg["enterprise"]),
             "admin_code": self._admin_code(self.nodes["u"].to_numpy()[inlet]),
         })
@@ -781,7 +802,8 @@ class _Tables:
             "name": (st["name"].to_numpy(dtype=object) + "RTU"), "model": "RTU-5000",
             "manufacturer": "鞍山燃气自动化设备有限公司", "inspected_on": date(2025, 6, 10),
             "next_inspection_on": date(2026, 6, 10), "responsible_person": "场站值班员",
-            "responsible_phone": (pd.Series(np.arange(n)).astype(str).str.zfill(4).radd("0412-555")).to_numpy(dtype=object),
+            "responsible_phone": (pd.Series(np.arange(n)).astype(str).str.zfill(4).radd("0412-555"))
+            .to_numpy(dtype=object),
             "commissioned_on": date(2015, 10, 1), "remarks": None,
             "telemetry_type": "rtu", "pressure_class": st["out_class"].to_numpy(dtype=int),
             "reporting_interval_s": 60, "status": 2,
@@ -817,7 +839,7 @@ class _Tables:
             "admin_code": self._admin_code(c * BLOCK_W + BLOCK_W / 2),
         })
         self.site_block = block
-        self.site_names = dict(zip(block, frame["name"]))
+        self.site_names = dict(zip(block, frame["name"], strict=True))
         return frame
 
     def _customers(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -871,7 +893,8 @@ class _Tables:
         alarm = ~resident | (rng.random(n) < 0.3)
         enterprise_name = np.array([name for _, name, _ in ENTERPRISES], dtype=object)[ent]
         customers = pd.DataFrame({
-            "id": ids, "code": codes, "name": name, "subsystem_code": "KF" + pd.Series(codes).str[2:].to_numpy(dtype=object),
+            "id": ids, "code": codes, "name": name,
+            "subsystem_code": "KF" + pd.Series(codes).str[2:].to_numpy(dtype=object),
             "credit_code": credit, "supplier": enterprise_name,
             "meter_reader": self._names(200)[block % 200],
             "supply_status": np.select([rng.random(n) < 0.02, rng.random(n) < 0.02], [1, 2], 0),
@@ -882,7 +905,7 @@ class _Tables:
             "has_other_facilities": rng.random(n) < 0.1,
             "alarm_device_code": np.where(alarm, "BJ" + pd.Series(codes).str[2:].to_numpy(dtype=object), None),
             "alarm_probe_code": np.where(alarm, "TT" + pd.Series(codes).str[2:].to_numpy(dtype=object), None),
-            "alarm_installed_on": np.where(alarm, self._dates(n, date(2019, 1, 1), date(2025, 6, 30)), None),
+            "alarm_installed_on": np.where(alarm, self._dates(n, date(2019, 1, 1), date(2025, 6, 30)), NULL),
             "alarm_status": pd.Series(np.where(alarm, 2, 0), dtype="Int16").where(alarm),
             "gas_on_date": self._dates(n, date(1990, 1, 1), date(2025, 6, 30)),
             "meter_type": rng.choice([1, 2, 3], n, p=[0.3, 0.4, 0.3]), "service_node_id": at + 1,
@@ -894,7 +917,7 @@ class _Tables:
         division = customers["admin_code"].astype(np.int64).to_numpy()
         bodies = division * 10**11 + birth_int * 1000 + rng.integers(1, 999, n)
         personal = pd.DataFrame({
-            "customer_id": ids, "id_number": np.where(resident, id_numbers(bodies), None),
+            "customer_id": ids, "id_number": np.where(resident, id_numbers(bodies), NULL),
             "contact_person": np.where(resident, people, self._names(n)), "contact_phone": self._phones(n),
             "meter_reader_phone": self._phones(n),
         })
@@ -913,7 +936,7 @@ class _Tables:
         ew = (ii.ravel(), jj.ravel(), ii.ravel() + 1, jj.ravel(), jj.ravel())
         ii, jj = np.meshgrid(np.arange(C + 1), np.arange(R), indexing="ij")
         ns = (ii.ravel(), jj.ravel(), ii.ravel(), jj.ravel() + 1, ii.ravel())
-        i0, j0, i1, j1, street = (np.concatenate([e, n]) for e, n in zip(ew, ns))
+        i0, j0, i1, j1, street = (np.concatenate([e, n]) for e, n in zip(ew, ns, strict=True))
         is_ew = np.arange(len(i0)) < len(ew[0])
         names = np.where(is_ew,
                          np.array([_street_name(vocab.EW_STREETS, j, "纬{}路") for j in range(R + 1)], dtype=object)[
@@ -961,7 +984,7 @@ class _Tables:
             "name": name + pd.Series(np.arange(1, n + 1)).astype(str).to_numpy(dtype=object) + "号抢修站",
             "address": self._compound_names(np.arange(n) * 11) + "路口", "phone": self._phones(n),
             "crew_count": self.rng.integers(2, 6, n),
-            "geom": shapely.set_srid(shapely.points(x, y), STORAGE_SRID),
+            "geom": shapely.set_srid(shapely.points(x, y), self.srid),
             "enterprise_code": self._enterprise(bases["ent"]), "admin_code": self._admin_code(u),
         })
 
@@ -969,7 +992,8 @@ class _Tables:
         x = (self.plan.rail_col + 0.5) * BLOCK_W
         v = np.arange(-1500.0, self.plan.rows * BLOCK_H + 1500.0 + 1, 80.0)
         return pd.DataFrame({
-            "id": [1], "code": ["TL001"], "name": ["长大铁路"], "geom": self._lines(np.full((1, len(v)), x), v[None, :]),
+            "id": [1], "code": ["TL001"], "name": ["长大铁路"],
+            "geom": self._lines(np.full((1, len(v)), x), v[None, :]),
             "enterprise_code": [ENTERPRISES[0][0]], "admin_code": self._admin_code([x]),
         })
 
@@ -1027,7 +1051,7 @@ class _Tables:
             "reporting_interval_s": 300, "status": status,
             "name": np.repeat(["阀门井管网哨兵", "敏感场所管网哨兵", "场站管网哨兵"], [n_v, n_s, n_t]).astype(object),
             **self._device_fields(n, "sentry", 2023), "remarks": None,
-            "geom": shapely.set_srid(shapely.points(xyz), STORAGE_SRID),
+            "geom": shapely.set_srid(shapely.points(xyz), self.srid),
             "enterprise_code": self._enterprise(ent), "admin_code": self._admin_code(node_u),
         })
 
@@ -1049,7 +1073,7 @@ class _Tables:
         phone = self._phones(n)
         ent = self.pipes["enterprise"].to_numpy()[pipe]
         code = self._codes("YH-", n, 5)
-        geom = shapely.set_srid(shapely.points(xyz), STORAGE_SRID)
+        geom = shapely.set_srid(shapely.points(xyz), self.srid)
         pipe_code = self._codes("GX", len(self.pipes))[pipe]
         hazards = pd.DataFrame({
             "id": np.arange(1, n + 1), "code": code, "device_name": "管道 " + pipe_code, "item": item,
@@ -1057,7 +1081,8 @@ class _Tables:
             "reviewed_on": np.where(status == 4, found + np.timedelta64(20, "D"), np.datetime64("NaT")).astype(
                 "datetime64[D]"),
             "source": rng.choice(["巡检", "管网哨兵报警", "第三方报告"], n, p=[0.7, 0.2, 0.1]).astype(object),
-            "inspector": inspector, "inspector_phone": phone, "location": self.pipes["road"].to_numpy(dtype=object)[pipe],
+            "inspector": inspector, "inspector_phone": phone,
+            "location": self.pipes["road"].to_numpy(dtype=object)[pipe],
             "level": level, "risk_level": np.where(level == 3, 2, 3), "found_at": pd.to_datetime(found).tz_localize(
                 "Asia/Shanghai") + pd.Timedelta(hours=10),
             "feature_type": "pipe", "feature_id": pipe + 1, "geom": geom,
@@ -1066,19 +1091,37 @@ class _Tables:
         x, y = xyz[:, 0], xyz[:, 1]
         track = shapely.set_srid(shapely.linestrings(np.stack([
             np.column_stack([x - 80, y - 5, xyz[:, 2] + 1.2]), np.column_stack([x, y, xyz[:, 2] + 1.2]),
-            np.column_stack([x + 80, y + 5, xyz[:, 2] + 1.2])], axis=1)), STORAGE_SRID)
+            np.column_stack([x + 80, y + 5, xyz[:, 2] + 1.2])], axis=1)), self.srid)
         inspections = pd.DataFrame({
             "id": np.arange(1, n + 1), "code": self._codes("XJ-", n, 5), "inspected_object": "管道 " + pipe_code,
             "items": "泄漏检测、防腐层、地面标志、占压", "has_hazard": True, "hazard_content": item,
-            "inspector": inspector, "inspector_phone": phone, "inspected_at": hazards["found_at"], "hazard_id": hazards["id"],
-            "track": track, "geom": geom, "enterprise_code": hazards["enterprise_code"], "admin_code": hazards["admin_code"],
+            "inspector": inspector, "inspector_phone": phone, "inspected_at": hazards["found_at"],
+            "hazard_id": hazards["id"], "track": track, "geom": geom,
+            "enterprise_code": hazards["enterprise_code"], "admin_code": hazards["admin_code"],
         })
         return hazards, inspections
 
 
 def load_demo(engine: Engine, pipes: int = 5000, seed: int = 42, echo: Callable[[str], None] = print) -> dict[str, int]:
-    """Generate the demo city and replace every business table's content with it, in one transaction."""
-    city = generate(pipes, seed, progress=echo)
+    """Generate the demo city and replace every business table's content with it, in one transaction.
+
+    Parameters
+    ----------
+    engine
+        The database (as the owner: the tables are truncated).
+    pipes
+        How many pipes.
+    seed
+        Random seed (same seed, same city).
+    echo
+        Called with lines of progress.
+
+    Returns
+    -------
+    dict
+        Table → rows written. Coordinates are in the storage CRS the schema declares.
+    """
+    city = generate(pipes, seed, progress=echo, srid=storage_srid(engine))
     with engine.begin() as conn:
         counts = replace_tables(conn, city.tables, truncate=("alarm_event", "alarm", "reading", "reading_quarantine",
                                                            "device_status_log", "outbox", "incident", "topology_issue"),

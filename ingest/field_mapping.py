@@ -13,9 +13,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from sqlalchemy import Connection, text
 
+from core import config_file
 from core.errors import QiwangError
 
 DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "data" / "field_mapping.yaml"
@@ -108,15 +108,35 @@ class FieldMapping:
         return self.shapefile_names.get(column, column[:SHAPEFILE_NAME_MAX])
 
 
+_NAMES = {"type": "array", "items": {"type": ["string", "number"]}}  # aliases; YAML may read 2019 as a number
+_NAME_LISTS = {"type": "object", "additionalProperties": _NAMES}
+_LAYER = {"type": "object", "additionalProperties": False, "properties": {
+    "names": _NAMES,
+    "fields": _NAME_LISTS,
+    "coordinates": {**_NAME_LISTS, "propertyNames": {"enum": ["start_x", "start_y", "end_x", "end_y"]}},
+    "values": {"type": "object", "additionalProperties": _NAME_LISTS},
+}}
+_LOCAL_GRID = {"type": "object", "additionalProperties": False, "required": ["target"], "properties": {
+    "target": {"type": "string"}, "dx": {"type": "number"}, "dy": {"type": "number"},
+    "rotation_arcsec": {"type": "number"}, "scale_ppm": {"type": "number"},
+}}
+#: The mapping file's shape (core.config_file); see data/field_mapping.yaml for what each part means.
+MAPPING_SCHEMA = {"type": "object", "additionalProperties": False, "properties": {
+    "layers": {"type": "object", "additionalProperties": _LAYER},
+    "point_coordinates": {**_NAME_LISTS, "propertyNames": {"enum": ["x", "y", "z"]}},
+    "local_grids": {"type": "object", "additionalProperties": _LOCAL_GRID},
+    "cad_layers": {"type": "object", "additionalProperties": {
+        "type": "object", "required": ["table"], "properties": {"table": {"type": "string"}}}},
+    "shapefile_names": {"type": "object", "additionalProperties": {
+        "type": "string", "minLength": 1, "maxLength": SHAPEFILE_NAME_MAX,
+        "errorMessage": f"must be a dBASE field name of 1-{SHAPEFILE_NAME_MAX} characters"}},
+}}
+
+
 def _read_yaml(path: Path) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QiwangError(f"cannot read the field mapping {path}: {first}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("layers", {}), dict):
-        raise QiwangError(f"field mapping {path}: expected 'layers:' with one entry per table (see {DEFAULT_MAPPING.name})")
-    return raw
+    document = config_file.read_yaml(path, "the field mapping") or {}  # an empty override changes nothing
+    config_file.check(document, MAPPING_SCHEMA, path)
+    return document
 
 
 def _merged(base: dict, override: dict) -> dict:
@@ -235,7 +255,7 @@ def dictionaries(conn: Connection, names: set[str]) -> dict[str, Dictionary]:
     """The named code lists, from the view dict.code and the catalogue dict.dictionary."""
     if not names:
         return {}
-    titles = dict(
+    titles: dict[str, str] = dict(
         conn.execute(text("SELECT name, title_zh FROM dict.dictionary WHERE name = ANY(:n)"), {"n": list(names)}).all()
     )
     out = {name: Dictionary(name, titles.get(name, name), {}) for name in names}

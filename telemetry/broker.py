@@ -1,10 +1,10 @@
 """A project-local mosquitto (Debian's package) for the demo and the tests, and MQTT URLs.
 
-`QIWANG_MQTT_URL` (mqtt://[user:password@]host:port) points the ingest and the simulator at an
-existing broker; without it `./qiwang demo` runs this one on 127.0.0.1. Its settings are the ones
-the ingest needs to lose nothing: persistent sessions saved to disk (a restarted broker still holds
-what the ingest has not acknowledged), and queues large enough to ride out a database outage at
-full rate while the ingest holds back its acknowledgements.
+The mqtt_url setting (`QIWANG_MQTT_URL`, mqtt://[user:password@]host:port; core.settings) points
+the ingest and the simulator at an existing broker; without it `./qiwang demo` runs this one on
+127.0.0.1. Its settings are the ones the ingest needs to lose nothing: persistent sessions saved to
+disk (a restarted broker still holds what the ingest has not acknowledged), and queues large enough
+to ride out a database outage at full rate while the ingest holds back its acknowledgements.
 
 Nobody connects anonymously. Accounts (`credentials.json` in the broker's directory, mode 0600;
 mosquitto gets PBKDF2-SHA512 hashes in `passwd` and the rights in `acl`):
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from core.errors import QiwangError
+from core.errors import InvalidInput, QiwangError
 from telemetry.health import ComponentHealth
 
 log = logging.getLogger("qiwang.mqtt")
@@ -90,17 +90,30 @@ class BrokerAddress:
             client.username_pw_set(self.username, self.password)  # type: ignore[attr-defined]
 
 
-def parse_mqtt_url(url: str | None = None) -> BrokerAddress:
-    """mqtt://[user:password@]host[:port] (QIWANG_MQTT_URL when not given; the local default otherwise)."""
-    url = url or os.environ.get("QIWANG_MQTT_URL") or DEFAULT_URL
+def parse_mqtt_url(url: str | None = None, field: str | None = None) -> BrokerAddress:
+    """The broker address of an MQTT URL.
+
+    Parameters
+    ----------
+    url
+        ``mqtt://[user:password@]host[:port]`` (port 1883 when left out); None: DEFAULT_URL.
+    field
+        Where the URL came from (``--broker``, ``QIWANG_MQTT_URL``), named in the error.
+
+    Raises
+    ------
+    InvalidInput
+        When `url` is no MQTT URL; the message never shows the password.
+    """
+    url = url or DEFAULT_URL
     parts = urlsplit(url)
     try:
         port = parts.port or 1883
     except ValueError:
         port = -1
     if parts.scheme != "mqtt" or not parts.hostname or not 0 < port < 65536:
-        raise QiwangError(f"MQTT URL {parts._replace(netloc=parts.hostname or '').geturl()!r} is not "
-                          "mqtt://[user:password@]host[:port]")
+        raise InvalidInput(field, f"MQTT URL {parts._replace(netloc=parts.hostname or '').geturl()!r} is not "
+                           "mqtt://[user:password@]host[:port]")
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     return BrokerAddress(parts.hostname, port, username, password)
@@ -196,7 +209,8 @@ class LocalBroker:
         self.gateways = {_account_name(name): [_enterprise_prefix(code) for code in codes]
                          for name, codes in (gateways or {}).items()}
         self.process: subprocess.Popen[bytes] | None = None
-        self.health = ComponentHealth("mosquitto", alive=lambda: self.process is not None and self.process.poll() is None)
+        self.health = ComponentHealth("mosquitto",
+                                      alive=lambda: self.process is not None and self.process.poll() is None)
         self._credentials: dict[str, str] = {}
 
     @property
@@ -269,7 +283,8 @@ class LocalBroker:
         while not is_listening("127.0.0.1", self.port):
             if self.process.poll() is not None:
                 error = self.process.stderr.read().decode(errors="replace").strip() if self.process.stderr else ""
-                raise QiwangError(f"mosquitto did not start on port {self.port}: {error or 'see ' + str(self.data_dir)}")
+                raise QiwangError(f"mosquitto did not start on port {self.port}: "
+                                  f"{error or 'see ' + str(self.data_dir)}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise QiwangError(f"mosquitto did not listen on port {self.port} within {timeout_s:.0f} s")

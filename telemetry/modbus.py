@@ -59,14 +59,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
 from pymodbus.client import ModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from core.errors import QiwangError
+from core import config_file
 from telemetry.measures import DEVICE_TYPES, MEASURES
 from telemetry.payload import DEVICE_CODE, ENTERPRISE_CODE, Message, telemetry_topic
 
@@ -110,7 +109,7 @@ class RegisterMap:
     address: int            # 0-based protocol address of the first register
     table: str              # 'holding' or 'input'
     type: str               # key of DATA_TYPES
-    word_order: str         # 'big' or 'little'
+    word_order: Literal["big", "little"]
     scale: int | float
     offset: int | float     # in `unit`, added after scale
     unit: str               # the device's unit, as written in the config
@@ -159,123 +158,113 @@ class ModbusConfig:
         return tuple(device for endpoint in self.endpoints for device in endpoint.devices)
 
 
+# The config file's shape (core.config_file). The codes are checked against the payload's own
+# patterns in _device, and what depends on other keys (a unit that suits the measure, a 32-bit
+# value's last register, a device or measure listed twice) in _register and load_config.
+_SECONDS = {"type": "number", "exclusiveMinimum": 0, "errorMessage": "must be a positive number of seconds"}
+_REGISTER = {"type": "object", "additionalProperties": False, "required": ["measure", "address", "unit"],
+             "properties": {
+    "measure": {"enum": list(MEASURES)},
+    "address": {"type": "integer", "minimum": 0, "maximum": 65535,
+                "errorMessage": "must be an integer 0-65535 (0-based; holding register 40001 is address 0)"},
+    "table": {"enum": list(TABLES)},
+    "type": {"enum": list(DATA_TYPES)},
+    "word_order": {"enum": list(WORD_ORDERS)},
+    "scale": {"type": "number", "not": {"const": 0}, "errorMessage": "must be a non-zero number"},
+    "offset": {"type": "number"},
+    "unit": {"type": "string"},
+}}
+_DEVICE = {"type": "object", "additionalProperties": False,
+           "required": ["unit_id", "device_type", "device_code", "enterprise_code", "interval_s", "registers"],
+           "properties": {
+    "unit_id": {"type": "integer", "minimum": 0, "maximum": 255, "errorMessage": "must be an integer 0-255"},
+    "device_type": {"enum": list(DEVICE_TYPES)},
+    "device_code": {},
+    "enterprise_code": {},
+    "interval_s": _SECONDS,
+    "registers": {"type": "array", "minItems": 1, "items": _REGISTER},
+}}
+_ENDPOINTS = {"type": "array", "minItems": 1, "errorMessage": "must be a non-empty list of endpoints", "items": {
+    "type": "object", "additionalProperties": False, "required": ["host", "devices"], "properties": {
+        "host": {"type": "string", "pattern": "\\S", "errorMessage": "must be a host name or IP address"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535, "errorMessage": "must be an integer 1-65535"},
+        "timeout_s": _SECONDS,
+        "devices": {"type": "array", "minItems": 1, "items": _DEVICE},
+    }}}
+#: The file: the list of endpoints, or a mapping with the list under `endpoints`.
+CONFIG_SCHEMA = {"oneOf": [_ENDPOINTS, {"type": "object", "additionalProperties": False, "required": ["endpoints"],
+                                        "properties": {"endpoints": _ENDPOINTS}}]}
+
+
 def load_config(path: Path | str) -> ModbusConfig:
-    """Read and check a polling config; every mistake names the file, the entry and the field."""
+    """Read and check a polling config (YAML, CONFIG_SCHEMA).
+
+    Parameters
+    ----------
+    path
+        The config file.
+
+    Raises
+    ------
+    InvalidInput
+        Naming the file, the key path (``endpoints[0].devices[1].registers[2].unit``) and what is wrong.
+    """
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise QiwangError(f"{path}: cannot read the Modbus config: {exc}") from None
-    if isinstance(document, dict) and set(document) == {"endpoints"}:
-        document = document["endpoints"]
-    if not isinstance(document, list) or not document:
-        raise QiwangError(f"{path}: expected a non-empty list of endpoints (or a mapping with 'endpoints')")
-    endpoints = tuple(_endpoint(path, n, raw) for n, raw in enumerate(document, start=1))
+    document = config_file.read_yaml(path, "the Modbus config")
+    # Checked against the form the file has, so that a mistake is worded for that form.
+    root: list[str | int] = ["endpoints"] if isinstance(document, dict) else []
+    config_file.check(document, CONFIG_SCHEMA["oneOf"][1 if root else 0], path)
+    endpoints = tuple(_endpoint(path, [*root, n], raw) for n, raw in enumerate(document["endpoints"] if root
+                                                                               else document))
     seen: set[str] = set()
-    for device in (d for e in endpoints for d in e.devices):
-        if device.key in seen:
-            # Two polls of one device would store every reading twice under different timestamps.
-            raise QiwangError(f"{path}: device {device.device_code}: {device.device_type} {device.device_code} "
-                              f"of enterprise {device.enterprise_code} is configured twice")
-        seen.add(device.key)
+    for number, endpoint in enumerate(endpoints):
+        for index, device in enumerate(endpoint.devices):
+            if device.key in seen:
+                # Two polls of one device would store every reading twice under different timestamps.
+                raise config_file.problem(path, [*root, number, "devices", index],
+                                          f"{device.device_type} {device.device_code} of enterprise "
+                                          f"{device.enterprise_code} is configured twice")
+            seen.add(device.key)
     return ModbusConfig(path, endpoints)
 
 
-def _mapping(where: str, raw: Any, allowed: set[str], required: set[str]) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise QiwangError(f"{where}: expected a mapping")
-    unknown = set(raw) - allowed
-    if unknown:
-        raise QiwangError(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))} "
-                          f"(allowed: {', '.join(sorted(allowed))})")
-    missing = required - set(raw)
-    if missing:
-        raise QiwangError(f"{where}: missing {', '.join(sorted(missing))}")
-    return raw
+def _endpoint(path: Path, where: list[str | int], raw: dict[str, Any]) -> EndpointConfig:
+    devices = tuple(_device(path, [*where, "devices", n], d) for n, d in enumerate(raw["devices"]))
+    return EndpointConfig(raw["host"].strip(), raw.get("port", DEFAULT_PORT),
+                          float(raw.get("timeout_s", DEFAULT_TIMEOUT_S)), devices)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _endpoint(path: Path, number: int, raw: Any) -> EndpointConfig:
-    where = f"{path}: endpoint {number}"
-    raw = _mapping(where, raw, {"host", "port", "timeout_s", "devices"}, {"host", "devices"})
-    host, port, timeout = raw["host"], raw.get("port", DEFAULT_PORT), raw.get("timeout_s", DEFAULT_TIMEOUT_S)
-    if not isinstance(host, str) or not host.strip():
-        raise QiwangError(f"{where}: host must be a host name or IP address")
-    if not _is_int(port) or not 0 < port < 65536:
-        raise QiwangError(f"{where}: port must be an integer 1-65535, not {port!r}")
-    if not _is_number(timeout) or timeout <= 0:
-        raise QiwangError(f"{where}: timeout_s must be a positive number of seconds, not {timeout!r}")
-    devices = raw["devices"]
-    if not isinstance(devices, list) or not devices:
-        raise QiwangError(f"{where}: devices must be a non-empty list")
-    return EndpointConfig(host.strip(), port, float(timeout),
-                          tuple(_device(where, n, d) for n, d in enumerate(devices, start=1)))
-
-
-def _device(endpoint_where: str, number: int, raw: Any) -> DeviceConfig:
-    code = raw.get("device_code") if isinstance(raw, dict) else None
-    where = f"{endpoint_where} device {code if isinstance(code, str) and code else number}"
-    keys = {"unit_id", "device_type", "device_code", "enterprise_code", "interval_s", "registers"}
-    raw = _mapping(where, raw, keys, keys)
-    unit_id, device_type, enterprise, interval = (raw[k] for k in ("unit_id", "device_type", "enterprise_code",
-                                                                     "interval_s"))
-    if not _is_int(unit_id) or not 0 <= unit_id <= 255:
-        raise QiwangError(f"{where}: unit_id must be an integer 0-255, not {unit_id!r}")
-    if device_type not in DEVICE_TYPES:
-        raise QiwangError(f"{where}: device_type must be one of {', '.join(DEVICE_TYPES)}, not {device_type!r}")
+def _device(path: Path, where: list[str | int], raw: dict[str, Any]) -> DeviceConfig:
+    code, enterprise = raw["device_code"], raw["enterprise_code"]
     if not isinstance(code, str) or not DEVICE_CODE.fullmatch(code):
-        raise QiwangError(f"{where}: device_code must be 1-64 letters, digits, '_', '.', '-' (not {code!r})")
+        raise config_file.problem(path, [*where, "device_code"],
+                                  f"must be 1-64 letters, digits, '_', '.', '-', not {code!r}")
     if not isinstance(enterprise, str) or not ENTERPRISE_CODE.fullmatch(enterprise):
-        hint = " in quotes (YAML reads unquoted digits as a number)" if _is_int(enterprise) else ""
-        raise QiwangError(f"{where}: enterprise_code must be 10 digits{hint}, not {enterprise!r}")
-    if not _is_number(interval) or interval <= 0:
-        raise QiwangError(f"{where}: interval_s must be a positive number of seconds, not {interval!r}")
-    registers = raw["registers"]
-    if not isinstance(registers, list) or not registers:
-        raise QiwangError(f"{where}: registers must be a non-empty list")
-    maps = tuple(_register(where, n, r) for n, r in enumerate(registers, start=1))
+        hint = " in quotes (YAML reads unquoted digits as a number)" if isinstance(enterprise, int) else ""
+        raise config_file.problem(path, [*where, "enterprise_code"], f"must be 10 digits{hint}, not {enterprise!r}")
+    maps = tuple(_register(path, [*where, "registers", n], r) for n, r in enumerate(raw["registers"]))
     measures = [m.measure for m in maps]
-    for name in measures:
-        if measures.count(name) > 1:
-            raise QiwangError(f"{where}: measure {name} is mapped {measures.count(name)} times; a reading has one value each")
-    return DeviceConfig(unit_id, device_type, code, enterprise, float(interval), maps)
+    for index, name in enumerate(measures):
+        if name in measures[:index]:
+            raise config_file.problem(path, [*where, "registers", index, "measure"],
+                                      f"{name} is mapped twice; a reading has one value each")
+    return DeviceConfig(raw["unit_id"], raw["device_type"], code, enterprise, float(raw["interval_s"]), maps)
 
 
-def _register(device_where: str, number: int, raw: Any) -> RegisterMap:
-    where = f"{device_where} register {number}"
-    raw = _mapping(where, raw, {"measure", "address", "table", "type", "word_order", "scale", "offset", "unit"},
-                   {"measure", "address", "unit"})
-    measure, address, unit = raw["measure"], raw["address"], raw["unit"]
-    table, kind = raw.get("table", "holding"), raw.get("type", "uint16")
-    word_order, scale, offset = raw.get("word_order", "big"), raw.get("scale", 1), raw.get("offset", 0)
-    if measure not in MEASURES:
-        raise QiwangError(f"{where}: measure must be one of {', '.join(MEASURES)}, not {measure!r}")
-    if table not in TABLES:
-        raise QiwangError(f"{where}: table must be one of {', '.join(TABLES)}, not {table!r}")
-    if kind not in DATA_TYPES:
-        raise QiwangError(f"{where}: type must be one of {', '.join(DATA_TYPES)}, not {kind!r}")
-    if word_order not in WORD_ORDERS:
-        raise QiwangError(f"{where}: word_order must be big or little, not {word_order!r}")
+def _register(path: Path, where: list[str | int], raw: dict[str, Any]) -> RegisterMap:
+    measure, address, unit = raw["measure"], raw["address"], raw["unit"].strip()
+    kind = raw.get("type", "uint16")
     width = DATA_TYPES[kind].value[1]
-    if not _is_int(address) or not 0 <= address <= 65536 - width:
-        raise QiwangError(f"{where}: address must be an integer 0-{65536 - width} (0-based; "
-                          f"holding register 40001 is address 0), not {address!r}")
-    if not _is_number(scale) or scale == 0:
-        raise QiwangError(f"{where}: scale must be a non-zero number, not {scale!r}")
-    if not _is_number(offset):
-        raise QiwangError(f"{where}: offset must be a number, not {offset!r}")
+    if address > 65536 - width:
+        raise config_file.problem(path, [*where, "address"],
+                                  f"must be at most {65536 - width} for {kind} ({width} registers), not {address}")
     accepted = UNITS[measure]
-    if not isinstance(unit, str) or unit.strip() not in accepted:
-        raise QiwangError(f"{where}: unit {unit!r} cannot be converted to {MEASURES[measure].unit} for {measure} "
-                          f"(accepted: {', '.join(accepted)})")
-    return RegisterMap(measure, address, table, kind, word_order, scale, offset, unit.strip(), accepted[unit.strip()])
+    if unit not in accepted:
+        raise config_file.problem(path, [*where, "unit"],
+                                  f"{raw['unit']!r} cannot be converted to {MEASURES[measure].unit} for {measure} "
+                                  f"(accepted: {', '.join(accepted)})")
+    return RegisterMap(measure, address, raw.get("table", "holding"), kind, raw.get("word_order", "big"),
+                       raw.get("scale", 1), raw.get("offset", 0), unit, accepted[unit])
 
 
 # -- decoding ----------------------------------------------------------------------------------
@@ -378,7 +367,7 @@ class ModbusPoller:
         """Read every device that is due (all of them on the first call); submit and return the messages."""
         now = self.clock()
         messages: list[Message] = []
-        for endpoint, client in zip(self.config.endpoints, self._clients):
+        for endpoint, client in zip(self.config.endpoints, self._clients, strict=True):
             unreachable: str | None = None
             for device in endpoint.devices:
                 if not self._due(device, now):
@@ -461,7 +450,7 @@ class ModbusPoller:
             if response.isError():
                 code = getattr(response, "exception_code", None)
                 try:
-                    name = ExcCodes(code).name.lower().replace("_", " ")
+                    name = ExcCodes(code).name.lower().replace("_", " ") if isinstance(code, int) else "unknown code"
                 except ValueError:
                     name = "unknown code"
                 raise _ReadFailed(f"exception response {code} ({name}) to reading {block.count} {block.table} "

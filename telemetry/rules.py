@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from core.errors import QiwangError
+from core import config_file
 from telemetry.measures import DEVICE_TYPES, MEASURES
 
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "data" / "alarm_rules.yaml"
@@ -74,51 +72,52 @@ def device_status(levels: list[int]) -> int:
     return max(levels, key=STATUS_PRIORITY.__getitem__, default=NORMAL)
 
 
+# The rules file's shape (core.config_file); what a schema cannot say is checked in _rule.
+_OFFLINE = {"type": ["object", "null"], "additionalProperties": False, "properties": {
+    "after_intervals": {"type": "number", "exclusiveMinimum": 0, "errorMessage": "must be a positive number"},
+    "check_every_s": {"type": "number", "exclusiveMinimum": 0, "errorMessage": "must be a positive number of seconds"},
+}}
+_RULE = {"type": "object", "additionalProperties": False,
+         "required": ["device_types", "measure", "direction", "levels"], "properties": {
+    "device_types": {"type": "array", "minItems": 1, "items": {"enum": list(DEVICE_TYPES)}},
+    "pressure_class": {"enum": [0, 1, 2, 3, 4, None], "errorMessage": "must be a dt_pipe_pressure_type code 0-4"},
+    "measure": {"enum": list(MEASURES)},
+    "direction": {"enum": ["high", "low"]},
+    "deadband": {"type": "number", "minimum": 0, "errorMessage": "must be a number ≥ 0"},
+    "levels": {"type": "array", "minItems": 1, "items": {
+        "type": "array", "prefixItems": [{"enum": list(ALARM_LEVELS)}, {"type": "number"}],
+        "minItems": 2, "maxItems": 2, "errorMessage": "must be [level, threshold]"}},
+}}
+RULES_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["rules"], "properties": {
+    "offline": _OFFLINE, "rules": {"type": "array", "items": _RULE}}}
+
+
 def load_rules(path: Path | None = None) -> Rules:
-    """Read and check a rules file; every mistake is reported with the file and the rule's number."""
+    """Read and check a rules file (default: data/alarm_rules.yaml).
+
+    Parameters
+    ----------
+    path
+        The rules file (YAML, RULES_SCHEMA).
+
+    Raises
+    ------
+    InvalidInput
+        Naming the file, the key path (``rules[3].levels``) and what is wrong.
+    """
     path = path or DEFAULT_RULES
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise QiwangError(f"{path}: cannot read the alarm rules: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
-        raise QiwangError(f"{path}: expected a mapping with a 'rules' list")
-    rules = tuple(_rule(path, number, raw) for number, raw in enumerate(document["rules"], start=1))
+    document = config_file.load(path, RULES_SCHEMA, "the alarm rules")
+    rules = tuple(_rule(path, ["rules", number], raw) for number, raw in enumerate(document["rules"]))
     offline = document.get("offline") or {}
-    after, every = offline.get("after_intervals", 3), offline.get("check_every_s", 10)
-    if not all(isinstance(v, (int, float)) and v > 0 for v in (after, every)):
-        raise QiwangError(f"{path}: offline.after_intervals and offline.check_every_s must be positive numbers")
-    return Rules(rules, float(after), float(every))
+    return Rules(rules, float(offline.get("after_intervals", 3)), float(offline.get("check_every_s", 10)))
 
 
-def _rule(path: Path, number: int, raw: Any) -> Rule:
-    where = f"{path}: rule {number}"
-    if not isinstance(raw, dict):
-        raise QiwangError(f"{where}: expected a mapping")
-    unknown = set(raw) - {"device_types", "pressure_class", "measure", "direction", "deadband", "levels"}
-    if unknown:
-        raise QiwangError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
-    types = raw.get("device_types")
-    if not isinstance(types, list) or not types or not set(types) <= set(DEVICE_TYPES):
-        raise QiwangError(f"{where}: device_types must list some of {', '.join(DEVICE_TYPES)}")
-    if raw.get("measure") not in MEASURES:
-        raise QiwangError(f"{where}: measure must be one of {', '.join(MEASURES)}")
-    if raw.get("direction") not in ("high", "low"):
-        raise QiwangError(f"{where}: direction must be high or low")
-    pressure_class = raw.get("pressure_class")
-    if pressure_class is not None and pressure_class not in (0, 1, 2, 3, 4):
-        raise QiwangError(f"{where}: pressure_class must be a dt_pipe_pressure_type code 0-4")
-    deadband = raw.get("deadband", 0)
-    if isinstance(deadband, bool) or not isinstance(deadband, (int, float)) or deadband < 0:
-        raise QiwangError(f"{where}: deadband must be a number ≥ 0")
-    levels = raw.get("levels")
-    if (not isinstance(levels, list) or not levels
-            or not all(isinstance(x, list) and len(x) == 2 and x[0] in ALARM_LEVELS
-                       and isinstance(x[1], (int, float)) and not isinstance(x[1], bool) for x in levels)):
-        raise QiwangError(f"{where}: levels must be [[level, threshold], …] with levels among {ALARM_LEVELS}")
+def _rule(path: Path, where: list[str | int], raw: dict[str, Any]) -> Rule:
+    levels = raw["levels"]
     thresholds = [float(t) for _, t in levels]
     ordered = sorted(thresholds) if raw["direction"] == "high" else sorted(thresholds, reverse=True)
     if thresholds != ordered or len(set(thresholds)) != len(thresholds) or len({c for c, _ in levels}) != len(levels):
-        raise QiwangError(f"{where}: levels must go from the mildest to the most severe, each level once")
-    return Rule(tuple(types), pressure_class, raw["measure"], raw["direction"], float(deadband),
-                tuple((int(code), float(t)) for code, t in levels))
+        raise config_file.problem(path, [*where, "levels"],
+                                  "must go from the mildest to the most severe, each level once")
+    return Rule(tuple(raw["device_types"]), raw.get("pressure_class"), raw["measure"], raw["direction"],
+                float(raw.get("deadband", 0)), tuple((int(code), float(t)) for code, t in levels))

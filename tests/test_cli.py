@@ -95,3 +95,22 @@ def test_test_command_keeps_pytest_exit_code() -> None:
     """pytest's 5 (no tests collected) must stay a failure for CI."""
     done = qiwang("test", "-q", "tests/test_cli.py", "-k", "no_test_has_this_name")
     assert done.returncode == 5, done.stdout + done.stderr
+
+
+def test_a_bad_setting_stops_any_command_in_one_line() -> None:
+    line = assert_one_line_error(qiwang("db", "status", QIWANG_MAX_BODY_BYTES="12"), 1)
+    assert line == "qiwang: error: QIWANG_MAX_BODY_BYTES: '12' is not a number of bytes (at least 1024)"
+
+
+def test_database_url_from_the_settings_file(tmp_path: Path) -> None:
+    """The file's database_url is used, named by file and key when wrong; DATABASE_URL wins over it."""
+    settings = tmp_path / "qiwang.toml"
+    settings.write_text('database_url = "postgres://u@db.example:5433/gas"\n', encoding="utf-8")
+    done = qiwang("db", "url", QIWANG_SETTINGS_FILE=str(settings))
+    assert (done.returncode, done.stdout) == (0, "postgresql+psycopg://u@db.example:5433/gas\n"), done.stderr
+    done = qiwang("db", "url", QIWANG_SETTINGS_FILE=str(settings), DATABASE_URL="postgresql://v@other/gas")
+    assert (done.returncode, done.stdout) == (0, "postgresql+psycopg://v@other/gas\n"), done.stderr
+    settings.write_text('database_url = "sqlite:///x.db"\n', encoding="utf-8")
+    line = assert_one_line_error(qiwang("db", "url", QIWANG_SETTINGS_FILE=str(settings)), 1)
+    assert line == (f"qiwang: error: {settings}: database_url must point at PostgreSQL with PostGIS "
+                    "(postgresql://...), not sqlite://")

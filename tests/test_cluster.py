@@ -89,6 +89,7 @@ def test_throwaway_cluster_lifecycle(throwaway: EmbeddedCluster) -> None:
     # A crash leaves a postmaster.pid behind; after a reboot its PID may belong to some other
     # process of the same user. Neither may block the next start.
     pid = cluster.running_pid()
+    assert pid is not None
     children = [child.pid for child in psutil.Process(pid).children()]  # before they are re-parented
     os.kill(pid, signal.SIGKILL)
     wait_gone(pid)
@@ -126,7 +127,10 @@ def project_copy(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "checkout"
     root.mkdir()
     shutil.copytree(ROOT / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("spatial", "ingest", "network_analysis", "migrations", "alembic.ini", "data"):
+    # Every other top-level package linked: the shared venv's editable install would otherwise
+    # import them from the main checkout, not from the one under test.
+    for name in ("core", "db", "network_analysis", "spatial", "ingest", "telemetry", "demo", "emergency", "migrations",
+                 "alembic.ini", "data"):
         (root / name).symlink_to(ROOT / name)
     (root / "tests").mkdir()
     yield root

@@ -15,8 +15,17 @@ import sqlalchemy as sa
 from conftest import DEMO_PIPES, ROOT, scalar
 from pyproj import Transformer
 
-from demo.city import generate
+from demo.city import CITY_CENTRE_LONLAT, generate
 from telemetry.broker import project_broker_dir
+
+SRID = 4550  # the storage CRS the migrations declare (load_demo reads it from the schema)
+
+
+def number(engine: sa.Engine, query: str) -> float:
+    """The one number a query answers."""
+    value = scalar(engine, query)
+    assert isinstance(value, int | float), value
+    return value
 
 
 def test_pipe_count_is_exactly_what_was_asked(engine: sa.Engine) -> None:
@@ -25,7 +34,7 @@ def test_pipe_count_is_exactly_what_was_asked(engine: sa.Engine) -> None:
 
 @pytest.mark.parametrize(("pipes", "seed"), [(300, 42), (400, 42), (1000, 42), (850, 7), (7777, 1), (40000, 1)])
 def test_generator_hits_any_size_exactly(pipes: int, seed: int) -> None:
-    tables = generate(pipes, seed=seed).tables
+    tables = generate(pipes, seed=seed, srid=SRID).tables
     assert len(tables["pipe"][0]) == pipes
     # even the smallest city has both enterprises' schools, hospitals and malls
     sites = tables["sensitive_site"][0]
@@ -34,7 +43,7 @@ def test_generator_hits_any_size_exactly(pipes: int, seed: int) -> None:
 
 
 def test_generator_is_deterministic_for_a_seed() -> None:
-    first, again, other = (generate(1500, seed=s).tables for s in (3, 3, 4))
+    first, again, other = (generate(1500, seed=s, srid=SRID).tables for s in (3, 3, 4))
     for table in ("pipe", "valve", "customer"):
         a, b = first[table][0], again[table][0]
         assert a.drop(columns="geom").equals(b.drop(columns="geom")), table
@@ -59,7 +68,7 @@ def test_pipe_ends_coincide_with_their_nodes_in_3d(engine: sa.Engine) -> None:
                    AND ST_Z(ST_EndPoint(p.geom)) = ST_Z(t.geom))""")
     assert mismatched == 0
     # Z is the pipe-top elevation: ground elevation minus burial depth, at both ends
-    off = scalar(engine, """
+    off = number(engine, """
         SELECT count(*) FROM pipe
         WHERE abs(ST_Z(ST_StartPoint(geom)) - (start_elevation_m - start_depth_m)) > 0.01
            OR abs(ST_Z(ST_EndPoint(geom)) - (end_elevation_m - end_depth_m)) > 0.01""")
@@ -116,13 +125,13 @@ def test_tiers_meet_only_at_regulators(engine: sa.Engine) -> None:
 
 
 def test_valves_sit_on_an_end_of_their_pipe(engine: sa.Engine) -> None:
-    off = scalar(engine, """
+    off = number(engine, """
         SELECT count(*) FROM valve v JOIN pipe p ON p.id = v.pipe_id JOIN node n ON n.id = v.node_id
         WHERE v.node_id NOT IN (p.from_node_id, p.to_node_id)
            OR ST_Distance(v.geom, n.geom) > 2.0 OR ST_Distance(v.geom, p.geom) > 0.001""")
     assert off == 0
-    assert scalar(engine, "SELECT count(*) FROM valve WHERE normal_state = 'closed'") > 0
-    assert scalar(engine, "SELECT count(*) FROM valve WHERE operability <> 'operable'") > 0
+    assert number(engine, "SELECT count(*) FROM valve WHERE normal_state = 'closed'") > 0
+    assert number(engine, "SELECT count(*) FROM valve WHERE operability <> 'operable'") > 0
 
 
 def test_customers_hang_on_service_points(engine: sa.Engine) -> None:
@@ -158,7 +167,7 @@ def test_no_node_sits_on_a_pipe_of_its_tier_without_joining_it(engine: sa.Engine
 
 def test_materials_and_ages_make_old_iron_and_steel(engine: sa.Engine) -> None:
     with engine.connect() as conn:
-        old = dict(conn.execute(sa.text(
+        old: dict[int, int] = dict(conn.execute(sa.text(
             "SELECT material, count(*) FROM pipe WHERE build_year <= 2005 GROUP BY 1")).all())
         materials = set(conn.execute(sa.text("SELECT DISTINCT material FROM pipe")).scalars())
     assert old.get(10, 0) > 0 and old.get(1, 0) > 0  # grey cast iron and steel over 20 years old
@@ -167,14 +176,29 @@ def test_materials_and_ages_make_old_iron_and_steel(engine: sa.Engine) -> None:
 
 def test_sentries_hazards_and_sensitive_sites_are_placed(engine: sa.Engine) -> None:
     with engine.connect() as conn:
-        kinds = dict(conn.execute(sa.text("SELECT location_kind, count(*) FROM sentry GROUP BY 1")).all())
-        sites = dict(conn.execute(sa.text("SELECT site_type, count(*) FROM sensitive_site GROUP BY 1")).all())
+        kinds: dict[str, int] = dict(conn.execute(sa.text(
+            "SELECT location_kind, count(*) FROM sentry GROUP BY 1")).all())
+        sites: dict[int, int] = dict(conn.execute(sa.text(
+            "SELECT site_type, count(*) FROM sensitive_site GROUP BY 1")).all())
     assert kinds.get("valve_chamber", 0) > 0 and kinds.get("sensitive_site", 0) > 0 and kinds.get("station", 0) > 0
     assert set(sites) <= {10, 13, 85} and len(sites) >= 2
     # a sensitive-site sentry stands inside or at the edge of its site (≤ 40 m)
-    assert scalar(engine, """SELECT max(ST_Distance(s.geom, m.geom)) FROM sentry s
+    assert number(engine, """SELECT max(ST_Distance(s.geom, m.geom)) FROM sentry s
                              JOIN sensitive_site m ON m.id = s.sensitive_site_id""") <= 40
-    assert scalar(engine, "SELECT count(*) FROM hazard WHERE check_status < 4") > 0
+    assert number(engine, "SELECT count(*) FROM hazard WHERE check_status < 4") > 0
+
+
+def test_generator_places_the_city_in_the_crs_it_is_given() -> None:
+    """Another CGCS2000 zone (EPSG:4549, CM 120°E) than the schema's: the same city, there."""
+    home, elsewhere = (generate(300, seed=42, srid=srid).tables for srid in (SRID, 4549))
+    for table, (frame, geometry_columns) in elsewhere.items():
+        for column in geometry_columns:
+            assert set(shapely.get_srid(frame[column].dropna().to_numpy())) == {4549}, (table, column)
+        assert frame.drop(columns=list(geometry_columns)).equals(
+            home[table][0].drop(columns=list(geometry_columns))), table
+    x, y = shapely.get_coordinates(shapely.centroid(shapely.multilinestrings(elsewhere["pipe"][0]["geom"]))).T
+    lon, lat = Transformer.from_crs("EPSG:4549", "EPSG:4490", always_xy=True).transform(x[0], y[0])
+    assert abs(lon - CITY_CENTRE_LONLAT[0]) < 0.05 and abs(lat - CITY_CENTRE_LONLAT[1]) < 0.05
 
 
 def test_the_city_lies_in_anshan(engine: sa.Engine) -> None:
@@ -211,7 +235,7 @@ def test_load_demo_and_demo_commands_work_end_to_end(scratch_url: str) -> None:
                 page = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
                 break
             except requests.ConnectionError:
-                assert server.poll() is None, server.stderr.read()
+                assert server.poll() is None, server.stderr and server.stderr.read()
                 assert time.monotonic() < deadline, "demo did not start serving"
                 time.sleep(0.3)
         assert page.status_code == 200

@@ -20,6 +20,7 @@ import requests
 from browser_support import Watched, watch
 
 from app.map import basemap_config
+from core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "map-burst.png"
@@ -134,10 +135,11 @@ def listed_valves(page: Any, selector: str = "#burst-valves li[data-valve]") -> 
 # --- tests -------------------------------------------------------------------------------------------
 
 
-def test_basemap_config_from_environment() -> None:
-    assert basemap_config({}) is None
-    config = basemap_config({"QIWANG_BASEMAP_URL": "http://t0.example/vec_w/wmts?tk={key}&TILEROW={y}&TILECOL={x}&TILEMATRIX={z}",
-                             "QIWANG_BASEMAP_KEY": "abc"})
+def test_basemap_config_from_the_settings() -> None:
+    assert basemap_config(load_settings({})) is None
+    config = basemap_config(load_settings({
+        "QIWANG_BASEMAP_URL": "http://t0.example/vec_w/wmts?tk={key}&TILEROW={y}&TILECOL={x}&TILEMATRIX={z}",
+        "QIWANG_BASEMAP_KEY": "abc"}))
     assert config == {"url": "http://t0.example/vec_w/wmts?tk=abc&TILEROW={y}&TILECOL={x}&TILEMATRIX={z}",
                       "attribution": ""}
 

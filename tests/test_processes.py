@@ -567,9 +567,9 @@ def test_jobs_prune_removes_the_old_jobs_and_their_files(manager: QiwangJobManag
     (("--older-than", "0"), {}, "qiwang: error: invalid value for '--older-than': 0.0 is not in the range x>0"),
     (("--older-than", "soon"), {}, "qiwang: error: invalid value for '--older-than': 'soon' is not a valid float"),
     ((), {"QIWANG_JOBS_RETENTION_DAYS": "a week"},
-     "qiwang: error: QIWANG_JOBS_RETENTION_DAYS: 'a week' is not a number of days (more than 0)"),
+     "qiwang: error: QIWANG_JOBS_RETENTION_DAYS: 'a week' is not a positive number of days"),
     ((), {"QIWANG_JOBS_RETENTION_DAYS": "-1"},
-     "qiwang: error: QIWANG_JOBS_RETENTION_DAYS: '-1' is not a number of days (more than 0)"),
+     "qiwang: error: QIWANG_JOBS_RETENTION_DAYS: '-1' is not a positive number of days"),
 ])
 def test_jobs_prune_refuses_a_retention_that_is_no_number_of_days(tiers: str, args: tuple[str, ...], env: dict,
                                                                  message: str) -> None:

@@ -22,7 +22,7 @@ from pymodbus.client import ModbusTcpClient
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from core.errors import QiwangError
+from core.errors import InvalidInput
 from telemetry.broker import free_port
 from telemetry.modbus import ModbusPoller, decode, load_config, plan_reads
 from telemetry.payload import Message, Reading, Rejection, parse
@@ -48,7 +48,7 @@ UNIT1_HOLDING = (
     + regs(12_345_678, DT.UINT32, "little")         # 8-9    flow_m3h       123456.78
     + regs(0.35, DT.FLOAT32)                        # 10-11  pressure_kpa   0.35 MPa = 350 kPa
 )
-UNIT1_INPUT = regs(3600, DT.UINT16) + [0, 0, 0, 0] + regs(655, DT.UINT16)  # 0 battery_v, 5 humidity_pct
+UNIT1_INPUT = [*regs(3600, DT.UINT16), 0, 0, 0, 0, *regs(655, DT.UINT16)]  # 0 battery_v, 5 humidity_pct
 UNIT2_HOLDING = regs(2500, DT.UINT16) + regs(32, DT.UINT16) + regs(215, DT.INT16)  # 100, 101, 102
 
 
@@ -94,7 +94,7 @@ class ServerThread:
         try:
             server = ModbusTcpServer(self._devices, address=("127.0.0.1", self.port))
             await server.serve_forever(background=True)
-        except BaseException as exc:  # reported by start()
+        except BaseException as exc:  # noqa: BLE001 - reported by start(), which raises it in the test
             self._error = exc
             self._ready.set()
             return
@@ -202,7 +202,7 @@ def test_decodes_every_type_and_survives_failures(server: ServerThread, tmp_path
         a, b = (body(m) for m in messages)
         assert a["values"] == EXPECTED_A
         assert b["values"] == EXPECTED_B
-        for message, payload in zip(messages, (a, b)):
+        for message, payload in zip(messages, (a, b), strict=True):
             assert message.source == "modbus"
             assert message.received_at == T0
             assert payload["ts"] == "2026-11-23T08:00:00.123Z"
@@ -357,54 +357,98 @@ def test_example_config_loads() -> None:
     assert decode(config.devices[1].registers[0], [5000]) == 300.0  # 5000 counts × 0.06 kPa
 
 
+MEASURE_NAMES = ("ch4_lel, pressure_kpa, temperature_c, battery_v, flow_m3h, signal_dbm, humidity_pct, co_ppm, "
+                 "h2s_ppm, volume_m3")
+DEVICE_KEYS = "device_code, device_type, enterprise_code, interval_s, registers, unit_id"
 CONFIG_ERRORS = [
-    # (change to a valid config, words the message must contain)
+    # (change to a valid config, the message after the file name: key path as yq writes it, and reason)
     (lambda c: c[0]["devices"][0]["registers"][0].update(measure="pressure_psi"),
-     "endpoint 1 device RTU0001 register 1: measure must be one of"),
+     f"endpoints[0].devices[0].registers[0].measure: must be one of {MEASURE_NAMES}, not 'pressure_psi'"),
     (lambda c: c[0]["devices"][0]["registers"][1].update(type="int64"),
-     "endpoint 1 device RTU0001 register 2: type must be one of int16, uint16, int32, uint32, float32"),
+     "endpoints[0].devices[0].registers[1].type: must be one of int16, uint16, int32, uint32, float32, not 'int64'"),
     (lambda c: c[0]["devices"][0]["registers"][0].update(unit="psi"),
-     "endpoint 1 device RTU0001 register 1: unit 'psi' cannot be converted to kPa"),
+     "endpoints[0].devices[0].registers[0].unit: 'psi' cannot be converted to kPa for pressure_kpa "
+     "(accepted: kPa, MPa, Pa, bar)"),
     (lambda c: c[0]["devices"][0]["registers"][1].update(unit="K"),
-     "register 2: unit 'K' cannot be converted to °C"),
+     "endpoints[0].devices[0].registers[1].unit: 'K' cannot be converted to °C for temperature_c "
+     "(accepted: °C, ℃, C, degC)"),
     (lambda c: c[0]["devices"][0].update(enterprise_code="210302000"),
-     "endpoint 1 device RTU0001: enterprise_code must be 10 digits"),
+     "endpoints[0].devices[0].enterprise_code: must be 10 digits, not '210302000'"),
     (lambda c: c[0]["devices"][0].update(enterprise_code=2103020001),
-     "enterprise_code must be 10 digits in quotes"),
+     "endpoints[0].devices[0].enterprise_code: must be 10 digits in quotes (YAML reads unquoted digits as a "
+     "number), not 2103020001"),
+    (lambda c: c[0]["devices"][0].update(device_code="RTU 1"),
+     "endpoints[0].devices[0].device_code: must be 1-64 letters, digits, '_', '.', '-', not 'RTU 1'"),
     (lambda c: c[0]["devices"][0]["registers"][0].update(address=65535),
-     "register 1: address must be an integer 0-65534"),
+     "endpoints[0].devices[0].registers[0].address: must be at most 65534 for float32 (2 registers), not 65535"),
+    (lambda c: c[0]["devices"][0]["registers"][0].update(address=-1),
+     "endpoints[0].devices[0].registers[0].address: must be an integer 0-65535 (0-based; holding register 40001 "
+     "is address 0), not -1"),
     (lambda c: c[0]["devices"][0]["registers"][0].update(word_order="mixed"),
-     "register 1: word_order must be big or little"),
+     "endpoints[0].devices[0].registers[0].word_order: must be one of big, little, not 'mixed'"),
+    (lambda c: c[0]["devices"][0]["registers"][0].update(scale=0),
+     "endpoints[0].devices[0].registers[0].scale: must be a non-zero number, not 0"),
+    (lambda c: c[0]["devices"][0]["registers"][1].update(measure="pressure_kpa", unit="kPa"),
+     "endpoints[0].devices[0].registers[1].measure: pressure_kpa is mapped twice; a reading has one value each"),
     (lambda c: c[0]["devices"][0].update(slave=1),
-     "endpoint 1 device RTU0001: unknown keys slave"),
+     f"endpoints[0].devices[0]: unknown key slave (allowed: {DEVICE_KEYS})"),
+    (lambda c: c[0]["devices"][0].pop("interval_s"), "endpoints[0].devices[0]: missing interval_s"),
+    (lambda c: c[0]["devices"][0].update(unit_id=300),
+     "endpoints[0].devices[0].unit_id: must be an integer 0-255, not 300"),
+    (lambda c: c[0]["devices"][0].update(interval_s=float("inf")),
+     "endpoints[0].devices[0].interval_s: must be a positive number of seconds, not inf"),
     (lambda c: c[0]["devices"][0].update(device_type="scada"),
-     "device RTU0001: device_type must be one of sentry, rtu, alarm, meter"),
-    (lambda c: c[0].update(port=70000), "endpoint 1: port must be an integer 1-65535"),
-    (lambda c: c[0]["devices"].append(c[0]["devices"][0]), "is configured twice"),
+     "endpoints[0].devices[0].device_type: must be one of sentry, rtu, alarm, meter, not 'scada'"),
+    (lambda c: c[0].update(port=70000), "endpoints[0].port: must be an integer 1-65535, not 70000"),
+    (lambda c: c[0].update(port=502.0), "endpoints[0].port: must be an integer 1-65535, not 502.0"),
+    (lambda c: c[0]["devices"].append(c[0]["devices"][0]),
+     "endpoints[0].devices[1]: rtu RTU0001 of enterprise 2103020001 is configured twice"),
 ]
 
 
 @pytest.mark.parametrize(("change", "expected"), CONFIG_ERRORS)
-def test_config_errors_name_file_entry_and_field(tmp_path: Path, change: Any, expected: str) -> None:
+def test_config_errors_name_file_key_path_and_reason(tmp_path: Path, change: Any, expected: str) -> None:
     endpoints = [{"host": "127.0.0.1", "port": 1502, "devices": [device(1, "RTU0001", [
         reg("pressure_kpa", 0, "kPa", type="float32"), reg("temperature_c", 2, "°C", type="int16")])]}]
     write_config(tmp_path, endpoints)
     load_config(tmp_path / "modbus.yaml")  # valid before the change
     change(endpoints)
     path = write_config(tmp_path, endpoints)
-    with pytest.raises(QiwangError) as raised:
+    with pytest.raises(InvalidInput) as raised:
         load_config(path)
-    assert str(raised.value).startswith(f"{path}: ")
-    assert expected in str(raised.value)
+    assert str(raised.value) == f"{path}: {expected}"
+    assert raised.value.field == str(path)
+
+
+def test_config_as_a_bare_list_of_endpoints(tmp_path: Path) -> None:
+    """The file may be the list itself: key paths then start at the list."""
+    path = tmp_path / "bare.yaml"
+    endpoints: list[dict[str, Any]] = [
+        {"host": "127.0.0.1", "devices": [device(1, "RTU0001", [reg("pressure_kpa", 0, "kPa")])]}]
+    path.write_text(yaml.safe_dump(endpoints), encoding="utf-8")
+    assert [d.device_code for d in load_config(path).devices] == ["RTU0001"]
+    endpoints[0]["timeout_s"] = 0
+    path.write_text(yaml.safe_dump(endpoints), encoding="utf-8")
+    with pytest.raises(InvalidInput) as raised:
+        load_config(path)
+    assert str(raised.value) == f"{path}: [0].timeout_s: must be a positive number of seconds, not 0"
+    path.write_text("[]", encoding="utf-8")
+    with pytest.raises(InvalidInput) as raised:
+        load_config(path)
+    assert str(raised.value) == f"{path}: must be a non-empty list of endpoints, not []"
 
 
 def test_unreadable_config_file(tmp_path: Path) -> None:
-    with pytest.raises(QiwangError, match="missing.yaml: cannot read"):
-        load_config(tmp_path / "missing.yaml")
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(InvalidInput) as raised:
+        load_config(missing)
+    assert str(raised.value) == f"{missing}: cannot read the Modbus config: No such file or directory"
     broken = tmp_path / "broken.yaml"
     broken.write_text("endpoints: [", encoding="utf-8")
-    with pytest.raises(QiwangError, match="broken.yaml: cannot read"):
+    with pytest.raises(InvalidInput) as raised:
         load_config(broken)
+    assert str(raised.value) == (f"{broken}: cannot read the Modbus config: not YAML: expected the node content, "
+                                 "but found '<stream end>' at line 1, column 13")
 
 
 def test_float32_words_are_ieee754() -> None:

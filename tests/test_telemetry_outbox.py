@@ -7,10 +7,14 @@ are chosen instants, so nothing here depends on how fast the machine is.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,6 +24,7 @@ from core.errors import QiwangError
 from telemetry import outbox
 from telemetry.outbox import OutboxSender, enqueue, enqueue_many, purge, status
 
+ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 KINDS = ("readings", "alarm", "alarm_event", "device_status")
 
@@ -110,7 +115,7 @@ def all_ids(conn: psycopg.Connection, where: str = "TRUE", params: tuple = ()) -
     return [r[0] for r in conn.execute(f"SELECT id FROM outbox WHERE {where} ORDER BY id", params)]
 
 
-def sender(conninfo: str, receiver: Receiver, at: datetime = NOW, **kw: object) -> OutboxSender:
+def sender(conninfo: str, receiver: Receiver, at: datetime = NOW, **kw: Any) -> OutboxSender:
     return OutboxSender(conninfo, receiver.url, clock=lambda: at, timeout_s=5, **kw)
 
 
@@ -126,7 +131,7 @@ def test_backlog_of_91_days_is_kept_and_replayed_in_order(conn: psycopg.Connecti
     assert report.oldest_pending_created_at == NOW - timedelta(days=91)
     # Only the batch it tried carries the failure.
     assert conn.execute("SELECT array_agg(id ORDER BY id) FROM outbox WHERE attempts = 1 "
-                        "AND last_error = 'connection refused'").fetchone()[0] == ids[:64]
+                        "AND last_error = 'connection refused'").fetchone() == (ids[:64],)
     assert all_ids(conn, "attempts = 0 AND last_error IS NULL") == ids[64:]
     st = status(conn, NOW)
     assert (st["pending"], st["last_sent_at"], st["last_error"], st["attempts"]) == (300, None, "connection refused", 1)
@@ -316,3 +321,36 @@ def test_naive_instants_are_refused(conn: psycopg.Connection) -> None:
         enqueue(conn, "alarm", {}, datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="timezone-aware"):
         purge(conn, datetime(2026, 1, 1))
+
+
+def qiwang_outbox_send(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`./qiwang outbox send` as an operator runs it, with settings from `env` only."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("QIWANG_REGULATOR")}
+    return subprocess.run([str(ROOT / "qiwang"), "outbox", "send", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**environ, "DATABASE_URL": db_url, **env}, stdin=subprocess.DEVNULL, timeout=300)
+
+
+def test_the_regulator_token_setting_is_sent_as_bearer(conn: psycopg.Connection, db_url: str, tmp_path: Path,
+                                                       receiver: Receiver) -> None:
+    """QIWANG_REGULATOR_TOKEN (or the settings file's regulator_token) reaches the endpoint."""
+    ids = backlog(conn, n=3)
+    done = qiwang_outbox_send(db_url, "--regulator-url", receiver.url, QIWANG_REGULATOR_TOKEN="t0ken-from-env")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "sent 3 in 1 batches; pending 0\n"
+    assert [r["auth"] for r in receiver.requests] == ["Bearer t0ken-from-env"]
+    assert receiver.ids() == ids
+
+    # URL and token from the settings file; the environment's token wins over the file's.
+    conn.execute("UPDATE outbox SET sent_at = NULL")
+    settings = tmp_path / "qiwang.toml"
+    settings.write_text(f'regulator_url = "{receiver.url}"\nregulator_token = "t0ken-from-file"\n', encoding="utf-8")
+    done = qiwang_outbox_send(db_url, QIWANG_SETTINGS_FILE=str(settings))
+    assert done.returncode == 0, done.stderr
+    done = qiwang_outbox_send(db_url, QIWANG_SETTINGS_FILE=str(settings), QIWANG_REGULATOR_TOKEN="t0ken-from-env")
+    assert done.returncode == 0, done.stderr
+    assert [r["auth"] for r in receiver.requests] == ["Bearer t0ken-from-env", "Bearer t0ken-from-file"]
+    assert done.stdout == "sent 0 in 0 batches; pending 0\n"   # the file's run had sent them
+
+    done = qiwang_outbox_send(db_url, QIWANG_SETTINGS_FILE=str(settings), QIWANG_REGULATOR_TOKEN="two words")
+    assert (done.returncode, done.stderr) == (1, "qiwang: error: QIWANG_REGULATOR_TOKEN: must be printable, "
+                                                 "without spaces\n")

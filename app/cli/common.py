@@ -7,7 +7,6 @@ usage errors answer at once.
 from __future__ import annotations
 
 import datetime
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from core.errors import QiwangError
+from core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from db.cluster import EmbeddedCluster
@@ -35,13 +35,22 @@ def embedded_cluster() -> EmbeddedCluster:
 
 
 
+def settings() -> Settings:
+    """The settings of the running command, read once when it started (the root group's callback);
+    read now when called outside a command (a test calling a helper directly)."""
+    context = click.get_current_context(silent=True)
+    obj = context.find_root().obj if context is not None else None
+    return obj if isinstance(obj, Settings) else load_settings()
+
+
+
 def external_url() -> str | None:
-    """The normalised DATABASE_URL, or None when the embedded cluster is in use."""
-    if not os.environ.get("DATABASE_URL"):
+    """The normalised database_url setting (DATABASE_URL), or None when the embedded cluster is in use."""
+    if not settings().database_url:
         return None
     from db.engine import owner_url
 
-    return owner_url()
+    return owner_url(settings())
 
 
 
@@ -51,12 +60,12 @@ def ready_database(owner: bool = False) -> str:
     tables or run longer than the application role's statement_timeout)."""
     from db.engine import database_url, ensure_database, owner_url
 
-    url = owner_url()
+    url = owner_url(settings())
     ensure_database(url)
     from db.migrate import upgrade
 
     upgrade(url, "head")
-    return url if owner else database_url()
+    return url if owner else database_url(settings())
 
 
 
@@ -72,12 +81,13 @@ def load_demo_city(url: str, pipes: int, seed: int) -> None:
 
 
 def web_app(url: str, public_url: str):
-    """The Flask app as `serve` and `demo` run it: unexpected errors logged with their tracebacks
-    to var/log/qiwang.log (app.logging_setup), answered as JSON 500 without one."""
+    """The Flask app as `serve` and `demo` run it, with the command's settings: unexpected errors
+    logged with their tracebacks to var/log/qiwang.log (app.logging_setup), answered as JSON 500
+    without one."""
     from app.logging_setup import install_error_logging
     from app.web import create_app
 
-    app = create_app(url, public_url)
+    app = create_app(url, public_url, settings=settings())
     install_error_logging(app, ERROR_LOG)
     return app
 
@@ -87,13 +97,11 @@ def serve_app(url: str, host: str, port: int) -> None:
     """Serve the web app with waitress (a production WSGI server; Flask's own is for debugging)."""
     import waitress
 
-    from app import limits
-
     try:
-        server = waitress.create_server(web_app(url, os.environ.get("QIWANG_PUBLIC_URL") or f"http://{host}:{port}"),
+        server = waitress.create_server(web_app(url, settings().public_url or f"http://{host}:{port}"),
                                         host=host, port=port, threads=8,
                                         # waitress would buffer up to 1 GB before the app's own 413
-                                        max_request_body_size=limits.from_environment().max_body_bytes)
+                                        max_request_body_size=settings().max_body_bytes)
     except OSError as exc:
         raise QiwangError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(f"Qiwang is at http://{host}:{port}/  (Ctrl-C stops it)")

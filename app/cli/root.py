@@ -12,7 +12,12 @@ def cli(ctx: click.Context) -> None:
     """气网 Qiwang — 城市燃气管网 GIS 平台 / a GIS platform for city gas networks.
 
     With no DATABASE_URL, Qiwang runs its own PostgreSQL + PostGIS under ./var/.
+    Settings: environment variables and QIWANG_SETTINGS_FILE (TOML), see core/settings.py.
     """
+    from core.settings import load_settings
+
+    # Read once, when the command starts: every command takes them from here (app.cli.common.settings).
+    ctx.obj = load_settings()
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 

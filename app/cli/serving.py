@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
 import click
 
-from app.cli.common import PROJECT_ROOT, load_demo_city, ready_database, serve_app, shown_path
+from app.cli.common import PROJECT_ROOT, load_demo_city, ready_database, serve_app, settings, shown_path
 from app.cli.root import cli
 
 # From the smallest city that still has every feature (both enterprises, crossings, all tiers) to
@@ -57,7 +56,7 @@ def demo(port: int, pipes: int, seed: int) -> None:
     from db.engine import database_url, get_engine
 
     owner = ready_database(owner=True)
-    url = database_url()
+    url = database_url(settings())
     with get_engine(url).connect() as conn:
         has_pipes = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM pipe)")).scalar()
     if not has_pipes:
@@ -92,9 +91,10 @@ def _start_demo_telemetry(url: str):
 
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     broker = None
-    if os.environ.get("QIWANG_MQTT_URL"):
+    config = settings()
+    if config.mqtt_url:
         # An existing broker: the URL's account must read qiwang/# and publish the devices' topics.
-        ingest_address = simulator_address = parse_mqtt_url()
+        ingest_address = simulator_address = parse_mqtt_url(config.mqtt_url, config.name_of("mqtt_url"))
     else:
         from telemetry.broker import free_port, project_broker_dir
 
@@ -104,7 +104,7 @@ def _start_demo_telemetry(url: str):
                              gateways={DEMO_SIMULATOR_ACCOUNT: enterprises}).start()
         ingest_address, simulator_address = broker.ingest, broker.account(DEMO_SIMULATOR_ACCOUNT)
     service = TelemetryService(conninfo, broker=ingest_address, client_id="qiwang-demo-ingest", local_broker=broker,
-                               regulator_url=os.environ.get("QIWANG_REGULATOR_URL")).start()
+                               regulator_url=config.regulator_url, regulator_token=config.regulator_token).start()
     devices = load_simulated_devices(conninfo)
     # Every device about once a minute (sentries report every 300 s in the field: the demo is livelier).
     simulator = Simulator(devices, simulator_address, rate=max(2.0, len(devices) / 60),

@@ -5,20 +5,43 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from app.cli.common import ready_database
+from app.cli.common import ready_database, settings
 from app.cli.format import number, pad, shown
 from app.cli.root import cli
 from core.errors import QiwangError
 
+if TYPE_CHECKING:
+    from telemetry.broker import BrokerAddress
+
 RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True, dir_okay=False),
                      help="Alarm rules (YAML) in place of data/alarm_rules.yaml.")
-REGULATOR = click.option("--regulator-url", envvar="QIWANG_REGULATOR_URL",
-                         help="Regulator endpoint (HTTP POST) for the outbox; env QIWANG_REGULATOR_URL.")
-BROKER = click.option("--broker", "broker_url", envvar="QIWANG_MQTT_URL", default="mqtt://127.0.0.1:1883",
-                      show_default=True, help="MQTT broker, mqtt://[user:password@]host:port; env QIWANG_MQTT_URL.")
+REGULATOR = click.option("--regulator-url",
+                         help="Regulator endpoint (HTTP POST) for the outbox; default: the regulator_url setting "
+                              "(QIWANG_REGULATOR_URL). Its token is the regulator_token setting "
+                              "(QIWANG_REGULATOR_TOKEN).")
+BROKER = click.option("--broker", "broker_url",
+                      help="MQTT broker, mqtt://[user:password@]host:port; default: the mqtt_url setting "
+                           "(QIWANG_MQTT_URL), else mqtt://127.0.0.1:1883.")
+
+
+def _broker(option: str | None) -> BrokerAddress:
+    """The broker of --broker, else of the mqtt_url setting, else the local default."""
+    from telemetry.broker import parse_mqtt_url
+
+    if option:
+        return parse_mqtt_url(option, "--broker")
+    return parse_mqtt_url(settings().mqtt_url, settings().name_of("mqtt_url"))
+
+
+def _regulator(option: str | None) -> tuple[str | None, str | None]:
+    """(endpoint, token) of the outbox: --regulator-url, else the regulator_url setting; the token
+    only from the settings (a command-line option would show it in `ps`)."""
+    url = option or settings().regulator_url
+    return url, settings().regulator_token if url else None
 
 
 def _conninfo() -> str:
@@ -39,9 +62,10 @@ def _run_service(**options) -> None:
         pass
     finally:
         service.stop()
-        stats = service.pipeline.stats
-        click.echo(f"stored {stats.stored:,}, duplicates {stats.duplicates:,}, quarantined {stats.quarantined:,}, "
-                   f"alarm transitions {stats.alarms:,}", err=True)
+        if service.pipeline is not None:
+            stats = service.pipeline.stats
+            click.echo(f"stored {stats.stored:,}, duplicates {stats.duplicates:,}, "
+                       f"quarantined {stats.quarantined:,}, alarm transitions {stats.alarms:,}", err=True)
 
 
 @cli.group(invoke_without_command=True)
@@ -58,16 +82,16 @@ def ingest(ctx: click.Context) -> None:
 @REGULATOR
 @click.option("--client-id", default="qiwang-ingest", show_default=True,
               help="MQTT client id: the persistent session the broker keeps for this ingest.")
-def ingest_mqtt(broker_url: str, rules: Path | None, regulator_url: str | None, client_id: str) -> None:
+def ingest_mqtt(broker_url: str | None, rules: Path | None, regulator_url: str | None, client_id: str) -> None:
     """Subscribe to qiwang/{enterprise}/{device_type}/{device}/telemetry (QoS 1) and store it.
 
     Readings are stored once per device and timestamp; what cannot be stored goes to
     reading_quarantine with the reason; alarms are raised by the rules and published on
     qiwang/{enterprise}/alarms/{device_type}/{device}.
     """
-    from telemetry.broker import parse_mqtt_url
-
-    _run_service(broker=parse_mqtt_url(broker_url), rules_file=rules, regulator_url=regulator_url, client_id=client_id)
+    url, token = _regulator(regulator_url)
+    _run_service(broker=_broker(broker_url), rules_file=rules, regulator_url=url, regulator_token=token,
+                 client_id=client_id)
 
 
 @ingest.command("modbus")
@@ -77,7 +101,8 @@ def ingest_mqtt(broker_url: str, rules: Path | None, regulator_url: str | None, 
 @REGULATOR
 def ingest_modbus(config: Path, rules: Path | None, regulator_url: str | None) -> None:
     """Poll Modbus TCP devices into the same pipeline (checks, storage, alarms)."""
-    _run_service(modbus_config=config, rules_file=rules, regulator_url=regulator_url)
+    url, token = _regulator(regulator_url)
+    _run_service(modbus_config=config, rules_file=rules, regulator_url=url, regulator_token=token)
 
 
 @cli.command()
@@ -93,15 +118,14 @@ def ingest_modbus(config: Path, rules: Path | None, regulator_url: str | None) -
 @click.option("--seed", type=int, default=1, show_default=True)
 @BROKER
 def simulate(n_devices: int | None, rate: float, duration: float | None, leaks: float, silent: float, seed: int,
-             broker_url: str) -> None:
+             broker_url: str | None) -> None:
     """Publish realistic telemetry for the demo city's sentries and RTUs over MQTT."""
-    from telemetry.broker import parse_mqtt_url
     from telemetry.simulate import Simulator, load_simulated_devices
 
+    broker = _broker(broker_url)
     devices = load_simulated_devices(_conninfo(), n_devices)
-    simulator = Simulator(devices, parse_mqtt_url(broker_url), rate, seed=seed, leak_fraction=leaks,
-                          silent_fraction=silent)
-    click.echo(f"simulating {len(devices):,} devices at {rate:g} messages/s on {parse_mqtt_url(broker_url).url}", err=True)
+    simulator = Simulator(devices, broker, rate, seed=seed, leak_fraction=leaks, silent_fraction=silent)
+    click.echo(f"simulating {len(devices):,} devices at {rate:g} messages/s on {broker.url}", err=True)
     stop = threading.Event()
     try:
         report = simulator.run(duration, stop)
@@ -231,9 +255,10 @@ def outbox_send(regulator_url: str | None) -> None:
     """Send every pending record now, in order."""
     from telemetry.outbox import OutboxSender
 
-    if not regulator_url:
+    url, token = _regulator(regulator_url)
+    if not url:
         raise QiwangError("--regulator-url (or QIWANG_REGULATOR_URL) is needed")
-    report = OutboxSender(_conninfo(), regulator_url).send_pending()
+    report = OutboxSender(_conninfo(), url, token=token).send_pending()
     click.echo(f"sent {report.sent:,} in {report.batches} batches; pending {report.pending:,}"
                + (f"; stopped: {report.error}" if report.error else ""))
     if report.error:
@@ -257,7 +282,7 @@ def quarantine(ctx: click.Context) -> None:
 @click.option("--dry-run", is_flag=True, help="Count what would be replayed; send nothing.")
 @BROKER
 def quarantine_replay(device: str | None, since: datetime | None, any_reason: bool, dry_run: bool,
-                      broker_url: str) -> None:
+                      broker_url: str | None) -> None:
     """Publish quarantined messages of devices registered since then to the running ingest again.
 
     Oldest first, byte for byte, on their topic (QoS 1); each quarantine row is stamped replayed_at
@@ -268,7 +293,6 @@ def quarantine_replay(device: str | None, since: datetime | None, any_reason: bo
     """
     import psycopg
 
-    from telemetry.broker import parse_mqtt_url
     from telemetry.replay import replay, waiting
 
     since_utc = since.replace(tzinfo=UTC) if since else None
@@ -277,5 +301,6 @@ def quarantine_replay(device: str | None, since: datetime | None, any_reason: bo
             messages, devices = waiting(conn, device=device, since=since_utc, any_reason=any_reason)
         click.echo(f"{messages:,} messages of {devices:,} devices would be replayed")
         return
-    report = replay(_conninfo(), parse_mqtt_url(broker_url), device=device, since=since_utc, any_reason=any_reason)
-    click.echo(f"replayed {report.replayed:,} messages of {report.devices:,} devices on {parse_mqtt_url(broker_url).url}")
+    broker = _broker(broker_url)
+    report = replay(_conninfo(), broker, device=device, since=since_utc, any_reason=any_reason)
+    click.echo(f"replayed {report.replayed:,} messages of {report.devices:,} devices on {broker.url}")

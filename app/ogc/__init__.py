@@ -38,7 +38,8 @@ from db.engine import get_engine
 from spatial.ogc_provider import collections_of
 
 
-def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Blueprint:
+def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path,
+                  basemap: dict[str, str] | None = None) -> Blueprint:
     """The /ogc blueprint.
 
     Parameters
@@ -49,6 +50,8 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
         Where clients reach the server (its root): links in the answers are absolute, under it.
     jobs_dir
         Where asynchronous jobs' results are written.
+    basemap
+        The HTML pages' raster basemap ({url, attribution}), None for none.
 
     Returns
     -------
@@ -56,7 +59,7 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path) -> Bluepri
         Every /ogc route, with error handlers answering in the OGC API exception shape.
     """
     collections = collections_of(database_url)
-    config = build_config(collections, database_url, public_url, jobs_dir)
+    config = build_config(collections, database_url, public_url, jobs_dir, basemap)
     ctx = OgcContext(API(config, openapi_document(config, collections)), collections, get_engine(database_url))
     bp = Blueprint("ogc", __name__, url_prefix=PREFIX)
     for module in (documents, features, tiles, processes):

@@ -13,7 +13,6 @@ from typing import Any
 
 from pygeoapi.openapi import get_oas
 
-from app.map import basemap_config
 from app.ogc.html import html_vocabulary_of, templates_config
 from app.ogc.links import collection_url, link, style_links
 from app.processes import manager_definition, process_resources
@@ -27,7 +26,7 @@ PREFIX = "/ogc"
 # -- configuration ---------------------------------------------------------------------------------
 
 def build_config(collections: dict[str, Collection], database_url: str, public_url: str,
-                 jobs_dir: Path) -> dict:
+                 jobs_dir: Path, basemap: dict[str, str] | None = None) -> dict:
     """The pygeoapi configuration for these collections.
 
     Parameters
@@ -40,6 +39,9 @@ def build_config(collections: dict[str, Collection], database_url: str, public_u
         Where clients reach the server (its root); the API is at `public_url` + /ogc.
     jobs_dir
         Where asynchronous jobs' results are written.
+    basemap
+        The raster basemap of the HTML pages' maps ({url, attribution}; app.map.basemap_config),
+        None for none.
 
     Returns
     -------
@@ -89,9 +91,9 @@ def build_config(collections: dict[str, Collection], database_url: str, public_u
             "pretty_print": False,
             "limits": {"default_items": features.DEFAULT_LIMIT, "max_items": features.MAX_LIMIT},
             # HTML pages offline: our templates and assets (app/ogc/html.py); a basemap only when
-            # one is configured ($QIWANG_BASEMAP_URL), never a public tile server.
+            # one is configured (QIWANG_BASEMAP_URL), never a public tile server.
             "templates": templates_config(),
-            "map": basemap_config() or {"url": "", "attribution": ""},
+            "map": basemap or {"url": "", "attribution": ""},
             "manager": manager_definition(database_url, jobs_dir),
         },
         "logging": {"level": "ERROR"},

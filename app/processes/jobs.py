@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,31 +39,6 @@ from core.errors import InvalidInput, QiwangError
 from db.engine import get_engine, shown
 
 LOGGER = logging.getLogger(__name__)
-
-DEFAULT_RETENTION_DAYS = 7.0
-RETENTION_VARIABLE = "QIWANG_JOBS_RETENTION_DAYS"
-
-
-def retention_days() -> float:
-    """How many days asynchronous jobs and their result files are kept.
-
-    Returns
-    -------
-    float
-        $QIWANG_JOBS_RETENTION_DAYS (days, more than 0), or 7 when it is unset or empty.
-        InvalidInput naming the variable when it is not such a number.
-    """
-    raw = os.environ.get(RETENTION_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_RETENTION_DAYS
-    try:
-        days = float(raw)
-    except ValueError:
-        days = math.nan
-    if not (math.isfinite(days) and days > 0):
-        raise InvalidInput(RETENTION_VARIABLE, f"{raw!r} is not a number of days (more than 0)")
-    return days
-
 
 def _job(row: dict) -> dict:
     """A job row as pygeoapi's API and HTML templates expect it: times as ISO 8601 UTC strings."""
@@ -164,7 +138,7 @@ def prune_jobs(engine: sa.Engine, older_than_days: float, now: datetime | None =
     engine
         The Qiwang database (its `jobs` table).
     older_than_days
-        The retention, in days (more than 0; retention_days() by default at the command line).
+        The retention, in days (more than 0; the setting jobs_retention_days by default at the command line).
     now
         The time the ages are counted to (default: the current time).
 

@@ -1,0 +1,153 @@
+"""core.settings: one typed object from the environment and QIWANG_SETTINGS_FILE, checked once.
+
+No database: the settings are plain data in, plain data out.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from core.errors import InvalidInput
+from core.settings import Settings, load_settings
+
+pytestmark = pytest.mark.nodb
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def refused(environ: dict[str, str]) -> InvalidInput:
+    with pytest.raises(InvalidInput) as raised:
+        load_settings(environ)
+    return raised.value
+
+
+def test_defaults_without_environment_or_file() -> None:
+    settings = load_settings({})
+    assert settings == Settings()
+    assert (settings.database_url, settings.public_url, settings.mqtt_url, settings.regulator_url,
+            settings.regulator_token) == (None, None, None, None, None)
+    assert (settings.max_body_bytes, settings.statement_timeout, settings.process_statement_timeout,
+            settings.work_mem) == (1_048_576, "15s", "120s", "32MB")
+    assert (settings.cors_origins, settings.cors_api_origins, settings.jobs_retention_days) == ((), (), 7.0)
+    assert settings.name_of("work_mem") == "QIWANG_WORK_MEM"
+
+
+def test_every_variable_is_read_and_converted() -> None:
+    settings = load_settings({
+        "DATABASE_URL": "postgresql://owner:pw@db/gas", "QIWANG_APP_DATABASE_URL": "postgresql://qiwang_app:pw@db/gas",
+        "QIWANG_PUBLIC_URL": "https://gis.example.cn/qiwang", "QIWANG_MQTT_URL": "mqtt://ingest:pw@broker:1884",
+        "QIWANG_REGULATOR_URL": "https://regulator.example.cn/in", "QIWANG_REGULATOR_TOKEN": "s3cr3t-T0ken",
+        "QIWANG_MAX_BODY_BYTES": "2048", "QIWANG_STATEMENT_TIMEOUT": "5s",
+        "QIWANG_PROCESS_STATEMENT_TIMEOUT": "1min", "QIWANG_WORK_MEM": "64MB",
+        "QIWANG_CORS_ORIGINS": " https://map.example.cn/ ,http://localhost:8080", "QIWANG_CORS_API_ORIGINS": "",
+        "QIWANG_JOBS_RETENTION_DAYS": "0.5", "QIWANG_BASEMAP_URL": "https://t0.example/{z}/{x}/{y}?tk={key}",
+        "QIWANG_BASEMAP_KEY": "k", "QIWANG_BASEMAP_ATTRIBUTION": "© 天地图", "QIWANG_FUZZ_EXAMPLES": "5",
+    })
+    assert settings == Settings(
+        database_url="postgresql://owner:pw@db/gas", app_database_url="postgresql://qiwang_app:pw@db/gas",
+        public_url="https://gis.example.cn/qiwang", mqtt_url="mqtt://ingest:pw@broker:1884",
+        regulator_url="https://regulator.example.cn/in", regulator_token="s3cr3t-T0ken", max_body_bytes=2048,
+        statement_timeout="5s", process_statement_timeout="1min", work_mem="64MB",
+        cors_origins=("https://map.example.cn", "http://localhost:8080"), cors_api_origins=(),
+        jobs_retention_days=0.5, basemap_url="https://t0.example/{z}/{x}/{y}?tk={key}", basemap_key="k",
+        basemap_attribution="© 天地图")
+    assert settings.name_of("regulator_token") == "QIWANG_REGULATOR_TOKEN"
+    # Secrets (passwords in URLs, tokens, keys) stay out of logs and tracebacks.
+    assert not re.search(r"pw|s3cr3t|basemap_key", repr(settings))
+
+
+def test_the_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    path = tmp_path / "qiwang.toml"
+    path.write_text('public_url = "https://file.example.cn"\nmax_body_bytes = 4096\n'
+                    'cors_origins = ["https://a.example.cn", "https://b.example.cn"]\njobs_retention_days = 30\n'
+                    'work_mem = "16MB"\n', encoding="utf-8")
+    settings = load_settings({"QIWANG_SETTINGS_FILE": str(path), "QIWANG_WORK_MEM": "8MB", "QIWANG_PUBLIC_URL": ""})
+    assert (settings.public_url, settings.max_body_bytes, settings.cors_origins, settings.jobs_retention_days,
+            settings.work_mem) == ("https://file.example.cn", 4096, ("https://a.example.cn", "https://b.example.cn"),
+                                   30.0, "8MB")
+    assert settings.name_of("max_body_bytes") == f"{path}: max_body_bytes"
+    assert settings.name_of("work_mem") == "QIWANG_WORK_MEM"          # set in both: the environment's
+    assert settings.name_of("public_url") == f"{path}: public_url"    # set but empty: not set
+
+
+BAD_VALUES = [
+    ("QIWANG_MAX_BODY_BYTES", "1k", "'1k' is not a number of bytes (at least 1024)"),
+    ("QIWANG_MAX_BODY_BYTES", "1023", "'1023' is not a number of bytes (at least 1024)"),
+    ("QIWANG_CORS_ORIGINS", "https://ok.example.cn,*", "'*' is not an origin (scheme://host[:port], no wildcard)"),
+    ("QIWANG_CORS_API_ORIGINS", "https://a.example.cn/path",
+     "'https://a.example.cn/path' is not an origin (scheme://host[:port], no wildcard)"),
+    ("QIWANG_PUBLIC_URL", "gis.example.cn", "'gis.example.cn' is not an http:// or https:// URL"),
+    ("QIWANG_REGULATOR_URL", "ftp://regulator", "'ftp://regulator' is not an http:// or https:// URL"),
+    ("QIWANG_REGULATOR_TOKEN", "two words", "must be printable, without spaces"),
+    ("QIWANG_REGULATOR_TOKEN", "line\nbreak", "must be printable, without spaces"),
+    ("QIWANG_JOBS_RETENTION_DAYS", "0", "'0' is not a positive number of days"),
+    ("QIWANG_JOBS_RETENTION_DAYS", "nan", "'nan' is not a positive number of days"),
+    ("QIWANG_JOBS_RETENTION_DAYS", "a week", "'a week' is not a positive number of days"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "reason"), BAD_VALUES)
+def test_a_bad_variable_is_named_with_the_reason(variable: str, value: str, reason: str) -> None:
+    error = refused({variable: value})
+    assert (error.field, error.reason) == (variable, reason)
+    assert str(error) == f"{variable}: {reason}"
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("max_body_bytes = true", "True is not a number of bytes (at least 1024)"),
+    ("max_body_bytes = 100", "100 is not a number of bytes (at least 1024)"),
+    ('cors_origins = "https://a.example.cn"', None),    # one origin as text: accepted as in the environment
+    ("cors_origins = [1]", "[1] is not a list of origins"),
+    ("public_url = 5", "5 is not text"),
+    ("jobs_retention_days = -1", "-1 is not a positive number of days"),
+])
+def test_a_bad_file_value_names_the_file_and_key(tmp_path: Path, text: str, reason: str | None) -> None:
+    path = tmp_path / "qiwang.toml"
+    path.write_text(text + "\n", encoding="utf-8")
+    key = text.split(" ")[0]
+    if reason is None:
+        assert load_settings({"QIWANG_SETTINGS_FILE": str(path)}).cors_origins == ("https://a.example.cn",)
+        return
+    assert str(refused({"QIWANG_SETTINGS_FILE": str(path)})) == f"{path}: {key}: {reason}"
+
+
+def test_an_unreadable_or_unknown_file_content_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    assert str(refused({"QIWANG_SETTINGS_FILE": str(missing)})) == (
+        f"QIWANG_SETTINGS_FILE: cannot read {missing}: No such file or directory")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("work_mem = \n", encoding="utf-8")
+    assert str(refused({"QIWANG_SETTINGS_FILE": str(broken)})) == (
+        f"{broken}: not TOML: Invalid value (at line 1, column 12)")
+    typo = tmp_path / "typo.toml"
+    typo.write_text('work_memory = "64MB"\n', encoding="utf-8")
+    error = refused({"QIWANG_SETTINGS_FILE": str(typo)})
+    assert error.field == f"{typo}: work_memory"
+    assert error.reason.startswith("unknown setting (known: database_url, app_database_url, public_url, ")
+
+
+def test_every_setting_is_documented_in_the_module_docstring() -> None:
+    import core.settings
+
+    doc = core.settings.__doc__ or ""
+    for f in fields(Settings):
+        if f.name != "sources":
+            assert re.search(rf"^{f.name} +{f.metadata['env']} ", doc, re.M), f.name
+
+
+def test_settings_are_read_only_in_core_settings() -> None:
+    """One source of truth: no other module of the application reads the environment for settings."""
+    allowed = {
+        "core/settings.py",
+        # Not settings: the test runner decides whether to start the embedded cluster as the tests'
+        # own fixtures do (by DATABASE_URL).
+        "app/cli/main.py",
+    }
+    readers = {str(path.relative_to(ROOT)) for folder in ("core", "db", "network_analysis", "spatial", "ingest",
+                                                          "telemetry", "demo", "emergency", "app")
+               for path in (ROOT / folder).rglob("*.py")
+               if re.search(r"os\.environ|os\.getenv|getenv\(|envvar=", path.read_text(encoding="utf-8"))}
+    assert readers <= allowed, sorted(readers - allowed)
