@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from core.settings import Settings, load_settings
 from db import migrate
 from db.cluster import APP_ROLE, EmbeddedCluster
 from db.engine import normalise_url
@@ -33,10 +34,13 @@ class ThrowawayDatabases:
     ----------
     root
         The checkout whose embedded cluster (``root/var``) is used when DATABASE_URL is not set.
+    settings
+        Where DATABASE_URL and QIWANG_APP_DATABASE_URL come from (default: read now, core.settings).
     """
 
-    def __init__(self, root: Path = PROJECT_ROOT) -> None:
-        external = os.environ.get("DATABASE_URL")
+    def __init__(self, root: Path = PROJECT_ROOT, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        external = self.settings.database_url
         self.external = normalise_url(external) if external else None
         self.cluster = None if self.external else EmbeddedCluster(root)
         if self.cluster:
@@ -97,7 +101,7 @@ class ThrowawayDatabases:
         """Database `name` as the application role (external: QIWANG_APP_DATABASE_URL's login, if set)."""
         if self.cluster:
             return self.cluster.url(name, role=APP_ROLE)
-        app = os.environ.get("QIWANG_APP_DATABASE_URL")
+        app = self.settings.app_database_url
         base = normalise_url(app) if app else self.external
         assert base is not None
         return make_url(base).set(database=name).render_as_string(hide_password=False)
