@@ -66,9 +66,10 @@ from pymodbus.client import ModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusException
 
+from core.codes import ENTERPRISE_CODE
 from core.errors import QiwangError
 from telemetry.measures import DEVICE_TYPES, MEASURES
-from telemetry.payload import DEVICE_CODE, ENTERPRISE_CODE, Message, telemetry_topic
+from telemetry.payload import DEVICE_CODE, Message, telemetry_topic
 
 log = logging.getLogger("qiwang.modbus")
 
@@ -232,9 +233,10 @@ def _device(endpoint_where: str, number: int, raw: Any) -> DeviceConfig:
         raise QiwangError(f"{where}: device_type must be one of {', '.join(DEVICE_TYPES)}, not {device_type!r}")
     if not isinstance(code, str) or not DEVICE_CODE.fullmatch(code):
         raise QiwangError(f"{where}: device_code must be 1-64 letters, digits, '_', '.', '-' (not {code!r})")
-    if not isinstance(enterprise, str) or not ENTERPRISE_CODE.fullmatch(enterprise):
+    if not ENTERPRISE_CODE.is_valid(enterprise):
         hint = " in quotes (YAML reads unquoted digits as a number)" if _is_int(enterprise) else ""
-        raise QiwangError(f"{where}: enterprise_code must be 10 digits{hint}, not {enterprise!r}")
+        raise QiwangError(f"{where}: enterprise_code must be {ENTERPRISE_CODE.summary}{hint}, not {enterprise!r} "
+                          f"({ENTERPRISE_CODE.detail})")
     if not _is_number(interval) or interval <= 0:
         raise QiwangError(f"{where}: interval_s must be a positive number of seconds, not {interval!r}")
     registers = raw["registers"]
