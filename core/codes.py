@@ -103,21 +103,21 @@ ENTERPRISE_CODE = Code(
 )
 ADMIN_CODE = Code(
     name="administrative division code", article="an", name_zh="行政区划代码",
-    summary="6 digits", detail="a GB/T 2260 division, not starting with 0",
+    summary="6 digits", detail="a GB/T 2260 division code, not starting with 0",
     sql="VALUE ~ '^[1-9][0-9]{5}$'",
     regex=r"^[1-9][0-9]{5}$",
     constraint="admin_code_is_6_digits", domain="t_admin_code",
 )
 CREDIT_CODE = Code(
     name="unified social credit code", article="a", name_zh="统一社会信用代码",
-    summary="18 characters", detail="digits and capital letters except I, O, S, V, Z (GB 32100)",
+    summary="18 characters", detail="digits and capital letters except I, O, S, V, Z; GB 32100",
     sql="VALUE ~ '^[0-9A-HJ-NPQRTUWXY]{18}$'",
     regex=r"^[0-9A-HJ-NPQRTUWXY]{18}$",
     constraint="credit_code_is_gb32100",
 )
 ID_NUMBER = Code(
     name="citizen ID number", article="a", name_zh="公民身份号码",
-    summary="18 characters", detail="17 digits not starting with 0 and a check character 0-9 or X (GB 11643)",
+    summary="18 characters", detail="17 digits not starting with 0 and a check character 0-9 or X; GB 11643",
     sql="VALUE ~ '^[1-9][0-9]{16}[0-9X]$'",
     regex=r"^[1-9][0-9]{16}[0-9X]$",
     constraint="id_number_is_gb11643",

@@ -918,6 +918,14 @@ def _geometries(conn: Connection, src: _Source, schema: TableSchema, rows: pd.Da
     return geoms, note, sheet or {}
 
 
+def importable_columns(schema: TableSchema) -> list[str]:
+    """The columns of `schema` a file may give, in table order: not ids, timestamps or generated
+    columns (BUILT_COLUMNS), not references (a file names those by code), not geometry."""
+    skipped = NOT_IMPORTED.get(schema.name, set())
+    return [c for c in schema.columns if c not in BUILT_COLUMNS and c not in schema.references
+            and c not in skipped and not schema.columns[c].startswith("geometry")]
+
+
 def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: FieldMapping,
              crs_option: str | None, enterprise_option: str | None,
              with_nodes: bool = False) -> tuple[_Prepared, _Problems]:
@@ -925,9 +933,7 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
     the same import (pipes then name their nodes by code)."""
     problems = _Problems(file, src.layer)
     schema = table_schema(conn, table)
-    skipped = NOT_IMPORTED.get(table, set())
-    importable = [c for c in schema.columns if c not in BUILT_COLUMNS and c not in schema.references
-                  and c not in skipped and not schema.columns[c].startswith("geometry")]
+    importable = importable_columns(schema)
     found = mapping.resolve(table, importable, list(src.frame.columns), schema.comments)
     mandatory = (APPENDIX_MANDATORY.get(table, set()) | (schema.not_null - schema.has_default)) & set(importable)
     for column in sorted(mandatory - set(found) - {"enterprise_code", "admin_code"}, key=importable.index):
@@ -996,7 +1002,7 @@ def _check_codes(conn: Connection, table: str, rows: pd.DataFrame, code_field: s
     key = rows[["enterprise_code", "code"]]
     present = key.notna().all(axis=1).to_numpy()
     joined = (key["enterprise_code"].astype(str) + "/" + key["code"].astype(str)).to_numpy()
-    first = pd.Series(np.arange(len(rows))).groupby(joined).transform("min").to_numpy(dtype=np.int64)
+    first = pd.Series(np.arange(len(rows))).groupby(joined, dropna=False).transform("min").to_numpy(dtype=np.int64)
     dup_rows = np.flatnonzero(present & (first != np.arange(len(rows))))
     problems.rows(dup_rows, code_field, [f"duplicate code {rows['code'].iloc[i]!r} (first in row {first[i] + 1})"
                                          for i in dup_rows])
