@@ -14,6 +14,9 @@ was.
   gets nodes built from its ends (snapping, below).
 - Fields are found by name through data/field_mapping.yaml (管径/diameter/DN → diameter_mm, …).
 - Dictionary columns take codes or the Chinese labels of their dict.<name> table.
+- Values are checked against the schema's own CHECK and domain constraints, read from the catalog
+  (value_checks.py: codes of core/codes.py, ranges, lists, patterns, and a few hand-written checks
+  of several columns), so that a bad value is a problem line rather than a refused write.
 - Coordinates come in the file's CRS (or --crs, or a local grid's four parameters: local_grid.py)
   and are transformed with pyproj to the storage CRS (EPSG:4550). Heights are kept as they are
   (metres, 1985 National Height Datum); pipes without Z get the pipe-top height, ground elevation

@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from db.catalog import CheckConstraint
 from ingest.exporter import EXPORTABLE_LAYERS, export
-from ingest.field_mapping import table_schema
+from ingest.field_mapping import load_mapping, table_schema
 from ingest.importer import IMPORT_KINDS, ImportFailed, import_file, importable_columns
 from ingest.value_checks import plan
 
@@ -174,6 +174,18 @@ def test_every_check_of_an_importable_table_has_a_precheck_and_a_case(city: sa.E
             unchecked.update({(table, c.name): c.definition for c in left})
     assert unchecked == {}
     assert sorted(catalog_constraints(city)) == sorted((case.table, case.constraint) for case in CASES)
+
+
+def test_the_mapping_spells_exactly_the_values_the_schema_allows(city: sa.Engine) -> None:
+    """data/field_mapping.yaml gives spellings of stored values; which values are stored is the
+    CHECK's list, so the two lists must not drift apart (a value the mapping would store and the
+    schema refuses, or one the schema allows and no spelling reaches)."""
+    constraints = catalog_constraints(city)
+    for table, spec in load_mapping().layers.items():
+        for column, values in spec.get("values", {}).items():
+            allowed = [c.simple() for c in constraints.values() if c.table == table and c.columns == (column,)]
+            lists = [tuple(cond.value) for check in allowed if check for cond in check.conditions if cond.op == "in"]
+            assert lists == [tuple(values)], (table, column)
 
 
 def count(engine: sa.Engine, table: str) -> int:
