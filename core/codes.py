@@ -1,12 +1,28 @@
-"""Check digits of Chinese identification codes, vectorised with NumPy.
+"""Chinese identification codes: each rule defined once, and the check digits, vectorised with NumPy.
 
+Each `Code` is the one source of truth for one rule: the condition as the schema writes it (a
+domain or a CHECK of the migrations), the same rule as a Python pattern and a validity function,
+a JSON Schema fragment (OGC process inputs) and the description people read in error messages.
+The importer, the telemetry topic and Modbus configuration checks and the processes' JSON Schemas
+use these; tests/test_codes.py compares every one with the live catalog (pg_get_constraintdef),
+so a change on one side only fails the tests.
+
+- 企业唯一编码 (enterprise code, 000 2.1.7): 6-digit county-level division code + 4-digit sequence
+  from 0001 (domain t_enterprise_code).
+- 行政区划代码 (division code, GB/T 2260): 6 digits, not starting with 0 (domain t_admin_code).
 - 统一社会信用代码 (unified social credit code, GB 32100-2015): 18 characters, last one a check
-  character over 31 symbols.
+  character over 31 symbols (CHECK credit_code_is_gb32100 of enterprise and customer). The schema
+  checks the characters only; `is_valid_credit_code` also checks the check character.
 - 公民身份号码 (citizen ID number, GB 11643-1999): 17 digits and an ISO 7064 MOD 11-2 check
-  character (0-9 or X).
-Used to make the demo city's codes valid and, in imports, to reject invalid ones.
+  character (0-9 or X) (CHECK id_number_is_gb11643 of customer_personal).
+
+The check characters make the demo city's codes valid.
 """
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +32,104 @@ _ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
 _ID_CHECK = np.array(list("10X98765432"))
 
 
+@dataclass(frozen=True)
+class Code:
+    """One identification code's rule, in every form a layer needs it.
+
+    Parameters
+    ----------
+    name, article
+        The code in English (``enterprise code``) and its article (``an``), for messages.
+    name_zh
+        The code's Chinese name (``企业唯一编码``), as the schema's column comments call it.
+    summary, detail
+        What a valid code looks like, short (``10 digits``) and the rest of it.
+    sql
+        The condition exactly as the migration writes it, ``VALUE`` standing for the value
+        (domains say VALUE; a table CHECK names its column instead, see `sql_for`).
+    regex
+        The whole rule as one regular expression, anchored with ``^`` and ``$``, in the subset
+        that PostgreSQL, Python and ECMA-262 (JSON Schema) read alike.
+    constraint
+        The name of the schema's constraint (a domain's or a table's CHECK).
+    domain
+        The schema's domain, when the rule is one (columns of that type carry it).
+    """
+
+    name: str
+    article: str
+    name_zh: str
+    summary: str
+    detail: str
+    sql: str
+    regex: str
+    constraint: str
+    domain: str | None = None
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", re.compile(self.regex))
+
+    @property
+    def description(self) -> str:
+        """``10 digits: 6-digit division + 4-digit sequence from 0001``."""
+        return f"{self.summary}: {self.detail}"
+
+    def is_valid(self, value: object) -> bool:
+        """Whether `value` is a string the schema's rule accepts (whole-string match: ``$`` in
+        Python would also accept a trailing newline, PostgreSQL does not)."""
+        return isinstance(value, str) and self.pattern.fullmatch(value) is not None
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema fragment of a value of this code (an OGC process input's ``schema``)."""
+        return {"type": "string", "pattern": self.regex}
+
+    def sql_for(self, column: str) -> str:
+        """The condition with `column` in place of VALUE (as a table CHECK writes it)."""
+        return re.sub(r"\bVALUE\b", column, self.sql)
+
+    def reason(self, shown: str) -> str:
+        """Why `shown` (a value as a message quotes it) is refused: ``'21' is not an
+        administrative division code (6 digits: …)``."""
+        return f"{shown} is not {self.article} {self.name} ({self.description})"
+
+
+ENTERPRISE_CODE = Code(
+    name="enterprise code", article="an", name_zh="企业唯一编码",
+    summary="10 digits", detail="6-digit division + 4-digit sequence from 0001",
+    sql="VALUE ~ '^[1-9][0-9]{5}[0-9]{4}$' AND right(VALUE, 4) <> '0000'",
+    regex=r"^[1-9][0-9]{5}(?!0000)[0-9]{4}$",
+    constraint="enterprise_code_is_division_plus_sequence", domain="t_enterprise_code",
+)
+ADMIN_CODE = Code(
+    name="administrative division code", article="an", name_zh="行政区划代码",
+    summary="6 digits", detail="a GB/T 2260 division code, not starting with 0",
+    sql="VALUE ~ '^[1-9][0-9]{5}$'",
+    regex=r"^[1-9][0-9]{5}$",
+    constraint="admin_code_is_6_digits", domain="t_admin_code",
+)
+CREDIT_CODE = Code(
+    name="unified social credit code", article="a", name_zh="统一社会信用代码",
+    summary="18 characters", detail="digits and capital letters except I, O, S, V, Z; GB 32100",
+    sql="VALUE ~ '^[0-9A-HJ-NPQRTUWXY]{18}$'",
+    regex=r"^[0-9A-HJ-NPQRTUWXY]{18}$",
+    constraint="credit_code_is_gb32100",
+)
+ID_NUMBER = Code(
+    name="citizen ID number", article="a", name_zh="公民身份号码",
+    summary="18 characters", detail="17 digits not starting with 0 and a check character 0-9 or X; GB 11643",
+    sql="VALUE ~ '^[1-9][0-9]{16}[0-9X]$'",
+    regex=r"^[1-9][0-9]{16}[0-9X]$",
+    constraint="id_number_is_gb11643",
+)
+CODES: tuple[Code, ...] = (ENTERPRISE_CODE, ADMIN_CODE, CREDIT_CODE, ID_NUMBER)
+
+
+def code_of_constraint(name: str) -> Code | None:
+    """The code whose rule the schema's constraint `name` is (a domain's or a table's), if any."""
+    return next((code for code in CODES if code.constraint == name), None)
+
+
 def credit_code_check_char(body: str) -> str:
     """Check character for the first 17 characters of a unified social credit code."""
     values = np.array([CREDIT_CHARSET.index(c) for c in body])
@@ -23,6 +137,7 @@ def credit_code_check_char(body: str) -> str:
 
 
 def is_valid_credit_code(code: str) -> bool:
+    """A unified social credit code with the right check character (stricter than the schema)."""
     return (
         len(code) == 18
         and all(c in CREDIT_CHARSET for c in code)
@@ -39,7 +154,8 @@ def id_numbers(bodies: np.ndarray) -> np.ndarray:
 
 
 def is_valid_id_number(number: str) -> bool:
+    """A citizen ID number with the right check character (stricter than the schema)."""
     if len(number) != 18 or not number[:17].isdigit():
         return False
     body = np.array([int(c) for c in number[:17]])
-    return _ID_CHECK[int(body @ _ID_WEIGHTS) % 11] == number[17].upper()
+    return bool(_ID_CHECK[int(body @ _ID_WEIGHTS) % 11] == number[17].upper())

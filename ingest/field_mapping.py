@@ -2,7 +2,8 @@
 
 The aliases come from data/field_mapping.yaml (Chinese and English names seen in gas companies'
 files). The schema facts — column types, Chinese column comments, which columns are dictionary codes
-(foreign keys to `dict.<name>`) and which point at other features — are read from PostgreSQL, so
+(foreign keys to `dict.<name>`), which point at other features and the CHECK constraints — are read
+from PostgreSQL's catalog (db/catalog.py), so
 the import and the export follow the migrations without a second copy of the schema here.
 """
 from __future__ import annotations
@@ -17,6 +18,8 @@ from sqlalchemy import Connection, text
 
 from core import config_file
 from core.errors import QiwangError
+from db import catalog
+from db.catalog import CheckConstraint
 
 DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "data" / "field_mapping.yaml"
 SHAPEFILE_NAME_MAX = 10  # dBASE field names
@@ -183,59 +186,33 @@ class TableSchema:
     srid: int = 0
     geometry_type: str = ""  # POINT, LINESTRING, POLYGON, … as geometry_columns says
     has_z: bool = False
+    checks: tuple[CheckConstraint, ...] = ()  # the table's CHECKs and its columns' domains'
 
 
 def table_schema(conn: Connection, table: str) -> TableSchema:
-    """Columns, NOT NULLs, defaults, comments and foreign keys of a table in schema public."""
-    rows = conn.execute(
-        text(
-            """
-            SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                   a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
-                   col_description(a.attrelid, a.attnum)
-            FROM pg_attribute a
-            WHERE a.attrelid = CAST(:t AS regclass) AND a.attnum > 0 AND NOT a.attisdropped
-            ORDER BY a.attnum
-            """
-        ),
-        {"t": f"public.{table}"},
-    ).all()
-    if not rows:
+    """Columns, NOT NULLs, defaults, comments, foreign keys, geometry and CHECK constraints of a
+    table in schema public, from db.catalog."""
+    info = catalog.tables(conn, [table]).get(table)
+    if info is None:
         raise QiwangError(f"table {table} does not exist (run ./qiwang migrate)")
     schema = TableSchema(
         name=table,
-        columns={r[0]: r[1] for r in rows},
-        not_null={r[0] for r in rows if r[2]},
-        has_default={r[0] for r in rows if r[3]},
-        comments={r[0]: (r[4] or "").split()[0] if r[4] else r[0] for r in rows},
+        columns={c.name: c.type for c in info.columns},
+        not_null={c.name for c in info.columns if c.not_null},
+        has_default={c.name for c in info.columns if c.has_default},
+        comments={c.name: (c.comment.split() or [c.name])[0] for c in info.columns},
+        checks=info.checks,
     )
-    fks = conn.execute(
-        text(
-            """
-            SELECT a.attname, ns.nspname, cl.relname
-            FROM pg_constraint c
-            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-            JOIN pg_class cl ON cl.oid = c.confrelid
-            JOIN pg_namespace ns ON ns.oid = cl.relnamespace
-            WHERE c.contype = 'f' AND c.conrelid = CAST(:t AS regclass) AND cardinality(c.conkey) = 1
-            """
-        ),
-        {"t": f"public.{table}"},
-    ).all()
-    for column, namespace, referenced in fks:
-        if namespace == "dict":
-            schema.dictionaries[column] = referenced
-        elif column.endswith("_id"):
-            schema.references[column] = referenced
-    geometry = conn.execute(
-        text("SELECT srid, type, coord_dimension FROM geometry_columns "
-             "WHERE f_table_schema = 'public' AND f_table_name = :t AND f_geometry_column = 'geom'"),
-        {"t": table},
-    ).first()
+    for key in info.foreign_keys:
+        if key.schema == "dict":
+            schema.dictionaries[key.column] = key.table
+        elif key.column.endswith("_id"):
+            schema.references[key.column] = key.table
+    geometry = info.geometry_column("geom")
     if geometry is not None:
-        schema.srid = int(geometry[0] or 0)
-        schema.geometry_type = str(geometry[1]).upper().removesuffix("Z")
-        schema.has_z = geometry[2] == 3
+        schema.srid = geometry.srid
+        schema.geometry_type = geometry.type.upper().removesuffix("Z")
+        schema.has_z = geometry.coord_dimension == 3
     return schema
 
 
@@ -255,9 +232,8 @@ def dictionaries(conn: Connection, names: set[str]) -> dict[str, Dictionary]:
     """The named code lists, from the view dict.code and the catalogue dict.dictionary."""
     if not names:
         return {}
-    titles: dict[str, str] = dict(
-        conn.execute(text("SELECT name, title_zh FROM dict.dictionary WHERE name = ANY(:n)"), {"n": list(names)}).all()
-    )
+    titles: dict[str, str] = dict(conn.execute(
+        text("SELECT name, title_zh FROM dict.dictionary WHERE name = ANY(:n)"), {"n": list(names)}).all())
     out = {name: Dictionary(name, titles.get(name, name), {}) for name in names}
     for name, code, label in conn.execute(
         text("SELECT dictionary, code, label_zh FROM dict.code WHERE dictionary = ANY(:n)"), {"n": list(names)}

@@ -14,6 +14,9 @@ was.
   gets nodes built from its ends (snapping, below).
 - Fields are found by name through data/field_mapping.yaml (管径/diameter/DN → diameter_mm, …).
 - Dictionary columns take codes or the Chinese labels of their dict.<name> table.
+- Values are checked against the schema's own CHECK and domain constraints, read from the catalog
+  (value_checks.py: codes of core/codes.py, ranges, lists, patterns, and a few hand-written checks
+  of several columns), so that a bad value is a problem line rather than a refused write.
 - Coordinates come in the file's CRS (or --crs, or a local grid's four parameters: local_grid.py)
   and are transformed with pyproj to the storage CRS (EPSG:4550). Heights are kept as they are
   (metres, 1985 National Height Datum); pipes without Z get the pipe-top height, ground elevation
@@ -56,6 +59,7 @@ from pyproj.exceptions import CRSError
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from core.codes import ENTERPRISE_CODE
 from core.errors import QiwangError
 from db.bulk_load import constraints_deferred, copy_frame, to_copy_text
 from ingest import dxf_reader as dxf
@@ -72,6 +76,10 @@ from ingest.field_mapping import (
 )
 from ingest.local_grid import PREFIX as LOCAL_PREFIX
 from ingest.local_grid import LocalGrid, local_grid
+from ingest.value_checks import CheckPlan, Layer, plan
+from ingest.value_checks import blank as _blank
+from ingest.value_checks import shown as _shown
+from ingest.value_checks import textual as _textual
 
 SNAP_TOLERANCE_M = 0.05
 # Imports at least this large, and larger than what the tables hold, drop indexes and constraints
@@ -89,22 +97,18 @@ LAYER_ORDER = ("node", "station", "pipe", "valve", "regulator", "device", "sensi
 # (feature_type, feature_code) in files, as the exporter writes it. The id itself never comes from a file.
 POLYMORPHIC = {("hazard", "feature_id"): ("feature_type", "feature_code")}
 NOT_IMPORTED = {"hazard": {"feature_id"}}
-ENTERPRISE_CODE = re.compile(r"^[1-9][0-9]{5}(?!0000)[0-9]{4}$")  # t_enterprise_code: division + sequence ≠ 0000
-ADMIN_CODE = re.compile(r"^[1-9][0-9]{5}$")
 # Appendix A.1 #4 (000 manual): mandatory fields of 管道数字化档案, besides the schema's NOT NULLs.
 APPENDIX_MANDATORY = {
     "pipe": {"code", "pipe_type", "start_elevation_m", "end_elevation_m", "category", "material", "diameter_mm",
              "start_depth_m", "end_depth_m", "road_name", "owner", "build_year", "survey_date", "status"},
 }
-POSITIVE = {"diameter_mm", "outside_diameter_mm", "max_operating_pressure_mpa"}
-NON_NEGATIVE = {"start_depth_m", "end_depth_m", "depth_m"}
-YEARS = (1900, 2100)
 BUILT_COLUMNS = {"id", "geom", "created_at", "updated_at", "length_m"}  # never taken from a file
 _INTEGER_TYPES = {"smallint": "Int16", "integer": "Int32", "bigint": "Int64"}
 _FLOAT_TYPES = {"numeric", "double precision", "real"}
 _NUMBER_DECORATION = re.compile(r"^\s*(?:DN|De|Φ|φ)?\s*(-?[0-9]+(?:\.[0-9]*)?)\s*(?:mm|m|MPa|kPa)?\s*$", re.I)
 TEE, END = 1, 3  # dt_pipeline_node_type
-_BOOLEAN_WORDS = {"t": ("true", "t", "1", "yes", "y", "是", "有", "√"), "f": ("false", "f", "0", "no", "n", "否", "无", "×")}
+_BOOLEAN_WORDS = {"t": ("true", "t", "1", "yes", "y", "是", "有", "√"),
+                  "f": ("false", "f", "0", "no", "n", "否", "无", "×")}
 
 
 @dataclass
@@ -195,7 +199,7 @@ class ImportFailed(QiwangError):
         width = len(f"{len(ranked[0][1]):,}")
         out = [f"{len(self.problems):,} problems of {len(kinds):,} kinds in {self.file}:"]
         out += [f"  {len(lines):>{width},} × {where}: {reason}" for (where, reason), lines in ranked]
-        for (where, reason), lines in ranked:
+        for _kind, lines in ranked:
             shown = lines if per_kind is None else lines[:per_kind]
             out += shown
             if len(lines) > len(shown):
@@ -216,7 +220,7 @@ class _Problems:
     def rows(self, rows: np.ndarray, field_name: str, reasons) -> None:
         """One line per row; `reasons` is a string or one string per row."""
         reasons = [reasons] * len(rows) if isinstance(reasons, str) else list(reasons)
-        for row, reason in zip(np.asarray(rows).tolist(), reasons):
+        for row, reason in zip(np.asarray(rows).tolist(), reasons, strict=True):
             self.items.append((row, len(self.items), f"{self.prefix}:{row + 1}:{field_name}: {reason}"))
 
     def lines(self) -> list[str]:
@@ -333,7 +337,7 @@ def _read(path: Path, file: str, layer: str, mapping: FieldMapping, table: str) 
         meta, _, wkb, values = raw.read(path, layer=layer, encoding=encoding)
     except Exception as exc:  # noqa: BLE001 - GDAL's many failure types all mean "cannot read"
         raise ImportFailed(file, [f"{file}:{layer}:*:*: {_gdal_reason(exc)}"]) from None
-    frame = pd.DataFrame({name: column for name, column in zip(meta["fields"], values)})
+    frame = pd.DataFrame({name: column for name, column in zip(meta["fields"], values, strict=True)})
     if wkb is None:
         wkb = np.full(len(frame), None, dtype=object)
     return _Source(layer, frame, np.asarray(wkb, dtype=object), meta.get("crs"), meta.get("geometry_type"),
@@ -341,20 +345,6 @@ def _read(path: Path, file: str, layer: str, mapping: FieldMapping, table: str) 
 
 
 # -- converting values -----------------------------------------------------------------------------
-def _textual(series: pd.Series) -> bool:
-    """Strings or mixed values (object or pandas' str dtype), as opposed to numbers and dates."""
-    return series.dtype == object or pd.api.types.is_string_dtype(series)
-
-
-def _blank(series: pd.Series) -> np.ndarray:
-    """True where a value is missing: null, NaN or only spaces."""
-    blank = series.isna().to_numpy().copy()
-    if _textual(series):
-        present = ~blank
-        blank[present] = series[present].astype(str).str.strip().eq("").to_numpy()
-    return blank
-
-
 def _one_text(value) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -420,9 +410,9 @@ class _Converter:
     """Turns one layer's source fields into table columns, reporting every value it cannot use."""
 
     def __init__(self, schema: TableSchema, mapping: FieldMapping, codes: dict[str, Dictionary],
-                 problems: _Problems, source: pd.DataFrame) -> None:
+                 problems: _Problems, source: pd.DataFrame, checks: CheckPlan) -> None:
         self.schema, self.mapping, self.codes, self.problems = schema, mapping, codes, problems
-        self.source = source
+        self.source, self.checks = source, checks
 
     def column(self, column: str, field_name: str) -> pd.Series:
         values = self.source[field_name]
@@ -439,19 +429,20 @@ class _Converter:
             self._bad(field_name, values, ~blank & parsed.isna().to_numpy(), "not a date and time")
             out = pd.Series(parsed.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00"), dtype=object).where(parsed.notna(), None)
         elif sql_type in _INTEGER_TYPES or sql_type in _FLOAT_TYPES:
-            out = self._number(column, field_name, values, blank, sql_type)
+            return self._number(column, field_name, values, blank, sql_type)  # checked inside
         elif sql_type == "date":
             parsed = _as_date(values)
             self._bad(field_name, values, ~blank & parsed.isna().to_numpy(), "not a date")
             out = pd.Series(parsed.dt.strftime("%Y-%m-%d"), dtype=object).where(parsed.notna(), None)
         else:
             out = _as_text(values)
-        if column == "enterprise_code":
-            self._pattern(field_name, out, ENTERPRISE_CODE,
-                          "is not an enterprise code (10 digits: 6-digit division + 4-digit sequence from 0001)")
-        elif column == "admin_code":
-            self._pattern(field_name, out, ADMIN_CODE, "is not a 6-digit administrative division code")
-        return out
+        return self._checked(column, field_name, out)
+
+    def _checked(self, column: str, field_name: str, converted: pd.Series) -> pd.Series:
+        """The schema's CHECKs of `column` (and of its domain) on its converted values."""
+        for check in self.checks.columns.get(column, ()):
+            converted = check.apply(converted, self.source[field_name], field_name, self.problems)
+        return converted
 
     def _bad(self, field_name: str, values: pd.Series, bad: np.ndarray, reason: str) -> None:
         rows = np.flatnonzero(bad)
@@ -466,13 +457,9 @@ class _Converter:
         self._bad(field_name, values, ~blank & out.isna().to_numpy(), "not yes/no (是/否, true/false, 1/0)")
         return out.astype(object).where(out.notna(), None)
 
-    def _pattern(self, field_name: str, values: pd.Series, pattern: re.Pattern, reason: str) -> None:
-        rows = np.flatnonzero([v is not None and not pattern.match(v) for v in values.to_numpy(dtype=object)])
-        self.problems.rows(rows, field_name, [f"{_shown(v)} {reason}" for v in values.to_numpy(dtype=object)[rows]])
-        values.iloc[rows] = None
-
     def _number(self, column: str, field_name: str, values: pd.Series, blank: np.ndarray, sql_type: str) -> pd.Series:
-        """Numbers, with the ranges the schema's CHECKs and types allow."""
+        """Numbers, with the ranges the schema's CHECKs and types allow (the CHECKs before the
+        type's range: a year 99999 is reported as not a year, not as too large)."""
         numbers = _as_number(values)
         if column.endswith("_year"):  # 建设时间 given as a date: take its year
             dates = _as_date(values[numbers.isna() & ~blank])
@@ -483,14 +470,7 @@ class _Converter:
             fraction = ok & (numbers.fillna(0) % 1 != 0).to_numpy()
             self._bad(field_name, values, fraction, "not a whole number")
             numbers[fraction] = math.nan
-        if column in POSITIVE:
-            self._bad(field_name, values, ok & (numbers <= 0).to_numpy(), "must be greater than 0")
-        if column in NON_NEGATIVE:
-            self._bad(field_name, values, ok & (numbers < 0).to_numpy(), "must not be negative")
-        if column.endswith("_year"):
-            years = ok & ((numbers < YEARS[0]) | (numbers > YEARS[1])).to_numpy()
-            self._bad(field_name, values, years, f"not a year between {YEARS[0]} and {YEARS[1]}")
-            numbers[years] = math.nan
+        numbers = self._checked(column, field_name, numbers).astype(float)
         if sql_type in _INTEGER_TYPES:
             limit = np.iinfo(_INTEGER_TYPES[sql_type].lower()).max
             huge = numbers.notna().to_numpy() & (numbers.abs() > limit).to_numpy()
@@ -523,15 +503,9 @@ class _Converter:
         out = text_values.map({v: spellings.get(normalise(v)) for v in present})
         bad = np.flatnonzero(text_values.notna().to_numpy() & out.isna().to_numpy())
         allowed = ", ".join(dict.fromkeys(spellings.values()))
-        self.problems.rows(bad, field_name, [f"{_shown(values.iloc[i])} is not one of {allowed} (or their Chinese names)"
-                                             for i in bad])
+        self.problems.rows(bad, field_name, [
+            f"{_shown(values.iloc[i])} is not one of {allowed} (or their Chinese names)" for i in bad])
         return out.astype(object).where(out.notna(), None)
-
-
-def _shown(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return repr(str(value)) if not isinstance(value, (int, float)) else str(value)
 
 
 # -- geometry --------------------------------------------------------------------------------------
@@ -687,11 +661,14 @@ def _transform(geoms: np.ndarray, source: CRS, target_srid: int, grid: LocalGrid
 def _deployment_area(conn: Connection, srid: int) -> tuple[float, float, float, float]:
     """Extent of the deployment: its administrative divisions, or else the storage CRS's area of use."""
     extent = conn.execute(
-        text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) e FROM admin_division) s")
+        text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+             "FROM (SELECT ST_Extent(geom) e FROM admin_division) s")
     ).one()
     if extent[0] is not None:
-        return tuple(float(v) for v in extent)
+        return float(extent[0]), float(extent[1]), float(extent[2]), float(extent[3])
     area = CRS.from_epsg(srid).area_of_use
+    if area is None:
+        raise QiwangError(f"EPSG:{srid} has no area of use and the database no divisions: cannot check positions")
     transformer = Transformer.from_crs(CRS.from_epsg(4490), CRS.from_epsg(srid), always_xy=True)
     return transformer.transform_bounds(*area.bounds)
 
@@ -860,7 +837,8 @@ def _admin_codes(conn: Connection, geoms: np.ndarray, enterprise: pd.Series) -> 
         polygon = shapely.from_wkb(bytes(wkb))
         inside = shapely.contains_xy(polygon, starts[:, 0], starts[:, 1])
         out[has[inside & pd.isna(out[has])]] = code
-    by_enterprise = dict(conn.execute(text("SELECT enterprise_code, admin_code FROM enterprise")).all())
+    by_enterprise: dict[str, str] = dict(
+        conn.execute(text("SELECT enterprise_code, admin_code FROM enterprise")).all())
     fallback = enterprise.map(by_enterprise).to_numpy(dtype=object)
     return pd.Series(np.where(pd.isna(out), fallback, out), index=enterprise.index, dtype=object)
 
@@ -884,15 +862,12 @@ def _references(src: _Source, schema: TableSchema, mapping: FieldMapping, nodes_
                               f"{schema.comments[column]} is empty")
         elif column in schema.not_null:
             problems.layer(name, f"mandatory field {schema.comments[column]} ({name}) is missing")
-    for (table, column), (type_column, name) in POLYMORPHIC.items():
+    for (table, column), (_type_column, name) in POLYMORPHIC.items():
         if table != schema.name:
             continue
-        hit = mapping.resolve(table, [name, type_column], list(src.frame.columns))
-        if name in hit:
+        hit = mapping.resolve(table, [name], list(src.frame.columns))
+        if name in hit:  # its type column must come with it: CHECK feature_reference_is_whole (value_checks)
             refs[column], fields[column] = _as_text(src.frame[hit[name]]), hit[name]
-            kinds = _as_text(src.frame[hit[type_column]]) if type_column in hit else pd.Series(None, index=src.frame.index)
-            half = np.flatnonzero(kinds.isna().to_numpy() != refs[column].isna().to_numpy())
-            problems.rows(half, hit[name], f"{name} and {type_column} go together: give both or neither")
     return refs, fields
 
 
@@ -946,6 +921,14 @@ def _geometries(conn: Connection, src: _Source, schema: TableSchema, rows: pd.Da
     return geoms, note, sheet or {}
 
 
+def importable_columns(schema: TableSchema) -> list[str]:
+    """The columns of `schema` a file may give, in table order: not ids, timestamps or generated
+    columns (BUILT_COLUMNS), not references (a file names those by code), not geometry."""
+    skipped = NOT_IMPORTED.get(schema.name, set())
+    return [c for c in schema.columns if c not in BUILT_COLUMNS and c not in schema.references
+            and c not in skipped and not schema.columns[c].startswith("geometry")]
+
+
 def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: FieldMapping,
              crs_option: str | None, enterprise_option: str | None,
              with_nodes: bool = False) -> tuple[_Prepared, _Problems]:
@@ -953,9 +936,7 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
     the same import (pipes then name their nodes by code)."""
     problems = _Problems(file, src.layer)
     schema = table_schema(conn, table)
-    skipped = NOT_IMPORTED.get(table, set())
-    importable = [c for c in schema.columns if c not in BUILT_COLUMNS and c not in schema.references
-                  and c not in skipped and not schema.columns[c].startswith("geometry")]
+    importable = importable_columns(schema)
     found = mapping.resolve(table, importable, list(src.frame.columns), schema.comments)
     mandatory = (APPENDIX_MANDATORY.get(table, set()) | (schema.not_null - schema.has_default)) & set(importable)
     for column in sorted(mandatory - set(found) - {"enterprise_code", "admin_code"}, key=importable.index):
@@ -966,16 +947,13 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
                                                               list(src.frame.columns)))
     refs, ref_fields = _references(src, schema, mapping, nodes_by_code, problems)
     codes = dictionaries(conn, {schema.dictionaries[c] for c in found if c in schema.dictionaries})
-    converter = _Converter(schema, mapping, codes, problems, src.frame)
+    checks = plan(schema, importable)
+    converter = _Converter(schema, mapping, codes, problems, src.frame, checks)
     rows = pd.DataFrame({c: converter.column(c, found[c]) for c in importable if c in found}, index=src.frame.index)
     for column in sorted(mandatory & set(found) - {"enterprise_code"}, key=importable.index):
         empty = np.flatnonzero(_blank(src.frame[found[column]]))
         problems.rows(empty, found[column], f"{schema.comments[column]} is empty")
-    if table == "customer" and "user_type" in rows:  # CHECK non_residents_have_credit_code
-        credit = rows["credit_code"] if "credit_code" in rows else pd.Series(None, index=rows.index, dtype=object)
-        need = np.flatnonzero((rows["user_type"].fillna(1) != 1).to_numpy() & credit.isna().to_numpy())
-        problems.rows(need, found.get("credit_code", "credit_code"),
-                      "统一社会信用代码 is empty: only residents (用户类型 1) may leave it empty")
+    checks.check_rows(Layer(schema, rows, src.frame, found, refs, ref_fields, problems))
 
     # enterprise: the file's field, blanks filled from --enterprise; it must be registered
     ent_field = found.get("enterprise_code", "enterprise_code")
@@ -990,8 +968,8 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
     known = _registered(conn, "enterprise", "enterprise_code", rows["enterprise_code"])
     unknown = np.flatnonzero(rows["enterprise_code"].notna().to_numpy()
                              & ~rows["enterprise_code"].isin(known).to_numpy())
-    problems.rows(unknown, ent_field, [f"enterprise {rows['enterprise_code'].iloc[i]} is not registered in this database"
-                                       for i in unknown])
+    problems.rows(unknown, ent_field, [
+        f"enterprise {rows['enterprise_code'].iloc[i]} is not registered in this database" for i in unknown])
 
     source_crs = _source_crs(src, crs_option, mapping, problems)
     geoms, geometry_note, sheet = _geometries(conn, src, schema, rows, mapping, source_crs, problems)
@@ -1027,7 +1005,7 @@ def _check_codes(conn: Connection, table: str, rows: pd.DataFrame, code_field: s
     key = rows[["enterprise_code", "code"]]
     present = key.notna().all(axis=1).to_numpy()
     joined = (key["enterprise_code"].astype(str) + "/" + key["code"].astype(str)).to_numpy()
-    first = pd.Series(np.arange(len(rows))).groupby(joined).transform("min").to_numpy(dtype=np.int64)
+    first = pd.Series(np.arange(len(rows))).groupby(joined, dropna=False).transform("min").to_numpy(dtype=np.int64)
     dup_rows = np.flatnonzero(present & (first != np.arange(len(rows))))
     problems.rows(dup_rows, code_field, [f"duplicate code {rows['code'].iloc[i]!r} (first in row {first[i] + 1})"
                                          for i in dup_rows])
@@ -1154,13 +1132,14 @@ def _check_references(conn: Connection, prepared_layers: list[_Prepared]) -> Non
     for prepared in prepared_layers:
         if "code" in prepared.rows:
             keys.setdefault(prepared.table, set()).update(
-                zip(prepared.rows["enterprise_code"].to_numpy(dtype=object), prepared.rows["code"].to_numpy(dtype=object)))
+                zip(prepared.rows["enterprise_code"].to_numpy(dtype=object),
+                    prepared.rows["code"].to_numpy(dtype=object), strict=True))
     for prepared in prepared_layers:
         enterprises = prepared.rows["enterprise_code"].to_numpy(dtype=object)
         for column, codes in prepared.refs.items():
             targets = _targets(prepared, column).to_numpy(dtype=object)
             for referenced in sorted({t for t in targets if isinstance(t, str)}):
-                pairs = list(zip(enterprises, codes.to_numpy(dtype=object)))
+                pairs = list(zip(enterprises, codes.to_numpy(dtype=object), strict=True))
                 inside = keys.get(referenced, set())
                 missing = [i for i, (e, c) in enumerate(pairs) if targets[i] == referenced and e is not None
                            and c is not None and (e, c) not in inside]
@@ -1180,7 +1159,7 @@ def _check_references(conn: Connection, prepared_layers: list[_Prepared]) -> Non
 def _bulk(conn: Connection, tables: list[str], rows: int) -> Iterator[None]:
     """Indexes and constraints off during a large COPY into small tables, rebuilt (and so checked)
     after it, in the caller's transaction, as db.bulk_load does for the demo city."""
-    existing = conn.execute(text(f"SELECT count(*) FROM (SELECT 1 FROM {tables[0]} LIMIT {rows}) s")).scalar()
+    existing = conn.execute(text(f"SELECT count(*) FROM (SELECT 1 FROM {tables[0]} LIMIT {rows}) s")).scalar_one()
     if rows < BULK_ROWS or existing >= rows:
         yield
         return
@@ -1198,7 +1177,7 @@ def _write_pipes(conn: Connection, prepared: _Prepared, nodes: _Nodes, srid: int
 
 
 def _copy_pipes(conn: Connection, prepared: _Prepared, nodes: _Nodes, srid: int) -> None:
-    base = int(conn.execute(text("SELECT COALESCE(max(id), 0) FROM node")).scalar())
+    base = int(conn.execute(text("SELECT COALESCE(max(id), 0) FROM node")).scalar_one())
     frame = nodes.frame.copy()
     ids = base + 1 + np.arange(len(frame), dtype=np.int64)
     frame.insert(0, "id", ids)
@@ -1290,9 +1269,8 @@ def import_file(
     file = file_label or str(path)
     if kind is not None and kind not in IMPORT_KINDS:
         raise QiwangError(f"--as {kind}: choose one of {', '.join(IMPORT_KINDS)}")
-    if enterprise is not None and not ENTERPRISE_CODE.match(enterprise):
-        raise QiwangError(f"--enterprise {enterprise}: an enterprise code is 10 digits, a 6-digit division code "
-                          "and a 4-digit sequence from 0001")
+    if enterprise is not None and not ENTERPRISE_CODE.is_valid(enterprise):
+        raise QiwangError(f"--enterprise {enterprise}: an enterprise code is {ENTERPRISE_CODE.description}")
     if not (0 <= tolerance_m <= 10):
         raise QiwangError(f"snapping tolerance {tolerance_m} m: give 0 to 10 m")
     mapping = load_mapping(mapping_file)

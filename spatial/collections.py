@@ -5,9 +5,9 @@ which column identifies a feature, which time property `datetime` filters on, an
 private. Personal data is masked in the database itself: where migration 0011 made a view
 `published.<table>` (staff names and phones, residents' addresses, credit codes of individuals),
 items, filters, sorting and vector tiles read the view (`Collection.relation`), so no request sees,
-filters or sorts on a raw value. Columns, their types and their descriptions (the Chinese COMMENTs of the migrations), the
-geometry type, the storage SRID and the extent all come from PostgreSQL, so the API cannot drift from
-the schema.
+filters or sorts on a raw value. Columns, their types and their descriptions (the Chinese COMMENTs of
+the migrations), the geometry type, the storage SRID (db/catalog.py) and the extent all come from
+PostgreSQL, so the API cannot drift from the schema.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+
+from core.errors import QiwangError
+from db import catalog
 
 
 @dataclass(frozen=True)
@@ -125,55 +128,23 @@ def describe(conn: sa.Connection, layers: dict[str, Layer] | None = None) -> dic
     to whole 1e-6° and given in CRS84; None for an empty or never-analysed table.
     """
     layers = LAYERS if layers is None else layers
-    rows = conn.execute(sa.text("""
-        SELECT c.table_name, c.column_name, c.udt_name, c.data_type,
-               coalesce(col_description(format('%I', c.table_name)::regclass, c.ordinal_position), '')
-        FROM information_schema.columns c
-        WHERE c.table_schema = 'public' AND c.table_name = ANY(:tables)
-        ORDER BY c.table_name, c.ordinal_position
-    """), {"tables": [layer.table for layer in layers.values()]}).all()
-    # A table with several geometry columns (inspection: geom + track) publishes `geom`.
-    geometry = {r.f_table_name: r for r in conn.execute(sa.text("""
-        SELECT f_table_name, f_geometry_column, type, coord_dimension, srid
-        FROM geometry_columns WHERE f_table_schema = 'public' AND f_table_name = ANY(:tables)
-        ORDER BY f_geometry_column = 'geom'
-    """), {"tables": [layer.table for layer in layers.values()]})}
-    comments = dict(conn.execute(sa.text("""
-        SELECT relname, coalesce(obj_description(oid, 'pg_class'), '') FROM pg_class
-        WHERE relnamespace = 'public'::regnamespace AND relname = ANY(:tables)
-    """), {"tables": [layer.table for layer in layers.values()]}).all())
-    keys = {r.relname: (r.attname, r.type) for r in conn.execute(sa.text("""
-        SELECT c.relname, a.attname, format_type(a.atttypid, NULL) AS type
-        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
-        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-        WHERE i.indisprimary AND i.indnatts = 1 AND c.relnamespace = 'public'::regnamespace
-          AND c.relname = ANY(:tables)
-    """), {"tables": [layer.table for layer in layers.values()]})}
-    masked = set(conn.execute(sa.text("""
-        SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace('published') AND relkind = 'v'
-    """)).scalars())
-    by_table: dict[str, list] = {}
-    for r in rows:
-        by_table.setdefault(r[0], []).append(r)
+    tables = catalog.tables(conn, [layer.table for layer in layers.values()])
+    masked = catalog.views(conn, "published")
     out: dict[str, Collection] = {}
     for layer in layers.values():
-        if layer.table not in by_table or layer.table not in geometry:
+        table = tables.get(layer.table)
+        g = table.geometry_column() if table is not None else None
+        if table is None or g is None:
             continue
-        g = geometry[layer.table]
+        if table.primary_key is None:  # keyset paging and MVT feature ids need one
+            raise QiwangError(f"table {layer.table} has no single-column primary key: cannot publish {layer.id}")
         hidden = set(ALWAYS_HIDDEN) | set(layer.hidden)
-        columns = []
-        for _, name, udt, data_type, comment in by_table[layer.table]:
-            if udt == "geometry" or name in hidden:
-                continue
-            sql_type = data_type if data_type != "USER-DEFINED" else udt
-            json_type, json_format = _json_type(sql_type)
-            columns.append(Column(name, sql_type, comment, json_type, json_format))
+        columns = [Column(c.name, c.base_type, c.comment, *_json_type(c.base_type))
+                   for c in table.columns if c.base_type != "geometry" and c.name not in hidden]
         geometry_type = g.type + ("Z" if g.coord_dimension == 3 and not g.type.endswith("Z") else "")
-        key, key_type = keys[layer.table]
-        out[layer.id] = Collection(layer, comments.get(layer.table, ""), tuple(columns), g.f_geometry_column,
-                                   geometry_type, g.srid, key, key_type,
-                                   _extent(conn, layer.table, g.f_geometry_column, g.srid),
-                                   masked=layer.table in masked)
+        key, key_type = table.primary_key
+        out[layer.id] = Collection(layer, table.comment, tuple(columns), g.column, geometry_type, g.srid, key, key_type,
+                                   _extent(conn, layer.table, g.column, g.srid), masked=layer.table in masked)
     return out
 
 

@@ -66,8 +66,9 @@ from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from core import config_file
+from core.codes import ENTERPRISE_CODE
 from telemetry.measures import DEVICE_TYPES, MEASURES
-from telemetry.payload import DEVICE_CODE, ENTERPRISE_CODE, Message, telemetry_topic
+from telemetry.payload import DEVICE_CODE, Message, telemetry_topic
 
 log = logging.getLogger("qiwang.modbus")
 
@@ -239,9 +240,11 @@ def _device(path: Path, where: list[str | int], raw: dict[str, Any]) -> DeviceCo
     if not isinstance(code, str) or not DEVICE_CODE.fullmatch(code):
         raise config_file.problem(path, [*where, "device_code"],
                                   f"must be 1-64 letters, digits, '_', '.', '-', not {code!r}")
-    if not isinstance(enterprise, str) or not ENTERPRISE_CODE.fullmatch(enterprise):
+    if not ENTERPRISE_CODE.is_valid(enterprise):
         hint = " in quotes (YAML reads unquoted digits as a number)" if isinstance(enterprise, int) else ""
-        raise config_file.problem(path, [*where, "enterprise_code"], f"must be 10 digits{hint}, not {enterprise!r}")
+        raise config_file.problem(path, [*where, "enterprise_code"],
+                                  f"must be {ENTERPRISE_CODE.summary} ({ENTERPRISE_CODE.detail}){hint}, "
+                                  f"not {enterprise!r}")
     maps = tuple(_register(path, [*where, "registers", n], r) for n, r in enumerate(raw["registers"]))
     measures = [m.measure for m in maps]
     for index, name in enumerate(measures):

@@ -17,13 +17,16 @@ an unexpected error on one message becomes that message's rejection.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core.codes import ENTERPRISE_CODE
+from core.text import unstorable_char
 from telemetry.measures import DEVICE_TYPES, MEASURES
 
 if TYPE_CHECKING:
@@ -34,7 +37,6 @@ MAX_VALUES = 32
 FUTURE_SKEW = timedelta(minutes=5)    # device clocks run a little fast; more is a wrong clock
 MAX_AGE = timedelta(days=90)          # devices buffer readings while offline (000 foreword 6)
 TOPIC = re.compile(r"qiwang/(?P<enterprise>[^/]*)/(?P<type>[^/]*)/(?P<code>[^/]*)/telemetry")
-ENTERPRISE_CODE = re.compile(r"[0-9]{10}")
 DEVICE_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 EPOCH_RANGE = (946_684_800, 4_102_444_800)  # 2000-01-01 … 2100-01-01, Unix seconds
 YEAR_RANGE = (2000, 2100)             # the same window for ISO 8601 timestamps, checked before any UTC shift
@@ -43,7 +45,6 @@ TOPIC_PREFIX = "qiwang/"              # the ingest subscribes to qiwang/#: anyth
 # Checked before UTF-8 decoding, longest mark first (UTF-32 LE starts like UTF-16 LE).
 BYTE_ORDER_MARKS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
                     (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")   # NUL and lone surrogates: not valid in PostgreSQL text
 
 
 def telemetry_topic(enterprise_code: str, device_type: str, device_code: str) -> str:
@@ -91,7 +92,7 @@ class Rejection:
     enterprise_code: str | None = None
     device_type: str | None = None
     device_code: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # `field` is a member here
 
 
 class _Reject(Exception):
@@ -117,10 +118,9 @@ def _parse(message: Message, registry: DeviceRegistry, now: datetime) -> Reading
     if match is None:
         return Rejection(message, "topic", "not qiwang/{enterprise_code}/{device_type}/{device_code}/telemetry")
     enterprise, device_type, code = match.group("enterprise", "type", "code")
-    ids = {"enterprise_code": enterprise[:32], "device_type": device_type[:32], "device_code": code[:64]}
     try:
-        if not ENTERPRISE_CODE.fullmatch(enterprise):
-            raise _Reject("topic", f"enterprise code {enterprise[:32]!r} is not 10 digits")
+        if not ENTERPRISE_CODE.is_valid(enterprise):
+            raise _Reject("topic", f"enterprise code {enterprise[:32]!r} is not {ENTERPRISE_CODE.description}")
         if device_type not in DEVICE_TYPES:
             raise _Reject("topic", f"device type {device_type[:32]!r} is not one of {', '.join(DEVICE_TYPES)}")
         if not DEVICE_CODE.fullmatch(code):
@@ -130,7 +130,8 @@ def _parse(message: Message, registry: DeviceRegistry, now: datetime) -> Reading
             raise _Reject("topic", f"unknown device: no {device_type} {code} of enterprise {enterprise}")
         ts, values = _body(message.payload, now)
     except _Reject as bad:
-        return Rejection(message, bad.field, bad.reason, **ids)
+        return Rejection(message, bad.field, bad.reason, enterprise_code=enterprise[:32],
+                         device_type=device_type[:32], device_code=code[:64])
     return Reading(device, ts, values, message)
 
 
@@ -170,14 +171,14 @@ def decode_utf8(payload: bytes) -> str:
 def _storable(value: Any, where: str) -> None:
     """Refuse NUL and lone surrogates in every string (keys included) of a decoded payload."""
     if isinstance(value, str):
-        bad = UNSTORABLE.search(value)
+        bad = unstorable_char(value)
         if bad:
-            raise _Reject(where, f"a string holds {_unstorable_name(bad.group())}")
+            raise _Reject(where, f"a string holds {_unstorable_name(bad)}")
     elif isinstance(value, dict):
         for key, item in value.items():
-            bad = UNSTORABLE.search(key)
+            bad = unstorable_char(key)
             if bad:
-                raise _Reject(where, f"a name holds {_unstorable_name(bad.group())}")
+                raise _Reject(where, f"a name holds {_unstorable_name(bad)}")
             _storable(item, f"{where}.{key[:40]}" if where != "payload" else key[:40])
     elif isinstance(value, list):
         for item in value:

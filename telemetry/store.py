@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from core.text import escaped
 from telemetry.episodes import BatchView, Transition
 from telemetry.measures import COLUMN_MEASURES, MEASURES
 from telemetry.payload import Message, Reading, Rejection
@@ -106,7 +107,8 @@ UPDATE alarm SET
     threshold = CASE WHEN array_position(%(order)s::smallint[], %(level)s::smallint)
                       > array_position(%(order)s::smallint[], level) THEN %(threshold)s ELSE threshold END,
     value = %(value)s,
-    peak_value = CASE WHEN %(direction)s = 'high' THEN greatest(peak_value, %(peak)s) ELSE least(peak_value, %(peak)s) END,
+    peak_value = CASE WHEN %(direction)s = 'high' THEN greatest(peak_value, %(peak)s)
+                      ELSE least(peak_value, %(peak)s) END,
     cleared_at = CASE WHEN %(cleared)s THEN %(at)s ELSE cleared_at END,
     updated_at = now()
 WHERE id = %(id)s
@@ -146,15 +148,9 @@ def prepare(conn: psycopg.Connection) -> None:
 
 def _clean(text: str | None) -> str | None:
     """Text PostgreSQL can hold: NUL and lone surrogates (from a topic or a reason quoting bad input)
-    as visible escapes. The checks refuse them in readings; a quarantine row must still be writable."""
-    if text is None:
-        return None
-    text = text.replace("\x00", "\\0")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+    as visible escapes (core.text). The checks refuse them in readings; a quarantine row must still
+    be writable."""
+    return None if text is None else escaped(text)
 
 
 def write_batch(conn: psycopg.Connection, readings: Sequence[Reading], rejections: Sequence[Rejection],
@@ -175,9 +171,9 @@ def write_batch(conn: psycopg.Connection, readings: Sequence[Reading], rejection
             with cur.copy(f"COPY reading_quarantine ({', '.join(QUARANTINE_COLUMNS)}) FROM STDIN") as copy:
                 for bad in rejections:
                     m = bad.message
-                    copy.write_row((m.received_at, m.source, _clean(m.topic[:1024]), m.payload, bad.field and _clean(bad.field),
-                                    _clean(bad.reason), _clean(bad.enterprise_code), _clean(bad.device_type),
-                                    _clean(bad.device_code)))
+                    copy.write_row((m.received_at, m.source, _clean(m.topic[:1024]), m.payload,
+                                    bad.field and _clean(bad.field), _clean(bad.reason), _clean(bad.enterprise_code),
+                                    _clean(bad.device_type), _clean(bad.device_code)))
             result.quarantined = len(rejections)
     return result
 
@@ -253,6 +249,14 @@ def _update_latest(cur: psycopg.Cursor, view: BatchView, stored: Sequence[Readin
     cur.execute(UPDATE_LATEST, {"now": now, "outbox": outbox})
 
 
+def _returned(cur: psycopg.Cursor) -> tuple[Any, ...]:
+    """The row of an INSERT/UPDATE … RETURNING that must have touched one."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("an alarm write returned no row (the alarm row is gone?)")
+    return tuple(row)
+
+
 def _write_transition(cur: psycopg.Cursor, view: BatchView, t: Transition, now: datetime,
                       outbox: bool) -> dict[str, Any]:
     device, rule = t.device, t.rule
@@ -264,7 +268,7 @@ def _write_transition(cur: psycopg.Cursor, view: BatchView, t: Transition, now: 
             "device_id": None if device.device_type == "sentry" else device.id,
             "level": t.level, "measure": rule.measure, "direction": rule.direction, "value": t.value,
             "threshold": threshold, "enterprise_code": device.enterprise_code, "admin_code": device.admin_code})
-        alarm_id, code, state = cur.fetchone()
+        alarm_id, code, state = _returned(cur)
         view.set_alarm_id(t.key, alarm_id)
     else:
         alarm_id = view.alarm_id(t.key)
@@ -272,7 +276,7 @@ def _write_transition(cur: psycopg.Cursor, view: BatchView, t: Transition, now: 
             "order": [code for code, _ in rule.levels], "level": t.level, "threshold": threshold,
             "value": t.value, "peak": t.peak, "direction": rule.direction,
             "cleared": t.action == "cleared", "at": t.at, "id": alarm_id})
-        code, state = cur.fetchone()
+        code, state = _returned(cur)
     verb = {"high": "≥", "low": "≤"}[rule.direction]
     note = (f"{rule.measure} {t.value:g} {MEASURES[rule.measure].unit}: back inside the deadband"
             if t.action == "cleared" else

@@ -373,10 +373,14 @@ CONFIG_ERRORS = [
      "endpoints[0].devices[0].registers[1].unit: 'K' cannot be converted to °C for temperature_c "
      "(accepted: °C, ℃, C, degC)"),
     (lambda c: c[0]["devices"][0].update(enterprise_code="210302000"),
-     "endpoints[0].devices[0].enterprise_code: must be 10 digits, not '210302000'"),
+     "endpoints[0].devices[0].enterprise_code: must be 10 digits (6-digit division + 4-digit sequence from "
+     "0001), not '210302000'"),
+    (lambda c: c[0]["devices"][0].update(enterprise_code="2103020000"),
+     "endpoints[0].devices[0].enterprise_code: must be 10 digits (6-digit division + 4-digit sequence from "
+     "0001), not '2103020000'"),
     (lambda c: c[0]["devices"][0].update(enterprise_code=2103020001),
-     "endpoints[0].devices[0].enterprise_code: must be 10 digits in quotes (YAML reads unquoted digits as a "
-     "number), not 2103020001"),
+     "endpoints[0].devices[0].enterprise_code: must be 10 digits (6-digit division + 4-digit sequence from "
+     "0001) in quotes (YAML reads unquoted digits as a number), not 2103020001"),
     (lambda c: c[0]["devices"][0].update(device_code="RTU 1"),
      "endpoints[0].devices[0].device_code: must be 1-64 letters, digits, '_', '.', '-', not 'RTU 1'"),
     (lambda c: c[0]["devices"][0]["registers"][0].update(address=65535),

@@ -5,6 +5,7 @@ Wraps network_analysis.statistics.network_statistics.
 from __future__ import annotations
 
 from app.processes.base import JOB_CONTROL, QiwangProcessor, report_output
+from core.codes import ADMIN_CODE, ENTERPRISE_CODE
 from network_analysis.statistics import network_statistics
 
 PROCESS_METADATA = {
@@ -23,14 +24,14 @@ PROCESS_METADATA = {
         "enterprise_code": {
             "title": "Enterprise",
             "description": "Only this enterprise's pipes (企业唯一编码, 10 digits).",
-            "schema": {"type": "string", "pattern": "^[0-9]{10}$"},
+            "schema": ENTERPRISE_CODE.json_schema(),
             "minOccurs": 0,
             "maxOccurs": 1,
         },
         "admin_code": {
             "title": "Administrative division",
             "description": "Only the pipes of this division and the divisions below it (行政区划代码, 6 digits).",
-            "schema": {"type": "string", "pattern": "^[0-9]{6}$"},
+            "schema": ADMIN_CODE.json_schema(),
             "minOccurs": 0,
             "maxOccurs": 1,
         },
