@@ -117,7 +117,7 @@ class _ToSql(Evaluator):
         """
         try:
             g = shapely.geometry.shape(geojson)
-        except Exception as exc:  # shapely raises several types for malformed GeoJSON
+        except Exception as exc:  # noqa: BLE001 - shapely raises several types for malformed GeoJSON
             raise FilterError(f"not a valid geometry: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                               ) from None
         self.positions += shapely.get_num_coordinates(g)
@@ -277,7 +277,7 @@ def to_sql(text: str, lang: str, collection: Collection, filter_crs: ServedCrs, 
         raise
     except RecursionError:
         raise too_deep from None
-    except Exception as exc:  # lark and json raise many types; all mean the same thing here
+    except Exception as exc:  # noqa: BLE001 - lark and json raise many types; all mean the same thing here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FilterError(f"malformed {lang} filter: {first[:300]}") from None
     if _depth(tree) > MAX_DEPTH:

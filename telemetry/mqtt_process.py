@@ -146,7 +146,8 @@ class MqttProcessSource:
                 if dead is not None:
                     dead.join(5)          # reap it: no zombie
                 self.health.failed(f"the MQTT client process {dead.pid if dead else '?'} ended "
-                                   f"(exit code {dead.exitcode if dead else '?'}); starting another on the same session")
+                                   f"(exit code {dead.exitcode if dead else '?'}); "
+                                   "starting another on the same session")
                 if self._stopping.wait(1.0):
                     break
                 self._spawn()

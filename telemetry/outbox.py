@@ -155,7 +155,8 @@ class OutboxSender:
         sent = batches = 0
         error: str | None = None
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            if not conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()[0]:
+            (locked,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone() or (False,)
+            if not locked:
                 error = "another sender is running"
             else:
                 try:
@@ -180,8 +181,8 @@ class OutboxSender:
                         batches += 1
                 finally:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
-            pending, oldest = conn.execute(
-                "SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()
+            pending, oldest = conn.execute(  # an aggregate: always one row
+                "SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone() or (0, None)
         return SendReport(sent, batches, pending, oldest, error)
 
     def _next_batch(self, conn: psycopg.Connection) -> list[tuple[int, str, datetime, Any]] | None:
@@ -270,9 +271,9 @@ def status(conn: psycopg.Connection, now: datetime) -> dict[str, Any]:
     never); last_error and attempts: of the oldest unsent record, the one sending is stuck on.
     """
     now = _aware(now, "now")
-    pending, oldest = conn.execute(
-        "SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()
-    last_sent_at = conn.execute("SELECT max(sent_at) FROM outbox").fetchone()[0]
+    pending, oldest = conn.execute(  # aggregates: always one row
+        "SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone() or (0, None)
+    (last_sent_at,) = conn.execute("SELECT max(sent_at) FROM outbox").fetchone() or (None,)
     head = conn.execute("SELECT last_error, attempts FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT 1").fetchone()
     return {
         "pending": pending,

@@ -63,7 +63,7 @@ def assert_same_pipes(source: pd.DataFrame, copied: pd.DataFrame) -> None:
     # topology: pipe ends that shared a node still share one, and no others do
     ends_source = np.concatenate([source["from_node_id"], source["to_node_id"]])
     ends_copied = np.concatenate([copied["from_node_id"], copied["to_node_id"]])
-    pairs = set(zip(ends_source.tolist(), ends_copied.tolist()))
+    pairs = set(zip(ends_source.tolist(), ends_copied.tolist(), strict=False))
     assert len(pairs) == len(set(ends_source)) == len(set(ends_copied))
 
 
@@ -120,7 +120,7 @@ def test_export_crs_and_bbox(engine: sa.Engine, tmp_path: Path) -> None:
     with engine.connect() as conn:
         expected = conn.execute(sa.text(
             "SELECT count(*) FROM pipe WHERE geom && ST_Transform(ST_MakeEnvelope(:a, :b, :c, :d, 4326), 4550)"),
-            dict(zip("abcd", bbox))).scalar()
+            dict(zip("abcd", bbox, strict=False))).scalar()
     assert result.counts == {"pipe": expected} and 0 < expected < count(engine)
     frame = pyogrio.read_dataframe(out)
     lon, lat = shapely.get_coordinates(frame.geometry.to_numpy()).T
@@ -189,7 +189,7 @@ def test_wgs84_geojson_is_transformed_like_pyproj(target: sa.Engine, tmp_path: P
     assert report.layers[0].crs.startswith("EPSG:4326 (from the file)")
     to_storage = Transformer.from_crs("EPSG:4326", "EPSG:4550", always_xy=True)
     got = pipes(target)
-    for line, geom in zip(lonlat, got["geom"]):
+    for line, geom in zip(lonlat, got["geom"], strict=False):
         x, y = to_storage.transform(*np.array(line).T)
         coords = shapely.get_coordinates(geom, include_z=True)
         assert np.abs(coords[:, 0] - x).max() <= 0.001 and np.abs(coords[:, 1] - y).max() <= 0.001
@@ -218,7 +218,7 @@ def test_gbk_csv_sheet_in_another_zone_with_survey_axes(target: sa.Engine, tmp_p
     assert report.layers[0].new_nodes == 3  # the two pipes share their middle node
     to_storage = Transformer.from_crs("EPSG:4490", "EPSG:4550", always_xy=True)
     got = pipes(target)
-    for (start, end), geom in zip(ends, got["geom"]):
+    for (start, end), geom in zip(ends, got["geom"], strict=False):
         expected = np.array([to_storage.transform(*start), to_storage.transform(*end)])
         assert np.abs(shapely.get_coordinates(geom) - expected).max() <= 0.001
     assert got["road_name"].tolist() == ["胜利路", "胜利路"]
@@ -231,7 +231,8 @@ def test_file_without_crs_needs_crs_option(target: sa.Engine, tmp_path: Path) ->
     pyogrio.write_dataframe(frame, path, encoding="GBK")
     path.with_suffix(".prj").unlink()
     assert failed_lines(target, path, enterprise=ENTERPRISE) == [
-        "no_prj.shp:no_prj:*:geometry: the file has no CRS (a Shapefile without .prj, a CAD drawing?): give --crs EPSG:XXXX"]
+        "no_prj.shp:no_prj:*:geometry: the file has no CRS (a Shapefile without .prj, a CAD drawing?): "
+        "give --crs EPSG:XXXX"]
     report = import_file(target, path, enterprise=ENTERPRISE, crs="EPSG:4490")
     assert report.layers[0].crs == "EPSG:4490 (--crs) → EPSG:4550"
     x, y = Transformer.from_crs("EPSG:4490", "EPSG:4550", always_xy=True).transform(*np.array(lonlat).T)
@@ -286,7 +287,8 @@ def test_mapping_file_adds_field_names(target: sa.Engine, tmp_path: Path) -> Non
 
 def test_dry_run_writes_nothing(target: sa.Engine, tmp_path: Path) -> None:
     path = tmp_path / "pipes.gpkg"
-    pyogrio.write_dataframe(pipe_frame([chinese_pipe("D1", 测量单位="鞍山勘测院")], [anshan_line(0)]), path, layer="pipe")
+    pyogrio.write_dataframe(pipe_frame([chinese_pipe("D1", 测量单位="鞍山勘测院")], [anshan_line(0)]), path,
+                            layer="pipe")
     report = import_file(target, path, enterprise=ENTERPRISE, dry_run=True)
     assert not report.written and report.layers[0].features == 1 and report.layers[0].new_nodes == 2
     assert report.summary()[-3:] == ["  fields not imported: 测量单位",
@@ -336,7 +338,8 @@ def test_every_problem_is_one_line_and_nothing_is_written(target: sa.Engine, tmp
 def deployment_area(engine: sa.Engine) -> tuple[float, ...]:
     with engine.connect() as conn:
         return tuple(conn.execute(sa.text(
-            "SELECT ST_XMin(e), ST_XMax(e), ST_YMin(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) e FROM admin_division) s"
+            "SELECT ST_XMin(e), ST_XMax(e), ST_YMin(e), ST_YMax(e) "
+            "FROM (SELECT ST_Extent(geom) e FROM admin_division) s"
         )).one())
 
 
@@ -460,7 +463,8 @@ def test_cli_reimport_of_an_export_summarises_first_and_groups_each_kind(db_url:
         f"{pipes + valves:,} problems of 2 kinds in {out}:",
         f"  {pipes:>{width},} × pipe:code: code … is already in the database (enterprise …)",
         f"  {valves:>{width},} × valve:code: code … is already in the database (enterprise …)"]
-    assert lines[3] == f"{out}:pipe:1:code: code {first.code!r} is already in the database (enterprise {first.enterprise_code})"
+    assert lines[3] == (f"{out}:pipe:1:code: code {first.code!r} is already in the database "
+                        f"(enterprise {first.enterprise_code})")
     assert [line.split(":")[2] for line in lines[3:13]] == [str(i) for i in range(1, 11)]
     assert lines[13] == f"… and {pipes - 10:,} more of this kind (--all-errors lists every one)"
     assert lines[14].startswith(f"{out}:valve:1:code: code 'FM")

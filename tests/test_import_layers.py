@@ -164,7 +164,8 @@ def test_bad_references_and_labels_write_nothing(target: sa.Engine, tmp_path: Pa
         import_file(target, path, file_label=path.name)
     assert failed.value.problems == [
         "bad_refs.gpkg:阀门:1:pipe_code: no pipe 'P9' of enterprise 2103020001 in this import or the database",
-        "bad_refs.gpkg:阀门:2:阀门类型: '水阀' is not one of gate, ball, butterfly, plug, check (or their Chinese names)",
+        "bad_refs.gpkg:阀门:2:阀门类型: '水阀' is not one of gate, ball, butterfly, plug, check "
+        "(or their Chinese names)",
         "bad_refs.gpkg:阀门:2:node_code: no node 'N7' of enterprise 2103020001 in this import or the database",
         "bad_refs.gpkg:阀门:3:pipe_code: 所在管道 is empty",
     ]
@@ -197,7 +198,7 @@ def test_customer_csv_with_xy_in_another_zone(target: sa.Engine, tmp_path: Path)
     with target.connect() as conn:
         got = conn.execute(sa.text("SELECT code, user_type, ST_X(geom), ST_Y(geom) FROM customer ORDER BY code")).all()
     to_storage = Transformer.from_crs("EPSG:4490", "EPSG:4550", always_xy=True)
-    for (lon, lat), row in zip(lonlat, got):
+    for (lon, lat), row in zip(lonlat, got, strict=False):
         x, y = to_storage.transform(lon, lat)
         assert row[1] == 1 and abs(row[2] - x) <= 0.001 and abs(row[3] - y) <= 0.001
 
@@ -209,7 +210,8 @@ def test_customer_with_unknown_user_type_label(target: sa.Engine, tmp_path: Path
     pd.DataFrame(rows).to_csv(path, index=False)
     assert failed_lines(target, path, crs="EPSG:4550") == [
         "customers.csv:customers:1:用户类型: '外星用户' is neither a code nor a label of 燃气用户类型 (dt_usertype)",
-        "customers.csv:customers:2:credit_code: 统一社会信用代码 is empty: only residents (用户类型 1) may leave it empty",
+        "customers.csv:customers:2:credit_code: 统一社会信用代码 is empty: "
+        "only residents (用户类型 1) may leave it empty",
     ]
     assert count(target, "customer") == 0
 
@@ -277,7 +279,7 @@ def test_dxf_lines_and_blocks(target: sa.Engine, tmp_path: Path) -> None:
         pressure = conn.execute(sa.text("SELECT DISTINCT pressure_class, diameter_mm::int FROM pipe")).all()
         ends = conn.execute(sa.text("SELECT f.code, t.code FROM pipe p JOIN node f ON f.id = p.from_node_id "
                                     "JOIN node t ON t.id = p.to_node_id ORDER BY f.code")).all()
-    for (lon, lat), (code, x, y) in zip(lonlat, nodes):
+    for (lon, lat), (_code, x, y) in zip(lonlat, nodes, strict=False):
         ex, ey = to_storage.transform(lon, lat)
         assert abs(x - ex) <= 0.001 and abs(y - ey) <= 0.001
     assert [tuple(r) for r in pressure] == [(1, 160)]
@@ -325,7 +327,8 @@ def test_a_hazard_names_its_feature_by_type_and_code(engine: sa.Engine, target: 
     with engine.connect() as conn:
         first = conn.execute(sa.text("SELECT code, enterprise_code FROM hazard ORDER BY id LIMIT 2")).all()
     lines = failed_lines(target, out)
-    assert lines[0] == "hazards.gpkg:hazard:1:feature_code: feature_code and feature_type go together: give both or neither"
+    assert lines[0] == ("hazards.gpkg:hazard:1:feature_code: feature_code and feature_type go together: "
+                        "give both or neither")
     pipe = frame.loc[1, "feature_code"]
     assert (f"hazards.gpkg:hazard:2:feature_code: no pipe {pipe!r} of enterprise {first[1][1]} in this import "
             f"or the database") in lines

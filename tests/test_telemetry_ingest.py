@@ -169,7 +169,8 @@ def test_broker_restart_mid_stream_loses_nothing(db, broker):
             info.wait_for_publish(60)                               # paho resends what the broker did not confirm
         wait_until(lambda: count(db, "SELECT count(*) FROM reading") == 3000, 30,
                    lambda: f"3,000 readings after the restart: {count(db, 'SELECT count(*) FROM reading')} stored, "
-                           f"{count(db, 'SELECT count(*) FROM reading_quarantine')} quarantined, {ingest.pipeline.stats}, "
+                           f"{count(db, 'SELECT count(*) FROM reading_quarantine')} quarantined, "
+                           f"{ingest.pipeline.stats}, "
                            f"{ingest.source.connections} connections")
         ingest.pipeline.wait_idle(30)
         assert ingest.source.connections >= 2
@@ -321,7 +322,7 @@ def test_the_poison_pills_of_issue_16_are_quarantined_and_the_writer_goes_on(db,
     sentry = devices(db, limit=1)[0]
     t0 = base_time()
     poison = [b'{"ts":"0001-01-01T00:00:00+14:00","values":{"ch4_lel":1}}',
-              ('{"ts":"%s","values":{"\\ud800":1}}' % t0.isoformat()).encode()]
+              f'{{"ts":"{t0.isoformat()}","values":{{"\\ud800":1}}}}'.encode()]
     with ingest_with_publisher(db, broker, "poison-publisher") as (ingest, client):
         for i, body in enumerate(poison):
             client.publish(telemetry_topic(*sentry), body, qos=1).wait_for_publish(10)
@@ -576,7 +577,7 @@ def test_a_message_the_store_refuses_is_bisected_out_and_the_others_are_stored(d
     monkeypatch.setattr(store, "_clean", lambda text: text)
     sentries = devices(db, limit=3)
     t0 = base_time()
-    poison = ('{"ts": "%s", "values": {"\\ud800": 1}}' % t0.isoformat()).encode()
+    poison = f'{{"ts": "{t0.isoformat()}", "values": {{"\\ud800": 1}}}}'.encode()
     messages = [Message("mqtt", telemetry_topic(*device), json.dumps(
         {"ts": (t0 + timedelta(seconds=i)).isoformat(), "values": {"ch4_lel": 0.5}}).encode(), now)
         for now in [datetime.now(UTC)] for i in range(100) for device in sentries]
@@ -712,7 +713,8 @@ def test_the_supervisor_restarts_what_dies_and_health_reports_it(db, monkeypatch
     assert response.status_code == 200 and body["status"] == "ok"
     ingest = body["ingest"]
     assert (ingest["status"], ingest["failing"]) == ("running", [])
-    assert {name: (part["alive"], part["restarts"]) for name, part in ingest.items() if name not in ("status", "failing")} \
+    parts = {name: part for name, part in ingest.items() if name not in ("status", "failing")}
+    assert {name: (part["alive"], part["restarts"]) for name, part in parts.items()} \
         == {"writer": (True, 1), "mqtt": (True, 1), "mosquitto": (True, 1)}
     assert ingest["writer"]["last_failure"] == "RuntimeError: injected fault"
     assert ingest["mqtt"]["last_failure"] == (f"the MQTT client process {child} ended (exit code -9); "

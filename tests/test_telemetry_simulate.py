@@ -120,8 +120,8 @@ def test_simulated_telemetry_is_accepted_and_tells_stories(conninfo: str, broker
     # Silences: nothing while silent, and back afterwards (a silence of the first cycle has surely
     # ended: every device had at least VISITS - 1 > cycle readings).
     assert report.silent and set(report.silent) == set(report.silences)
-    plan = Simulator(devices, broker.account(TEST_GATEWAY), rate=200, seed=SEED, leak_fraction=0.25, silent_fraction=0.1,
-                     episodes=EPISODES)
+    plan = Simulator(devices, broker.account(TEST_GATEWAY), rate=200, seed=SEED, leak_fraction=0.25,
+                     silent_fraction=0.1, episodes=EPISODES)
     first_cycle = {d.code for d in devices for visit in range(EPISODES.cycle)
                    if (e := plan.event(d, visit)) is not None and e.kind == "silent"}
     assert first_cycle and first_cycle <= set(report.silent)
