@@ -292,7 +292,7 @@ def _write_dxf(conn: Connection, tables: list[str], path: Path, srid: int,
     # txt.shx with the big font gbcbig.shx: the stock Chinese text style of AutoCAD and its clones
     doc.styles.add(DXF_TEXT_STYLE, font="txt.shx").dxf.bigfont = "gbcbig.shx"
     pressure: dict[int, str] = dict(
-        conn.execute(text("SELECT code, label_zh FROM dict.dt_pipe_pressure_type ORDER BY code")).tuples().all())
+        conn.execute(text("SELECT code, label_zh FROM dict.dt_pipe_pressure_type ORDER BY code")).all())
     if "pipe" in tables:  # every class gets its layer, so drawings share one layer list
         for code, label in pressure.items():
             colour, weight = DXF_PRESSURE_STYLE.get(code, (7, -1))
