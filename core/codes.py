@@ -21,7 +21,9 @@ The check characters make the demo city's codes valid.
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,34 +96,13 @@ class Code:
         return f"{shown} is not {self.article} {self.name} ({self.description})"
 
 
-ENTERPRISE_CODE = Code(
-    name="enterprise code", article="an", name_zh="企业唯一编码",
-    summary="10 digits", detail="6-digit division + 4-digit sequence from 0001",
-    sql="VALUE ~ '^[1-9][0-9]{5}[0-9]{4}$' AND right(VALUE, 4) <> '0000'",
-    regex=r"^[1-9][0-9]{5}(?!0000)[0-9]{4}$",
-    constraint="enterprise_code_is_division_plus_sequence", domain="t_enterprise_code",
-)
-ADMIN_CODE = Code(
-    name="administrative division code", article="an", name_zh="行政区划代码",
-    summary="6 digits", detail="a GB/T 2260 division code, not starting with 0",
-    sql="VALUE ~ '^[1-9][0-9]{5}$'",
-    regex=r"^[1-9][0-9]{5}$",
-    constraint="admin_code_is_6_digits", domain="t_admin_code",
-)
-CREDIT_CODE = Code(
-    name="unified social credit code", article="a", name_zh="统一社会信用代码",
-    summary="18 characters", detail="digits and capital letters except I, O, S, V, Z; GB 32100",
-    sql="VALUE ~ '^[0-9A-HJ-NPQRTUWXY]{18}$'",
-    regex=r"^[0-9A-HJ-NPQRTUWXY]{18}$",
-    constraint="credit_code_is_gb32100",
-)
-ID_NUMBER = Code(
-    name="citizen ID number", article="a", name_zh="公民身份号码",
-    summary="18 characters", detail="17 digits not starting with 0 and a check character 0-9 or X; GB 11643",
-    sql="VALUE ~ '^[1-9][0-9]{16}[0-9X]$'",
-    regex=r"^[1-9][0-9]{16}[0-9X]$",
-    constraint="id_number_is_gb11643",
-)
+# The rules themselves are data, one table each in codes.toml beside this module.
+_DECLARED = {key: Code(**fields)
+             for key, fields in tomllib.loads((Path(__file__).with_name("codes.toml")).read_text("utf-8")).items()}
+ENTERPRISE_CODE = _DECLARED["ENTERPRISE_CODE"]
+ADMIN_CODE = _DECLARED["ADMIN_CODE"]
+CREDIT_CODE = _DECLARED["CREDIT_CODE"]
+ID_NUMBER = _DECLARED["ID_NUMBER"]
 CODES: tuple[Code, ...] = (ENTERPRISE_CODE, ADMIN_CODE, CREDIT_CODE, ID_NUMBER)
 
 

@@ -9,15 +9,14 @@ with a gap where a save was rolled back.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from typing import Unpack
 
 import sqlalchemy as sa
 
 from core.errors import Conflict, InvalidInput, NotFound
 from db.catalog import storage_srid
 from emergency.states import INCIDENT_STATES, STARTING_STATES
-from network_analysis.api import burst_analysis
-from network_analysis.topology import Topology
+from network_analysis.api import BurstArguments, burst_analysis
 
 __all__ = ["INCIDENT_STATES", "STARTING_STATES", "analyse_and_save", "incident", "incidents", "save_incident",
            "set_incident_state"]
@@ -27,14 +26,7 @@ def analyse_and_save(
     engine: sa.Engine,
     save_as: str | None = None,
     title: str | None = None,
-    *,
-    pipe: str | None = None,
-    point: tuple[float, float] | None = None,
-    crs: str | None = None,
-    failed_valves: Sequence[str] = (),
-    barriers: Sequence[tuple[float, float]] = (),
-    topology: Topology | None = None,
-    geometry: bool = False,
+    **analysis: Unpack[BurstArguments],
 ) -> dict:
     """The burst analysis of `network_analysis.api.burst_analysis`, stored as an incident on request.
 
@@ -46,8 +38,9 @@ def analyse_and_save(
         None: analyse only. 'planned' or 'active': store the result as an incident in that state.
     title
         The incident's title (for people; stored as given).
-    pipe, point, crs, failed_valves, barriers, topology, geometry
-        As for `network_analysis.api.burst_analysis`.
+    **analysis
+        pipe, point, crs, failed_valves, barriers, topology, geometry: as for
+        `network_analysis.api.burst_analysis`.
 
     Returns
     -------
@@ -61,22 +54,21 @@ def analyse_and_save(
     Conflict
         The burst pipe left the network between the analysis and the save.
     """
-    def analysis(with_geometry: bool) -> dict:
-        return burst_analysis(engine, pipe=pipe, point=point, crs=crs, failed_valves=failed_valves,
-                              barriers=barriers, topology=topology, geometry=with_geometry)
-
     if save_as is None:
-        return analysis(geometry)
+        return burst_analysis(engine, **analysis)
     if save_as not in STARTING_STATES:
         raise InvalidInput("save_as", f"an incident starts as planned or active, not {save_as!r}")
-    out = analysis(True)  # the stored incident keeps its outage area
+    with_outage: BurstArguments = {**analysis, "geometry": True}  # the stored incident keeps its outage area
+    out = burst_analysis(engine, **with_outage)
     outage = out["outage_area"]
-    if not geometry:
+    if not analysis.get("geometry", False):
         out["outage_area"] = None
         del out["features"]
     # the stored request keeps the key "at" of the incidents saved before the parameter was renamed
-    request = {"pipe": pipe, "at": list(point) if point is not None else None, "crs": crs,
-               "failed_valves": list(failed_valves), "barriers": [list(b) for b in barriers]}
+    point = analysis.get("point")
+    request = {"pipe": analysis.get("pipe"), "at": list(point) if point is not None else None,
+               "crs": analysis.get("crs"), "failed_valves": list(analysis.get("failed_valves", ())),
+               "barriers": [list(b) for b in analysis.get("barriers", ())]}
     out["incident"] = save_incident(engine, out, request, outage, save_as, title)
     return out
 

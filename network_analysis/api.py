@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TypedDict
 
 import numpy as np
 import shapely
@@ -175,6 +176,19 @@ def burst_in_memory(
     """
     out, _ = _analyse(topology, topology.model.nearest_pipe, pipe, point, crs, failed_valves, barriers)
     return out
+
+
+class BurstArguments(TypedDict, total=False):
+    """The keyword arguments of `burst_analysis` after the engine, for callers that pass them on
+    (emergency.incidents.analyse_and_save)."""
+
+    pipe: str | None
+    point: tuple[float, float] | None
+    crs: str | None
+    failed_valves: Sequence[str]
+    barriers: Sequence[tuple[float, float]]
+    topology: Topology | None
+    geometry: bool
 
 
 def burst_analysis(

@@ -200,16 +200,10 @@ def analyse_burst(
 
     Parameters
     ----------
-    topo
-        The network's topology.
-    pipe
-        Pipe index of the burst.
-    fraction
-        Where along the pipe (0 = from-node, 1 = to-node).
+    topo, pipe, fraction, barriers
+        As for `isolate`.
     failed_valves
         Valve indices reported as failing to close, besides those not operable in the database.
-    barriers
-        Pipe index → fractions along the pipe where a squeeze-off cuts it.
     all_valves_work
         Ignore the operability recorded in the database (design criticality).
 

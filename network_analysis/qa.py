@@ -263,7 +263,7 @@ def unfed(topo: Topology) -> Unfed:
     Parameters
     ----------
     topo
-        The network's topology.
+        The topology of the network checked, as it is operated today.
 
     Returns
     -------

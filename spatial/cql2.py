@@ -32,6 +32,12 @@ from spatial.collections import Collection
 
 GEOMETRY_QUERYABLE = "geometry"
 
+
+def _not(node: ast.Between | ast.Like | ast.In | ast.IsNull) -> str:
+    """``NOT `` for the negated form of a predicate (x NOT BETWEEN …, NOT LIKE, NOT IN, IS NOT NULL)."""
+    return "NOT " if node.not_ else ""
+
+
 _COMPARISON = {ast.Equal: "=", ast.NotEqual: "<>", ast.LessThan: "<", ast.LessEqual: "<=",
                ast.GreaterThan: ">", ast.GreaterEqual: ">="}
 _SPATIAL = {ast.GeometryIntersects: "ST_Intersects", ast.GeometryDisjoint: "ST_Disjoint",
@@ -158,13 +164,12 @@ class _ToSql(Evaluator):
             raise FilterError(f"unknown property {name!r}; see the collection's queryables")
         return _Sql(f't."{column.name}"', "column", column.sql_type)
 
-    @handle(ast.And, ast.Or)
-    def combination(self, node: ast.Combination, lhs: _Sql, rhs: _Sql) -> _Sql:
+    @handle(ast.And, ast.Or, ast.Not)
+    def logical(self, node: ast.Combination | ast.Not, *operands: _Sql) -> _Sql:
+        if isinstance(node, ast.Not):
+            return _Sql(f"(NOT {operands[0].sql})", "condition")
+        lhs, rhs = operands
         return _Sql(f"({lhs.sql} {node.op.value} {rhs.sql})", "condition")
-
-    @handle(ast.Not)
-    def negate(self, node: ast.Not, sub: _Sql) -> _Sql:
-        return _Sql(f"(NOT {sub.sql})", "condition")
 
     @handle(*_COMPARISON)
     def comparison(self, node: ast.Comparison, lhs: Any, rhs: Any) -> _Sql:
@@ -176,7 +181,7 @@ class _ToSql(Evaluator):
 
     @handle(ast.Between)
     def between(self, node: ast.Between, lhs: _Sql, low: Any, high: Any) -> _Sql:
-        return _Sql(f"({lhs.sql} {'NOT ' if node.not_ else ''}BETWEEN {self.literal(low, lhs)} "
+        return _Sql(f"({lhs.sql} {_not(node)}BETWEEN {self.literal(low, lhs)} "
                     f"AND {self.literal(high, lhs)})", "condition")
 
     @handle(ast.Like)
@@ -185,16 +190,16 @@ class _ToSql(Evaluator):
             raise FilterError("LIKE needs a text pattern")
         # CQL2 wildcards are SQL's own ('%', '_', backslash escape); cast so numbers can be matched too.
         op = "ILIKE" if node.nocase else "LIKE"
-        return _Sql(f"({lhs.sql}::text {'NOT ' if node.not_ else ''}{op} {self.bind(node.pattern)})", "condition")
+        return _Sql(f"({lhs.sql}::text {_not(node)}{op} {self.bind(node.pattern)})", "condition")
 
     @handle(ast.In)
     def in_(self, node: ast.In, lhs: _Sql, *items: Any) -> _Sql:
         bound = ", ".join(self.literal(v, lhs) for v in items)
-        return _Sql(f"({lhs.sql} {'NOT ' if node.not_ else ''}IN ({bound}))", "condition")
+        return _Sql(f"({lhs.sql} {_not(node)}IN ({bound}))", "condition")
 
     @handle(ast.IsNull)
     def is_null(self, node: ast.IsNull, lhs: _Sql) -> _Sql:
-        return _Sql(f"({lhs.sql} IS {'NOT ' if node.not_ else ''}NULL)", "condition")
+        return _Sql(f"({lhs.sql} IS {_not(node)}NULL)", "condition")
 
     @handle(*_SPATIAL)
     def spatial(self, node: ast.SpatialComparisonPredicate, lhs: Any, rhs: Any) -> _Sql:

@@ -97,24 +97,28 @@ def test_nul_in_the_alarm_code_is_400(live_server) -> None:
                                                    "description": "code: contains a NUL character"})
 
 
-@pytest.mark.parametrize(("body", "status", "description"), [
-    (b"", 400, 'body: a JSON object is expected, e.g. {"by": "name", "note": "…"}'),
+_OBJECT_EXPECTED = 'body: a JSON object is expected, e.g. {"by": "name", "note": "…"}'
+_UNNAMED = "by: the person taking the step must be named"
+# (body, status, description): the body as a whole, then field by field. PostgreSQL text holds
+# neither NUL nor lone surrogates (both valid JSON escapes): 400, not 500.
+BAD_BODIES = [
+    *[(body, 400, _OBJECT_EXPECTED) for body in (b"", b"[1, 2]")],
     (b"{not json", 400, 'body: not JSON; send {"by": "name", "note": "…"}'),
-    (b"[1, 2]", 400, 'body: a JSON object is expected, e.g. {"by": "name", "note": "…"}'),
-    (b'{"note": "x"}', 400, "by: the person taking the step must be named"),
-    (b'{"by": "   "}', 400, "by: the person taking the step must be named"),
-    (b'{"by": 7}', 400, "by: a string is expected, not int"),
+    (b"\xff\xfe{\x00}", 400, "body: not UTF-8"),
+    (b'{"by\\u0000": "x"}', 400, "body: contains a NUL character"),
+    *[(body, 400, _UNNAMED) for body in (b'{"note": "x"}', b'{"by": "   "}')],
+    *[(body, 400, f"{field}: a string is expected, not {kind}")
+      for body, field, kind in ((b'{"by": 7}', "by", "int"), (b'{"by": "x", "note": ["a"]}', "note", "list"))],
     (b'{"by": "x", "actor": "y"}', 400, "actor: unknown field (accepted: by, note, enterprise)"),
     (b'{"by": "' + b"x" * 101 + b'"}', 400, "by: longer than 100 characters"),
-    (b'{"by": "x", "note": ["a"]}', 400, "note: a string is expected, not list"),
     (b'{"by": "x", "enterprise": "NOPE"}', 404, "no alarm {code} in enterprise NOPE"),
-    # PostgreSQL text holds neither NUL nor lone surrogates (both valid JSON escapes): 400, not 500
     (b'{"by": "x\\u0000y"}', 400, "by: contains a NUL character"),
-    (b'{"by": "\\ud800"}', 400, "by: contains a lone UTF-16 surrogate (not valid Unicode)"),
-    (b'{"by": "x", "note": "\\udfff"}', 400, "note: contains a lone UTF-16 surrogate (not valid Unicode)"),
-    (b'{"by\\u0000": "x"}', 400, "body: contains a NUL character"),
-    (b'\xff\xfe{\x00}', 400, "body: not UTF-8"),
-])
+    *[(body, 400, f"{field}: contains a lone UTF-16 surrogate (not valid Unicode)")
+      for body, field in ((b'{"by": "\\ud800"}', "by"), (b'{"by": "x", "note": "\\udfff"}', "note"))],
+]
+
+
+@pytest.mark.parametrize(("body", "status", "description"), BAD_BODIES)
 def test_bad_bodies_name_the_field_and_change_nothing(live_server, db_url: str, two_alarms, body: bytes,
                                                       status: int, description: str) -> None:
     code = two_alarms["active"][0]

@@ -35,25 +35,35 @@ def test_defaults_without_environment_or_file() -> None:
     assert settings.name_of("work_mem") == "QIWANG_WORK_MEM"
 
 
+# Every variable: as set in the environment, the field it fills and the value read from it.
+VARIABLES = [
+    ("DATABASE_URL", "postgresql://owner:pw@db/gas", "database_url", "postgresql://owner:pw@db/gas"),
+    ("QIWANG_APP_DATABASE_URL", "postgresql://qiwang_app:pw@db/gas", "app_database_url",
+     "postgresql://qiwang_app:pw@db/gas"),
+    ("QIWANG_PUBLIC_URL", "https://gis.example.cn/qiwang", "public_url", "https://gis.example.cn/qiwang"),
+    ("QIWANG_MQTT_URL", "mqtt://ingest:pw@broker:1884", "mqtt_url", "mqtt://ingest:pw@broker:1884"),
+    ("QIWANG_REGULATOR_URL", "https://regulator.example.cn/in", "regulator_url", "https://regulator.example.cn/in"),
+    ("QIWANG_REGULATOR_TOKEN", "s3cr3t-T0ken", "regulator_token", "s3cr3t-T0ken"),
+    ("QIWANG_MAX_BODY_BYTES", "2048", "max_body_bytes", 2048),
+    ("QIWANG_STATEMENT_TIMEOUT", "5s", "statement_timeout", "5s"),
+    ("QIWANG_PROCESS_STATEMENT_TIMEOUT", "1min", "process_statement_timeout", "1min"),
+    ("QIWANG_WORK_MEM", "64MB", "work_mem", "64MB"),
+    ("QIWANG_CORS_ORIGINS", " https://map.example.cn/ ,http://localhost:8080", "cors_origins",
+     ("https://map.example.cn", "http://localhost:8080")),
+    ("QIWANG_CORS_API_ORIGINS", "", "cors_api_origins", ()),
+    ("QIWANG_JOBS_RETENTION_DAYS", "0.5", "jobs_retention_days", 0.5),
+    ("QIWANG_BASEMAP_URL", "https://t0.example/{z}/{x}/{y}?tk={key}", "basemap_url",
+     "https://t0.example/{z}/{x}/{y}?tk={key}"),
+    ("QIWANG_BASEMAP_KEY", "k", "basemap_key", "k"),
+    ("QIWANG_BASEMAP_ATTRIBUTION", "© 天地图", "basemap_attribution", "© 天地图"),
+]
+
+
 def test_every_variable_is_read_and_converted() -> None:
-    settings = load_settings({
-        "DATABASE_URL": "postgresql://owner:pw@db/gas", "QIWANG_APP_DATABASE_URL": "postgresql://qiwang_app:pw@db/gas",
-        "QIWANG_PUBLIC_URL": "https://gis.example.cn/qiwang", "QIWANG_MQTT_URL": "mqtt://ingest:pw@broker:1884",
-        "QIWANG_REGULATOR_URL": "https://regulator.example.cn/in", "QIWANG_REGULATOR_TOKEN": "s3cr3t-T0ken",
-        "QIWANG_MAX_BODY_BYTES": "2048", "QIWANG_STATEMENT_TIMEOUT": "5s",
-        "QIWANG_PROCESS_STATEMENT_TIMEOUT": "1min", "QIWANG_WORK_MEM": "64MB",
-        "QIWANG_CORS_ORIGINS": " https://map.example.cn/ ,http://localhost:8080", "QIWANG_CORS_API_ORIGINS": "",
-        "QIWANG_JOBS_RETENTION_DAYS": "0.5", "QIWANG_BASEMAP_URL": "https://t0.example/{z}/{x}/{y}?tk={key}",
-        "QIWANG_BASEMAP_KEY": "k", "QIWANG_BASEMAP_ATTRIBUTION": "© 天地图", "QIWANG_FUZZ_EXAMPLES": "5",
-    })
-    assert settings == Settings(
-        database_url="postgresql://owner:pw@db/gas", app_database_url="postgresql://qiwang_app:pw@db/gas",
-        public_url="https://gis.example.cn/qiwang", mqtt_url="mqtt://ingest:pw@broker:1884",
-        regulator_url="https://regulator.example.cn/in", regulator_token="s3cr3t-T0ken", max_body_bytes=2048,
-        statement_timeout="5s", process_statement_timeout="1min", work_mem="64MB",
-        cors_origins=("https://map.example.cn", "http://localhost:8080"), cors_api_origins=(),
-        jobs_retention_days=0.5, basemap_url="https://t0.example/{z}/{x}/{y}?tk={key}", basemap_key="k",
-        basemap_attribution="© 天地图")
+    # a test knob among them is no setting: ignored
+    settings = load_settings({"QIWANG_FUZZ_EXAMPLES": "5"} | {variable: text for variable, text, _, _ in VARIABLES})
+    assert settings == Settings(**{field: value for _, _, field, value in VARIABLES})
+    assert {f.name for f in fields(Settings)} - {"sources"} == {field for _, _, field, _ in VARIABLES}
     assert settings.name_of("regulator_token") == "QIWANG_REGULATOR_TOKEN"
     # Secrets (passwords in URLs, tokens, keys) stay out of logs and tracebacks.
     assert not re.search(r"pw|s3cr3t|basemap_key", repr(settings))

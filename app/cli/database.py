@@ -5,16 +5,10 @@ from __future__ import annotations
 import click
 
 from app.cli.common import embedded_cluster, external_url
-from app.cli.root import cli
+from app.cli.root import cli, command_family
 from core.errors import QiwangError
 
-
-@cli.group(invoke_without_command=True)
-@click.pass_context
-def db(ctx: click.Context) -> None:
-    """The database: embedded cluster or DATABASE_URL."""
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+db = command_family("db", "The database: embedded cluster or DATABASE_URL.")
 
 
 

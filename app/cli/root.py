@@ -21,3 +21,23 @@ def cli(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
+
+
+def command_family(name: str, summary: str) -> click.Group:
+    """A sub-group of `qiwang` (e.g. `qiwang alarm …`) that prints its help when called bare.
+
+    Parameters
+    ----------
+    name
+        The word on the command line.
+    summary
+        The group's help text (first line: its one-line summary in `qiwang --help`).
+    """
+
+    @cli.group(name, invoke_without_command=True, help=summary)
+    @click.pass_context
+    def family(ctx: click.Context) -> None:
+        if ctx.invoked_subcommand is None:
+            click.echo(ctx.get_help())
+
+    return family

@@ -11,7 +11,7 @@ import click
 
 from app.cli.common import ready_database, settings
 from app.cli.format import number, pad, shown
-from app.cli.root import cli
+from app.cli.root import cli, command_family
 from core.errors import QiwangError
 
 if TYPE_CHECKING:
@@ -68,12 +68,7 @@ def _run_service(**options) -> None:
                        f"quarantined {stats.quarantined:,}, alarm transitions {stats.alarms:,}", err=True)
 
 
-@cli.group(invoke_without_command=True)
-@click.pass_context
-def ingest(ctx: click.Context) -> None:
-    """Telemetry ingest from sentries and station RTUs (MQTT, Modbus TCP)."""
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+ingest = command_family("ingest", "Telemetry ingest from sentries and station RTUs (MQTT, Modbus TCP).")
 
 
 @ingest.command("mqtt")
@@ -136,12 +131,7 @@ def simulate(n_devices: int | None, rate: float, duration: float | None, leaks: 
                f"silent: {len(report.silent)}, pressure excursions: {len(report.excursions)}")
 
 
-@cli.group(invoke_without_command=True)
-@click.pass_context
-def alarm(ctx: click.Context) -> None:
-    """Alarms: list, and the handling steps acknowledge → dispatch → resolve → close."""
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+alarm = command_family("alarm", "Alarms: list, and the handling steps acknowledge → dispatch → resolve → close.")
 
 
 @alarm.command("list")
@@ -223,12 +213,7 @@ def offline_rate_command(by: str, hours: float) -> None:
                    f"{pad(number(r.offline_at_end), 13, '>')}{pad(number(r.offline_in_window), 11, '>')}")
 
 
-@cli.group(invoke_without_command=True)
-@click.pass_context
-def outbox(ctx: click.Context) -> None:
-    """Records waiting for the regulator's endpoint (kept ≥ 90 days, replayed in order)."""
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+outbox = command_family("outbox", "Records waiting for the regulator's endpoint (kept ≥ 90 days, replayed in order).")
 
 
 @outbox.command("status")
@@ -265,12 +250,8 @@ def outbox_send(regulator_url: str | None) -> None:
         raise QiwangError(f"the regulator endpoint did not take everything: {report.error}")
 
 
-@cli.group(invoke_without_command=True)
-@click.pass_context
-def quarantine(ctx: click.Context) -> None:
-    """Messages that could not be stored (reading_quarantine): what waits, and replaying it."""
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+quarantine = command_family(
+    "quarantine", "Messages that could not be stored (reading_quarantine): what waits, and replaying it.")
 
 
 @quarantine.command("replay")

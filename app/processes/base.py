@@ -1,15 +1,18 @@
 """What every Qiwang process shares: input checking against the declared metadata, points and CRS,
 the database, and turning analysis errors into errors that name the input.
 
-A process module declares PROCESS_METADATA (pygeoapi's plugin pattern) and subclasses
-QiwangProcessor with a `run(inputs)` that calls the analysis; `execute` does the rest. The input at
-fault is the `field` of the analysis's core.errors.InvalidInput (the analysis's parameter name),
-renamed by the processor's INPUT_OF where the process calls it otherwise; nothing reads the message.
+A process module declares PROCESS_METADATA (pygeoapi's plugin pattern; its title, description and
+keywords in descriptions.toml) and subclasses QiwangProcessor with a `run(inputs)` that calls the
+analysis; `execute` does the rest. The input at fault is the `field` of the analysis's
+core.errors.InvalidInput (the analysis's parameter name), renamed by the processor's INPUT_OF
+where the process calls it otherwise; nothing reads the message.
 """
 from __future__ import annotations
 
 import copy
+import tomllib
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, ClassVar
 
 import jsonschema
@@ -32,28 +35,53 @@ POINT_SCHEMA: dict = {"oneOf": [
     {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
 ]}
 
-CRS_INPUT: dict = {
-    "title": "CRS of the input points",
-    "description": "CRS of every point input: OGC:CRS84 (longitude, latitude; the default), EPSG:4490 "
-                   "(CGCS2000 geographic, still given as longitude, latitude), EPSG:4550 (the storage "
-                   "CRS, easting, northing in metres) or any EPSG code or OGC CRS URI. Points are always "
-                   "x first (easting or longitude), as in GeoJSON.",
-    "schema": {"type": "string", "default": DEFAULT_CRS},
-    "minOccurs": 0,
-    "maxOccurs": 1,
-}
+
+
+# Titles, descriptions, keywords and report descriptions of the processes, by process id.
+DESCRIPTIONS: dict[str, dict] = tomllib.loads(Path(__file__).with_name("descriptions.toml").read_text("utf-8"))
+
+
+def process_metadata(process_id: str, *, inputs: dict[str, dict], example: dict[str, Any]) -> dict:
+    """pygeoapi's PROCESS_METADATA of a Qiwang process: version 1.0.0, run synchronously or as a
+    job, with one output, the analysis's fixed-key JSON report.
+
+    Parameters
+    ----------
+    process_id
+        The process's id in /ogc/processes/{id}; its title, description, keywords and the
+        description of its report (keys, units, CRS) are those of descriptions.toml.
+    inputs
+        Input id → its metadata (`value_input`, `point_input`, CRS_INPUT).
+    example
+        Inputs of an example execution (shown in the OpenAPI document).
+    """
+    texts = DESCRIPTIONS[process_id]
+    return {
+        "version": "1.0.0", "id": process_id, "title": texts["title"], "description": texts["description"],
+        "jobControlOptions": JOB_CONTROL, "keywords": texts["keywords"], "inputs": inputs,
+        "outputs": {"report": {"title": "Report", "description": texts["report"],
+                               "schema": {"type": "object", "contentMediaType": "application/json"}}},
+        "example": {"inputs": example},
+    }
+
+
+def value_input(title: str, description: str, schema: dict, *, required: bool = False, many: bool = False) -> dict:
+    """The metadata of an input: one value (`many`: any number of them) matching `schema`."""
+    return {"title": title, "description": description, "schema": schema,
+            "minOccurs": 1 if required else 0, "maxOccurs": "unbounded" if many else 1}
+
+
+CRS_INPUT: dict = value_input(
+    "CRS of the input points",
+    "CRS of every point input: OGC:CRS84 (longitude, latitude; the default), EPSG:4490 (CGCS2000 geographic, "
+    "still given as longitude, latitude), EPSG:4550 (the storage CRS, easting, northing in metres) or any "
+    "EPSG code or OGC CRS URI. Points are always x first (easting or longitude), as in GeoJSON.",
+    {"type": "string", "default": DEFAULT_CRS})
 
 
 def point_input(title: str, description: str, required: bool) -> dict:
     """The metadata of a point input (one point)."""
-    return {"title": title, "description": description + " A GeoJSON Point or [x, y], in `crs`.",
-            "schema": POINT_SCHEMA, "minOccurs": 1 if required else 0, "maxOccurs": 1}
-
-
-def report_output(description: str) -> dict:
-    """The one output of every Qiwang process: the analysis's fixed-key JSON report."""
-    return {"report": {"title": "Report", "description": description,
-                       "schema": {"type": "object", "contentMediaType": "application/json"}}}
+    return value_input(title, description + " A GeoJSON Point or [x, y], in `crs`.", POINT_SCHEMA, required=required)
 
 
 class ProcessError(ProcessorExecuteError):

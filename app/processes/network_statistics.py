@@ -4,51 +4,26 @@ Wraps network_analysis.statistics.network_statistics.
 """
 from __future__ import annotations
 
-from app.processes.base import JOB_CONTROL, QiwangProcessor, report_output
+from app.processes.base import QiwangProcessor, process_metadata, value_input
 from core.codes import ADMIN_CODE, ENTERPRISE_CODE
 from network_analysis.statistics import network_statistics
 
-PROCESS_METADATA = {
-    "version": "1.0.0",
-    "id": "network-statistics",
-    "title": {"en": "Network statistics", "zh": "管网统计"},
-    "description": {
-        "en": "Pipe length (km) and counts by pressure class, material, diameter band, age band, district "
-              "and enterprise, and the pipes older than 20 years; abandoned pipes left out. Optionally for "
-              "one enterprise or one administrative division (with the divisions below it).",
-        "zh": "按压力级制、管材、管径、管龄、行政区、企业统计管道长度。",
+PROCESS_METADATA = process_metadata(
+    "network-statistics",
+    inputs={
+        "enterprise_code": value_input(
+            "Enterprise", "Only this enterprise's pipes (企业唯一编码, 10 digits).",
+            ENTERPRISE_CODE.json_schema()),
+        "admin_code": value_input(
+            "Administrative division",
+            "Only the pipes of this division and the divisions below it (行政区划代码, 6 digits).",
+            ADMIN_CODE.json_schema()),
+        "as_of_year": value_input(
+            "As of year", "Count pipes built in or before this year, ages as of it (default: this year).",
+            {"type": "integer", "minimum": 1900, "maximum": 2100}),
     },
-    "jobControlOptions": JOB_CONTROL,
-    "keywords": ["statistics", "pipe length", "统计"],
-    "inputs": {
-        "enterprise_code": {
-            "title": "Enterprise",
-            "description": "Only this enterprise's pipes (企业唯一编码, 10 digits).",
-            "schema": ENTERPRISE_CODE.json_schema(),
-            "minOccurs": 0,
-            "maxOccurs": 1,
-        },
-        "admin_code": {
-            "title": "Administrative division",
-            "description": "Only the pipes of this division and the divisions below it (行政区划代码, 6 digits).",
-            "schema": ADMIN_CODE.json_schema(),
-            "minOccurs": 0,
-            "maxOccurs": 1,
-        },
-        "as_of_year": {
-            "title": "As of year",
-            "description": "Count pipes built in or before this year, ages as of it (default: this year).",
-            "schema": {"type": "integer", "minimum": 1900, "maximum": 2100},
-            "minOccurs": 0,
-            "maxOccurs": 1,
-        },
-    },
-    "outputs": report_output(
-        "as_of_year, enterprise_code, admin_code, total {length_km, count}, by_pressure_class, by_material, "
-        "by_diameter_band, by_age_band, by_district, by_enterprise, old_pipes {older_than_years, length_km, "
-        "count, share, by_material}. Lengths are planar EPSG:4550 metres, given in km."),
-    "example": {"inputs": {"admin_code": "210302"}},
-}
+    example={"admin_code": "210302"},
+)
 
 
 class NetworkStatisticsProcessor(QiwangProcessor):
