@@ -10,6 +10,8 @@ class                  HTTP        OGC exception code       when
 =====================  ==========  =======================  ==========================================
 QiwangError            400         InvalidParameterValue    a failure the user can act on (the base)
 InvalidInput           400         InvalidParameterValue    a value given by the caller is wrong
+Unauthenticated        401         Unauthorized             no credentials, or wrong ones
+Forbidden              403         Forbidden                known, but the account may not do this
 NotFound               404         NotFound                 the thing asked for does not exist
 Conflict               409         Conflict                 valid, but not in the current state
 Unavailable            503         ServiceUnavailable       the server's side is away or too busy
@@ -52,6 +54,23 @@ class InvalidInput(QiwangError):
         self.field = field
         self.reason = " ".join(reason.split())
         super().__init__(f"{field}: {self.reason}" if field else self.reason)
+
+
+class Unauthenticated(QiwangError):
+    """No credentials, or wrong ones (a bad password, an expired or revoked token, an ended session).
+
+    The message says which, for the person signing in; HTTP adds the ``WWW-Authenticate`` challenge.
+    """
+
+    http_status = 401
+    ogc_code = "Unauthorized"
+
+
+class Forbidden(QiwangError):
+    """The account is known but may not do this (its roles, its scope, a password to change first)."""
+
+    http_status = 403
+    ogc_code = "Forbidden"
 
 
 class NotFound(QiwangError):

@@ -29,6 +29,11 @@ jobs_retention_days         QIWANG_JOBS_RETENTION_DAYS          number, days    
 basemap_url                 QIWANG_BASEMAP_URL                  URL template    none: no basemap
 basemap_key                 QIWANG_BASEMAP_KEY                  text            none
 basemap_attribution         QIWANG_BASEMAP_ATTRIBUTION          text            none
+session_idle_minutes        QIWANG_SESSION_IDLE_MINUTES         number, min     30
+session_max_hours           QIWANG_SESSION_MAX_HOURS            number, h       12
+password_max_age_days       QIWANG_PASSWORD_MAX_AGE_DAYS        number, days    90
+token_days                  QIWANG_TOKEN_DAYS                   number, days    90
+auth_cache_seconds          QIWANG_AUTH_CACHE_SECONDS           number, s       5 (0: no cache)
 ==========================  ==================================  ==============  ====================
 
 - database_url: the PostgreSQL + PostGIS database (postgres:// or postgresql://), used as the
@@ -50,6 +55,14 @@ basemap_attribution         QIWANG_BASEMAP_ATTRIBUTION          text            
   fractions allowed).
 - basemap_url: raster tile URL template of the map's basemap ({z}, {x}, {y}; ``{key}`` is
   replaced by basemap_key); basemap_attribution: the credit line shown on the map.
+
+- session_idle_minutes, session_max_hours: a web session ends after this long without a request,
+  and this long after its login whatever happens (GB/T 22239 level 2: 30 min and 12 h).
+- password_max_age_days: a password older than this must be changed before anything else.
+- token_days: how long a new API token lasts unless `user token --expires` says otherwise.
+- auth_cache_seconds: how long a verified password or token is trusted without checking again
+  (argon2 on every tile request of a QGIS session would cost more than the tile); a disabled
+  account or a revoked token is refused at once all the same (accounts/store.py).
 
 Test knobs (QIWANG_FUZZ_EXAMPLES) are the tests' own business and not settings.
 """
@@ -95,6 +108,11 @@ class Settings:
     basemap_url: str | None = field(default=None, metadata={"env": "QIWANG_BASEMAP_URL"})
     basemap_key: str | None = field(default=None, repr=False, metadata={"env": "QIWANG_BASEMAP_KEY"})
     basemap_attribution: str | None = field(default=None, metadata={"env": "QIWANG_BASEMAP_ATTRIBUTION"})
+    session_idle_minutes: float = field(default=30.0, metadata={"env": "QIWANG_SESSION_IDLE_MINUTES"})
+    session_max_hours: float = field(default=12.0, metadata={"env": "QIWANG_SESSION_MAX_HOURS"})
+    password_max_age_days: float = field(default=90.0, metadata={"env": "QIWANG_PASSWORD_MAX_AGE_DAYS"})
+    token_days: float = field(default=90.0, metadata={"env": "QIWANG_TOKEN_DAYS"})
+    auth_cache_seconds: float = field(default=5.0, metadata={"env": "QIWANG_AUTH_CACHE_SECONDS"})
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def name_of(self, key: str) -> str:
@@ -156,14 +174,24 @@ def _token(raw: Any) -> str:
     return token
 
 
-def _days(raw: Any) -> float:
+def _number(raw: Any) -> float:
     try:
-        days = float(raw) if isinstance(raw, str | int | float) and not isinstance(raw, bool) else math.nan
+        return float(raw) if isinstance(raw, str | int | float) and not isinstance(raw, bool) else math.nan
     except ValueError:
-        days = math.nan
-    if not (math.isfinite(days) and days > 0):
-        raise ValueError(f"{raw!r} is not a positive number of days")
-    return days
+        return math.nan
+
+
+def _positive(unit: str, zero_allowed: bool = False) -> Callable[[Any], float]:
+    def parse(raw: Any) -> float:
+        value = _number(raw)
+        if not (math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))):
+            raise ValueError(f"{raw!r} is not a {'non-negative' if zero_allowed else 'positive'} number of {unit}")
+        return value
+
+    return parse
+
+
+_days = _positive("days")
 
 
 # How each setting's raw value (text from the environment, a TOML value from the file) is checked
@@ -176,6 +204,8 @@ _PARSE: dict[str, Callable[[Any], Any]] = {
     "statement_timeout": _text, "process_statement_timeout": _text, "work_mem": _text,
     "cors_origins": _origins, "cors_api_origins": _origins, "jobs_retention_days": _days,
     "basemap_url": _text, "basemap_key": _text, "basemap_attribution": _text,
+    "session_idle_minutes": _positive("minutes"), "session_max_hours": _positive("hours"),
+    "password_max_age_days": _days, "token_days": _days, "auth_cache_seconds": _positive("seconds", True),
 }
 _ENV = {f.name: f.metadata["env"] for f in fields(Settings) if "env" in f.metadata}
 assert set(_PARSE) == set(_ENV), "every setting needs its check"

@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from core.errors import QiwangError
 from core.settings import Settings, load_settings
+from db import acting
 from db.cluster import APP_ROLE, EmbeddedCluster
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -82,8 +83,10 @@ def shown(url: str) -> str:
 def _engine(url: str) -> sa.Engine:
     # pool_size covers the web server's threads (waitress: 8): a connection closed after a burst of
     # tile requests would cost ≈ 100 ms to reopen (PostGIS rebuilds its PROJ transformations).
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
-                            connect_args={"connect_timeout": 10})
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                              connect_args={"connect_timeout": 10})
+    acting.install(engine)  # each transaction takes the role of its context (db/acting.py)
+    return engine
 
 
 def get_engine(url: str | None = None) -> sa.Engine:

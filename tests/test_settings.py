@@ -56,6 +56,11 @@ VARIABLES = [
      "https://t0.example/{z}/{x}/{y}?tk={key}"),
     ("QIWANG_BASEMAP_KEY", "k", "basemap_key", "k"),
     ("QIWANG_BASEMAP_ATTRIBUTION", "© 天地图", "basemap_attribution", "© 天地图"),
+    ("QIWANG_SESSION_IDLE_MINUTES", "10", "session_idle_minutes", 10.0),
+    ("QIWANG_SESSION_MAX_HOURS", "8.5", "session_max_hours", 8.5),
+    ("QIWANG_PASSWORD_MAX_AGE_DAYS", "30", "password_max_age_days", 30.0),
+    ("QIWANG_TOKEN_DAYS", "1", "token_days", 1.0),
+    ("QIWANG_AUTH_CACHE_SECONDS", "0", "auth_cache_seconds", 0.0),
 ]
 
 
@@ -96,6 +101,8 @@ BAD_VALUES = [
     ("QIWANG_JOBS_RETENTION_DAYS", "0", "'0' is not a positive number of days"),
     ("QIWANG_JOBS_RETENTION_DAYS", "nan", "'nan' is not a positive number of days"),
     ("QIWANG_JOBS_RETENTION_DAYS", "a week", "'a week' is not a positive number of days"),
+    ("QIWANG_SESSION_IDLE_MINUTES", "0", "'0' is not a positive number of minutes"),
+    ("QIWANG_AUTH_CACHE_SECONDS", "-1", "'-1' is not a non-negative number of seconds"),
 ]
 
 
