@@ -32,6 +32,7 @@ LOCKOUT_FAILURES = 5
 LOCKOUT_WINDOW = timedelta(minutes=15)
 LOCKOUT = timedelta(minutes=15)
 MAX_ROLE_NAME = 63   # PostgreSQL's NAMEDATALEN - 1
+ACCOUNT_TABLES = ("auth.session", "auth.token", "auth.login_failure", "auth.password_history", "auth.account")
 
 
 @dataclass(frozen=True)
@@ -396,3 +397,13 @@ def must_act_first(found: Account, now: datetime, max_age_days: float) -> None:
                         "sign in on the web page or run ./qiwang user passwd")
     if found.password_expired(now, max_age_days):
         raise Forbidden(f"the password is older than {max_age_days:g} days and must be changed first")
+
+
+def remove_accounts(conn: sa.Connection) -> int:
+    """Drop every account's database role (the rows go with the tables the caller empties: ACCOUNT_TABLES);
+    for a database about to be replaced or dropped. Returns how many there were."""
+    roles = conn.execute(sa.text("SELECT db_role FROM auth.account")).scalars().all()
+    conn.execute(sa.text("UPDATE jobs SET owner_role = 'qiwang_system' WHERE owner_role = ANY (:r)"), {"r": roles})
+    for role in roles:
+        conn.execute(sa.text("SELECT auth.drop_account_role(:r)"), {"r": role})
+    return len(roles)

@@ -35,6 +35,7 @@ from pyproj import Transformer
 from sqlalchemy import Engine, text
 
 from core.codes import credit_code_check_char, id_numbers
+from accounts.store import ACCOUNT_TABLES, remove_accounts
 from db.bulk_load import replace_tables
 from db.catalog import storage_srid
 from demo import vocabulary as vocab
@@ -1123,8 +1124,12 @@ def load_demo(engine: Engine, pipes: int = 5000, seed: int = 42, echo: Callable[
     """
     city = generate(pipes, seed, progress=echo, srid=storage_srid(engine))
     with engine.begin() as conn:
+        removed = remove_accounts(conn)   # they belong to the enterprises and divisions being replaced
+        if removed:
+            echo(f"removed {removed} accounts of the city replaced")
         counts = replace_tables(conn, city.tables, truncate=("alarm_event", "alarm", "reading", "reading_quarantine",
-                                                           "device_status_log", "outbox", "incident", "topology_issue"),
+                                                           "device_status_log", "outbox", "incident", "topology_issue",
+                                                           *ACCOUNT_TABLES),
                                 progress=echo)
         conn.execute(text("UPDATE enterprise e SET customer_count = (SELECT count(*) FROM customer c "
                           "WHERE c.enterprise_code = e.enterprise_code)"))

@@ -299,8 +299,11 @@ def upgrade() -> None:
             IF to_regrole(role_name) IS NULL THEN
                 EXECUTE format('CREATE ROLE %I NOLOGIN NOINHERIT', role_name);
             END IF;
-            EXECUTE format('ALTER ROLE %I INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS',
-                           role_name);
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = role_name
+                        AND (rolsuper OR rolbypassrls OR rolcreaterole OR rolcreatedb OR rolreplication)) THEN
+                RAISE EXCEPTION 'role % has powers an account may not have', role_name USING ERRCODE = '42501';
+            END IF;
+            EXECUTE format('ALTER ROLE %I INHERIT', role_name);
             FOR g IN SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
                       WHERE m.member = role_name::regrole AND r.rolname LIKE 'qiwang\\_%'
                         AND NOT r.rolname = ANY (groups)
