@@ -1,0 +1,1 @@
+"""Accounts, roles, scopes, audit and personal data: the rules of who may see and do what."""
