@@ -1,8 +1,9 @@
 """Alarm handling over HTTP (报警闭环处置): the dispatcher's steps on an alarm, and its record.
 
     POST /api/alarms/{code}/{action}   action: acknowledge | dispatch | resolve | close
-         body (JSON): {"by": "张三", "note": "已派抢修一队", "enterprise": "QY0001"}
-                      by: who takes the step (required); note, enterprise: optional
+         body (JSON): {"note": "已派抢修一队", "enterprise": "2103020001"}, all optional; the
+                      step is recorded as the signed-in account's; "by", when sent, must name it
+                      (its account name or its person's name), else 403
          200 {"code", "state", "<step>_at", "record": [...]}   the step taken, the record after it
          400 a body or field that does not fit (the description starts with the field's name)
          404 no such alarm or action;  409 the step does not apply to the alarm as it stands
@@ -14,8 +15,9 @@ rules are those of `./qiwang alarm` (telemetry.alarms): in order, forward only, 
 only once the value has cleared. Errors have the shape of the OGC API's ({"code", "description"}):
 the routes raise core.errors classes and the app answers them with their status
 (app.http_errors.response_for, registered by app.web.create_app).
-Who takes a step is what the client says (`by`): the app has no login of its own, so put it
-behind the utility's single sign-on proxy when it is reachable by more than the control room.
+Who takes a step is the signed-in account (app/auth.py), never a name the client typed: the
+handling record says ``张三 (a_dispatcher)``. Only dispatchers take steps (accounts/permissions.py),
+and only on alarms of their scope (row-level security: another enterprise's alarm is not found).
 """
 from __future__ import annotations
 
@@ -28,12 +30,13 @@ from typing import Any, cast
 
 import psycopg
 import sqlalchemy as sa
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from accounts.store import Account
 from app.http_errors import error_response, response_for, unavailable
 from app.limits import check_text, json_object
-from core.errors import InvalidInput, NotFound
+from core.errors import Forbidden, InvalidInput, NotFound
 from telemetry.alarms import STEPS, advance, record, verify_record
 
 BODY_FIELDS = {"by": 100, "note": 2000, "enterprise": 50}      # field → longest accepted text
@@ -58,13 +61,11 @@ def _events(conn: psycopg.Connection, code: str) -> list[dict[str, Any]]:
 
 @contextmanager
 def _connection(engine: sa.Engine) -> Iterator[psycopg.Connection]:
-    """A pooled connection as psycopg's (the handling record is written with psycopg), back to the
-    pool afterwards, rolled back if not committed."""
-    raw = engine.raw_connection()
-    try:
-        yield cast(psycopg.Connection, raw.driver_connection)
-    finally:
-        raw.close()
+    """A transaction of `engine` as a psycopg connection (the handling record is written with
+    psycopg): begun through SQLAlchemy so that it acts as the signed-in account (db/acting.py),
+    committed when the block ends without an error, rolled back otherwise."""
+    with engine.begin() as conn:
+        yield cast(psycopg.Connection, conn.connection.driver_connection)
 
 
 def _checked(check: Any, *args: Any) -> Any:
@@ -73,6 +74,19 @@ def _checked(check: Any, *args: Any) -> Any:
         return check(*args)
     except ValueError as exc:
         raise InvalidInput(None, str(exc)) from None
+
+
+def actor_of(account: Account, by: str | None) -> str:
+    """How the handling record names the account taking a step: ``display name (account)``.
+
+    Raises
+    ------
+    Forbidden
+        `by` (a client that still sends it) names someone else.
+    """
+    if by is not None and by not in (account.name, account.display_name):
+        raise Forbidden(f"by: the step is taken by the signed-in account {account.name}, not {by!r}")
+    return account.name if account.display_name == account.name else f"{account.display_name} ({account.name})"
 
 
 def step_body(raw: bytes) -> dict[str, str | None]:
@@ -89,7 +103,7 @@ def step_body(raw: bytes) -> dict[str, str | None]:
         {"by", "note", "enterprise"}: stripped strings, None when absent or blank.
         InvalidInput naming the field at fault (or `body`).
     """
-    body = _checked(json_object, raw, '{"by": "name", "note": "…"}', MAX_BODY_BYTES)
+    body = _checked(json_object, raw, '{"note": "…"}', MAX_BODY_BYTES)
     unknown = sorted(set(body) - set(BODY_FIELDS))
     if unknown:
         raise InvalidInput(unknown[0], f"unknown field (accepted: {', '.join(BODY_FIELDS)})")
@@ -102,8 +116,7 @@ def step_body(raw: bytes) -> dict[str, str | None]:
         if value and len(value) > longest:
             raise InvalidInput(name, f"longer than {longest} characters")
         checked[name] = value or None
-    if not checked["by"]:
-        raise InvalidInput("by", "the person taking the step must be named")
+
     return checked
 
 
@@ -117,11 +130,11 @@ def alarms_blueprint(engine: sa.Engine) -> Blueprint:
             raise NotFound(f"action: {action!r} is not a step; use one of {', '.join(STEPS)}")
         _checked(check_text, "code", code)
         body = step_body(request.get_data(cache=False))
+        actor = actor_of(g.account, body["by"])
         with _connection(engine) as conn:
-            result = advance(conn, code, action, body["by"] or "", body["note"], datetime.now(UTC),
+            result = advance(conn, code, action, actor, body["note"], datetime.now(UTC),
                              enterprise_code=body["enterprise"])
             result["record"] = _events(conn, code)
-            conn.commit()
         return _answer(200, result)
 
     @bp.errorhandler(psycopg.OperationalError)

@@ -5,12 +5,12 @@ process_statement_timeout, work_mem, cors_origins, cors_api_origins), read when 
 with defaults that keep one anonymous request from hurting the server or the database.
 
 The database limits are SET LOCAL (set_config(..., true)) at the start of each transaction a
-request opens, so they end with it; role-level defaults in the database are a second line.
+request opens, with the account's role (app/auth.py, db/acting.py), so they end with it;
+role-level defaults in the database are a second line.
 """
 from __future__ import annotations
 
 import json
-import weakref
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,42 +45,6 @@ def check_database_settings(engine: sa.Engine, settings: Settings) -> None:
             if isinstance(exc, sa.exc.DataError):   # invalid_parameter_value: the value is at fault
                 raise InvalidInput(settings.name_of(key), first) from None
             raise Unavailable(f"database: {first}") from None
-
-
-# engine → the limits of the app last created on it (the engine is shared per URL within a process)
-_ENGINE_LIMITS: weakref.WeakKeyDictionary[sa.Engine, Settings] = weakref.WeakKeyDictionary()
-
-
-def install_request_limits(engine: sa.Engine, limits: Settings) -> None:
-    """Bound every transaction `engine` begins while it serves an HTTP request.
-
-    A listener on the engine's `begin` event, so that every path (features, tiles, the pygeoapi
-    provider, processes and the analyses they call) is covered without each remembering to; work
-    outside a request (asynchronous jobs, the CLI) keeps the role's defaults. One listener per
-    engine, however many apps are created on it.
-    """
-    first = engine not in _ENGINE_LIMITS
-    _ENGINE_LIMITS[engine] = limits
-    if first:
-        sa.event.listen(engine, "begin", _bound_transaction)
-
-
-def _bound_transaction(conn: sa.Connection) -> None:
-    from flask import has_request_context, request
-
-    limits = _ENGINE_LIMITS.get(conn.engine)
-    if limits is None or not has_request_context():
-        return
-    timeout = limits.process_statement_timeout if request.path.startswith("/ogc/processes/") \
-        else limits.statement_timeout
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None  # a connection beginning a transaction is checked out of the pool
-    cursor = dbapi.cursor()
-    try:
-        cursor.execute("SELECT set_config('statement_timeout', %s, true), set_config('work_mem', %s, true)",
-                       (timeout, limits.work_mem))
-    finally:
-        cursor.close()
 
 
 def origin_of(url: str) -> str:

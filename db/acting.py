@@ -61,6 +61,18 @@ def acting_as(role: str, **settings: str) -> Iterator[Acting]:
         _ACTING.reset(token)
 
 
+@contextmanager
+def as_system() -> Iterator[None]:
+    """Inside, transactions act as SYSTEM_ROLE when they would act as some role (an account's in a
+    request), and keep the login's own rights otherwise (the owner's in the CLI): for the app's own
+    reads of the whole network (the topology, the road graph) whoever asked for them."""
+    if _ACTING.get() is None:
+        yield
+        return
+    with acting_as(SYSTEM_ROLE):
+        yield
+
+
 def install(engine: sa.Engine) -> None:
     """Make every transaction `engine` begins act as the current context's role (once per engine)."""
     if not sa.event.contains(engine, "begin", _begin):

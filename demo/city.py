@@ -34,8 +34,8 @@ import shapely
 from pyproj import Transformer
 from sqlalchemy import Engine, text
 
-from core.codes import credit_code_check_char, id_numbers
 from accounts.store import ACCOUNT_TABLES, remove_accounts
+from core.codes import credit_code_check_char, id_numbers
 from db.bulk_load import replace_tables
 from db.catalog import storage_srid
 from demo import vocabulary as vocab

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.nodb
 ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. A module may import its own layer and the ones before it.
-LAYERS = ("core", "db", "network_analysis", "spatial", "ingest", "telemetry", "demo", "emergency", "app")
+LAYERS = ("core", "db", "accounts", "network_analysis", "spatial", "ingest", "telemetry", "demo", "emergency", "app")
 
 
 def module_name(path: Path) -> str:
