@@ -56,6 +56,14 @@ TUNING = {
     "port": str(PORT),
     "unix_socket_permissions": "0700",
 }
+# Run in a database about to be dropped: its accounts' roles go with it (migration 0016).
+DROP_ACCOUNT_ROLES = """
+    DO $$ BEGIN
+        IF to_regclass('auth.account') IS NOT NULL THEN
+            PERFORM auth.drop_account_role(db_role) FROM auth.account;
+        END IF;
+    END $$"""
+
 PG_HBA = f"""# Written by Qiwang (db/cluster.py) at each start: Unix socket, peer, the ident map only.
 # TYPE  DATABASE  USER  METHOD
 local   all       all   peer map={IDENT_MAP}
@@ -340,6 +348,12 @@ class EmbeddedCluster:
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
-        """Drop database `name` if it exists, ending its open connections first."""
+        """Drop database `name` if it exists, ending its open connections first, and the roles of
+        its accounts (they belong to the cluster, not to the database)."""
+        with self._connect("postgres") as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            with self._connect(name) as conn:
+                conn.execute(DROP_ACCOUNT_ROLES)
         with self._connect("postgres") as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from core.settings import Settings, load_settings
 from db import migrate
-from db.cluster import APP_ROLE, EmbeddedCluster
+from db.cluster import APP_ROLE, DROP_ACCOUNT_ROLES, EmbeddedCluster
 from db.engine import normalise_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +111,11 @@ class ThrowawayDatabases:
         if self.cluster:
             self.cluster.drop_database(name)
             return
+        with self._admin().connect() as conn:
+            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if exists:
+            with sa.create_engine(self.url(name), poolclass=NullPool).begin() as conn:
+                conn.execute(sa.text(DROP_ACCOUNT_ROLES))
         with self._admin().connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

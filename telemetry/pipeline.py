@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
 
 from telemetry import offline, store, system_alarms
 from telemetry.episodes import AlarmBook, Episode
@@ -342,8 +343,10 @@ class Pipeline:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
+            # the conninfo's own options (the ingest's role, app/cli/telemetry.py) and the lock timeout
+            options = psycopg.conninfo.conninfo_to_dict(self.conninfo).get("options") or ""
             self._conn = psycopg.connect(self.conninfo, connect_timeout=5, autocommit=True,
-                                         options=f"-c lock_timeout={self.lock_timeout}")
+                                         options=f"{options} -c lock_timeout={self.lock_timeout}".strip())
             store.prepare(self._conn)
         return self._conn
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import requests
 import shapely
 import sqlalchemy as sa
+from signed_in import CITY, DISTRICT_OF_BOTH, ENTERPRISE_A, ENTERPRISE_B, TestAccount, ensure_account
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -96,6 +98,28 @@ def target(scratch_url: str, engine: sa.Engine) -> Iterator[sa.Engine]:
 def scalar(engine: sa.Engine, query: str, **params: object) -> object:
     with engine.connect() as conn:
         return conn.execute(sa.text(query), params).scalar()
+
+
+@pytest.fixture(scope="session")
+def users(db_url: str) -> dict[str, TestAccount]:
+    """The demo city's test accounts, by name: viewers and dispatchers of enterprises A and B, the
+    regulator of the district holding both and of the city (who sees everything), an auditor."""
+    specs: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+        "city_regulator": (("regulator",), {"division": CITY}),
+        "district_regulator": (("regulator",), {"division": DISTRICT_OF_BOTH}),
+        "a_viewer": (("viewer",), {"enterprise": ENTERPRISE_A}),
+        "b_viewer": (("viewer",), {"enterprise": ENTERPRISE_B}),
+        "a_dispatcher": (("dispatcher",), {"enterprise": ENTERPRISE_A}),
+        "b_dispatcher": (("dispatcher",), {"enterprise": ENTERPRISE_B}),
+        "auditor": (("auditor",), {"division": CITY}),
+    }
+    return {name: ensure_account(db_url, name, duties, **home) for name, (duties, home) in specs.items()}
+
+
+@pytest.fixture(scope="session")
+def http(users: dict[str, TestAccount]) -> requests.Session:
+    """Requests signed as the city's regulator: reads every feature of the demo city."""
+    return users["city_regulator"].session()
 
 
 @pytest.fixture(scope="session")

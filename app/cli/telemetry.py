@@ -45,9 +45,14 @@ def _regulator(option: str | None) -> tuple[str | None, str | None]:
 
 
 def _conninfo() -> str:
+    """The application's login acting as the telemetry ingest (migration 0016: qiwang_ingest)."""
+    from psycopg.conninfo import make_conninfo
     from sqlalchemy.engine import make_url
 
-    return make_url(ready_database()).set(drivername="postgresql").render_as_string(hide_password=False)
+    from db.acting import INGEST_ROLE
+
+    url = make_url(ready_database()).set(drivername="postgresql").render_as_string(hide_password=False)
+    return make_conninfo(url, options=f"-c role={INGEST_ROLE}")
 
 
 def _run_service(**options) -> None:
@@ -154,18 +159,19 @@ def alarm_list(show_all: bool) -> None:
 
 def _step(action: str):
     @click.argument("code")
-    @click.option("--by", "actor", required=True, help="Who takes the step (name, as recorded).")
     @click.option("--note", help="What was done or found.")
-    def command(code: str, actor: str, note: str | None) -> None:
+    def command(code: str, note: str | None) -> None:
         import psycopg
 
+        from app.cli.users import operator
         from telemetry.alarms import advance
 
         with psycopg.connect(_conninfo()) as conn:
-            result = advance(conn, code, action, actor, note, datetime.now(UTC))
+            result = advance(conn, code, action, operator(), note, datetime.now(UTC))
         click.echo(f"alarm {result['code']}: {result['state']}")
 
-    command.__doc__ = f"{action.capitalize()} alarm CODE (recorded in its immutable handling record)."
+    command.__doc__ = (f"{action.capitalize()} alarm CODE (recorded in its immutable handling record as "
+                       "operator:<OS user>).")
     return command
 
 

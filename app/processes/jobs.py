@@ -11,8 +11,10 @@ files are removed once older than the retention (`prune_jobs`, `./qiwang jobs pr
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,6 +94,17 @@ class QiwangJobManager(PostgreSQLManager):
         mimetype, outputs, status = self._run_unrecorded(processor, data_dict, requested_outputs, subscriber,
                                                          requested_response)
         return job_id, mimetype, outputs, status, headers
+
+    def _execute_handler_async(self, p: BaseProcessor, job_id: str, data_dict: dict,
+                               requested_outputs: dict | None = None, subscriber: Subscriber | None = None,
+                               requested_response: str | None = RequestedResponse.raw.value,
+                               ) -> tuple[str, None, JobStatus]:
+        """pygeoapi's: the job in a thread of its own, here with a copy of the request's context,
+        so that it acts as the account that asked (db/acting.py) after the request has ended."""
+        run = contextvars.copy_context().run
+        args = (self._execute_handler_sync, p, job_id, data_dict, requested_outputs, subscriber, requested_response)
+        threading.Thread(target=run, args=args, daemon=True).start()
+        return "application/json", None, JobStatus.accepted
 
     def _run_unrecorded(self, processor: BaseProcessor, data_dict: dict, requested_outputs: dict | None,
                         subscriber: Subscriber | None, requested_response: str | None

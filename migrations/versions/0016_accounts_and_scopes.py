@@ -111,6 +111,8 @@ def upgrade() -> None:
             END IF;
             EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO qiwang_account, qiwang_db_login',
                            current_database());
+            -- the migrating login (the operator's) may act as the app's own roles
+            EXECUTE format('GRANT qiwang_system, qiwang_ingest TO %I', session_user);
         END $$;
         COMMENT ON ROLE qiwang_all_rows IS 'Qiwang: policies let its members see every row';
         COMMENT ON ROLE qiwang_system IS 'Qiwang: the app''s own work on the whole network (topology, QA, jobs)';
