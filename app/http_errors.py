@@ -11,7 +11,7 @@ import json
 from flask import Response
 
 from app.limits import is_timeout
-from core.errors import QiwangError, Unavailable
+from core.errors import Forbidden, QiwangError, Unavailable
 
 
 def error_response(status: int, code: str, description: str) -> Response:
@@ -48,3 +48,16 @@ def unavailable(exc: BaseException, timeout_advice: str | None = None) -> Unavai
         return Unavailable(f"statement_timeout: {timeout_advice}")
     text = str(getattr(exc, "orig", None) or exc).strip()
     return Unavailable(f"database: {text.splitlines()[0] if text else type(exc).__name__}; try again later")
+
+
+INSUFFICIENT_PRIVILEGE = "42501"   # SQLSTATE: the role has no grant for what it tried
+
+
+def not_permitted(exc: BaseException) -> Forbidden | None:
+    """A write the account's role has no grant for (the database's refusal, the last line behind
+    accounts/permissions.py) as 403, naming what was refused; None for any other error."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+        return None
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else "permission denied"
+    return Forbidden(f"role: the signed-in account may not do this ({text})")

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from flask import Flask, Response, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
@@ -14,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import limits as request_limits
 from app.auth import install_auth
-from app.http_errors import error_response, response_for, unavailable
+from app.http_errors import error_response, not_permitted, response_for, unavailable
 from core.errors import QiwangError
 from core.settings import Settings, load_settings
 from db.acting import SYSTEM_ROLE, acting_as
@@ -120,6 +121,14 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:  # a chunked body found too large while read
         return _too_large(limits.max_body_bytes)
+
+    @app.errorhandler(sa.exc.ProgrammingError)
+    @app.errorhandler(psycopg.errors.InsufficientPrivilege)
+    def not_granted(exc: Exception) -> Response:
+        refused = not_permitted(exc)
+        if refused is None:
+            raise exc
+        return response_for(refused)
 
     @app.errorhandler(sa.exc.OperationalError)
     def database_busy(exc: sa.exc.OperationalError) -> Response:

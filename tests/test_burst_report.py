@@ -11,9 +11,13 @@ import shapely
 import sqlalchemy as sa
 from conftest import ROOT, scalar
 from networks import ORIGIN, TIERS, load
+from signed_in import ensure_account
 
+from app.http_errors import not_permitted
 from core.errors import Conflict, InvalidInput, NotFound
 from db import migrate
+from db.acting import acting_as
+from db.engine import get_engine
 from emergency.incidents import analyse_and_save, incident, incidents, set_incident_state
 from network_analysis.api import burst_analysis
 
@@ -114,15 +118,21 @@ def test_incident_codes_come_from_a_sequence_that_starts_past_the_codes_in_use(n
     assert scalar(net_engine, "SELECT enterprise_code FROM incident WHERE code = 'SG000008'") == "2103020001"
 
 
-def test_the_application_role_saves_incidents(engine: sa.Engine, app_url: str) -> None:
-    """The web app saves incidents as qiwang_app: it may draw codes from the sequence."""
+def test_a_dispatcher_saves_incidents_a_viewer_may_not(engine: sa.Engine, db_url: str, app_url: str) -> None:
+    """The web app saves incidents as the signed-in account's role: a dispatcher of the burst
+    pipe's enterprise may (and draws codes from the sequence); a viewer is refused by the database."""
     feeder, _ = school_feeder(engine)
-    app = sa.create_engine(app_url)
-    try:
+    enterprise = scalar(engine, "SELECT enterprise_code FROM pipe WHERE code = :c", c=feeder)
+    dispatcher = ensure_account(db_url, f"disp_{enterprise}", ("dispatcher",), enterprise=str(enterprise))
+    viewer = ensure_account(db_url, f"view_{enterprise}", ("viewer",), enterprise=str(enterprise))
+    app = get_engine(app_url)   # the app's engines switch roles per transaction (db/acting.py)
+    with acting_as(dispatcher.db_role):
         code = analyse_and_save(app, "planned", pipe=feeder)["incident"]
         assert incident(app, code)["result"]["burst"]["pipe"] == feeder
-    finally:
-        app.dispose()
+    with acting_as(viewer.db_role), pytest.raises(sa.exc.ProgrammingError) as refused:
+        analyse_and_save(app, "planned", pipe=feeder)
+    assert refused.value.orig.sqlstate == "42501"
+    assert not_permitted(refused.value).http_status == 403
 
 
 def run(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -91,7 +91,7 @@ def test_outbox_status_never_prints_none(db_url: str) -> None:
 
 
 def test_server_logs_tracebacks_to_its_log_and_answers_json_500(db_url: str, tmp_path: Path, monkeypatch,
-                                                                 capfd: pytest.CaptureFixture[str]) -> None:
+                                                                 capfd: pytest.CaptureFixture[str], users) -> None:
     import app.cli.common
 
     log = tmp_path / "log" / "qiwang.log"
@@ -101,11 +101,12 @@ def test_server_logs_tracebacks_to_its_log_and_answers_json_500(db_url: str, tmp
     def boom():  # an endpoint that fails as a bug would
         raise ZeroDivisionError("secret detail 42")
 
-    web.add_url_rule("/boom", "boom", boom)
+    web.add_url_rule("/map/boom", "boom", boom)   # under the map's family: a signed-in reader reaches it
     server = waitress.create_server(web, host="127.0.0.1", port=0, threads=2)
     threading.Thread(target=server.run, daemon=True).start()
     try:
-        answer = requests.get(f"http://127.0.0.1:{server.effective_port}/boom?x=1", timeout=30)
+        answer = requests.get(f"http://127.0.0.1:{server.effective_port}/map/boom?x=1", timeout=30,
+                              headers=users["city_regulator"].headers)
         health = requests.get(f"http://127.0.0.1:{server.effective_port}/health", timeout=30)
     finally:
         server.close()
@@ -118,7 +119,7 @@ def test_server_logs_tracebacks_to_its_log_and_answers_json_500(db_url: str, tmp
     assert health.status_code == 200
     text = log.read_text(encoding="utf-8")
     assert "Traceback (most recent call last)" in text and 'raise ZeroDivisionError("secret detail 42")' in text
-    assert f"error {reference}: GET /boom?x=1: ZeroDivisionError: secret detail 42" in text
+    assert f"error {reference}: GET /map/boom?x=1: ZeroDivisionError: secret detail 42" in text
     console = capfd.readouterr()
     assert "Traceback" not in console.out + console.err
-    assert f"error {reference}: GET /boom?x=1" in console.err
+    assert f"error {reference}: GET /map/boom?x=1" in console.err

@@ -1,9 +1,11 @@
-"""Who may reach the database, and what the application role may do there (issue 16, defect 5).
+"""Who may reach the database, and what the application's roles may do there (issues 16 and 18).
 
 The embedded cluster lets in only the service users (socket 0700, `local … peer` with an ident
-map); the application connects as `qiwang_app`, which is no superuser, owns nothing, cannot DROP,
-ALTER or TRUNCATE, reads no personal table, writes only what the application writes, and runs with
-statement_timeout and work_mem limits. The telemetry pipeline runs as it here, end to end.
+map); the application connects as `qiwang_app`, the authenticator (migration 0016): no superuser,
+owns nothing, NOINHERIT and without a single table privilege, so that it can only act through the
+roles it switches to: an account's, `qiwang_system` or `qiwang_ingest`. Those cannot DROP, ALTER or
+TRUNCATE, read no personal table and write only what the application writes. The telemetry
+pipeline runs as `qiwang_ingest` here, end to end.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
+import psycopg.conninfo
 import pytest
 from conftest import ThrowawayDatabases, migrated_database
 from sqlalchemy.engine import make_url
@@ -23,13 +26,15 @@ from telemetry_support import base_time, conninfo, count, devices, raise_alarms
 pytestmark = pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")),
                                 reason="the embedded cluster's access rules; an external server has its own")
 
-# What the application writes; every other table it can only read (and customer_personal not even that).
-APP_WRITES = {
+# What the ingest and the app's own work write; every other table they can only read (and
+# customer_personal not even that).
+INGEST_WRITES = {
     "alarm": ["INSERT", "UPDATE"], "alarm_event": ["INSERT"], "device": ["UPDATE"],
-    "device_status_log": ["INSERT"], "incident": ["INSERT", "UPDATE"], "jobs": ["DELETE", "INSERT", "UPDATE"],
-    "outbox": ["DELETE", "INSERT", "UPDATE"], "reading": ["INSERT", "UPDATE"],
-    "reading_quarantine": ["INSERT", "UPDATE"], "sentry": ["UPDATE"], "topology_issue": ["DELETE", "INSERT"],
+    "device_status_log": ["INSERT"], "outbox": ["DELETE", "INSERT", "UPDATE"], "reading": ["INSERT", "UPDATE"],
+    "reading_quarantine": ["INSERT", "UPDATE"], "sentry": ["UPDATE"],
 }
+SYSTEM_WRITES = {"incident": ["INSERT", "UPDATE"], "jobs": ["DELETE", "INSERT", "UPDATE"],
+                 "topology_issue": ["DELETE", "INSERT"]}
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +54,18 @@ def psql_as(os_user: str, url: str, sql: str) -> subprocess.CompletedProcess[str
                            "-d", u.database, "-c", sql], capture_output=True, text=True, cwd="/", timeout=60)
 
 
-def app_error(app_url: str, sql: str) -> str:
+def app_error(app_url: str, sql: str, role: str | None = None) -> str:
+    """The error of `sql` run by the application's login, as `role` when given (else as itself)."""
     with psycopg.connect(conninfo(app_url)) as conn, pytest.raises(psycopg.Error) as caught:
+        if role:
+            conn.execute(f"SET ROLE {role}")
         conn.execute(sql)
     return caught.value.diag.message_primary
+
+
+def ingest_conninfo(app_url: str) -> str:
+    """The application's login acting as the telemetry ingest, as `./qiwang ingest` connects."""
+    return psycopg.conninfo.make_conninfo(conninfo(app_url), options="-c role=qiwang_ingest")
 
 
 def test_other_os_users_are_refused(databases: ThrowawayDatabases, owner_and_app: tuple[str, str]) -> None:
@@ -99,12 +112,12 @@ def test_pg_hba_is_peer_with_the_ident_map_only(databases: ThrowawayDatabases, o
             conn.execute("DROP ROLE qiwang_intruder")
 
 
-def test_app_role_is_no_superuser_and_owns_nothing(owner_and_app: tuple[str, str]) -> None:
+def test_app_role_is_a_powerless_authenticator(owner_and_app: tuple[str, str]) -> None:
     owner, app = owner_and_app
     with psycopg.connect(conninfo(app)) as conn:
-        assert conn.execute("SELECT current_user, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls "
+        assert conn.execute("SELECT current_user, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolinherit "
                             "FROM pg_roles WHERE rolname = current_user").fetchone() == \
-            ("qiwang_app", False, False, False, False)
+            ("qiwang_app", False, False, False, False, False)
         assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1min"
         assert conn.execute("SHOW work_mem").fetchone()[0] == "16MB"
         owned = conn.execute("""
@@ -113,16 +126,34 @@ def test_app_role_is_no_superuser_and_owns_nothing(owner_and_app: tuple[str, str
                  + (SELECT count(*) FROM pg_namespace WHERE nspowner = 'qiwang_app'::regrole)
                  + (SELECT count(*) FROM pg_type WHERE typowner = 'qiwang_app'::regrole)""").fetchone()[0]
         assert owned == 0
+        # the roles it may become: the app's own three (accounts' roles are added as they are made)
+        assert conn.execute("SELECT array_agg(r.rolname ORDER BY r.rolname) FROM pg_auth_members m "
+                            "JOIN pg_roles r ON r.oid = m.roleid WHERE m.member = 'qiwang_app'::regrole "
+                            "AND r.rolname LIKE 'qiwang%'").fetchone()[0] == \
+            ["qiwang_auth", "qiwang_ingest", "qiwang_system"]
     with psycopg.connect(conninfo(owner)) as conn:
         # every table of the schema is the owner role's (PostGIS's spatial_ref_sys is the extension's)
         assert conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname IN ('public', 'dict') "
                             "AND tablename <> 'spatial_ref_sys'").fetchall() == [("qiwang_owner",)]
-        grants = conn.execute("""
-            SELECT table_name, array_agg(privilege_type::text ORDER BY privilege_type)
-            FROM information_schema.role_table_grants
-            WHERE grantee = 'qiwang_app' AND table_schema = 'public' AND privilege_type <> 'SELECT'
-            GROUP BY table_name ORDER BY table_name""").fetchall()
-        assert dict(grants) == APP_WRITES
+        def writes(grantee: str) -> dict[str, list[str]]:
+            return dict(conn.execute("""
+                SELECT table_name, array_agg(privilege_type::text ORDER BY privilege_type)
+                FROM information_schema.role_table_grants
+                WHERE grantee = %s AND table_schema = 'public' AND privilege_type <> 'SELECT'
+                GROUP BY table_name ORDER BY table_name""", (grantee,)).fetchall())
+        assert conn.execute("SELECT count(*) FROM information_schema.role_table_grants "
+                            "WHERE grantee = 'qiwang_app'").fetchone()[0] == 0
+        assert writes("qiwang_ingest") == INGEST_WRITES
+        assert writes("qiwang_system") == SYSTEM_WRITES
+        # a partition read directly would skip its parent's policies: no account group may
+        assert conn.execute("""
+            SELECT count(*) FROM information_schema.role_table_grants g JOIN pg_class c ON c.relname = g.table_name
+             WHERE c.relispartition AND g.grantee IN ('qiwang_reader', 'qiwang_account')""").fetchone()[0] == 0
+
+
+def test_the_authenticator_alone_reads_nothing(owner_and_app: tuple[str, str]) -> None:
+    assert app_error(owner_and_app[1], "SELECT count(*) FROM pipe") == "permission denied for table pipe"
+    assert app_error(owner_and_app[1], "SELECT * FROM auth.account") == "permission denied for schema auth"
 
 
 @pytest.mark.parametrize("sql, message", [
@@ -131,6 +162,7 @@ def test_app_role_is_no_superuser_and_owns_nothing(owner_and_app: tuple[str, str
     ("ALTER TABLE alarm_event DISABLE TRIGGER alarm_event_append_only", "must be owner of table alarm_event"),
     ("TRUNCATE reading", "permission denied for table reading"),
     ("DROP VIEW published.valve", "must be owner of view valve"),
+    ("SELECT * FROM auth.account", "permission denied for schema auth"),
     ("CREATE TABLE mine (x int)", "permission denied for schema public"),
     ("SELECT * FROM customer_personal", "permission denied for table customer_personal"),
     ("UPDATE pipe SET diameter_mm = 1", "permission denied for table pipe"),
@@ -139,13 +171,13 @@ def test_app_role_is_no_superuser_and_owns_nothing(owner_and_app: tuple[str, str
     ("CREATE TABLE reading_2001_01 PARTITION OF reading FOR VALUES FROM ('2001-01-01') TO ('2001-02-01')",
      "permission denied for schema public"),
 ])
-def test_app_role_cannot(owner_and_app: tuple[str, str], sql: str, message: str) -> None:
-    assert app_error(owner_and_app[1], sql) == message
+def test_the_ingest_role_cannot(owner_and_app: tuple[str, str], sql: str, message: str) -> None:
+    assert app_error(owner_and_app[1], sql, role="qiwang_ingest") == message
 
 
-def test_telemetry_pipeline_runs_as_the_app_role(owner_and_app: tuple[str, str]) -> None:
+def test_telemetry_pipeline_runs_as_the_ingest_role(owner_and_app: tuple[str, str]) -> None:
     owner, app = owner_and_app
-    info = conninfo(app)
+    info = ingest_conninfo(app)
     # The month's partition is made by ensure_reading_partition, SECURITY DEFINER: the owner's.
     with psycopg.connect(info) as conn:
         partition = conn.execute("SELECT ensure_reading_partition('2020-01-15T00:00:00Z')").fetchone()

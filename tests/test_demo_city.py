@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import time
 
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from conftest import DEMO_PIPES, ROOT, scalar
 from pyproj import Transformer
 
+from demo.accounts import DEMO_ACCOUNTS
 from demo.city import CITY_CENTRE_LONLAT, generate
 from telemetry.broker import project_broker_dir
 
@@ -238,11 +240,14 @@ def test_load_demo_and_demo_commands_work_end_to_end(scratch_url: str) -> None:
                 assert server.poll() is None, server.stderr and server.stderr.read()
                 assert time.monotonic() < deadline, "demo did not start serving"
                 time.sleep(0.3)
+        assert page.status_code == 401   # nothing but the login page, assets and /health without signing in
+        signed_in = sign_in_as_demo_account(f"http://127.0.0.1:{port}", "city_regulator")
+        page = signed_in.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert page.status_code == 200
         assert "气网" in page.text and "1,000" in page.text  # the demo kept the loaded city (1,000 pipes)
         health = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
         ingest = health.pop("ingest")
-        assert health == {"status": "ok", "database": "ok", "pipes": 1000}
+        assert health == {"status": "ok", "database": "ok"}
         # the demo's supervised ingest and mosquitto, none restarted
         assert (ingest.pop("status"), ingest.pop("failing")) == ("running", [])
         assert {name: (part["alive"], part["restarts"]) for name, part in ingest.items()} == {
@@ -263,6 +268,31 @@ def test_load_demo_and_demo_commands_work_end_to_end(scratch_url: str) -> None:
         server.terminate()
         server.wait(timeout=30)
     assert mosquitto_processes(project_broker_dir(ROOT)) == [], "the demo left its mosquitto running"
+
+
+def sign_in_as_demo_account(base: str, name: str) -> requests.Session:
+    """Sign in with a demo account's first password from var/demo-accounts.txt, which the demo
+    wrote (mode 0600) with every account of demo.accounts; change the password as the first
+    login demands; return the signed-in session."""
+    listing = ROOT / "var" / "demo-accounts.txt"
+    assert stat.S_IMODE(listing.stat().st_mode) == 0o600
+    rows = {line.split()[0]: line.split()[-1] for line in listing.read_text(encoding="utf-8").splitlines()[2:]}
+    assert set(rows) == {name for name, *_ in DEMO_ACCOUNTS}
+    first = rows[name]
+    # the first password works, but for nothing else than changing it
+    refused = requests.get(f"{base}/", auth=(name, first), timeout=5)
+    assert (refused.status_code, refused.json()["code"]) == (403, "Forbidden")
+    assert refused.json()["description"].startswith("the password must be changed first")
+    session = requests.Session()
+    login = session.post(f"{base}/login", data={"name": name, "password": first, "next": "/"},
+                         allow_redirects=False, timeout=5)
+    assert (login.status_code, login.headers["Location"]) == (303, "/login/password")
+    token = session.get(f"{base}/api/session", timeout=5).json()["csrf_token"]
+    changed = session.post(f"{base}/login/password", data={"current": first, "new": "Demo-Change-2026",
+                                                            "repeat": "Demo-Change-2026", "csrf_token": token},
+                           allow_redirects=False, timeout=5)
+    assert (changed.status_code, changed.headers["Location"]) == (303, "/map/")
+    return session
 
 
 def mosquitto_processes(data_dir) -> list[int]:

@@ -57,10 +57,11 @@ def demo(port: int, pipes: int, seed: int) -> None:
 
     owner = ready_database(owner=True)
     url = database_url(settings())
-    with get_engine(url).connect() as conn:
+    with get_engine(owner).connect() as conn:
         has_pipes = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM pipe)")).scalar()
     if not has_pipes:
         load_demo_city(owner, pipes, seed)
+    _demo_accounts(owner)
     telemetry = _start_demo_telemetry(url)
     # SIGTERM (systemd, a supervisor, `kill`) ends the demo like Ctrl-C: through `finally`, which
     # stops the ingest and mosquitto instead of leaving the broker running without us.
@@ -70,6 +71,37 @@ def demo(port: int, pipes: int, seed: int) -> None:
     finally:
         telemetry()
 
+
+
+DEMO_ACCOUNTS_FILE = PROJECT_ROOT / "var" / "demo-accounts.txt"
+
+
+def _demo_accounts(owner_url: str) -> None:
+    """The demo city's accounts, made once: their names and first passwords printed and written
+    to var/demo-accounts.txt (mode 0600); later runs only say where they are."""
+    import os
+    from datetime import UTC, datetime
+
+    from app.cli.users import operator
+    from db.engine import get_engine
+    from demo.accounts import create_demo_accounts
+
+    with get_engine(owner_url).begin() as conn:
+        made = create_demo_accounts(conn, datetime.now(UTC), operator())
+    if not made:
+        click.echo(f"demo accounts: see {DEMO_ACCOUNTS_FILE} (first passwords; changed at the first login)", err=True)
+        return
+    lines = [f"{'account':<22}{'roles':<28}{'scope':<24}first password"]
+    lines += [f"{a.name:<22}{','.join(a.duties):<28}{a.home:<24}{password}" for a, password in made]
+    DEMO_ACCOUNTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(DEMO_ACCOUNTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("Qiwang demo accounts: sign in at /login; each first password must be changed.\n")
+        out.write("\n".join(lines) + "\n")
+    os.chmod(DEMO_ACCOUNTS_FILE, 0o600)
+    click.echo("demo accounts (shown once; also in var/demo-accounts.txt, mode 0600):", err=True)
+    for line in lines:
+        click.echo(f"  {line}", err=True)
 
 
 DEMO_SIMULATOR_ACCOUNT = "qiwang-demo-simulator"   # the simulator: one gateway for the city's enterprises
@@ -83,13 +115,16 @@ def _start_demo_telemetry(url: str):
     import threading
 
     import psycopg
+    from psycopg.conninfo import make_conninfo
     from sqlalchemy.engine import make_url
 
+    from db.acting import INGEST_ROLE
     from telemetry.broker import LocalBroker, parse_mqtt_url
     from telemetry.service import TelemetryService
     from telemetry.simulate import Simulator, load_simulated_devices
 
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conninfo = make_conninfo(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                             options=f"-c role={INGEST_ROLE}")
     broker = None
     config = settings()
     if config.mqtt_url:

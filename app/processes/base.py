@@ -19,7 +19,7 @@ import jsonschema
 import sqlalchemy as sa
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
-from app.http_errors import unavailable
+from app.http_errors import not_permitted, unavailable
 from core.errors import InvalidInput, NotFound, QiwangError
 from db.engine import get_engine
 
@@ -191,6 +191,11 @@ class QiwangProcessor(BaseProcessor):
             return "application/json", self.run(inputs)
         except QiwangError as err:
             raise self.process_error(err) from None
+        except sa.exc.ProgrammingError as err:
+            refused = not_permitted(err)
+            if refused is None:
+                raise
+            raise self.process_error(refused) from None
         except sa.exc.OperationalError as err:
             # else pygeoapi would call it a failed job with the client at fault (400)
             raise self.process_error(unavailable(
