@@ -2,6 +2,8 @@
 
 Every request the page makes is routed: anything not addressed to the test server is aborted and
 recorded (the map must work with no network). Console errors and page errors fail the tests.
+The map is used as a dispatcher of enterprise A (a Bearer token in every request the browser
+makes); the alarm steps are taken after signing in on the login page (session cookie + CSRF).
 The burst, alarm and legend tests write docs/map-burst.png, docs/map-alarms.png and docs/map-legend.png
 (shown in the README).
 """
@@ -18,6 +20,7 @@ import psycopg
 import pytest
 import requests
 from browser_support import Watched, watch
+from signed_in import ensure_account
 
 from app.map import basemap_config
 from core.settings import load_settings
@@ -27,6 +30,8 @@ SCREENSHOT = ROOT / "docs" / "map-burst.png"
 ALARMS_SCREENSHOT = ROOT / "docs" / "map-alarms.png"
 LEGEND_SCREENSHOT = ROOT / "docs" / "map-legend.png"
 VIEWPORT = {"width": 1400, "height": 900}
+# What the tests ask the API directly: as the same account as the page, so that both see one scope.
+HTTP = requests.Session()
 
 
 class MapServer:
@@ -56,7 +61,7 @@ class MapServer:
 @pytest.fixture(scope="module")
 def server(live_server, db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """live_server when the app already serves /map, else the same app with the map blueprint added."""
-    if requests.get(f"{live_server.url}/map", timeout=30).status_code == 200:
+    if requests.get(f"{live_server.url}/map", timeout=30).status_code == 401:   # served, behind the login
         yield live_server
         return
     own = MapServer(db_url, tmp_path_factory.mktemp("map_jobs"))
@@ -64,9 +69,25 @@ def server(live_server, db_url: str, tmp_path_factory: pytest.TempPathFactory) -
     own.close()
 
 
+@pytest.fixture(scope="module")
+def map_user(users: dict) -> Any:
+    """The map's account: enterprise A's dispatcher (HTTP signs the tests' own requests as it)."""
+    account = users["a_dispatcher"]
+    HTTP.headers.update(account.headers)
+    return account
+
+
 @pytest.fixture
-def watched(browser, server) -> Iterator[Watched]:
-    with watch(browser, server.url, viewport=VIEWPORT, accept_downloads=True) as seen:
+def watched(browser, server, map_user) -> Iterator[Watched]:
+    with watch(browser, server.url, viewport=VIEWPORT, accept_downloads=True,
+               extra_http_headers=map_user.headers) as seen:
+        yield seen
+
+
+@pytest.fixture
+def signed_out(browser, server) -> Iterator[Watched]:
+    """A browser with no credentials of its own: it signs in on the login page."""
+    with watch(browser, server.url, viewport=VIEWPORT) as seen:
         yield seen
 
 
@@ -90,13 +111,13 @@ def api_burst(base: str, pipe: str, failed: list[str] | None = None) -> dict:
     inputs: dict = {"pipe": pipe}
     if failed:
         inputs["failed_valves"] = failed
-    response = requests.post(f"{base}/ogc/processes/burst-analysis/execution", json={"inputs": inputs}, timeout=60)
+    response = HTTP.post(f"{base}/ogc/processes/burst-analysis/execution", json={"inputs": inputs}, timeout=60)
     response.raise_for_status()
     return response.json()
 
 
 def items(base: str, collection: str, **params: Any) -> list[dict]:
-    response = requests.get(f"{base}/ogc/collections/{collection}/items", params=params, timeout=60)
+    response = HTTP.get(f"{base}/ogc/collections/{collection}/items", params=params, timeout=60)
     response.raise_for_status()
     return response.json()["features"]
 
@@ -144,8 +165,10 @@ def test_basemap_config_from_the_settings() -> None:
                       "attribution": ""}
 
 
-def test_maplibre_is_served_from_node_modules(server) -> None:
-    page = requests.get(f"{server.url}/map", timeout=30)
+def test_maplibre_is_served_from_node_modules(server, map_user) -> None:
+    # the page needs an account; its assets are public (the login page may use them)
+    assert requests.get(f"{server.url}/map", timeout=30).status_code == 401
+    page = HTTP.get(f"{server.url}/map", timeout=30)
     assert page.status_code == 200
     assert "cdn" not in page.text.lower() and "unpkg" not in page.text.lower()
     js = requests.get(f"{server.url}/map/vendor/maplibre-gl/maplibre-gl.js", timeout=30)
@@ -153,8 +176,8 @@ def test_maplibre_is_served_from_node_modules(server) -> None:
     assert requests.get(f"{server.url}/map/vendor/maplibre-gl/package.json", timeout=30).status_code == 404
 
 
-def test_landing_page_links_the_map(server) -> None:
-    page = requests.get(f"{server.url}/", timeout=30)
+def test_landing_page_links_the_map(server, map_user) -> None:
+    page = HTTP.get(f"{server.url}/", timeout=30)
     assert page.status_code in (200, 503)  # 503: the database part failed; the links are there anyway
     assert '<a id="map-link" href="/map">打开调度地图 <span class="en">Open the map</span></a>' in page.text
     assert '<a href="/map?lang=en">English</a>' in page.text
@@ -238,7 +261,7 @@ def test_map_renders_offline_and_switches_layers(watched: Watched, server) -> No
 def test_burst_by_clicking_a_pipe_matches_the_api(watched: Watched, server) -> None:
     base = server.url
     pipe, report, failed, second = burst_pipe_with_second_ring(base)
-    geometry = requests.get(f"{base}/ogc/collections/pipes/items/{pipe}", timeout=30).json()["geometry"]
+    geometry = HTTP.get(f"{base}/ogc/collections/pipes/items/{pipe}", timeout=30).json()["geometry"]
     page = open_map(watched, base)
 
     # zoom to the pipe and click its middle with the burst tool
@@ -286,14 +309,14 @@ def test_burst_by_clicking_a_pipe_matches_the_api(watched: Watched, server) -> N
     page.click("#burst-save")
     page.wait_for_selector("#burst-incident[data-incident]")
     incident = page.get_attribute("#burst-incident", "data-incident")
-    saved = requests.get(f"{base}/ogc/collections/incidents/items/{incident}", timeout=30)
+    saved = HTTP.get(f"{base}/ogc/collections/incidents/items/{incident}", timeout=30)
     assert saved.status_code == 200 and saved.json()["properties"]["state"] == "planned"
 
     # the crew route to the burst
     page.click("#burst-route")
     page.wait_for_selector("#burst-route-info .route-info")
     point = second["burst"]["point"]
-    expected = requests.post(f"{base}/ogc/processes/route/execution",
+    expected = HTTP.post(f"{base}/ogc/processes/route/execution",
                              json={"inputs": {"to": point, "crs": "EPSG:4550"}}, timeout=60).json()
     assert page.get_attribute("#burst-route-info .route-info", "data-crew-base") == expected["crew_base"]["code"]
     assert page.evaluate("window.qiwangMap.querySourceFeatures('route-line').length") >= 1
@@ -317,7 +340,7 @@ def test_search_radius_and_alarm_panel(watched: Watched, server) -> None:
     page.fill("#radius-input", "150")
     page.evaluate("([c]) => window.qiwang.radius.run(c)", [point])
     page.wait_for_selector("#panel-radius[data-state=done]")
-    expected = requests.post(f"{base}/ogc/processes/radius-query/execution",
+    expected = HTTP.post(f"{base}/ogc/processes/radius-query/execution",
                              json={"inputs": {"point": point, "radius_m": 150, "limit_per_layer": 50}},
                              timeout=60).json()
     listed = page.eval_on_selector_all("#radius-results li[data-code]", "els => els.map(e => e.dataset.code)")
@@ -341,20 +364,33 @@ def test_search_radius_and_alarm_panel(watched: Watched, server) -> None:
     watched.assert_clean()
 
 
-def test_alarm_panel_refreshes_itself_draws_live_alarms_and_takes_each_step(watched: Watched, server, db_url) -> None:
+def test_alarm_panel_refreshes_itself_draws_live_alarms_and_takes_each_step(signed_out: Watched, server, db_url,
+                                                                          map_user) -> None:
     from telemetry_support import conninfo, devices, raise_alarms
 
     base, info = server.url, conninfo(db_url)
-    page = open_map(watched, base)
+    sentry = devices(info, limit=44)[-1]            # a sentry the other tests of this database leave alone
+    dispatcher = ensure_account(db_url, "map_dispatcher", ("dispatcher",), enterprise=sentry[0])
+    # sign in on the login page: the map comes next, with the account's name in the top bar
+    page = signed_out.page
+    page.goto(f"{base}/map")
+    page.wait_for_url(f"{base}/login?next=/map")
+    page.fill("input[name=name]", dispatcher.name)
+    page.fill("input[name=password]", dispatcher.password)
+    page.click("button[type=submit]")
+    page.wait_for_function("window.qiwangReady === true")
+    assert page.url == f"{base}/map"
+    assert page.inner_text("#account-name") == dispatcher.name
+    watched = signed_out
     page.click(".tab[data-panel=alarms]")
     page.wait_for_selector("#panel-alarms[data-state=done]")
     page.evaluate("window.qiwang.alarms.autoRefresh(1)")
 
     # a leak raised after the page loaded appears by itself, listed and drawn on the map
-    sentry = devices(info, limit=44)[-1]            # a sentry the other tests of this database leave alone
     now = datetime.now(UTC).replace(microsecond=0)
     raise_alarms(info, [(sentry, now - timedelta(seconds=60), {"ch4_lel": 30.0})])
-    feature = items(base, "alarms", filter=f"device_code = '{sentry[2]}' AND state <> 'closed'")[0]
+    feature = dispatcher.session().get(f"{base}/ogc/collections/alarms/items", timeout=60, params={
+        "filter": f"device_code = '{sentry[2]}' AND state <> 'closed'"}).json()["features"][0]
     code = feature["properties"]["code"]
     li = f"#alarm-list li[data-alarm='{code}']"
     page.wait_for_selector(f"{li}[data-state=raised]")
@@ -369,13 +405,7 @@ def test_alarm_panel_refreshes_itself_draws_live_alarms_and_takes_each_step(watc
                                                  "WHERE a.code = %s ORDER BY e.id", (code,))]
         return state, actors
 
-    # no step without the operator's name, and nothing is sent
-    page.click(f"{li} button.step[data-action=acknowledge]")
-    page.wait_for_selector("#status.error")
-    assert state_and_actors() == ("raised", ["ingest"])
-
-    page.fill("#alarm-operator", "王调度")
-    assert page.evaluate("localStorage.getItem('qiwang.operator')") == "王调度"
+    # each step is the signed-in dispatcher's: sent with the session's CSRF token, recorded as the account
     for action, reached in (("acknowledge", "acknowledged"), ("dispatch", "dispatched"), ("resolve", "resolved")):
         page.click(f"{li} button.step[data-action={action}]")
         page.wait_for_selector(f"{li}[data-state={reached}]")
@@ -389,7 +419,8 @@ def test_alarm_panel_refreshes_itself_draws_live_alarms_and_takes_each_step(watc
     page.wait_for_selector(f"{li} button.step[data-action=close]:not([disabled])")
     page.click(f"{li} button.step[data-action=close]")
     page.wait_for_selector(li, state="detached")      # closed alarms leave the panel and the map
-    assert state_and_actors() == ("closed", ["ingest", "王调度", "王调度", "王调度", "ingest", "王调度"])
+    me = dispatcher.name
+    assert state_and_actors() == ("closed", ["ingest", me, me, me, "ingest", me])
     assert code not in page.evaluate("window.qiwangMap.getSource('alarms-live').serialize().data.features"
                                      ".map(f => f.properties.code)")
     watched.assert_clean()
@@ -463,7 +494,7 @@ def test_legend_tells_facilities_alarms_and_overlays_apart_and_labels_show(watch
     for a, b in COLOUR_MUST_DIFFER:
         assert colour_difference(swatches[a][1], swatches[b][1]) >= 25, (a, b, swatches[a], swatches[b])
     # the map draws the same symbols: the style's marker metadata matches the legend
-    style = requests.get(f"{base}/styles/maplibre.json", timeout=30).json()
+    style = HTTP.get(f"{base}/styles/maplibre.json", timeout=30).json()
     cabinet = next(layer for layer in style["layers"] if layer["id"] == "regulators.cabinet")
     assert (cabinet["type"], cabinet["layout"]["text-field"], cabinet["paint"]["text-color"]) == (
         "symbol", "◆", "#5c6bc0")

@@ -2,11 +2,11 @@
 // before today and not rectified), newest first; each zooms to its feature and shows its attributes.
 // Open alarms are also drawn live on the map (a GeoJSON source over the vector tiles, which a
 // browser may cache), and the panel refreshes itself every REFRESH_S seconds while the page is shown.
-// Each alarm offers its next handling step (确认 → 派单 → 处置完成 → 关闭), taken in the operator's
+// Each alarm offers its next handling step (确认 → 派单 → 处置完成 → 关闭), taken as the signed-in dispatcher's
 // name through POST /api/alarms/{code}/{action}; closing waits until the value has cleared.
 //
 // Hooks: #panel-alarms[data-state=done], #alarm-list > li[data-alarm][data-state],
-// li button.step[data-action], #hazard-list > li[data-hazard], #alarm-operator, map source "alarms-live".
+// li button.step[data-action], #hazard-list > li[data-hazard], map source "alarms-live".
 
 import { items, postJSON } from "./api.js";
 import { t, language, onLanguageChange } from "./i18n.js";
@@ -15,7 +15,6 @@ import { escapeHtml } from "./util.js";
 const LIMIT = 200;
 const REFRESH_S = 15;
 const LIVE = "alarms-live";
-const OPERATOR_KEY = "qiwang.operator";
 // the step that follows each state of the lifecycle
 const NEXT_STEP = { raised: "acknowledge", acknowledged: "dispatch", dispatched: "resolve", resolved: "close" };
 
@@ -66,15 +65,15 @@ function addLiveLayer(map) {
 export function setupAlarms(context) {
   const { map, status } = context;
   const panel = document.getElementById("panel-alarms");
-  const operator = document.getElementById("alarm-operator");
+  // Steps are the dispatcher's: others see the alarms without them (the server refuses them too).
+  const takesSteps = (context.roles || []).includes("dispatcher");
   const state = { alarms: [], hazards: [], updatedAt: null, signature: null };
   let timer = null;
-  operator.value = localStorage.getItem(OPERATOR_KEY) || "";
   addLiveLayer(map);
 
   function stepButton(p) {
     const action = NEXT_STEP[p.state];
-    if (!action) return "";
+    if (!action || !takesSteps) return "";
     const blocked = action === "close" && !p.cleared_at;
     return `<button type="button" class="step" data-action="${action}"${blocked ? ` disabled title="${escapeHtml(t("still_active"))}"` : ""}>${escapeHtml(t(`step_${action}`))}</button>`;
   }
@@ -133,15 +132,10 @@ export function setupAlarms(context) {
   }
 
   async function takeStep(code, action, button) {
-    const name = operator.value.trim();
-    if (!name) {
-      status(t("operator_required"), { error: true });
-      operator.focus();
-      return;
-    }
     button.disabled = true;
     try {
-      await postJSON(`/api/alarms/${encodeURIComponent(code)}/${action}`, { by: name });
+      // Recorded as the signed-in account's step (the server knows who that is).
+      await postJSON(`/api/alarms/${encodeURIComponent(code)}/${action}`, {});
       status(`${code}: ${t(`step_${action}`)} · ${t("step_done")}`);
       await refresh();
     } catch (err) {
@@ -156,7 +150,6 @@ export function setupAlarms(context) {
     context.showAttributes(map, collection, feature.properties, feature.geometry.coordinates.slice(0, 2));
   }
 
-  operator.addEventListener("input", () => localStorage.setItem(OPERATOR_KEY, operator.value.trim()));
   panel.addEventListener("click", (event) => {
     if (event.target.closest("#alarms-refresh")) { refresh(); return; }
     const li = event.target.closest("li[data-index]");

@@ -1,5 +1,7 @@
 // Calls to the Qiwang server: OGC API Features items, processes (synchronous), the style, alarm steps.
-// Every URL is relative to the page's origin: the map never talks to another host.
+// Every URL is relative to the page's origin: the map never talks to another host. The page is
+// signed in (session cookie or the browser's credentials); state-changing calls carry the
+// session's CSRF token.
 
 const OGC = "/ogc";
 
@@ -26,13 +28,20 @@ export async function items(collection, params = {}) {
   return getJSON(`${OGC}/collections/${encodeURIComponent(collection)}/items?${query}`);
 }
 
+let sessionPromise = null;
+
+/** Who is signed in: {name, display_name, roles, enterprise_code, admin_code, csrf_token?} (read once). */
+export function signedIn() {
+  if (!sessionPromise) sessionPromise = getJSON("/api/session");
+  return sessionPromise;
+}
+
 /** POST a JSON body and return the JSON answer (ApiError with the server's description otherwise). */
 export async function postJSON(url, body) {
-  return answer(await fetch(url, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/json" },
-    body: JSON.stringify(body),
-  }));
+  const session = await signedIn();
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (session.csrf_token) headers["X-CSRF-Token"] = session.csrf_token;
+  return answer(await fetch(url, { method: "POST", headers, body: JSON.stringify(body) }));
 }
 
 /** Run a process synchronously and return its report (the single JSON output). */

@@ -2,7 +2,7 @@
 // layer switcher and legend, attributes on click, search by code or address, and the tools
 // (burst, radius and route, alarms) in their own modules. window.qiwangMap is the MapLibre map.
 
-import { cqlString, items, queryables, getJSON } from "./api.js";
+import { cqlString, items, queryables, getJSON, signedIn } from "./api.js";
 import { bilingual, initialLanguage, onLanguageChange, setLanguage, t, language } from "./i18n.js";
 import { setupBurst } from "./burst.js";
 import { setupRadius } from "./radius.js";
@@ -316,6 +316,15 @@ export function showMapFailure(key, detail = "") {
   window.qiwangFailed = key;
 }
 
+/** Who is signed in, in the top bar, with the logout button (its form carries the CSRF token). */
+function showAccount(session) {
+  const name = document.getElementById("account-name");
+  name.textContent = session.display_name === session.name ? session.name : `${session.display_name} (${session.name})`;
+  name.title = `${session.roles.join(", ")} · ${session.enterprise_code || session.admin_code}`;
+  document.getElementById("logout-csrf").value = session.csrf_token || "";
+  document.body.dataset.roles = session.roles.join(" ");
+}
+
 async function start() {
   setLanguage(initialLanguage());
   // Before the map: the language switch must work on the failure message too.
@@ -327,8 +336,9 @@ async function start() {
   performance.mark("qiwang:start");
   let style;
   let bounds;
+  let session;
   try {
-    [style, bounds] = await Promise.all([loadStyle(), networkBounds(), loadCollectionTitles()]);
+    [style, bounds, , session] = await Promise.all([loadStyle(), networkBounds(), loadCollectionTitles(), signedIn()]);
   } catch (err) {
     showMapFailure("style_failed", `/styles/maplibre.json: ${err.message}`);
     return;
@@ -370,7 +380,9 @@ async function start() {
   renderLayerList(map);
   analysisLegend();
 
-  const context = { map, status, flyToFeature, flyToCode, showAttributes, setTool, showPanel, escapeHtml, collectionTitle };
+  showAccount(session);
+  const context = { map, status, flyToFeature, flyToCode, showAttributes, setTool, showPanel, escapeHtml, collectionTitle,
+                    roles: session.roles };
   const burst = setupBurst(context);
   const radius = setupRadius(context);
   const alarms = setupAlarms(context);
