@@ -7,7 +7,9 @@ Only the service users get in: the socket and its directory are 0700 (the kernel
 other OS user before PostgreSQL sees them), and pg_hba.conf allows nothing but `local … peer` with
 an ident map naming the OS user that runs Qiwang (and `postgres`, the cluster's own account) and
 the database roles it may use: `qiwang` (the superuser, for migrations and administration) and
-`qiwang_app` (what the application connects as; no superuser, owns nothing: migration 0011).
+`qiwang_app` (what the application connects as: the authenticator of migration 0016), and the
+accounts given a database login (`user add --db-login`, members of qiwang_db_login), by password
+(SCRAM), with their own scope.
 Peer authentication needs no secret that could leak (the kernel says who is on the other end of
 the socket), so URLs stay free of passwords.
 """
@@ -64,9 +66,11 @@ DROP_ACCOUNT_ROLES = """
         END IF;
     END $$"""
 
-PG_HBA = f"""# Written by Qiwang (db/cluster.py) at each start: Unix socket, peer, the ident map only.
-# TYPE  DATABASE  USER  METHOD
-local   all       all   peer map={IDENT_MAP}
+PG_HBA = f"""# Written by Qiwang (db/cluster.py) at each start: Unix socket; accounts with a database login
+# (qiwang user add --db-login) by their password, everyone else peer with the ident map only.
+# TYPE  DATABASE  USER             METHOD
+local   all       +qiwang_db_login scram-sha-256
+local   all       all              peer map={IDENT_MAP}
 """
 
 

@@ -236,7 +236,8 @@ def upgrade() -> None:
         REVOKE ALL ON customer_personal FROM qiwang_reader, qiwang_system, qiwang_ingest;
         REVOKE ALL ON {", ".join(MACHINE_ONLY)} FROM qiwang_reader;
         GRANT USAGE ON SCHEMA public TO qiwang_pii;
-        GRANT SELECT ON customer_personal TO qiwang_pii;
+        -- customer too: the policy of customer_personal finds its rows through the customers in scope
+        GRANT SELECT ON customer_personal, customer TO qiwang_pii;
         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO qiwang_reader, qiwang_system, qiwang_ingest;
         {duty_writes}
         {_grants(INGEST_WRITES, "qiwang_ingest")}
