@@ -5,6 +5,10 @@ show as 罗** / 138****0624, residents' addresses stop before the house number, 
 individuals (个体工商户, 92…) keep their first and last 4 characters. The values below are those of
 the test city (DEMO_PIPES, DEMO_SEED); the raw values are checked too, so a change of the generator
 cannot make these tests pass by accident.
+
+The HTTP reads are signed in as the city's regulator (the `http` fixture), who sees every feature
+of the test city; masks are the same for every account. In the database, the published views mask
+for an account's role too, and customer_personal is readable only with the `pii` duty.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 from conftest import LiveServer, scalar
+from signed_in import ENTERPRISE_A, ensure_account
 
 # collection, feature, {property: (raw value in the table, value served)}
 MASKED = [
@@ -36,27 +41,27 @@ TABLES = {"valves": "valve", "regulators": "regulator", "sentries": "sentry", "h
           "inspections": "inspection", "crew_bases": "crew_base", "customers": "customer"}
 
 
-def item(server: LiveServer, collection: str, code: str) -> dict:
-    r = requests.get(f"{server.url}/ogc/collections/{collection}/items/{code}", timeout=30)
+def item(server: LiveServer, http: requests.Session, collection: str, code: str) -> dict:
+    r = http.get(f"{server.url}/ogc/collections/{collection}/items/{code}", timeout=30)
     assert r.status_code == 200, r.text
     return r.json()
 
 
 @pytest.mark.parametrize("collection, code, values", MASKED, ids=[f"{c}-{f}" for c, f, _ in MASKED])
-def test_items_show_masked_values(live_server: LiveServer, engine: sa.Engine, collection: str, code: str,
-                                  values: dict) -> None:
-    properties = item(live_server, collection, code)["properties"]
+def test_items_show_masked_values(live_server: LiveServer, http: requests.Session, engine: sa.Engine,
+                                  collection: str, code: str, values: dict) -> None:
+    properties = item(live_server, http, collection, code)["properties"]
     for name, (raw, served) in values.items():
         if raw is not None:  # what the database holds (read as the owner), so the mask did something
             assert scalar(engine, f"SELECT {name} FROM {TABLES[collection]} WHERE code = :c", c=code) == raw
         assert properties[name] == served, name
 
 
-def test_filters_see_only_masked_values(live_server: LiveServer) -> None:
+def test_filters_see_only_masked_values(live_server: LiveServer, http: requests.Session) -> None:
     """A filter on a raw phone number must not tell whether it exists (no guessing by filter)."""
     def matched(flt: str) -> int:
-        r = requests.get(f"{live_server.url}/ogc/collections/valves/items",
-                         params={"filter": flt, "limit": 10}, timeout=30)
+        r = http.get(f"{live_server.url}/ogc/collections/valves/items",
+                     params={"filter": flt, "limit": 10}, timeout=30)
         assert r.status_code == 200, r.text
         return len(r.json()["features"])
 
@@ -78,11 +83,11 @@ def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
     ("customers", "YH00000001", "address", "铁西区建国路山南小区"),
     ("crew_bases", "QX001", "phone", "152****8512"),
 ])
-def test_vector_tiles_carry_masked_values(live_server: LiveServer, collection: str, code: str, name: str,
-                                          served: str) -> None:
-    lon, lat = item(live_server, collection, code)["geometry"]["coordinates"][:2]
+def test_vector_tiles_carry_masked_values(live_server: LiveServer, http: requests.Session, collection: str,
+                                          code: str, name: str, served: str) -> None:
+    lon, lat = item(live_server, http, collection, code)["geometry"]["coordinates"][:2]
     x, y = _tile_of(lon, lat, 17)
-    r = requests.get(f"{live_server.url}/ogc/collections/{collection}/tiles/WebMercatorQuad/17/{y}/{x}", timeout=30)
+    r = http.get(f"{live_server.url}/ogc/collections/{collection}/tiles/WebMercatorQuad/17/{y}/{x}", timeout=30)
     assert r.status_code == 200, r.text
     layer = mapbox_vector_tile.decode(r.content)[collection]
     feature = next(f for f in layer["features"] if f["properties"]["code"] == code)
@@ -135,11 +140,53 @@ def test_residents_addresses_are_masked_fail_closed(engine: sa.Engine, address: 
     assert scalar(engine, "SELECT published.mask_address(NULL, '建国路', '祥和社区')") is None
 
 
-def test_route_process_gives_the_crew_base_phone_masked(live_server: LiveServer, engine: sa.Engine) -> None:
-    lon, lat = item(live_server, "crew_bases", "QX001")["geometry"]["coordinates"][:2]
-    r = requests.post(f"{live_server.url}/ogc/processes/route/execution",
+def test_route_process_gives_the_crew_base_phone_masked(live_server: LiveServer, http: requests.Session,
+                                                        engine: sa.Engine) -> None:
+    lon, lat = item(live_server, http, "crew_bases", "QX001")["geometry"]["coordinates"][:2]
+    r = http.post(f"{live_server.url}/ogc/processes/route/execution",
                       json={"inputs": {"to": {"type": "Point", "coordinates": [lon, lat]}}}, timeout=120)
     assert r.status_code == 200, r.text
     base = r.json()["crew_base"]
     raw = scalar(engine, "SELECT phone FROM crew_base WHERE code = :c", c=base["code"])
     assert base["phone"] == raw[:3] + "****" + raw[-4:] and base["phone"] != raw
+
+
+def rows_as(engine: sa.Engine, role: str, query: str, **params: object) -> list[sa.Row]:
+    """`query` read as database role `role` (an account's: the owner sets the role for one
+    transaction, as the web app does per request), so its grants and row-level security apply."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT set_config('role', :role, true)"), {"role": role})
+        return list(conn.execute(sa.text(query), params))
+
+
+@pytest.mark.parametrize("collection, code, values", MASKED, ids=[f"{c}-{f}" for c, f, _ in MASKED])
+def test_published_views_mask_for_an_accounts_role(engine: sa.Engine, users, collection: str, code: str,
+                                                   values: dict) -> None:
+    """What a direct PostgreSQL login of an account reads in the published views: the masked values."""
+    names = list(values)
+    found = rows_as(engine, users["city_regulator"].db_role,
+                    f"SELECT {', '.join(names)} FROM published.{TABLES[collection]} WHERE code = :c", c=code)
+    assert [dict(zip(names, row, strict=True)) for row in found] == [
+        {name: served for name, (_, served) in values.items()}]
+
+
+def test_customer_personal_is_readable_only_with_the_pii_duty(engine: sa.Engine, db_url: str, users) -> None:
+    for name in ("a_viewer", "a_dispatcher", "city_regulator", "auditor"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied for table customer_personal"):
+            rows_as(engine, users[name].db_role, "SELECT count(*) FROM customer_personal")
+    pii = ensure_account(db_url, "pii_viewer_a", ("viewer", "pii"), enterprise=ENTERPRISE_A)
+    expected = scalar(engine, "SELECT count(*) FROM customer_personal p JOIN customer c ON c.id = p.customer_id "
+                              "WHERE c.enterprise_code = :e", e=ENTERPRISE_A)
+    assert isinstance(expected, int) and expected > 0
+    assert rows_as(engine, pii.db_role, "SELECT count(*) FROM customer_personal")[0][0] == expected
+
+
+@pytest.mark.xfail(strict=True, raises=sa.exc.ProgrammingError, reason=(
+    "product bug: customer_personal's policy (migration 0016, SCOPED_THROUGH) reads table customer, which "
+    "qiwang_pii may not select: an account with only the pii duty (all that /api/pii/ asks for in "
+    "accounts/permissions.py) gets 'permission denied for table customer'"))
+def test_the_pii_duty_alone_reads_its_enterprises_customer_personal(engine: sa.Engine, db_url: str) -> None:
+    pii = ensure_account(db_url, "pii_only_a", ("pii",), enterprise=ENTERPRISE_A)
+    expected = scalar(engine, "SELECT count(*) FROM customer_personal p JOIN customer c ON c.id = p.customer_id "
+                              "WHERE c.enterprise_code = :e", e=ENTERPRISE_A)
+    assert rows_as(engine, pii.db_role, "SELECT count(*) FROM customer_personal")[0][0] == expected
