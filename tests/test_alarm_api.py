@@ -252,10 +252,6 @@ def test_unknown_alarms_and_methods(live_server, users) -> None:
                         timeout=30).json()["code"] == "NotFound"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: accounts/permissions.py's 'alarm steps' rule only matches the four step names, so a "
-    "dispatcher's POST to /api/alarms/<code>/<anything else> matches no rule and is refused 403 'needs no "
-    "role' before app/alarms_api.py can answer its documented 404"))
 def test_unknown_actions_and_paths_are_404_for_a_dispatcher(live_server, users) -> None:
     base, dispatcher = live_server.url, users["a_dispatcher"]
     bogus = step(base, "BJ19000101999999", "delete", dispatcher)

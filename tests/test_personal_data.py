@@ -181,10 +181,6 @@ def test_customer_personal_is_readable_only_with_the_pii_duty(engine: sa.Engine,
     assert rows_as(engine, pii.db_role, "SELECT count(*) FROM customer_personal")[0][0] == expected
 
 
-@pytest.mark.xfail(strict=True, raises=sa.exc.ProgrammingError, reason=(
-    "product bug: customer_personal's policy (migration 0016, SCOPED_THROUGH) reads table customer, which "
-    "qiwang_pii may not select: an account with only the pii duty (all that /api/pii/ asks for in "
-    "accounts/permissions.py) gets 'permission denied for table customer'"))
 def test_the_pii_duty_alone_reads_its_enterprises_customer_personal(engine: sa.Engine, db_url: str) -> None:
     pii = ensure_account(db_url, "pii_only_a", ("pii",), enterprise=ENTERPRISE_A)
     expected = scalar(engine, "SELECT count(*) FROM customer_personal p JOIN customer c ON c.id = p.customer_id "
