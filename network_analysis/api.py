@@ -30,6 +30,8 @@ import sqlalchemy as sa
 
 from core.crs import points_to_storage, transformer
 from core.errors import InvalidInput
+from db import acting
+from network_analysis import scope
 from network_analysis.burst import BurstResult, analyse_burst
 from network_analysis.model import CLASS_MAX_PRESSURE_SQL, LIVE
 from network_analysis.topology import Topology, topologies
@@ -236,6 +238,9 @@ def burst_analysis(
             return None if hit is None else (m.pipe_index(hit[0]), hit[1], hit[2])
 
         out, result = _analyse(topo, nearest, pipe, point, crs, failed_valves, barriers)
+        if acting.current() is not None:   # a request's account: list only what its scope holds
+            scope.check_inputs_visible(conn, topo, result, pipe is not None, list(failed_valves))
+            scope.cut_to_scope(conn, topo, result, out)
         affected = np.union1d(result.isolated_pipes, result.dry_pipes)
         out["sensitive_sites"] = sensitive_sites(conn, topo, result.pipe, affected)
         if geometry:
@@ -340,9 +345,15 @@ def _outage_geometry(conn: sa.Connection, topo: Topology, result: BurstResult) -
     return row[0], {"isolated_pipes": row[1], "dry_pipes": row[2], "valves_to_close": row[3]}
 
 
-def _large_outage(conn: sa.Connection, topo: Topology, result: BurstResult) -> tuple[dict, dict]:
+def _large_outage(conn: sa.Connection, topo: Topology, result: BurstResult) -> tuple[dict | None, dict]:
     m = topo.model
     pipes = np.concatenate([result.isolated_pipes, result.dry_pipes])
+    if acting.current() is not None:   # the hull of what the caller may see: none of another's geometry
+        seen = scope.visible_ids(conn, "pipe", m.pipe_id[pipes])
+        pipes = pipes[np.isin(m.pipe_id[pipes], np.fromiter(seen, np.int64, len(seen)))]
+    if len(pipes) == 0:
+        return None, {"isolated_pipes": None, "valves_to_close": None, "dry_pipes": None,
+                      "dry_pipes_omitted": len(result.dry_pipes), "outage_area_approximate": True}
     xy = m.node_xy[np.unique(np.concatenate([m.pipe_from[pipes], m.pipe_to[pipes]]))]
     hull = shapely.buffer(shapely.convex_hull(shapely.multipoints(xy)), OUTAGE_BUFFER_M, quad_segs=4)
     to_lonlat = transformer(m.srid, 4326).transform
@@ -385,8 +396,9 @@ def report(topo: Topology, result: BurstResult) -> dict:
         already_closed}]; isolated_pipes, dry_pipes (codes); affected_customers {count, by_type,
         list}; isolated_length_m (m); isolated_volume_m3 (m³ at standard conditions); second_ring
         (None unless valves failed); barriers [{pipe, fraction, point}]; check_valves_holding;
-        sources_to_shut (station or regulator codes); dry_method. Points and valve x, y are
-        easting, northing in the storage CRS (``topo.model.srid``), m.
+        sources_to_shut (station or regulator codes); dry_method; outside_scope (how many of each
+        list the caller's scope leaves out: all 0 here, network_analysis.scope fills it). Points
+        and valve x, y are easting, northing in the storage CRS (``topo.model.srid``), m.
     """
     m = topo.model
     iso = result.isolation
@@ -422,4 +434,5 @@ def report(topo: Topology, result: BurstResult) -> dict:
         "check_valves_holding": sorted(m.valve_code[v] for v in iso.check_boundary),
         "sources_to_shut": sorted(topo.source_label[np.flatnonzero(topo.source_nodes == n)[0]] for n in iso.sources),
         "dry_method": result.dry_method,
+        "outside_scope": scope.nothing_outside(),
     }

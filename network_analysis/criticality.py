@@ -14,6 +14,7 @@ the pair together). Normally closed and check valves are never worked by hand: t
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,7 +112,8 @@ def criticality(topo: Topology) -> Criticality:
     )
 
 
-def criticality_report(topo: Topology, top: int = 20) -> dict:
+def criticality_report(topo: Topology, top: int = 20,
+                       visible: Callable[[str, Sequence[int]], set[int]] | None = None) -> dict:
     """The most critical segments and valves, in codes.
 
     Parameters
@@ -120,6 +122,10 @@ def criticality_report(topo: Topology, top: int = 20) -> dict:
         The network's topology.
     top
         How many segments and valves to list.
+    visible
+        For a caller with a scope: visible("pipe" | "valve", database ids) → the ids it may see
+        (network_analysis.scope.visible_ids). The ranking is the whole network's; only segments
+        whose example pipe and valves the caller may see are listed. None: everything.
 
     Returns
     -------
@@ -131,8 +137,13 @@ def criticality_report(topo: Topology, top: int = 20) -> dict:
     """
     m = topo.model
     c = criticality(topo)
-    worst = np.argsort(-c.segment_customers_cut, kind="stable")[:top]
-    worst_valves = np.argsort(-c.valve_extra_customers, kind="stable")[:top]
+    worst = np.argsort(-c.segment_customers_cut, kind="stable")
+    worst_valves = np.argsort(-c.valve_extra_customers, kind="stable")
+    if visible is None:
+        worst, worst_valves = worst[:top], worst_valves[:top]
+    else:
+        worst = _first_visible(worst, m.pipe_id[c.segment_example_pipe[worst]], "pipe", top, visible)
+        worst_valves = _first_visible(worst_valves, m.valve_id[worst_valves], "valve", top, visible)
     return {
         "network_version": m.version,
         "segments": len(c.segment),
@@ -152,3 +163,17 @@ def criticality_report(topo: Topology, top: int = 20) -> dict:
             "extra_customers_if_it_fails": int(c.valve_extra_customers[v]), "bound": "lower"}
             for v in worst_valves.tolist()],
     }
+
+
+def _first_visible(order: np.ndarray, ids: np.ndarray, table: str, top: int,
+                   visible: Callable[[str, Sequence[int]], set[int]]) -> np.ndarray:
+    """The first `top` entries of `order` whose database id (`ids`, aligned with it) is visible,
+    asking in growing batches: the most critical are usually found in the first."""
+    kept: list[int] = []
+    start, batch = 0, max(4 * top, 64)
+    while len(kept) < top and start < len(order):
+        chunk = slice(start, start + batch)
+        seen = visible(table, ids[chunk].tolist())
+        kept += [int(k) for k, i in zip(order[chunk].tolist(), ids[chunk].tolist(), strict=True) if i in seen]
+        start, batch = start + batch, batch * 4
+    return np.array(kept[:top], dtype=np.int64)

@@ -29,6 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from core.errors import InvalidInput
+from db import acting
 from network_analysis.model import load_model
 from network_analysis.topology import Topology, topologies
 
@@ -316,7 +317,10 @@ def run_qa(engine: sa.Engine, tolerance_m: float = 0.5, near_miss_m: float = 1.0
             raise InvalidInput(name, f"must be a distance in metres ≥ 0, not {value!r}")
     params = {"tol": float(tolerance_m), "near": float(near_miss_m), "sentry_tol": SENTRY_TOLERANCE_M,
               "device_tol": DEVICE_TOLERANCE_M, "zero": ZERO_LENGTH_M, "grid": SAME_GEOMETRY_M}
-    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+    # The findings are the whole network's (written as the app's own role when a request's account
+    # asked); what the caller is told is read back afterwards under its role: its scope's.
+    with acting.as_system(), engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, \
+            conn.begin():
         # Locked before the first query, so the snapshot is taken after any concurrent run committed
         # (it would otherwise leave its findings beside ours). Readers are not blocked.
         conn.execute(sa.text("LOCK TABLE topology_issue IN SHARE ROW EXCLUSIVE MODE"))
@@ -333,6 +337,7 @@ def run_qa(engine: sa.Engine, tolerance_m: float = 0.5, near_miss_m: float = 1.0
         for kind, selects in _SQL_CHECKS.items():
             for select in selects:
                 conn.execute(sa.text(_INSERT.format(select=select)), {"kind": kind, "version": version, **params})
+    with engine.connect() as conn:
         counts = dict.fromkeys(KINDS, 0)
         counts.update(conn.execute(sa.text("SELECT kind, count(*) FROM topology_issue GROUP BY kind")).all())
         issues = [row._asdict() for row in conn.execute(sa.text(

@@ -5,7 +5,9 @@ Wraps network_analysis.criticality.criticality_report on the cached topology.
 from __future__ import annotations
 
 from app.processes.base import QiwangProcessor, process_metadata, value_input
+from db import acting
 from network_analysis.criticality import criticality_report
+from network_analysis.scope import visible_ids
 from network_analysis.topology import topologies
 
 PROCESS_METADATA = process_metadata(
@@ -25,4 +27,8 @@ class CriticalityProcessor(QiwangProcessor):
         super().__init__(processor_def, PROCESS_METADATA)
 
     def run(self, inputs: dict) -> dict:
-        return criticality_report(topologies.get(self.engine), inputs["top"])
+        topo = topologies.get(self.engine)
+        if acting.current() is None:
+            return criticality_report(topo, inputs["top"])
+        with self.engine.connect() as conn:   # a signed-in account: list what its scope holds
+            return criticality_report(topo, inputs["top"], lambda table, ids: visible_ids(conn, table, ids))

@@ -1,0 +1,116 @@
+"""Answers cut to the caller's scope: analyses run on the whole network, reports list only what the
+caller may see and count the rest.
+
+Gas does not stop at an enterprise's boundary, so a burst is analysed on the whole in-memory
+network. Which features the caller may see is asked of PostgreSQL under the caller's role, so
+that the one rule of row-level security (migration 0016) decides here too: the ids the analysis
+found are looked up, and those the policies hide are left out of the lists and counted under
+``outside_scope``. Totals (customers cut off, isolated length and volume) stay those of the whole
+network: a dispatcher must know that the outage reaches further than their own network.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import sqlalchemy as sa
+
+from core.errors import InvalidInput
+from network_analysis.burst import BurstResult
+from network_analysis.topology import Topology
+
+OUTSIDE_KEYS = ("valves_to_close", "isolated_pipes", "dry_pipes", "customers", "check_valves_holding",
+                "sources_to_shut")
+
+
+def nothing_outside() -> dict[str, int]:
+    """``outside_scope`` of a report that hides nothing."""
+    return dict.fromkeys(OUTSIDE_KEYS, 0)
+
+
+def visible_ids(conn: sa.Connection, table: str, ids: Iterable[int]) -> set[int]:
+    """The ids among `ids` of `table` (pipe, valve, customer) that the connection's role may read."""
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        return set()
+    return set(conn.execute(sa.text(f"SELECT id FROM {table} WHERE id = ANY(:ids)"), {"ids": wanted}).scalars())
+
+
+def visible_sources(conn: sa.Connection, codes: Iterable[str]) -> set[str]:
+    """The station and regulator codes among `codes` that the connection's role may read."""
+    wanted = sorted(set(codes))
+    if not wanted:
+        return set()
+    return set(conn.execute(sa.text("SELECT code FROM station WHERE code = ANY(:c) "
+                                    "UNION SELECT code FROM regulator WHERE code = ANY(:c)"), {"c": wanted}).scalars())
+
+
+def check_inputs_visible(conn: sa.Connection, topo: Topology, result: BurstResult, pipe_given: bool,
+                         failed_valves: list[str]) -> None:
+    """A burst pipe or failed valve named by code that the caller may not see is answered as one that
+    does not exist (no oracle for another enterprise's codes).
+
+    Raises
+    ------
+    InvalidInput
+        ``pipe`` or ``failed_valves[k]``, worded as for an unknown code.
+    """
+    m = topo.model
+    if pipe_given and not visible_ids(conn, "pipe", [m.pipe_id[result.pipe]]):
+        raise InvalidInput("pipe", f"unknown pipe code {m.pipe_code[result.pipe]!r}")
+    failed = {m.valve_code[v]: int(m.valve_id[v]) for v in result.failed_valves}
+    seen = visible_ids(conn, "valve", failed.values())
+    for k, code in enumerate(failed_valves):
+        if code in failed and failed[code] not in seen:
+            raise InvalidInput(f"failed_valves[{k}]", f"unknown valve code {code!r}")
+
+
+def cut_to_scope(conn: sa.Connection, topo: Topology, result: BurstResult, out: dict) -> dict:
+    """The report `out` of `result` with only the features the connection's role may read listed,
+    and ``outside_scope`` counting those left out.
+
+    Parameters
+    ----------
+    conn
+        A connection acting as the caller (row-level security applies).
+    topo
+        The topology `result` was computed on.
+    result
+        The analysis on indices.
+    out
+        Its report (network_analysis.api.report), changed in place and returned.
+    """
+    m = topo.model
+    iso = result.isolation
+    valve_index = sorted(iso.to_close | iso.already_closed | iso.check_boundary)
+    pipes_seen = visible_ids(conn, "pipe", m.pipe_id[np.union1d(result.isolated_pipes, result.dry_pipes)])
+    valves_seen = visible_ids(conn, "valve", m.valve_id[valve_index])
+    customers_seen = visible_ids(conn, "customer", m.customer_id[result.affected_customers])
+    pipe_codes = {m.pipe_code[i] for i in np.union1d(result.isolated_pipes, result.dry_pipes)
+                  if int(m.pipe_id[i]) in pipes_seen}
+    valve_codes = {m.valve_code[v] for v in valve_index if int(m.valve_id[v]) in valves_seen}
+    customer_codes = {m.customer_code[c] for c in result.affected_customers if int(m.customer_id[c]) in customers_seen}
+    sources_seen = visible_sources(conn, out["sources_to_shut"])
+
+    def kept(values: list, allowed: set) -> tuple[list, int]:
+        inside = [v for v in values if v in allowed]
+        return inside, len(values) - len(inside)
+
+    outside = nothing_outside()
+    valves = out["valves_to_close"]
+    out["valves_to_close"] = [v for v in valves if v["code"] in valve_codes]
+    outside["valves_to_close"] = len(valves) - len(out["valves_to_close"])
+    out["isolated_pipes"], outside["isolated_pipes"] = kept(out["isolated_pipes"], pipe_codes)
+    out["dry_pipes"], outside["dry_pipes"] = kept(out["dry_pipes"], pipe_codes)
+    customers = out["affected_customers"]
+    customers["list"], outside["customers"] = kept(customers["list"], customer_codes)
+    out["check_valves_holding"], outside["check_valves_holding"] = kept(out["check_valves_holding"], valve_codes)
+    out["sources_to_shut"], outside["sources_to_shut"] = kept(out["sources_to_shut"], sources_seen)
+    ring = out["second_ring"]
+    if ring is not None:
+        for key in ("failed_valves", "first_ring_valves", "added_valves"):
+            ring[key] = [v for v in ring[key] if v in valve_codes]
+        for key in ("added_isolated_pipes", "added_dry_pipes"):
+            ring[key] = [p for p in ring[key] if p in pipe_codes]
+    out["outside_scope"] = outside
+    return out

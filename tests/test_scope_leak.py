@@ -1,0 +1,182 @@
+"""No feature of another enterprise reaches an account: items, tiles, processes (issue 18).
+
+On the session's demo city, as a viewer of enterprise A: every collection's items (all pages),
+every vector tile covering the city at z12-16 (decoded), every process answer and the statistics
+hold zero features of enterprise B. The regulator of the district where both operate sees both
+there. What the database holds is read as the owner (no row-level security) to know the answer.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import mapbox_vector_tile
+import pytest
+import requests
+import sqlalchemy as sa
+from signed_in import DISTRICT_OF_BOTH, ENTERPRISE_A, ENTERPRISE_B, TestAccount
+
+from spatial.collections import LAYERS
+
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def a_viewer(users: dict[str, TestAccount]) -> requests.Session:
+    return users["a_viewer"].session()
+
+
+def owner_rows(engine: sa.Engine, query: str, **params: object) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(query), params)]
+
+
+def has_enterprise(engine: sa.Engine, table: str) -> bool:
+    """Whether the table's rows belong to enterprises (the others are directories, e.g. divisions)."""
+    return bool(owner_rows(engine, "SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' "
+                                   "AND table_name = :t AND column_name = 'enterprise_code'", t=table))
+
+
+def pages(http: requests.Session, url: str) -> Iterator[dict]:
+    """Every feature of an items URL, following the `next` links."""
+    while url:
+        body = http.get(url, timeout=TIMEOUT).json()
+        yield from body["features"]
+        url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+
+
+def test_every_collection_holds_only_the_accounts_enterprise(live_server, a_viewer, engine: sa.Engine) -> None:
+    collections = {c["id"] for c in a_viewer.get(f"{live_server.url}/ogc/collections?f=json",
+                                                 timeout=TIMEOUT).json()["collections"]}
+    checked = 0
+    for collection in sorted(collections):
+        table = LAYERS[collection].table
+        if not has_enterprise(engine, table):
+            continue
+        features = list(pages(a_viewer, f"{live_server.url}/ogc/collections/{collection}/items?f=json&limit=1000"))
+        [(in_a, total)] = owner_rows(engine, f'SELECT count(*) FILTER (WHERE enterprise_code = :a), count(*) '
+                                             f'FROM "{table}"', a=ENTERPRISE_A)
+        assert len(features) == in_a, collection
+        assert {f["properties"]["enterprise_code"] for f in features} <= {ENTERPRISE_A}, collection
+        checked += total > in_a   # a collection where B has features that were kept away
+    assert checked >= 10
+
+
+def tile_range(engine: sa.Engine, z: int) -> Iterator[tuple[int, int]]:
+    """(x, y) of the WebMercatorQuad tiles at zoom z covering the demo city's pipes."""
+    [(west, south, east, north)] = owner_rows(engine, "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+                                                      "(SELECT ST_Extent(ST_Transform(geom, 4326)) e FROM pipe) s")
+    n = 2 ** z
+
+    def tx(lon: float) -> int:
+        return int((lon + 180) / 360 * n)
+
+    def ty(lat: float) -> int:
+        return int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+
+    for x in range(tx(west), tx(east) + 1):
+        for y in range(ty(north), ty(south) + 1):
+            yield x, y
+
+
+def test_every_tile_of_the_city_at_z12_to_16_holds_only_the_accounts_features(live_server, a_viewer,
+                                                                             engine: sa.Engine) -> None:
+    b_ids: dict[str, set[int]] = {}
+    a_seen: dict[str, set[int]] = {}
+    tiles = 0
+    for z in range(12, 17):
+        for x, y in tile_range(engine, z):
+            answer = a_viewer.get(f"{live_server.url}/ogc/tiles/WebMercatorQuad/{z}/{y}/{x}", timeout=TIMEOUT)
+            assert answer.status_code in (200, 204), (z, x, y, answer.status_code)
+            assert {"Authorization", "Cookie"} <= {v.strip() for v in answer.headers["Vary"].split(",")}
+            assert "private" in answer.headers["Cache-Control"]
+            tiles += 1
+            if answer.status_code == 204:
+                continue
+            for layer, content in mapbox_vector_tile.decode(answer.content).items():
+                a_seen.setdefault(layer, set()).update(f["id"] for f in content["features"] if f.get("id"))
+                # where a tile carries the owner's code (enterprises' own layer), it is A's
+                assert {f["properties"].get("enterprise_code", ENTERPRISE_A)
+                        for f in content["features"]} <= {ENTERPRISE_A}, layer
+    assert tiles >= 40
+    for layer, ids in a_seen.items():
+        table = LAYERS[layer].table
+        if not ids or not has_enterprise(engine, table):
+            continue
+        if layer not in b_ids:
+            b_ids[layer] = {i for (i,) in owner_rows(engine, f'SELECT id FROM "{table}" WHERE enterprise_code = :b',
+                                                     b=ENTERPRISE_B)}
+        assert ids.isdisjoint(b_ids[layer]), layer
+    assert {"pipes", "valves", "customers"} <= set(a_seen)
+
+
+def test_process_answers_list_only_the_accounts_features(live_server, a_viewer, users, engine: sa.Engine) -> None:
+    base = f"{live_server.url}/ogc/processes"
+    everyone = users["city_regulator"].session()
+    b_pipes = {c for (c,) in owner_rows(engine, "SELECT code FROM pipe WHERE enterprise_code = :b", b=ENTERPRISE_B)}
+    b_valves = {c for (c,) in owner_rows(engine, "SELECT code FROM valve WHERE enterprise_code = :b", b=ENTERPRISE_B)}
+    b_customers = {c for (c,) in owner_rows(engine, "SELECT code FROM customer WHERE enterprise_code = :b",
+                                            b=ENTERPRISE_B)}
+    # The demo's two networks do not touch; the district's regulator sees the part of A's network
+    # inside 千山区: a burst there reaches pipes of A outside it, which it is told of as counts only.
+    inside = [c for (c,) in owner_rows(engine, "SELECT code FROM pipe WHERE enterprise_code = :a AND admin_code = :d "
+                                              "AND status = 'in_service' ORDER BY diameter_mm DESC, code LIMIT 4",
+                                       a=ENTERPRISE_A, d=DISTRICT_OF_BOTH)]
+    outside_d = {c for (c,) in owner_rows(engine, "SELECT code FROM pipe WHERE admin_code <> :d", d=DISTRICT_OF_BOTH)}
+    cases = [(a_viewer, pipe, b_pipes, b_valves, b_customers) for pipe in inside] + [
+        (users["district_regulator"].session(), pipe, outside_d, set(), set()) for pipe in inside]
+    counted = 0
+    for http, pipe, hidden_pipes, hidden_valves, hidden_customers in cases:
+        mine = http.post(f"{base}/burst-analysis/execution", json={"inputs": {"pipe": pipe, "geometry": True}},
+                         timeout=TIMEOUT).json()
+        whole = everyone.post(f"{base}/burst-analysis/execution", json={"inputs": {"pipe": pipe}},
+                              timeout=TIMEOUT).json()
+        assert not (set(mine["isolated_pipes"]) | set(mine["dry_pipes"])) & hidden_pipes
+        assert not {v["code"] for v in mine["valves_to_close"]} & hidden_valves
+        assert not set(mine["affected_customers"]["list"]) & hidden_customers
+        drawn = {f["id"] for kind in ("isolated_pipes", "dry_pipes") for f in mine["features"][kind]["features"]}
+        assert not drawn & hidden_pipes
+        # what lies outside is counted: with it, the lists are the whole city regulator's
+        outside = mine["outside_scope"]
+        for key in ("isolated_pipes", "dry_pipes", "valves_to_close"):
+            assert len(mine[key]) + outside[key] == len(whole[key]), key
+        assert len(mine["affected_customers"]["list"]) + outside["customers"] == whole["affected_customers"]["count"]
+        assert mine["affected_customers"]["count"] == whole["affected_customers"]["count"]
+        assert whole["outside_scope"] == dict.fromkeys(outside, 0)
+        counted += outside["isolated_pipes"] + outside["dry_pipes"]
+    assert counted > 0, "no burst in the district reached past it: the outside counts were never exercised"
+    # a pipe of B named by code is as unknown to A as one that does not exist
+    b_pipe = sorted(b_pipes)[0]
+    refused = a_viewer.post(f"{base}/burst-analysis/execution", json={"inputs": {"pipe": b_pipe}}, timeout=TIMEOUT)
+    assert refused.status_code == 400 and f"unknown pipe code {b_pipe!r}" in refused.json()["description"]
+
+    stats = a_viewer.post(f"{base}/network-statistics/execution", json={"inputs": {}}, timeout=TIMEOUT).json()
+    assert [row["enterprise_code"] for row in stats["by_enterprise"]] == [ENTERPRISE_A]
+    [(count_a,)] = owner_rows(engine, "SELECT count(*) FROM pipe WHERE enterprise_code = :a "
+                                      "AND status <> 'abandoned'", a=ENTERPRISE_A)
+    assert stats["total"]["count"] == count_a
+
+    critical = a_viewer.post(f"{base}/criticality/execution", json={"inputs": {"top": 30}}, timeout=TIMEOUT).json()
+    assert len(critical["top_segments"]) == 30 and len(critical["top_valves"]) == 30
+    assert not {s["example_pipe"] for s in critical["top_segments"]} & b_pipes
+    assert not {v["valve"] for v in critical["top_valves"]} & b_valves
+
+    [(x, y)] = owner_rows(engine, "SELECT ST_X(ST_Transform(ST_Centroid(geom), 4326)), "
+                                  "ST_Y(ST_Transform(ST_Centroid(geom), 4326)) FROM pipe WHERE code = :c",
+                          c=inside[0])
+    near = a_viewer.post(f"{base}/radius-query/execution", json={"inputs": {"point": [x, y], "radius_m": 300}},
+                         timeout=TIMEOUT).json()
+    assert near["features"] and not {f["code"] for f in near["features"] if f["layer"] == "pipes"} & b_pipes
+
+
+def test_the_district_regulator_sees_both_enterprises_there(live_server, users, engine: sa.Engine) -> None:
+    regulator = users["district_regulator"].session()
+    features = list(pages(regulator, f"{live_server.url}/ogc/collections/pipes/items?f=json&limit=1000"))
+    rows = owner_rows(engine, "SELECT enterprise_code, count(*) FROM pipe WHERE admin_code = :d GROUP BY 1 ORDER BY 1",
+                      d=DISTRICT_OF_BOTH)
+    assert [r[0] for r in rows] == [ENTERPRISE_A, ENTERPRISE_B]
+    seen: dict[str, int] = {}
+    for f in features:
+        assert f["properties"]["admin_code"] == DISTRICT_OF_BOTH
+        seen[f["properties"]["enterprise_code"]] = seen.get(f["properties"]["enterprise_code"], 0) + 1
+    assert sorted(seen.items()) == rows
