@@ -39,6 +39,7 @@ READ = "GET HEAD"
 # First match wins; a request no rule matches is refused (403), so a new route must be added here.
 RULES: tuple[Rule, ...] = (
     _rule("session", READ, r"^/api/session$", ANY_ACCOUNT),
+    _rule("sign out", "POST", r"^/logout$", ANY_ACCOUNT),
     _rule("landing", READ, r"^/$", ANY_ACCOUNT),
     # every POST under an alarm: the blueprint answers 404 for a path that names no step
     _rule("alarm steps", "POST", r"^/api/alarms/[^/]+/.+$", frozenset({"dispatcher"})),
@@ -54,7 +55,7 @@ RULES: tuple[Rule, ...] = (
     _rule("single item", READ, r"^/ogc/collections/[^/]+/items/[^/]+$", READERS),
     _rule("features", READ, r"^/ogc(/.*)?$", READERS),
     _rule("styles", READ, r"^/styles(/.*)?$", READERS),
-    _rule("QGIS project", READ, r"^/qgis/.*$", READERS),
+    _rule("QGIS project", READ, r"^/qgis/project\.qgs$", READERS),
     _rule("map", READ, r"^/map(/.*)?$", READERS),
 )
 

@@ -77,15 +77,17 @@ def provider(collection: str) -> str:
     return "ogr" if collection in RECORD_GEOMETRY else "OAPIF"
 
 
-def datasource(collection: str, base_url: str) -> str:
+def datasource(collection: str, base_url: str, authcfg: str | None = None) -> str:
     """The data source URI of one collection's layer, in the form its provider() reads.
 
     OAPIF: key='value' pairs, as QGIS writes them. ogr: GDAL's OAPIF connection string of the
-    collection, with the layer's geometry type and GDAL's page size after '|'.
+    collection, with the layer's geometry type and GDAL's page size after '|'. `authcfg`: the
+    QGIS authentication configuration (Basic: account and password or token) the layer signs in with.
     """
     if provider(collection) == "ogr":
         return (f"OAPIF:{ogc_root(base_url)}/collections/{collection}|layername={collection}"
-                f"|geometrytype={RECORD_GEOMETRY[collection]}|option:PAGE_SIZE={GDAL_PAGE_SIZE}")
+                f"|geometrytype={RECORD_GEOMETRY[collection]}|option:PAGE_SIZE={GDAL_PAGE_SIZE}"
+                + (f"|authcfg={authcfg}" if authcfg else ""))
     pairs = {
         "pagingEnabled": "true",
         "preferCoordinatesForWfsT11": "false",
@@ -94,6 +96,8 @@ def datasource(collection: str, base_url: str) -> str:
         "typename": collection,
         "url": ogc_root(base_url),
     }
+    if authcfg:
+        pairs = {"authcfg": authcfg, **pairs}
     return " ".join(f"{k}='{v}'" for k, v in pairs.items())
 
 
@@ -116,12 +120,12 @@ def _web_mercator(lon: float, lat: float) -> tuple[float, float]:
     return math.radians(lon) * r, r * math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
 
 
-def _maplayer(layers: etree._Element, style: LayerStyle, base_url: str) -> None:
+def _maplayer(layers: etree._Element, style: LayerStyle, base_url: str, authcfg: str | None) -> None:
     ml = etree.SubElement(layers, "maplayer", type="vector", geometry=QGIS_GEOMETRY[style.geometry],
                           styleCategories="AllStyleCategories", hasScaleBasedVisibilityFlag="0",
                           minScale="100000000", maxScale="0", labelsEnabled="0", readOnly="0")
     etree.SubElement(ml, "id").text = layer_id(style.collection)
-    etree.SubElement(ml, "datasource").text = datasource(style.collection, base_url)
+    etree.SubElement(ml, "datasource").text = datasource(style.collection, base_url, authcfg)
     etree.SubElement(ml, "layername").text = style.title
     etree.SubElement(ml, "shortname").text = style.collection
     _srs(etree.SubElement(ml, "srs"), GDAL_CRS if provider(style.collection) == "ogr" else "OGC:CRS84")
@@ -133,8 +137,9 @@ def _maplayer(layers: etree._Element, style: LayerStyle, base_url: str) -> None:
 
 
 def project_xml(base_url: str, collections: list[str] | None = None,
-                version: str = DEFAULT_QGIS_VERSION) -> etree._Element:
-    """The project document for QGIS `version`: layers in groups, each connected to the server and styled."""
+                version: str = DEFAULT_QGIS_VERSION, authcfg: str | None = None) -> etree._Element:
+    """The project document for QGIS `version`: layers in groups, each connected to the server and
+    styled, signing in with QGIS authentication configuration `authcfg` when given."""
     stamp = version_stamp(qgis_version(version))
     chosen = collections or list(palette())
     if len(set(chosen)) != len(chosen):
@@ -161,7 +166,8 @@ def project_xml(base_url: str, collections: list[str] | None = None,
         etree.SubElement(node, "customproperties")
         for style in members:
             etree.SubElement(node, "layer-tree-layer", id=layer_id(style.collection), name=style.title,
-                             source=datasource(style.collection, base_url), providerKey=provider(style.collection),
+                             source=datasource(style.collection, base_url, authcfg),
+                             providerKey=provider(style.collection),
                              checked="Qt::Checked", expanded="0")
     order = etree.SubElement(tree, "custom-order", enabled="0")
     for style in top_first:
@@ -178,7 +184,7 @@ def project_xml(base_url: str, collections: list[str] | None = None,
 
     layers = etree.SubElement(root, "projectlayers")
     for style in styles:
-        _maplayer(layers, style, base_url)
+        _maplayer(layers, style, base_url, authcfg)
     layer_order = etree.SubElement(root, "layerorder")
     for style in top_first:
         etree.SubElement(layer_order, "layer", id=layer_id(style.collection))
@@ -189,15 +195,20 @@ def project_xml(base_url: str, collections: list[str] | None = None,
     return root
 
 
+def project_document(root: etree._Element) -> str:
+    """The text of a project file (with the DOCTYPE QGIS writes)."""
+    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + etree.tostring(
+        root, pretty_print=True, encoding="unicode")
+
+
 def write_project(path: Path, base_url: str, collections: list[str] | None = None,
-                  version: str = DEFAULT_QGIS_VERSION) -> Path:
+                  version: str = DEFAULT_QGIS_VERSION, authcfg: str | None = None) -> Path:
     """Write the project for QGIS `version` to `path` (parents created) and return it."""
-    root = project_xml(base_url, collections, version)
-    body = etree.tostring(root, pretty_print=True, encoding="unicode")
+    text = project_document(project_xml(base_url, collections, version, authcfg))
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body, encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise QiwangError(f"cannot write the QGIS project {path}: {exc.strerror}") from None
     return path

@@ -73,7 +73,9 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     settings
         The deployment's settings (default: read from the environment now, core.settings).
     """
+    from app.accounts_api import accounts_blueprint
     from app.alarms_api import alarms_blueprint
+    from app.files_api import files_blueprint
     from app.map import basemap_config, map_blueprint
     from app.ogc import ogc_blueprint
     from app.styles import styles_blueprint
@@ -95,6 +97,8 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     app.register_blueprint(styles_blueprint)
     app.register_blueprint(map_blueprint)
     app.register_blueprint(alarms_blueprint(engine))
+    app.register_blueprint(files_blueprint(engine, public_url))
+    app.register_blueprint(accounts_blueprint(engine, settings))
 
     @app.before_request
     def refuse_large_bodies() -> Response | None:

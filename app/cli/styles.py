@@ -20,9 +20,11 @@ from app.cli.root import cli
               help="Only these collections (repeatable); default all.")
 @click.option("--qgis-version", "qgis_version", default="3.22", show_default=True, metavar="X.Y",
               help="The QGIS release the project is written for (3.22 or later).")
-def qgis_project(url: str, out: Path, collections: tuple[str, ...], qgis_version: str) -> None:
+@click.option("--authcfg", metavar="ID", help="The QGIS authentication configuration (Basic: account and password "
+                                              "or API token) every layer signs in with.")
+def qgis_project(url: str, out: Path, collections: tuple[str, ...], qgis_version: str, authcfg: str | None) -> None:
     """Write a QGIS project (.qgs): every layer over OGC API Features, styled by pressure class etc."""
     from app.qgis_project import write_project
 
-    path = write_project(out, url, list(collections) or None, qgis_version)
+    path = write_project(out, url, list(collections) or None, qgis_version, authcfg)
     click.echo(str(path))
