@@ -70,6 +70,8 @@ def drive(url: str, loads: int, bursts: int, seed: int) -> None:
             "FROM pipe WHERE status = 'in_service' ORDER BY code) p"))]
     jobs = tempfile.TemporaryDirectory(prefix="bench_map_jobs_")
     server = LiveServer(url, Path(jobs.name))
+    _, token = harness.bench_account(url, "bench_map_regulator")   # the page signs every request with it
+    signed = {"Authorization": f"Bearer {token}"}
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
@@ -78,7 +80,7 @@ def drive(url: str, loads: int, bursts: int, seed: int) -> None:
             # 1. time to first render, fresh context (empty cache) per load, after a warm-up load
             renders = []
             for k in range(loads + 1):
-                context = browser.new_context(viewport=VIEWPORT)
+                context = browser.new_context(viewport=VIEWPORT, extra_http_headers=signed)
                 page = context.new_page()
                 page.goto(f"{server.url}/map")
                 page.wait_for_function("window.qiwangReady === true", timeout=60_000)
@@ -91,7 +93,7 @@ def drive(url: str, loads: int, bursts: int, seed: int) -> None:
                   f"target ≤ {FIRST_RENDER_TARGET_S * 1000:.0f} ms")
 
             # 2. burst round trip in one page, random pipes, after a warm-up burst
-            context = browser.new_context(viewport=VIEWPORT)
+            context = browser.new_context(viewport=VIEWPORT, extra_http_headers=signed)
             page = context.new_page()
             page.goto(f"{server.url}/map")
             page.wait_for_function("window.qiwangReady === true", timeout=60_000)

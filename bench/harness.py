@@ -29,8 +29,8 @@ if str(ROOT) not in sys.path:
 from db import migrate  # noqa: E402  (importable once ROOT is on the path)
 from db.scratch import ThrowawayDatabases  # noqa: E402
 
-__all__ = ["ROOT", "Paired", "Steps", "Summary", "ThrowawayDatabases", "bench_arguments", "demo_city",
-           "load_average", "pipes_in", "scratch_database", "timed"]
+__all__ = ["ROOT", "Paired", "Steps", "Summary", "ThrowawayDatabases", "bench_account", "bench_arguments",
+           "demo_city", "load_average", "pipes_in", "scratch_database", "timed"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -128,6 +128,34 @@ def demo_city(databases: ThrowawayDatabases, name: str, pipes: int, seed: int, *
     finally:
         if not (reuse or keep):
             databases.drop(name)
+
+
+def bench_account(url: str, name: str, duties: tuple[str, ...] = ("regulator",), *, enterprise: str | None = None,
+                  division: str | None = "210300") -> tuple[str, str]:
+    """An account of the bench's database (made once; the city's regulator by default, who sees the
+    whole demo city) and a new API token for it: (its database role, the token). The servers the
+    benches start need one: every request is signed in (issue 18)."""
+    from datetime import UTC, datetime
+
+    from accounts import store
+    from core.errors import NotFound
+
+    now = datetime.now(UTC)
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            try:
+                account = store.account(conn, name)
+            except NotFound:
+                account, _ = store.add_account(conn, name, duties, enterprise=enterprise,
+                                               division=None if enterprise else division,
+                                               created_by="operator:bench", now=now)
+            conn.execute(sa.text("UPDATE auth.account SET must_change_password = false WHERE id = :i"),
+                         {"i": account.id})
+            _, token, _ = store.create_token(conn, name, 1, now)
+    finally:
+        engine.dispose()
+    return account.db_role, token
 
 
 # -- measuring -----------------------------------------------------------------------------------

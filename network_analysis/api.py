@@ -239,8 +239,7 @@ def burst_analysis(
 
         out, result = _analyse(topo, nearest, pipe, point, crs, failed_valves, barriers)
         if acting.current() is not None:   # a request's account: list only what its scope holds
-            scope.check_inputs_visible(conn, topo, result, pipe is not None, list(failed_valves))
-            scope.cut_to_scope(conn, topo, result, out)
+            scope.cut_to_scope(conn, topo, result, out, pipe is not None, list(failed_valves))
         affected = np.union1d(result.isolated_pipes, result.dry_pipes)
         out["sensitive_sites"] = sensitive_sites(conn, topo, result.pipe, affected)
         if geometry:

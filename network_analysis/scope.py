@@ -11,6 +11,7 @@ network: a dispatcher must know that the outage reaches further than their own n
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import sqlalchemy as sa
@@ -36,36 +37,36 @@ def visible_ids(conn: sa.Connection, table: str, ids: Iterable[int]) -> set[int]
     return set(conn.execute(sa.text(f"SELECT id FROM {table} WHERE id = ANY(:ids)"), {"ids": wanted}).scalars())
 
 
-def visible_sources(conn: sa.Connection, codes: Iterable[str]) -> set[str]:
-    """The station and regulator codes among `codes` that the connection's role may read."""
-    wanted = sorted(set(codes))
-    if not wanted:
-        return set()
-    return set(conn.execute(sa.text("SELECT code FROM station WHERE code = ANY(:c) "
-                                    "UNION SELECT code FROM regulator WHERE code = ANY(:c)"), {"c": wanted}).scalars())
+@dataclass(frozen=True)
+class Visible:
+    """What of an answer the caller may see: database ids of pipes, valves, customers; source codes."""
+
+    pipes: set[int]
+    valves: set[int]
+    customers: set[int]
+    sources: set[str]
 
 
-def check_inputs_visible(conn: sa.Connection, topo: Topology, result: BurstResult, pipe_given: bool,
-                         failed_valves: list[str]) -> None:
-    """A burst pipe or failed valve named by code that the caller may not see is answered as one that
-    does not exist (no oracle for another enterprise's codes).
-
-    Raises
-    ------
-    InvalidInput
-        ``pipe`` or ``failed_valves[k]``, worded as for an unknown code.
-    """
-    m = topo.model
-    if pipe_given and not visible_ids(conn, "pipe", [m.pipe_id[result.pipe]]):
-        raise InvalidInput("pipe", f"unknown pipe code {m.pipe_code[result.pipe]!r}")
-    failed = {m.valve_code[v]: int(m.valve_id[v]) for v in result.failed_valves}
-    seen = visible_ids(conn, "valve", failed.values())
-    for k, code in enumerate(failed_valves):
-        if code in failed and failed[code] not in seen:
-            raise InvalidInput(f"failed_valves[{k}]", f"unknown valve code {code!r}")
+def visible(conn: sa.Connection, pipes: Iterable[int], valves: Iterable[int], customers: Iterable[int],
+            sources: Iterable[str]) -> Visible:
+    """Which of these the connection's role may read, asked in one round trip."""
+    rows = conn.execute(sa.text("""
+        SELECT 'pipe', id::text FROM pipe WHERE id = ANY(:pipes)
+        UNION ALL SELECT 'valve', id::text FROM valve WHERE id = ANY(:valves)
+        UNION ALL SELECT 'customer', id::text FROM customer WHERE id = ANY(:customers)
+        UNION ALL SELECT 'source', code FROM station WHERE code = ANY(:sources)
+        UNION ALL SELECT 'source', code FROM regulator WHERE code = ANY(:sources)"""),
+        {"pipes": sorted({int(i) for i in pipes}), "valves": sorted({int(i) for i in valves}),
+         "customers": sorted({int(i) for i in customers}), "sources": sorted(set(sources))}).all()
+    found: dict[str, set[str]] = {"pipe": set(), "valve": set(), "customer": set(), "source": set()}
+    for kind, key in rows:
+        found[kind].add(key)
+    return Visible({int(i) for i in found["pipe"]}, {int(i) for i in found["valve"]},
+                   {int(i) for i in found["customer"]}, found["source"])
 
 
-def cut_to_scope(conn: sa.Connection, topo: Topology, result: BurstResult, out: dict) -> dict:
+def cut_to_scope(conn: sa.Connection, topo: Topology, result: BurstResult, out: dict, pipe_given: bool,
+                 failed_valves: list[str]) -> dict:
     """The report `out` of `result` with only the features the connection's role may read listed,
     and ``outside_scope`` counting those left out.
 
@@ -79,18 +80,32 @@ def cut_to_scope(conn: sa.Connection, topo: Topology, result: BurstResult, out: 
         The analysis on indices.
     out
         Its report (network_analysis.api.report), changed in place and returned.
+    pipe_given, failed_valves
+        Whether the burst pipe was named by code, and the codes named as failed valves: one the
+        caller may not see is answered as one that does not exist (no oracle for another
+        enterprise's codes).
+
+    Raises
+    ------
+    InvalidInput
+        ``pipe`` or ``failed_valves[k]``, worded as for an unknown code.
     """
     m = topo.model
     iso = result.isolation
-    valve_index = sorted(iso.to_close | iso.already_closed | iso.check_boundary)
-    pipes_seen = visible_ids(conn, "pipe", m.pipe_id[np.union1d(result.isolated_pipes, result.dry_pipes)])
-    valves_seen = visible_ids(conn, "valve", m.valve_id[valve_index])
-    customers_seen = visible_ids(conn, "customer", m.customer_id[result.affected_customers])
-    pipe_codes = {m.pipe_code[i] for i in np.union1d(result.isolated_pipes, result.dry_pipes)
-                  if int(m.pipe_id[i]) in pipes_seen}
-    valve_codes = {m.valve_code[v] for v in valve_index if int(m.valve_id[v]) in valves_seen}
-    customer_codes = {m.customer_code[c] for c in result.affected_customers if int(m.customer_id[c]) in customers_seen}
-    sources_seen = visible_sources(conn, out["sources_to_shut"])
+    valve_index = sorted(iso.to_close | iso.already_closed | iso.check_boundary | set(result.failed_valves))
+    affected = np.union1d(result.isolated_pipes, result.dry_pipes)
+    seen = visible(conn, m.pipe_id[np.append(affected, result.pipe)].tolist(), m.valve_id[valve_index].tolist(),
+                   m.customer_id[result.affected_customers].tolist(), out["sources_to_shut"])
+    if pipe_given and int(m.pipe_id[result.pipe]) not in seen.pipes:
+        raise InvalidInput("pipe", f"unknown pipe code {m.pipe_code[result.pipe]!r}")
+    failed = {m.valve_code[v]: int(m.valve_id[v]) for v in result.failed_valves}
+    for k, code in enumerate(failed_valves):
+        if code in failed and failed[code] not in seen.valves:
+            raise InvalidInput(f"failed_valves[{k}]", f"unknown valve code {code!r}")
+    pipe_codes = {m.pipe_code[i] for i in affected if int(m.pipe_id[i]) in seen.pipes}
+    valve_codes = {m.valve_code[v] for v in valve_index if int(m.valve_id[v]) in seen.valves}
+    customer_codes = {m.customer_code[c] for c in result.affected_customers
+                      if int(m.customer_id[c]) in seen.customers}
 
     def kept(values: list, allowed: set) -> tuple[list, int]:
         inside = [v for v in values if v in allowed]
@@ -105,7 +120,7 @@ def cut_to_scope(conn: sa.Connection, topo: Topology, result: BurstResult, out: 
     customers = out["affected_customers"]
     customers["list"], outside["customers"] = kept(customers["list"], customer_codes)
     out["check_valves_holding"], outside["check_valves_holding"] = kept(out["check_valves_holding"], valve_codes)
-    out["sources_to_shut"], outside["sources_to_shut"] = kept(out["sources_to_shut"], sources_seen)
+    out["sources_to_shut"], outside["sources_to_shut"] = kept(out["sources_to_shut"], seen.sources)
     ring = out["second_ring"]
     if ring is not None:
         for key in ("failed_valves", "first_ring_valves", "added_valves"):
