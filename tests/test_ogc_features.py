@@ -1,22 +1,35 @@
 """OGC API Features (Parts 1–3) against a running server, with real clients: GDAL's ogrinfo/ogr2ogr
-(OAPIF driver), OWSLib and plain HTTP. Expected values come from PostGIS on the same database."""
+(OAPIF driver), OWSLib and plain HTTP. Expected values come from PostGIS on the same database.
+
+Every client signs in (issue 18): plain HTTP with the city regulator's token (the regulator of the
+whole demo city sees every row, so the owner's queries give the expected answers), GDAL with
+GDAL_HTTP_AUTH=BASIC and GDAL_HTTP_USERPWD, OWSLib with owslib.util.Authentication. Each client
+also reads as an enterprise's viewer, who sees exactly that enterprise's rows, and is refused with
+a wrong password."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 import sqlalchemy as sa
 from openapi_spec_validator import validate as validate_openapi
 from owslib.ogcapi.features import Features
+from owslib.util import Authentication
+from signed_in import ENTERPRISE_A, ensure_account
 
 from app.ogc.documents import CONFORMANCE
 from spatial import features
 from spatial.collections import LAYERS
+
+if TYPE_CHECKING:
+    from signed_in import TestAccount  # not imported at run time: pytest would try to collect it
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG4490 = "http://www.opengis.net/def/crs/EPSG/0/4490"
@@ -64,13 +77,39 @@ QGIS_FILTER_URIS = {
 }
 
 
+# Plain HTTP of this module, signed in as the city's regulator by the `ogc` fixture.
+SIGNED = requests.Session()
+CHALLENGE = 'Basic realm="Qiwang", charset="UTF-8"'
+
+
 @pytest.fixture(scope="module")
-def ogc(live_server) -> str:
+def ogc(live_server, http: requests.Session) -> str:
+    SIGNED.headers.update(http.headers)
     return f"{live_server.url}/ogc"
 
 
+@pytest.fixture(scope="module")
+def regulator(users: dict[str, TestAccount]) -> TestAccount:
+    return users["city_regulator"]
+
+
+@pytest.fixture(scope="module")
+def mistyped(db_url: str) -> TestAccount:
+    """A viewer of enterprise A whose password the wrong-password cases get wrong: its own account,
+    since failed logins count towards a lockout (5 in 15 minutes) and the shared ones must stay usable."""
+    return ensure_account(db_url, "ogc_features_mistyped", ("viewer",), enterprise=ENTERPRISE_A)
+
+
 def get(url: str, **params) -> requests.Response:
-    return requests.get(url, params=params, timeout=60)
+    return SIGNED.get(url, params=params, timeout=60)
+
+
+def gdal(*args: str, account: TestAccount, password: str | None = None, check: bool = True
+         ) -> subprocess.CompletedProcess[str]:
+    """A GDAL command signed in with HTTP Basic: the account's name and password (or `password`)."""
+    env = {**os.environ, "GDAL_HTTP_AUTH": "BASIC",
+           "GDAL_HTTP_USERPWD": f"{account.name}:{password or account.password}"}
+    return subprocess.run(args, capture_output=True, text=True, check=check, env=env)
 
 
 def all_pages(url: str, **params) -> list[dict]:
@@ -86,7 +125,7 @@ def all_pages(url: str, **params) -> list[dict]:
             return out
         for key in params:
             assert f"{key}=" in nxt[0], f"next link lost {key}: {nxt[0]}"
-        page = requests.get(nxt[0], timeout=60)
+        page = SIGNED.get(nxt[0], timeout=60)
 
 
 def codes(items: list[dict]) -> list[str]:
@@ -138,8 +177,17 @@ def test_openapi_document_validates(ogc: str) -> None:
     assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, features.MAX_LIMIT, features.DEFAULT_LIMIT)
 
 
-def test_ogrinfo_lists_every_collection(ogc: str) -> None:
-    out = subprocess.run(["ogrinfo", "-ro", "-q", f"OAPIF:{ogc}"], capture_output=True, text=True, check=True).stdout
+def test_anonymous_requests_get_401_with_a_basic_challenge(ogc: str) -> None:
+    for path in ("/", "/collections", "/collections/pipes/items", "/collections/pipes/items/NO-SUCH-PIPE",
+                 "/collections/pipes/queryables", "/openapi"):
+        r = requests.get(f"{ogc}{path}", timeout=30)
+        assert r.status_code == 401, path
+        assert r.headers["WWW-Authenticate"] == CHALLENGE and r.json()["code"] == "Unauthorized", path
+        assert "features" not in r.json(), path
+
+
+def test_ogrinfo_lists_every_collection(ogc: str, regulator: TestAccount) -> None:
+    out = gdal("ogrinfo", "-ro", "-q", f"OAPIF:{ogc}", account=regulator).stdout
     listed = re.findall(r"^\d+: (\w+) \(title", out, re.MULTILINE)
     assert listed == list(LAYERS)
     doc = get(f"{ogc}/collections/pipes").json()
@@ -151,15 +199,14 @@ def test_ogrinfo_lists_every_collection(ogc: str) -> None:
         {link["rel"] for link in doc["links"]}
 
 
-def _ogrinfo_point(url: str, fid: int) -> tuple[float, float]:
-    out = subprocess.run(["ogrinfo", "-ro", "-al", "-fid", str(fid), f"OAPIF:{url}"], capture_output=True, text=True,
-                         check=True).stdout
+def _ogrinfo_point(url: str, fid: int, account: TestAccount) -> tuple[float, float]:
+    out = gdal("ogrinfo", "-ro", "-al", "-fid", str(fid), f"OAPIF:{url}", account=account).stdout
     m = re.search(r"POINT Z \(([-\d.]+) ([-\d.]+) ([-\d.]+)\)", out)
     assert m, out
     return float(m.group(1)), float(m.group(2))
 
 
-def test_station_coordinates_and_axis_order(ogc: str, engine: sa.Engine) -> None:
+def test_station_coordinates_and_axis_order(ogc: str, engine: sa.Engine, regulator: TestAccount) -> None:
     with engine.connect() as conn:
         lon, lat, east, north = conn.execute(sa.text(
             "SELECT ST_X(ST_Transform(geom, 4490)), ST_Y(ST_Transform(geom, 4490)), ST_X(geom), ST_Y(geom) "
@@ -167,9 +214,9 @@ def test_station_coordinates_and_axis_order(ogc: str, engine: sa.Engine) -> None
         fid = conn.execute(sa.text("SELECT count(*) FROM station WHERE id <= (SELECT id FROM station "
                                    "WHERE code = 'CZ0001')")).scalar_one()
     # GDAL (3.6: no CRS option) keeps the query of the dataset URL on every request.
-    x, y = _ogrinfo_point(f"{ogc}/collections/stations", fid)
+    x, y = _ogrinfo_point(f"{ogc}/collections/stations", fid, regulator)
     assert (x, y) == pytest.approx((lon, lat), abs=1e-8)       # CRS84: lon, lat
-    x, y = _ogrinfo_point(f"{ogc}/collections/stations?crs={EPSG4490}", fid)
+    x, y = _ogrinfo_point(f"{ogc}/collections/stations?crs={EPSG4490}", fid, regulator)
     assert (x, y) == pytest.approx((lat, lon), abs=1e-8)       # EPSG:4490 authority order: lat, lon
     r = get(f"{ogc}/collections/stations/items/CZ0001", crs=EPSG4550)
     assert r.headers["Content-Crs"] == f"<{EPSG4550}>"
@@ -184,10 +231,14 @@ def test_station_coordinates_and_axis_order(ogc: str, engine: sa.Engine) -> None
         assert codes(get(f"{ogc}/collections/stations/items", **params).json()["features"]) == ["CZ0001"], crs
 
 
-def test_ogr2ogr_copies_pipes_with_every_attribute(ogc: str, engine: sa.Engine, tmp_path: Path) -> None:
+def ogr2ogr_pipes(ogc: str, out: Path, account: TestAccount) -> None:
+    gdal("ogr2ogr", "-f", "GPKG", str(out), f"OAPIF:{ogc}", "pipes", "-oo", "PAGE_SIZE=1000", account=account)
+
+
+def test_ogr2ogr_copies_pipes_with_every_attribute(ogc: str, engine: sa.Engine, tmp_path: Path,
+                                                   regulator: TestAccount) -> None:
     out = tmp_path / "pipes.gpkg"
-    subprocess.run(["ogr2ogr", "-f", "GPKG", str(out), f"OAPIF:{ogc}", "pipes", "-oo", "PAGE_SIZE=1000"],
-                   check=True, capture_output=True)
+    ogr2ogr_pipes(ogc, out, regulator)
     import pyogrio
 
     info = pyogrio.read_info(out, layer="pipes")
@@ -202,6 +253,26 @@ def test_ogr2ogr_copies_pipes_with_every_attribute(ogc: str, engine: sa.Engine, 
     assert frame["length_m"].sum() == pytest.approx(expected[1], rel=1e-9)
     assert frame["diameter_mm"].max() == expected[2]
     assert str(frame["survey_date"].dtype).startswith(("datetime", "object"))
+
+
+def test_gdal_sees_the_accounts_scope_and_refuses_a_wrong_password(ogc: str, engine: sa.Engine, tmp_path: Path,
+                                                                    users: dict[str, TestAccount],
+                                                                    mistyped: TestAccount) -> None:
+    import pyogrio
+
+    viewer = users["a_viewer"]
+    out = tmp_path / "a_pipes.gpkg"
+    ogr2ogr_pipes(ogc, out, viewer)
+    expected = sql_codes(engine, "pipe", "enterprise_code = :e", e=ENTERPRISE_A)
+    assert 0 < len(expected) < len(sql_codes(engine, "pipe"))
+    frame = pyogrio.read_dataframe(out, layer="pipes", read_geometry=False)
+    assert len(frame) == len(expected) and set(frame["code"]) == expected
+    assert set(frame["enterprise_code"]) == {ENTERPRISE_A}
+    summary = gdal("ogrinfo", "-ro", "-so", f"OAPIF:{ogc}", "pipes", account=viewer).stdout
+    assert f"Feature Count: {len(expected)}\n" in summary
+    wrong = gdal("ogrinfo", "-ro", "-q", f"OAPIF:{ogc}", account=mistyped, password="not-the-password", check=False)
+    assert wrong.returncode != 0 and "HTTP error code : 401" in wrong.stderr, wrong.stderr
+    assert "pipes" not in wrong.stdout
 
 
 def test_paging_by_next_links_returns_each_feature_once(ogc: str, engine: sa.Engine) -> None:
@@ -247,13 +318,21 @@ def test_limit_is_clipped_and_validated(ogc: str) -> None:
         assert r.status_code == 400 and "limit" in r.json()["description"]
 
 
-def test_owslib_reads_items_with_cql2_filter(ogc: str, engine: sa.Engine) -> None:
-    w = Features(ogc)
-    assert {c["id"] for c in w.collections()["collections"]} == set(LAYERS)
-    body = w.collection_items("pipes", limit=1000, filter="pressure_class = 1 AND diameter_mm >= 200",
-                              **{"filter-lang": "cql2-text"})
-    assert set(codes(body["features"])) == sql_codes(engine, "pipe", "pressure_class = 1 AND diameter_mm >= 200")
-    assert body["numberMatched"] == body["numberReturned"]
+def test_owslib_reads_items_with_cql2_filter(ogc: str, engine: sa.Engine, users: dict[str, TestAccount],
+                                            mistyped: TestAccount) -> None:
+    where = "pressure_class = 1 AND diameter_mm >= 200"
+    for name, scope in (("city_regulator", "true"), ("a_viewer", "enterprise_code = :e")):
+        w = Features(ogc, auth=Authentication(*users[name].basic))
+        assert {c["id"] for c in w.collections()["collections"]} == set(LAYERS)
+        body = w.collection_items("pipes", limit=1000, filter=where, **{"filter-lang": "cql2-text"})
+        expected = sql_codes(engine, "pipe", f"{where} AND {scope}", e=ENTERPRISE_A)
+        assert set(codes(body["features"])) == expected and expected, name
+        assert body["numberMatched"] == body["numberReturned"] == len(expected), name
+    assert len(sql_codes(engine, "pipe", f"{where} AND enterprise_code <> :e", e=ENTERPRISE_A)) > 0
+    wrong = Features(ogc, auth=Authentication(mistyped.name, "not-the-password"))
+    with pytest.raises(RuntimeError) as refused:
+        wrong.collection_items("pipes", limit=10)
+    assert json.loads(str(refused.value))["code"] == "Unauthorized"
 
 
 def test_cql2_operators(ogc: str, engine: sa.Engine) -> None:

@@ -302,8 +302,14 @@ def test_jobs_migration_goes_up_and_down(databases) -> None:
                 "SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
                 "WHERE attrelid = 'jobs'::regclass AND attnum > 0 AND NOT attisdropped")).all())
         assert set(columns) == {"identifier", "type", "process_id", "status", "message", "progress", "mimetype",
-                                "location", "created", "started", "updated", "finished"}
+                                "location", "created", "started", "updated", "finished", "owner_role"}
         assert all(columns.values()) and scalar(engine, "SELECT obj_description('jobs'::regclass)")
+        # 0016 (accounts) added the job's owner, which row-level security keeps each account to
+        assert scalar(engine, "SELECT relrowsecurity FROM pg_class WHERE oid = 'jobs'::regclass") is True
+        migrate.downgrade(url, "0015")
+        assert scalar(engine, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'jobs'::regclass "
+                              "AND attname = 'owner_role' AND NOT attisdropped") == 0
+        assert scalar(engine, "SELECT relrowsecurity FROM pg_class WHERE oid = 'jobs'::regclass") is False
         migrate.downgrade(url, "0007")
         assert scalar(engine, "SELECT to_regclass('jobs')") is None
         migrate.upgrade(url)

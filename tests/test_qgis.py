@@ -1,27 +1,42 @@
-"""The generated QGIS project opened in QGIS 3.22 itself (Debian's python3-qgis, headless).
+"""The generated QGIS project opened in QGIS 3.22 itself (Debian's python3-qgis, headless), signed in.
 
 QGIS runs in /usr/bin/python3 (tests/qgis/open_project.py) against a Qiwang server of the test
-database served here, whose requests are recorded: what QGIS asked for is seen on the server.
+database served here, whose requests are recorded: what QGIS asked for, as which account, and
+what it was answered is seen on the server. QGIS signs in as a user would (issue 18): an
+authentication configuration of method Basic in QGIS's authentication database (a temporary one,
+opened with a master password from the environment), named by every layer (`authcfg=<id>`).
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
+import secrets
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import pytest
 import requests
+import sqlalchemy as sa
 import waitress
 from conftest import ROOT, demo_city_database
+from lxml import etree
+from signed_in import CITY, ENTERPRISE_A, ensure_account, forget
+from sqlalchemy.pool import NullPool
 from telemetry_support import conninfo, devices, raise_alarms
 
 from app.qgis_project import RECORD_GEOMETRY, layer_id, write_project
 from spatial.styles import palette
+
+if TYPE_CHECKING:
+    from signed_in import TestAccount  # not imported at run time: pytest would try to collect it
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 QGIS_SCRIPT = ROOT / "tests" / "qgis" / "open_project.py"
@@ -38,23 +53,54 @@ def qgis_available() -> bool:
 assert qgis_available(), "QGIS 3.22 is needed: apt-get install python3-qgis qgis-providers"
 
 
+BEARER = "(bearer token)"  # the account of a request signed with a token: the test's own requests
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request the server answered: the account named by its Basic credentials (BEARER for a
+    token, None without credentials), path, query and status."""
+
+    account: str | None
+    path: str
+    query: dict[str, list[str]]
+    status: int
+
+
+def basic_name(environ: dict) -> str | None:
+    scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "basic":
+        return BEARER if scheme.lower() == "bearer" else None
+    try:
+        return base64.b64decode(value).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
 class RecordingServer:
-    """The Qiwang app over real HTTP (waitress), remembering the path and query of every request."""
+    """The Qiwang app over real HTTP (waitress), remembering every request and its answer's status."""
 
     def __init__(self, db_url: str, jobs: Path) -> None:
         from app.web import create_app
 
-        self.requests: list[tuple[str, dict[str, list[str]]]] = []
+        self.requests: list[Seen] = []
         holder: dict = {}
 
         def app(environ, start_response):
-            self.requests.append((environ["PATH_INFO"], parse_qs(environ.get("QUERY_STRING", ""))))
-            return holder["app"](environ, start_response)
+            def recording_start(status: str, headers, *exc_info):
+                self.requests.append(Seen(basic_name(environ), environ["PATH_INFO"],
+                                          parse_qs(environ.get("QUERY_STRING", "")), int(status.split()[0])))
+                return start_response(status, headers, *exc_info)
+
+            return holder["app"](environ, recording_start)
 
         self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
         holder["app"] = create_app(db_url, self.url, jobs)
         threading.Thread(target=self.server.run, daemon=True).start()
+
+    def of(self, account: str) -> list[Seen]:
+        return [r for r in self.requests if r.account == account]
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +108,16 @@ def city_url(databases) -> Iterator[str]:
     """A database of its own with a small demo city: nothing else writes incidents or alarms there."""
     with demo_city_database(databases, "qiwang_qgis") as url:
         yield url
+    forget(url)
+
+
+@pytest.fixture(scope="module")
+def accounts(city_url: str) -> dict[str, TestAccount]:
+    """This database's accounts: the city's regulator (every row), enterprise A's viewer, and a
+    viewer whose password QGIS is given wrong (its own: failed logins count towards a lockout)."""
+    return {"city_regulator": ensure_account(city_url, "qgis_city_regulator", ("regulator",), division=CITY),
+            "a_viewer": ensure_account(city_url, "qgis_a_viewer", ("viewer",), enterprise=ENTERPRISE_A),
+            "mistyped": ensure_account(city_url, "qgis_mistyped", ("viewer",), enterprise=ENTERPRISE_A)}
 
 
 @pytest.fixture(scope="module")
@@ -76,38 +132,102 @@ def server(city_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     recording.server.close()
 
 
-def open_in_qgis(project: Path, *subset: str) -> dict:
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": str(project.parent)}
+def with_authcfg(project: Path, authcfg: str, to: Path) -> Path:
+    """A copy of `project` whose every layer signs in through QGIS's authentication configuration
+    `authcfg`: ` authcfg='<id>'` after the data source, as QGIS writes it for both providers."""
+    tree = etree.parse(str(project))
+    for source in tree.iter("datasource"):
+        source.text = f"{source.text} authcfg='{authcfg}'"
+    for node in tree.iter("layer-tree-layer"):
+        node.set("source", f"{node.get('source')} authcfg='{authcfg}'")
+    tree.write(str(to), encoding="utf-8", xml_declaration=False, doctype="<!DOCTYPE qgis PUBLIC "
+               "'http://mrcc.com/qgis.dtd' 'SYSTEM'>")
+    return to
+
+
+def open_in_qgis(project: Path, runs: dict[str, tuple[TestAccount, str | None]],
+                 subset: tuple[str, str] | None = None) -> dict:
+    """Open `project` in one QGIS session once per run: label → (account, password or None for
+    the account's own); what QGIS made of each, by label."""
+    work = project.parent
+    spec = []
+    for k, (label, (account, password)) in enumerate(runs.items()):
+        authcfg = f"qiwang{k}"  # QGIS's configuration ids are seven characters
+        spec.append({"label": label, "authcfg": authcfg, "username": account.name,
+                     "password": password or account.password, "subset": subset,
+                     "project": str(with_authcfg(project, authcfg, work / f"{label}.qgs"))})
+    runs_file = work / "runs.json"
+    runs_file.touch(mode=0o600)
+    runs_file.write_text(json.dumps(spec))
+    auth_dir = work / "qgis-auth"
+    auth_dir.mkdir(mode=0o700)
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": str(work),
+           "QGIS_AUTH_DB_DIR_PATH": str(auth_dir), "QIWANG_QGIS_MASTER_PASSWORD": secrets.token_urlsafe(16)}
     env.pop("PYTHONPATH", None)
-    done = subprocess.run([SYSTEM_PYTHON, str(QGIS_SCRIPT), str(project), *subset], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=project.parent)
+    done = subprocess.run([SYSTEM_PYTHON, str(QGIS_SCRIPT), str(runs_file)], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=work)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["qgis"].startswith("3.22.")
+    return seen["runs"]
 
 
-def served_count(base: str, collection: str) -> int:
-    """Every feature of a collection, counted page by page (numberMatched is not always given)."""
+def served_count(base: str, collection: str, account: TestAccount) -> int:
+    """Every feature of a collection the account may see, counted page by page (numberMatched is
+    not always given). Signed in with the account's token, so that the recorded Basic requests
+    are QGIS's."""
     total = 0
     url: str | None = f"{base}/ogc/collections/{collection}/items?limit=1000&f=json"
     while url:
-        page = requests.get(url, timeout=60).json()
+        page = requests.get(url, headers=account.headers, timeout=60).json()
         total += page["numberReturned"]
         url = next((link["href"] for link in page["links"] if link["rel"] == "next"), None)
     return total
 
 
+def owner_count(city_url: str, query: str, **params: object) -> int:
+    engine = sa.create_engine(city_url, poolclass=NullPool)  # NullPool: no connection outlives the call
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(query), params).scalar_one()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def opened(server: RecordingServer, accounts: dict[str, TestAccount],
+           tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The whole project opened in one QGIS session as the city's regulator, enterprise A's
+    viewer, and with a wrong password."""
+    project = write_project(tmp_path_factory.mktemp("qgis") / "qiwang.qgs", server.url)
+    return open_in_qgis(project, {"city_regulator": (accounts["city_regulator"], None),
+                                  "a_viewer": (accounts["a_viewer"], None),
+                                  "mistyped": (accounts["mistyped"], "not-the-password")})
+
+
+def read(seen: dict) -> dict[str, int]:
+    """The features QGIS read, per collection."""
+    return {c: seen["layers"][layer_id(c)]["features"] for c in palette()}
+
+
+def reported(seen: dict, collections: Iterable[str] | None = None) -> dict[str, int]:
+    """The feature count QGIS reports, per collection of QGIS's own OAPIF provider (by default)."""
+    chosen = collections or [c for c in palette() if c not in RECORD_GEOMETRY]
+    return {c: seen["layers"][layer_id(c)]["count"] for c in chosen}
+
+
 def test_qgis_3_22_opens_the_project_with_its_crs_every_layer_and_the_servers_counts(
-        server: RecordingServer, tmp_path: Path) -> None:
-    project = write_project(tmp_path / "qiwang.qgs", server.url)
-    seen = open_in_qgis(project)
-    assert seen["qgis"].startswith("3.22.") and seen["read"] is True
+        opened: dict, server: RecordingServer, accounts: dict[str, TestAccount], city_url: str) -> None:
+    seen = opened["city_regulator"]
+    assert seen["read"] is True
     assert seen["crs"] == "EPSG:3857"
     assert not [m for m in seen["messages"] if "newer version" in m], seen["messages"]
     assert sorted(seen["layers"]) == sorted(layer_id(c) for c in palette())
-    expected = {c: served_count(server.url, c) for c in palette()}
+    expected = {c: served_count(server.url, c, accounts["city_regulator"]) for c in palette()}
     assert expected["alarms"] == 3 and all(expected[c] == 0 for c in EMPTY)
-    got = {c: (seen["layers"][layer_id(c)]["count"], seen["layers"][layer_id(c)]["features"]) for c in palette()}
-    assert got == {c: (n, n) for c, n in expected.items()}
+    assert expected["pipes"] == owner_count(city_url, "SELECT count(*) FROM pipe")  # the regulator sees all
+    assert read(seen) == expected
+    assert reported(seen) == {c: n for c, n in expected.items() if c not in RECORD_GEOMETRY}
     for collection in palette():
         layer = seen["layers"][layer_id(collection)]
         assert layer["valid"] is True, collection
@@ -118,25 +238,67 @@ def test_qgis_3_22_opens_the_project_with_its_crs_every_layer_and_the_servers_co
     # empty collections still have their geometry type (and so their CRS and style)
     assert {c: seen["layers"][layer_id(c)]["wkb_type"] for c in (*EMPTY, "alarms", "pipes")} == {
         "incidents": "Point", "topology_issues": "Point", "alarms": "PointZ", "pipes": "LineStringZ"}
+    # every layer asked as the account of its authcfg, and was answered
+    asked = server.of(accounts["city_regulator"].name)
+    assert {r.path for r in asked} >= {f"/ogc/collections/{c}/items" for c in palette()}
+    assert {r.status for r in asked} <= {200, 308}  # 308: QGIS asks {base}/ogc, the landing page is /ogc/
+    # what QGIS asked without credentials (GDAL's feature count: see below) was refused
+    assert {r.status for r in server.requests if r.account is None} <= {401}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "QGIS 3.22 limitation the project inherits: its ogr provider counts features "
+    "(QgsOgrProvider::recalculateFeatureCount) without the layer's authcfg, so GDAL's count request goes "
+    "out unsigned, gets 401 and the alarms layer reports 0 features; app/qgis_project.py reads alarms, "
+    "incidents and topology_issues through that provider (RECORD_GEOMETRY)"))
+def test_qgis_3_22_counts_the_records_layers_when_signed_in(opened: dict, server: RecordingServer,
+                                                             accounts: dict[str, TestAccount]) -> None:
+    expected = {c: served_count(server.url, c, accounts["city_regulator"]) for c in RECORD_GEOMETRY}
+    assert expected["alarms"] == 3
+    assert reported(opened["city_regulator"], RECORD_GEOMETRY) == expected
+
+
+def test_qgis_signed_in_as_an_enterprise_sees_its_scope(opened: dict, server: RecordingServer,
+                                                        accounts: dict[str, TestAccount], city_url: str) -> None:
+    seen = opened["a_viewer"]
+    assert seen["read"] is True and all(layer["valid"] for layer in seen["layers"].values())
+    viewer, everything = read(seen), read(opened["city_regulator"])
+    expected = {c: served_count(server.url, c, accounts["a_viewer"]) for c in palette()}
+    assert viewer == expected
+    assert reported(seen) == {c: n for c, n in expected.items() if c not in RECORD_GEOMETRY}
+    for table, collection in (("pipe", "pipes"), ("valve", "valves"), ("customer", "customers")):
+        assert viewer[collection] == owner_count(
+            city_url, f"SELECT count(*) FROM {table} WHERE enterprise_code = :e", e=ENTERPRISE_A), collection
+    assert 0 < viewer["pipes"] < everything["pipes"]
+    assert all(viewer[c] <= everything[c] for c in palette())
+    assert {r.status for r in server.of(accounts["a_viewer"].name)} <= {200, 308}
+
+
+def test_qgis_with_a_wrong_password_gets_401_and_no_feature(opened: dict, server: RecordingServer,
+                                                             accounts: dict[str, TestAccount]) -> None:
+    seen = opened["mistyped"]
+    assert {c: n for c, n in read(seen).items() if n} == {}  # not one feature read
+    assert {c: n for c, n in reported(seen).items() if n > 0} == {}
+    asked = server.of(accounts["mistyped"].name)
+    assert asked and {r.status for r in asked} == {401}
 
 
 def test_qgis_3_22_filters_locally_and_sends_no_filter_to_the_server(
-        server: RecordingServer, tmp_path: Path, city_url: str) -> None:
+        server: RecordingServer, tmp_path: Path, city_url: str, accounts: dict[str, TestAccount]) -> None:
     """What the README says of QGIS 3.22: a layer filter is applied to features downloaded whole."""
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
-
-    engine = sa.create_engine(city_url, poolclass=NullPool)  # NullPool: no connection outlives the block
-
+    regulator = accounts["city_regulator"]
     project = write_project(tmp_path / "qiwang.qgs", server.url, ["valves"])
     server.requests.clear()
-    seen = open_in_qgis(project, "qiwang_valves", "\"operability\" <> 'operable'")
+    seen = open_in_qgis(project, {"filter": (regulator, None)},
+                        ("qiwang_valves", "\"operability\" <> 'operable'"))["filter"]
+    engine = sa.create_engine(city_url, poolclass=NullPool)  # NullPool: no connection outlives the block
     with engine.connect() as conn:
         stuck = sorted(conn.execute(sa.text("SELECT code FROM valve WHERE operability <> 'operable'")).scalars())
+    engine.dispose()
     assert seen["subset_accepted"] is True and seen["subset_features"] == stuck and len(stuck) > 1
-    items = [query for path, query in server.requests if path == "/ogc/collections/valves/items"]
+    items = [r.query for r in server.of(regulator.name) if r.path == "/ogc/collections/valves/items"]
     assert items and not [q for q in items if {"filter", "filter-lang", "operability"} & set(q)]
-    assert sum(int(q["limit"][0]) for q in items) >= served_count(server.url, "valves")
+    assert sum(int(q["limit"][0]) for q in items) >= served_count(server.url, "valves", regulator)
 
 
 def test_project_is_stamped_with_the_version_asked_and_keeps_its_crs(tmp_path: Path) -> None:
