@@ -23,7 +23,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_template, request
@@ -152,7 +152,8 @@ def _challenge(exc: Unauthenticated) -> Response:
     wants_page = request.method == "GET" and "text/html" in request.headers.get("Accept", "") \
         and "Authorization" not in request.headers
     if wants_page:
-        return redirect(f"/login?next={request.full_path.rstrip('?')}", 303)  # type: ignore[return-value]
+        target = quote(request.full_path.rstrip("?"), safe="/")   # the whole query comes back too
+        return redirect(f"/login?next={target}", 303)  # type: ignore[return-value]
     answer = response_for(exc)
     answer.headers["WWW-Authenticate"] = CHALLENGE
     return answer

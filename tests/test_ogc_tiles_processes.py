@@ -283,10 +283,6 @@ def test_a_dispatcher_of_the_pipes_enterprise_stores_the_burst_as_an_incident(og
             conn.execute(sa.text("DELETE FROM incident WHERE code = :c"), {"c": code})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: a viewer's save_as fails in the database (InsufficientPrivilege on incident), which "
-    "app/processes/base.py QiwangProcessor.execute does not map: 500 HTML page synchronously, and an "
-    "asynchronous job failed as 'InvalidParameterValue' with the SQL statement in its message"))
 def test_a_viewer_may_not_store_an_incident(ogc: str, engine: sa.Engine, users) -> None:
     pipe = main_pipe_of(engine, ENTERPRISE_A)
     viewer = users["a_viewer"].session()
@@ -315,10 +311,6 @@ def strings_in(value: object) -> set[str]:
     return set()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug (issue 18 build item 2: analyses answer only with features in the caller's scope): "
-    "burst-analysis over HTTP runs on the whole in-memory network and lists another enterprise's "
-    "valves, pipes and customers"))
 def test_a_burst_answers_no_feature_outside_the_callers_scope(ogc: str, engine: sa.Engine, users) -> None:
     pipe = main_pipe_of(engine, ENTERPRISE_A)
     r = users["b_viewer"].session().post(f"{ogc}/processes/burst-analysis/execution",
