@@ -71,7 +71,7 @@ def test_a_browser_not_signed_in_is_sent_to_the_login_page(browser, live_server)
         response = seen.page.goto(f"{base}/ogc/collections/pipes/items?f=html", wait_until="load")
         assert response.status == 200 and response.request.redirected_from.url == \
             f"{base}/ogc/collections/pipes/items?f=html"
-        assert seen.page.url == f"{base}/login?next=/ogc/collections/pipes/items?f=html"
+        assert seen.page.url == f"{base}/login?next=/ogc/collections/pipes/items%3Ff%3Dhtml"
         assert seen.page.locator("input[type=password]").count() == 1
         assert login_return(seen.page) == "/ogc/collections/pipes/items?f=html"
         assert seen.requests == [f"{base}/ogc/collections/pipes/items?f=html"]  # nothing of the items page
