@@ -66,11 +66,14 @@ DROP_ACCOUNT_ROLES = """
         END IF;
     END $$"""
 
-PG_HBA = f"""# Written by Qiwang (db/cluster.py) at each start: Unix socket; accounts with a database login
-# (qiwang user add --db-login) by their password, everyone else peer with the ident map only.
-# TYPE  DATABASE  USER             METHOD
-local   all       +qiwang_db_login scram-sha-256
-local   all       all              peer map={IDENT_MAP}
+PG_HBA = f"""# Written by Qiwang (db/cluster.py) at each start: Unix socket; the service's own logins peer with
+# the ident map; accounts with a database login (qiwang user add --db-login) by their password;
+# everyone else peer, which the ident map refuses. The first line comes first because qiwang_app,
+# through the account roles it may switch to, is a member of qiwang_db_login too.
+# TYPE  DATABASE  USER                  METHOD
+local   all       {SUPERUSER},{APP_ROLE}      peer map={IDENT_MAP}
+local   all       +qiwang_db_login      scram-sha-256
+local   all       all                   peer map={IDENT_MAP}
 """
 
 

@@ -96,7 +96,8 @@ def test_pg_hba_is_peer_with_the_ident_map_only(databases: ThrowawayDatabases, o
         assert conn.execute("SHOW unix_socket_permissions").fetchone()[0] == "0700"
         conn.execute("DROP ROLE IF EXISTS qiwang_intruder")
         conn.execute("CREATE ROLE qiwang_intruder LOGIN SUPERUSER")
-    assert rules == [("local", ["all"], ["+qiwang_db_login"], "scram-sha-256", None, None),
+    assert rules == [("local", ["all"], ["qiwang", "qiwang_app"], "peer", ["map=qiwang"], None),
+                     ("local", ["all"], ["+qiwang_db_login"], "scram-sha-256", None, None),
                      ("local", ["all"], ["all"], "peer", ["map=qiwang"], None)]
     users = [me, "postgres"] if databases.cluster.as_postgres else [me]
     assert mappings == [("qiwang", user, role) for user in users for role in ("qiwang", "qiwang_app")]
