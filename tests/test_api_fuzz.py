@@ -28,16 +28,6 @@ from schemathesis.checks import not_a_server_error
 
 EXAMPLES = int(os.environ.get("QIWANG_FUZZ_EXAMPLES", "4"))   # per operation and generation mode
 
-# Operations that answer 5xx for a product bug (reported, not fixed here): fuzzed by a test of their
-# own, marked xfail(strict=True), so that the fix is noticed and the other operations stay checked.
-KNOWN_5XX = {
-    # The process runs run_qa as the account's role, which may not lock, delete or insert
-    # topology_issue (migration 0016 grants those to qiwang_system only): InsufficientPrivilege, a 500.
-    "POST /processes/topology-check/execution":
-        "topology-check runs as the account's role, which may not write topology_issue (500)",
-}
-
-
 @pytest.fixture(scope="module")
 def signed(users: dict) -> dict[str, str]:
     """The city's regulator (Bearer): may read every collection and run every process."""
@@ -79,21 +69,12 @@ def fuzz(operation: Any, signed: dict[str, str], statuses: dict[int, int]) -> li
 
 def test_no_request_gets_a_server_error(operations: dict[str, Any], signed: dict[str, str]) -> None:
     assert len(operations) > 100  # every collection's paths, tiles, processes, jobs
-    assert set(KNOWN_5XX) <= set(operations)
     failures: list[str] = []
     statuses: dict[int, int] = {}
-    checked = [operation for label, operation in operations.items() if label not in KNOWN_5XX]
+    checked = list(operations.values())
     for operation in checked:
         failures += fuzz(operation, signed, statuses)
     assert not failures, "\n\n".join(failures)
     # the requests passed the sign-in and the role check: the API was fuzzed, not the 401
     assert 401 not in statuses and 403 not in statuses, statuses
     assert statuses.get(200, 0) > len(checked), statuses
-
-
-@pytest.mark.parametrize("label", [pytest.param(label, marks=pytest.mark.xfail(reason=reason, strict=True))
-                                   for label, reason in KNOWN_5XX.items()])
-def test_known_server_errors(operations: dict[str, Any], signed: dict[str, str], label: str) -> None:
-    statuses: dict[int, int] = {}
-    failures = fuzz(operations[label], signed, statuses)
-    assert not failures, "\n\n".join(failures)
