@@ -9,6 +9,16 @@ Sign-in rules (GB/T 22239-2019 level 2): 5 failed passwords within 15 minutes lo
 15 minutes (a correct password is refused too while locked); a disabled account, an expired or
 revoked token and an ended session are refused at once; a password must be changed at the first
 login and after `password_max_age_days`.
+
+Audit (accounts/audit.py): every change here is recorded twice over, by the row triggers of
+auth.account and auth.token (the changed fields, secrets never) and by one event row
+(account_add, account_disable, password_change, token_create, token_revoke) naming who did it:
+`created_by`, else the CLI's operator or the account itself. Sign-ins: every failure
+(login_failed, with the reason; the typed name only when it cannot be a password) and every
+lockout; a web login (login, method session) and a logout each time; password and token logins of
+API clients (which sign every request, QGIS some hundreds a session) at most once per account
+every LOGIN_RECORD_GAP (30 minutes, the web session's idle time): a password login when the
+account has no login row that recent, a token login when the token was not used for that long.
 """
 from __future__ import annotations
 
@@ -19,7 +29,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from accounts import credentials, passwords
+from accounts import audit, credentials, passwords
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
 DUTIES = ("viewer", "dispatcher", "gis_editor", "safety_officer", "field_worker", "enterprise_admin",
@@ -33,6 +43,7 @@ LOCKOUT_WINDOW = timedelta(minutes=15)
 LOCKOUT = timedelta(minutes=15)
 MAX_ROLE_NAME = 63   # PostgreSQL's NAMEDATALEN - 1
 ACCOUNT_TABLES = ("auth.session", "auth.token", "auth.login_failure", "auth.password_history", "auth.account")
+LOGIN_RECORD_GAP = timedelta(minutes=30)   # API clients' logins are recorded at most this often
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,7 @@ def add_account(conn: sa.Connection, name: str, duties: tuple[str, ...], *, ente
     if division is not None and not conn.execute(
             sa.text("SELECT 1 FROM admin_division WHERE admin_code = :c"), {"c": division}).first():
         raise InvalidInput("division", f"no administrative division {division}")
+    audit.attribute(conn, created_by)
     database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
     role = role_name(name, database)
     _set_role(conn, role, groups_of(duties, division is not None, db_login), password if db_login else None)
@@ -172,6 +184,8 @@ def add_account(conn: sa.Connection, name: str, duties: tuple[str, ...], *, ente
          "by": created_by}).one()
     conn.execute(sa.text("INSERT INTO auth.password_history (account_id, hash, set_at) VALUES (:a, :h, :now)"),
                  {"a": row[0], "h": hashed, "now": now})
+    audit.append(conn, "account_add", {"name": name, "roles": list(duties), "enterprise": enterprise,
+                                       "division": division, "db_login": db_login}, created_by)
     return _account(row), password if made else None
 
 
@@ -202,13 +216,23 @@ def accounts(conn: sa.Connection) -> list[Account]:
 def disable(conn: sa.Connection, name: str, now: datetime) -> Account:
     """Disable account `name`: it can no longer sign in; its sessions end and its tokens are revoked."""
     found = account(conn, name)
+    _attribute_operator(conn)
     conn.execute(sa.text("UPDATE auth.account SET disabled_at = coalesce(disabled_at, :now), "
                          "auth_version = auth_version + 1 WHERE id = :id"), {"now": now, "id": found.id})
     _end_everything(conn, found.id, now)
     if found.db_login:
         conn.execute(sa.text("SELECT auth.create_account_role(:role, :groups, NULL)"),
                      {"role": found.db_role, "groups": groups_of(found.duties, found.admin_code is not None, False)})
+    audit.append(conn, "account_disable", {"name": name})
     return account(conn, name)
+
+
+def _attribute_operator(conn: sa.Connection) -> None:
+    """Name the CLI's operator as the actor of the transaction's writes when it acts as the owner
+    and nobody named one (an account's role is its account anyway)."""
+    actor = audit.default_actor(conn)
+    if actor is not None:
+        audit.attribute(conn, actor)
 
 
 def _end_everything(conn: sa.Connection, account_id: int, now: datetime) -> None:
@@ -233,6 +257,10 @@ def set_password(conn: sa.Connection, name: str, new_password: str, now: datetim
         "SELECT hash FROM auth.password_history WHERE account_id = :id ORDER BY set_at DESC LIMIT :n"),
         {"id": found.id, "n": passwords.HISTORY}).scalars())
     passwords.check_password(new_password, name, history)
+    if must_change:
+        _attribute_operator(conn)
+    else:
+        audit.attribute(conn, name)   # the account changes its own
     hashed = passwords.hash_password(new_password)
     conn.execute(sa.text("""
         UPDATE auth.account SET password_hash = :hash, password_changed_at = :now, must_change_password = :must,
@@ -244,6 +272,8 @@ def set_password(conn: sa.Connection, name: str, new_password: str, now: datetim
                  {"now": now, "id": found.id})
     if found.db_login:
         _set_role(conn, found.db_role, groups_of(found.duties, found.admin_code is not None, True), new_password)
+    audit.append(conn, "password_change", {"name": name, "set_by": "administrator" if must_change else "self"},
+                 None if must_change else name)
     return account(conn, name)
 
 
@@ -255,21 +285,25 @@ def create_token(conn: sa.Connection, name: str, days: float, now: datetime) -> 
         raise Conflict(f"account {name} is disabled")
     if not 0 < days <= 3650:
         raise InvalidInput("expires", f"{days:g} is not a number of days from 1 to 3650")
+    _attribute_operator(conn)
     token_id, token = credentials.new_token()
     expires = now + timedelta(days=days)
     conn.execute(sa.text("INSERT INTO auth.token (id, account_id, secret_hash, created_at, expires_at) "
                          "VALUES (:id, :a, :h, :now, :exp)"),
                  {"id": token_id, "a": found.id, "h": credentials.digest(token), "now": now, "exp": expires})
+    audit.append(conn, "token_create", {"name": name, "token_id": token_id, "expires_at": expires.isoformat()})
     return token_id, token, expires
 
 
 def revoke_token(conn: sa.Connection, name: str, token_id: str, now: datetime) -> None:
     """Revoke token `token_id` of account `name` (NotFound when it has no such token)."""
     found = account(conn, name)
+    _attribute_operator(conn)
     done = conn.execute(sa.text("UPDATE auth.token SET revoked_at = coalesce(revoked_at, :now) "
                                 "WHERE id = :id AND account_id = :a"), {"now": now, "id": token_id, "a": found.id})
     if done.rowcount == 0:
         raise NotFound(f"account {name} has no token {token_id}")
+    audit.append(conn, "token_revoke", {"name": name, "token_id": token_id})
 
 
 def tokens(conn: sa.Connection, name: str) -> list[dict]:
@@ -297,20 +331,41 @@ def sign_in_with_password(conn: sa.Connection, name: str, password: str, now: da
                                "WHERE name = :n FOR UPDATE"), {"n": name}).first()
     if row is None:
         passwords.verify_password(_DUMMY_HASH, password)   # as slow as a real check: no name oracle
+        audit.append(conn, "login_failed", {"method": "password", "reason": "unknown account",
+                                            "name": _typed_name(name)}, "(unknown)", client_addr=client_addr)
         raise Unauthenticated("wrong account name or password")
     found, password_hash, locked_until = _account(row[:12]), row[12], row[13]
+    audit.attribute(conn, found.name)   # the trigger rows of what follows (lockout, rehash)
     if found.disabled:
+        _failed(conn, found, "disabled", client_addr)
         raise Unauthenticated(f"account {name} is disabled")
     if locked_until is not None and locked_until > now:
+        _failed(conn, found, "locked", client_addr)
         raise Unauthenticated(f"account {name} is locked until {locked_until:%Y-%m-%d %H:%M:%S %Z} after "
                               f"{LOCKOUT_FAILURES} failed logins")
     if not passwords.verify_password(password_hash, password):
+        _failed(conn, found, "wrong password", client_addr)
         _count_failure(conn, found, now, client_addr)
         raise Unauthenticated("wrong account name or password")
     if passwords.needs_rehash(password_hash):
         conn.execute(sa.text("UPDATE auth.account SET password_hash = :h WHERE id = :id"),
                      {"h": passwords.hash_password(password), "id": found.id})
+    audit.append(conn, "login", {"method": "password"}, found.name, client_addr=client_addr,
+                 once_within=LOGIN_RECORD_GAP)
     return found
+
+
+def _typed_name(name: str) -> str:
+    """A name typed at a failed login, for the audit log, unless it could be a password typed in
+    the wrong field (three classes of characters)."""
+    if NAME_RULE.match(name) and passwords.classes(name) < passwords.MIN_CLASSES:
+        return name
+    return "(withheld: could be a password)"
+
+
+def _failed(conn: sa.Connection, found: Account, reason: str, client_addr: str | None,
+            method: str = "password") -> None:
+    audit.append(conn, "login_failed", {"method": method, "reason": reason}, found.name, client_addr=client_addr)
 
 
 _DUMMY_HASH = passwords.hash_password("an unknown account's password")
@@ -325,23 +380,34 @@ def _count_failure(conn: sa.Connection, found: Account, now: datetime, client_ad
         conn.execute(sa.text("UPDATE auth.account SET locked_until = :until WHERE id = :a"),
                      {"until": now + LOCKOUT, "a": found.id})
         conn.execute(sa.text("DELETE FROM auth.login_failure WHERE account_id = :a"), {"a": found.id})
+        audit.append(conn, "lockout", {"failures": int(recent), "until": (now + LOCKOUT).isoformat()}, found.name,
+                     client_addr=client_addr)
 
 
 def sign_in_with_token(conn: sa.Connection, token: str, now: datetime) -> Account:
     """The account of an API token that is well formed, known, unexpired and not revoked."""
     token_id = credentials.parse_token(token)
     row = None if token_id is None else conn.execute(sa.text(
-        "SELECT t.secret_hash, t.expires_at, t.revoked_at, a.name FROM auth.token t "
+        "SELECT t.secret_hash, t.expires_at, t.revoked_at, a.name, t.last_used_at FROM auth.token t "
         "JOIN auth.account a ON a.id = t.account_id WHERE t.id = :id"), {"id": token_id}).first()
     if row is None or not credentials.same(bytes(row[0]), credentials.digest(token)):
+        # a known id with a wrong secret names its account (the id is no secret, what follows it is)
+        audit.append(conn, "login_failed", {"method": "token", "reason": "unknown token",
+                                            "token_id": token_id if row is not None else None},
+                     "(unknown)" if row is None else row[3])
         raise Unauthenticated("unknown API token")
+    found = account(conn, row[3])
     if row[2] is not None:
+        _failed(conn, found, f"token {token_id} revoked", None, "token")
         raise Unauthenticated("this API token was revoked")
     if row[1] <= now:
+        _failed(conn, found, f"token {token_id} expired", None, "token")
         raise Unauthenticated(f"this API token expired at {row[1]:%Y-%m-%d %H:%M:%S %Z}")
-    found = account(conn, row[3])
     if found.disabled:
+        _failed(conn, found, "disabled", None, "token")
         raise Unauthenticated(f"account {found.name} is disabled")
+    if row[4] is None or now - row[4] > LOGIN_RECORD_GAP:
+        audit.append(conn, "login", {"method": "token", "token_id": token_id}, found.name)
     conn.execute(sa.text("UPDATE auth.token SET last_used_at = :now WHERE id = :id "
                          "AND (last_used_at IS NULL OR last_used_at < :now - interval '1 minute')"),
                  {"now": now, "id": token_id})
@@ -354,6 +420,7 @@ def open_session(conn: sa.Connection, found: Account, now: datetime, client_addr
     conn.execute(sa.text("INSERT INTO auth.session (id_hash, account_id, created_at, last_seen_at, client_addr) "
                          "VALUES (:h, :a, :now, :now, :addr)"),
                  {"h": credentials.digest(session_id), "a": found.id, "now": now, "addr": client_addr})
+    audit.append(conn, "login", {"method": "session"}, found.name, client_addr=client_addr)
     return session_id
 
 
@@ -368,6 +435,7 @@ def session_account(conn: sa.Connection, session_id: str, now: datetime, idle: t
     if now - row[2] > idle or now - row[1] > absolute:
         conn.execute(sa.text("UPDATE auth.session SET ended_at = :now WHERE id_hash = :h"),
                      {"now": now, "h": credentials.digest(session_id)})
+        audit.append(conn, "logout", {"reason": "timeout"}, row[4])
         raise Unauthenticated("the session timed out: sign in again")
     found = account(conn, row[4])
     if found.disabled:
@@ -380,8 +448,12 @@ def session_account(conn: sa.Connection, session_id: str, now: datetime, idle: t
 
 def end_session(conn: sa.Connection, session_id: str, now: datetime) -> None:
     """Sign out: the session ends (a later request with its cookie gets 401)."""
-    conn.execute(sa.text("UPDATE auth.session SET ended_at = coalesce(ended_at, :now) WHERE id_hash = :h"),
-                 {"now": now, "h": credentials.digest(session_id)})
+    ended = conn.execute(sa.text(
+        "UPDATE auth.session s SET ended_at = :now FROM auth.account a "
+        "WHERE s.id_hash = :h AND s.ended_at IS NULL AND a.id = s.account_id RETURNING a.name"),
+        {"now": now, "h": credentials.digest(session_id)}).scalar()
+    if ended is not None:
+        audit.append(conn, "logout", {"reason": "signed out"}, ended)
 
 
 def must_act_first(found: Account, now: datetime, max_age_days: float) -> None:
