@@ -75,6 +75,7 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     """
     from app.accounts_api import accounts_blueprint
     from app.alarms_api import alarms_blueprint
+    from app.audit_api import audit_blueprint
     from app.files_api import files_blueprint
     from app.map import basemap_config, map_blueprint
     from app.ogc import ogc_blueprint
@@ -99,6 +100,7 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     app.register_blueprint(alarms_blueprint(engine))
     app.register_blueprint(files_blueprint(engine, public_url))
     app.register_blueprint(accounts_blueprint(engine, settings))
+    app.register_blueprint(audit_blueprint(engine))
 
     @app.before_request
     def refuse_large_bodies() -> Response | None:

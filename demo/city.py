@@ -34,6 +34,7 @@ import shapely
 from pyproj import Transformer
 from sqlalchemy import Engine, text
 
+from accounts import audit
 from accounts.store import ACCOUNT_TABLES, remove_accounts
 from core.codes import credit_code_check_char, id_numbers
 from db.bulk_load import replace_tables
@@ -1127,10 +1128,14 @@ def load_demo(engine: Engine, pipes: int = 5000, seed: int = 42, echo: Callable[
         removed = remove_accounts(conn)   # they belong to the enterprises and divisions being replaced
         if removed:
             echo(f"removed {removed} accounts of the city replaced")
-        counts = replace_tables(conn, city.tables, truncate=("alarm_event", "alarm", "reading", "reading_quarantine",
-                                                           "device_status_log", "outbox", "incident", "topology_issue",
-                                                           *ACCOUNT_TABLES),
-                                progress=echo)
+        # one audit row for the whole load rather than one per feature (accounts/audit.py)
+        with audit.bulk(conn, "import", {"source": "demo city", "pipes": pipes, "seed": seed}) as summary:
+            counts = replace_tables(conn, city.tables,
+                                    truncate=("alarm_event", "alarm", "reading", "reading_quarantine",
+                                              "device_status_log", "outbox", "incident", "topology_issue",
+                                              *ACCOUNT_TABLES),
+                                    progress=echo)
+            summary["rows"] = counts
         conn.execute(text("UPDATE enterprise e SET customer_count = (SELECT count(*) FROM customer c "
                           "WHERE c.enterprise_code = e.enterprise_code)"))
     return counts

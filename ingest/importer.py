@@ -59,6 +59,7 @@ from pyproj.exceptions import CRSError
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from accounts import audit
 from core.codes import ENTERPRISE_CODE
 from core.errors import QiwangError
 from db.bulk_load import constraints_deferred, copy_frame, to_copy_text
@@ -1293,13 +1294,17 @@ def import_file(
             srid = table_schema(conn, "node").srid
             conn.execute(text(f"LOCK TABLE {', '.join(dict.fromkeys(c.table for c in chosen))} "
                               "IN SHARE ROW EXCLUSIVE MODE"))  # codes checked above stay free
-            for number, prepared in enumerate(prepared_layers, 1):
-                report.layers.append(prepared.report)
-                echo(f"[{number}/{len(prepared_layers)}] writing {prepared.report.features:,} {prepared.table} rows")
-                if prepared.table == "pipe" and not prepared.report.nodes_by_code:
-                    _write_pipes(conn, prepared, _snapped_pipes(conn, prepared, tolerance_m, srid), srid)
-                else:
-                    _write_features(conn, prepared, srid)
+            # one audit row for the whole import rather than one per feature (accounts/audit.py)
+            with audit.bulk(conn, "import", {"file": str(file)}) as summary:
+                for number, prepared in enumerate(prepared_layers, 1):
+                    report.layers.append(prepared.report)
+                    echo(f"[{number}/{len(prepared_layers)}] writing {prepared.report.features:,} "
+                         f"{prepared.table} rows")
+                    if prepared.table == "pipe" and not prepared.report.nodes_by_code:
+                        _write_pipes(conn, prepared, _snapped_pipes(conn, prepared, tolerance_m, srid), srid)
+                    else:
+                        _write_features(conn, prepared, srid)
+                summary["rows"] = {p.table: p.report.features for p in prepared_layers}
             if dry_run:
                 transaction.rollback()
             else:
