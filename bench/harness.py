@@ -135,26 +135,11 @@ def bench_account(url: str, name: str, duties: tuple[str, ...] = ("regulator",),
     """An account of the bench's database (made once; the city's regulator by default, who sees the
     whole demo city) and a new API token for it: (its database role, the token). The servers the
     benches start need one: every request is signed in (issue 18)."""
-    from datetime import UTC, datetime
+    from demo.accounts import signed_in_account
 
-    from accounts import store
-    from core.errors import NotFound
-
-    now = datetime.now(UTC)
-    engine = sa.create_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as conn:
-            try:
-                account = store.account(conn, name)
-            except NotFound:
-                account, _ = store.add_account(conn, name, duties, enterprise=enterprise,
-                                               division=None if enterprise else division,
-                                               created_by="operator:bench", now=now)
-            conn.execute(sa.text("UPDATE auth.account SET must_change_password = false WHERE id = :i"),
-                         {"i": account.id})
-            _, token, _ = store.create_token(conn, name, 1, now)
-    finally:
-        engine.dispose()
+    account, token = signed_in_account(url, name, duties, enterprise=enterprise,
+                                       division=None if enterprise else division, token_days=1,
+                                       created_by="operator:bench")
     return account.db_role, token
 
 

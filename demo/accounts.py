@@ -41,3 +41,44 @@ def create_demo_accounts(conn: sa.Connection, now: datetime, created_by: str) ->
         assert password is not None
         made.append((account, password))
     return made
+
+
+def signed_in_account(owner_url: str, name: str, duties: tuple[str, ...], *, enterprise: str | None = None,
+                      division: str | None = None, password: str | None = None, db_login: bool = False,
+                      token_days: float = 30, created_by: str = "operator:tests") -> tuple[store.Account, str]:
+    """An account for automated clients of a scratch database (the tests, the benches): made when
+    missing, its password not to be changed first, and a new API token: (account, token).
+
+    Parameters
+    ----------
+    owner_url
+        The owner's URL of the database.
+    name, duties, enterprise, division, password, db_login
+        As for accounts.store.add_account (password None: a random one).
+    token_days
+        How long the token lasts.
+    created_by
+        Who the account's creation is attributed to.
+    """
+    from datetime import UTC
+
+    from sqlalchemy.pool import NullPool
+
+    from core.errors import NotFound
+
+    now = datetime.now(UTC)
+    engine = sa.create_engine(owner_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            try:
+                account = store.account(conn, name)
+            except NotFound:
+                account, _ = store.add_account(conn, name, duties, enterprise=enterprise, division=division,
+                                               password=password, db_login=db_login, created_by=created_by,
+                                               now=now)
+            conn.execute(sa.text("UPDATE auth.account SET must_change_password = false WHERE id = :id"),
+                         {"id": account.id})
+            _, token, _ = store.create_token(conn, name, token_days, now)
+    finally:
+        engine.dispose()
+    return account, token

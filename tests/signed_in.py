@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import requests
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
-from accounts import store
-from core.errors import NotFound
+from demo.accounts import signed_in_account
 
 # The demo city's (tests/conftest.py: DEMO seed): two enterprises, the district holding both, the city.
 ENTERPRISE_A, ENTERPRISE_B = "2103020001", "2103110001"
@@ -60,21 +56,8 @@ def ensure_account(owner_url: str, name: str, duties: tuple[str, ...], *, enterp
     key = (owner_url, name)
     if key in _made:
         return _made[key]
-    engine = sa.create_engine(owner_url, poolclass=NullPool)
-    now = datetime.now(UTC)
-    try:
-        with engine.begin() as conn:
-            try:
-                found = store.account(conn, name)
-            except NotFound:
-                found, _ = store.add_account(conn, name, duties, enterprise=enterprise, division=division,
-                                             password=password_of(name), db_login=db_login,
-                                             created_by="operator:tests", now=now)
-            conn.execute(sa.text("UPDATE auth.account SET must_change_password = false WHERE id = :id"),
-                         {"id": found.id})
-            _, token, _ = store.create_token(conn, name, 30, now)
-    finally:
-        engine.dispose()
+    found, token = signed_in_account(owner_url, name, duties, enterprise=enterprise, division=division,
+                                     password=password_of(name), db_login=db_login)
     made = TestAccount(name, password_of(name), token, found.db_role)
     _made[key] = made
     return made
