@@ -79,6 +79,7 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     from app.files_api import files_blueprint
     from app.map import basemap_config, map_blueprint
     from app.ogc import ogc_blueprint
+    from app.pii_api import pii_blueprint
     from app.styles import styles_blueprint
 
     settings = settings or load_settings()
@@ -101,6 +102,7 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     app.register_blueprint(files_blueprint(engine, public_url))
     app.register_blueprint(accounts_blueprint(engine, settings))
     app.register_blueprint(audit_blueprint(engine))
+    app.register_blueprint(pii_blueprint(engine, settings))
 
     @app.before_request
     def refuse_large_bodies() -> Response | None:

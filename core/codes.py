@@ -14,7 +14,9 @@ so a change on one side only fails the tests.
   character over 31 symbols (CHECK credit_code_is_gb32100 of enterprise and customer). The schema
   checks the characters only; `is_valid_credit_code` also checks the check character.
 - 公民身份号码 (citizen ID number, GB 11643-1999): 17 digits and an ISO 7064 MOD 11-2 check
-  character (0-9 or X) (CHECK id_number_is_gb11643 of customer_personal).
+  character (0-9 or X). Not checked by the database: since migration 0017 it holds ID numbers
+  sealed (accounts/personal_data.py), and no CHECK can read a sealed value; the rule is checked in
+  Python before sealing (`seal_frame`). Its `constraint` is the name of the CHECK it was until then.
 
 The check characters make the demo city's codes valid.
 """
@@ -56,6 +58,10 @@ class Code:
         The name of the schema's constraint (a domain's or a table's CHECK).
     domain
         The schema's domain, when the rule is one (columns of that type carry it).
+    checked_in_database
+        Whether the schema holds the constraint. False for a rule on values the database only
+        holds sealed (ID numbers): Python checks it before writing, `constraint` and `sql` say what
+        the schema checked before it could not, and no constraint of that name exists.
     """
 
     name: str
@@ -67,6 +73,7 @@ class Code:
     regex: str
     constraint: str
     domain: str | None = None
+    checked_in_database: bool = True
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -108,7 +115,7 @@ CODES: tuple[Code, ...] = (ENTERPRISE_CODE, ADMIN_CODE, CREDIT_CODE, ID_NUMBER)
 
 def code_of_constraint(name: str) -> Code | None:
     """The code whose rule the schema's constraint `name` is (a domain's or a table's), if any."""
-    return next((code for code in CODES if code.constraint == name), None)
+    return next((code for code in CODES if code.checked_in_database and code.constraint == name), None)
 
 
 def credit_code_check_char(body: str) -> str:

@@ -34,6 +34,8 @@ session_max_hours           QIWANG_SESSION_MAX_HOURS            number, h       
 password_max_age_days       QIWANG_PASSWORD_MAX_AGE_DAYS        number, days    90
 token_days                  QIWANG_TOKEN_DAYS                   number, days    90
 auth_cache_seconds          QIWANG_AUTH_CACHE_SECONDS           number, s       5 (0: no cache)
+personal_data_key_file      QIWANG_PERSONAL_DATA_KEY_FILE       path            ./var/keys/
+                                                                                personal_data.json
 ==========================  ==================================  ==============  ====================
 
 - database_url: the PostgreSQL + PostGIS database (postgres:// or postgresql://), used as the
@@ -63,6 +65,12 @@ auth_cache_seconds          QIWANG_AUTH_CACHE_SECONDS           number, s       
 - auth_cache_seconds: how long a verified password or token is trusted without checking again
   (argon2 on every tile request of a QGIS session would cost more than the tile); a disabled
   account or a revoked token is refused at once all the same (accounts/store.py).
+- personal_data_key_file: the keyring (JSON, mode 0600) of the SM4 keys that seal ID numbers and
+  phone numbers at rest and of the HMAC-SM3 key of their blind indexes (accounts/personal_data.py).
+  Outside the database by design: a dump of the database without this file tells no number. The
+  default and a relative path are under the project root (the checkout). `./qiwang migrate` (and
+  the first load or import) creates it when missing; `./qiwang keys rotate` replaces its SM4 key.
+  Back it up apart from the database's backups: either alone tells nothing, both together all.
 
 Test knobs (QIWANG_FUZZ_EXAMPLES) are the tests' own business and not settings.
 """
@@ -82,6 +90,8 @@ from urllib.parse import urlsplit
 from core.errors import InvalidInput
 
 SETTINGS_FILE_VARIABLE = "QIWANG_SETTINGS_FILE"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PERSONAL_DATA_KEY_FILE = PROJECT_ROOT / "var" / "keys" / "personal_data.json"
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,8 @@ class Settings:
     password_max_age_days: float = field(default=90.0, metadata={"env": "QIWANG_PASSWORD_MAX_AGE_DAYS"})
     token_days: float = field(default=90.0, metadata={"env": "QIWANG_TOKEN_DAYS"})
     auth_cache_seconds: float = field(default=5.0, metadata={"env": "QIWANG_AUTH_CACHE_SECONDS"})
+    personal_data_key_file: Path = field(default=DEFAULT_PERSONAL_DATA_KEY_FILE,
+                                         metadata={"env": "QIWANG_PERSONAL_DATA_KEY_FILE"})
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def name_of(self, key: str) -> str:
@@ -194,6 +206,14 @@ def _positive(unit: str, zero_allowed: bool = False) -> Callable[[Any], float]:
 _days = _positive("days")
 
 
+def _key_file(raw: Any) -> Path:
+    text = _text(raw).strip()
+    if not text or "\0" in text:
+        raise ValueError(f"{raw!r} is not a file path")
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
 # How each setting's raw value (text from the environment, a TOML value from the file) is checked
 # and converted. The database and MQTT URLs are checked by their owners (db.engine,
 # telemetry.broker), which name the setting with Settings.name_of; the PostgreSQL durations and
@@ -206,6 +226,7 @@ _PARSE: dict[str, Callable[[Any], Any]] = {
     "basemap_url": _text, "basemap_key": _text, "basemap_attribution": _text,
     "session_idle_minutes": _positive("minutes"), "session_max_hours": _positive("hours"),
     "password_max_age_days": _days, "token_days": _days, "auth_cache_seconds": _positive("seconds", True),
+    "personal_data_key_file": _key_file,
 }
 _ENV = {f.name: f.metadata["env"] for f in fields(Settings) if "env" in f.metadata}
 assert set(_PARSE) == set(_ENV), "every setting needs its check"

@@ -35,6 +35,7 @@ from pyproj import Transformer
 from sqlalchemy import Engine, text
 
 from accounts import audit
+from accounts.personal_data import Keyring, load_keyring, seal_frame
 from accounts.store import ACCOUNT_TABLES, remove_accounts
 from core.codes import credit_code_check_char, id_numbers
 from db.bulk_load import replace_tables
@@ -1104,8 +1105,12 @@ class _Tables:
         return hazards, inspections
 
 
-def load_demo(engine: Engine, pipes: int = 5000, seed: int = 42, echo: Callable[[str], None] = print) -> dict[str, int]:
+def load_demo(engine: Engine, pipes: int = 5000, seed: int = 42, echo: Callable[[str], None] = print,
+              keyring: Keyring | None = None) -> dict[str, int]:
     """Generate the demo city and replace every business table's content with it, in one transaction.
+
+    ID numbers and phone numbers are written sealed (accounts.personal_data.seal_frame): the
+    tables hold their masks, and `generate` with the same pipes and seed gives the clear values.
 
     Parameters
     ----------
@@ -1117,6 +1122,9 @@ def load_demo(engine: Engine, pipes: int = 5000, seed: int = 42, echo: Callable[
         Random seed (same seed, same city).
     echo
         Called with lines of progress.
+    keyring
+        Seals the personal data (default: the deployment's, accounts.personal_data.load_keyring,
+        made when missing).
 
     Returns
     -------
@@ -1124,13 +1132,16 @@ def load_demo(engine: Engine, pipes: int = 5000, seed: int = 42, echo: Callable[
         Table → rows written. Coordinates are in the storage CRS the schema declares.
     """
     city = generate(pipes, seed, progress=echo, srid=storage_srid(engine))
+    keyring = keyring or load_keyring()
+    echo("seal ID numbers and phone numbers")
+    tables = {table: (seal_frame(table, frame, keyring), geometry) for table, (frame, geometry) in city.tables.items()}
     with engine.begin() as conn:
         removed = remove_accounts(conn)   # they belong to the enterprises and divisions being replaced
         if removed:
             echo(f"removed {removed} accounts of the city replaced")
         # one audit row for the whole load rather than one per feature (accounts/audit.py)
         with audit.bulk(conn, "import", {"source": "demo city", "pipes": pipes, "seed": seed}) as summary:
-            counts = replace_tables(conn, city.tables,
+            counts = replace_tables(conn, tables,
                                     truncate=("alarm_event", "alarm", "reading", "reading_quarantine",
                                               "device_status_log", "outbox", "incident", "topology_issue",
                                               *ACCOUNT_TABLES),

@@ -10,8 +10,11 @@ KML (for Google Earth and web maps) is one file, one folder per layer, always in
 CAD users) is written with ezdxf, not GDAL, because GDAL's DXF writer takes no attributes, writes a
 fixed R2004 template in ANSI_1252 and has no way to set layer colours: see `_write_dxf`.
 
-Personal data (table customer_personal) is never exported. Output is written next to OUT under a
-temporary name and moved into place at the end, so a failed export leaves no half-written file.
+Personal data (table customer_personal) is never exported. Staff phone numbers go out as the tables
+hold them since migration 0018: masked (138****0000); their sealed values and blind indexes
+(``x_sealed``, ``x_index``) are no columns of `table_schema` (ingest/field_mapping.py), so no format
+ever carries them. Output is written next to OUT under a temporary name and moved into place at the
+end, so a failed export leaves no half-written file.
 """
 from __future__ import annotations
 

@@ -5,6 +5,11 @@ files). The schema facts — column types, Chinese column comments, which column
 (foreign keys to `dict.<name>`), which point at other features and the CHECK constraints — are read
 from PostgreSQL's catalog (db/catalog.py), so
 the import and the export follow the migrations without a second copy of the schema here.
+
+The sealed companions of personal columns (``x_sealed``, ``x_index``: accounts.personal_data,
+migration 0018) and any other bytea column are not columns of a `TableSchema`: `table_schema` is
+where the import and the export learn a table's columns, so none of them is ever exported, mapped
+to a file's field or imported; the importer writes the companions itself, by sealing.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, text
 
+from accounts.personal_data import companion_columns
 from core import config_file
 from core.errors import QiwangError
 from db import catalog
@@ -195,12 +201,14 @@ def table_schema(conn: Connection, table: str) -> TableSchema:
     info = catalog.tables(conn, [table]).get(table)
     if info is None:
         raise QiwangError(f"table {table} does not exist (run ./qiwang migrate)")
+    unexchanged = companion_columns(table)   # never exported, mapped or imported (module docstring)
+    columns = [c for c in info.columns if c.name not in unexchanged and c.base_type != "bytea"]
     schema = TableSchema(
         name=table,
-        columns={c.name: c.type for c in info.columns},
-        not_null={c.name for c in info.columns if c.not_null},
-        has_default={c.name for c in info.columns if c.has_default},
-        comments={c.name: (c.comment.split() or [c.name])[0] for c in info.columns},
+        columns={c.name: c.type for c in columns},
+        not_null={c.name for c in columns if c.not_null},
+        has_default={c.name for c in columns if c.has_default},
+        comments={c.name: (c.comment.split() or [c.name])[0] for c in columns},
         checks=info.checks,
     )
     for key in info.foreign_keys:

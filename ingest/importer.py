@@ -32,6 +32,10 @@ was.
   mapping file (中压 → pipes of pressure class 1).
 - Pipe ends within a tolerance (metres, default 0.05) become one node, an existing node of the same
   enterprise where there is one; moved ends are counted and reported.
+- Phone numbers (staff phones of valves, regulators, sentries, devices, hazards, crew bases:
+  accounts.personal_data.PERSONAL_COLUMNS) come in clear and are sealed just before the COPY
+  (`seal_frame`, the deployment's keyring): the tables hold their masks, the sealed values and
+  blind indexes, never a clear number.
 
 Every problem is one line `FILE:LAYER:FEATURE:FIELD: reason`, FEATURE being the 1-based row ('*'
 when the whole layer is concerned). ImportFailed.report() summarises them by kind (layer, field and
@@ -60,6 +64,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from accounts import audit
+from accounts.personal_data import PERSONAL_COLUMNS, Keyring, load_keyring, seal_frame
 from core.codes import ENTERPRISE_CODE
 from core.errors import QiwangError
 from db.bulk_load import constraints_deferred, copy_frame, to_copy_text
@@ -1212,10 +1217,14 @@ def _reference_ids(conn: Connection, table: str, enterprise: pd.Series, codes: p
     return pd.Series(ids.to_numpy(), index=codes.index).astype("Int64")
 
 
-def _write_features(conn: Connection, prepared: _Prepared, srid: int) -> None:
+def _write_features(conn: Connection, prepared: _Prepared, srid: int, keyring: Keyring | None) -> None:
     """COPY one layer, its references to other features turned from codes into ids (the features
-    they name are in the database by now: layers are written in LAYER_ORDER)."""
+    they name are in the database by now: layers are written in LAYER_ORDER), its personal columns
+    sealed (`keyring`: needed when the table has some)."""
     rows = prepared.rows.copy()
+    if prepared.table in PERSONAL_COLUMNS:
+        assert keyring is not None, "import_file loads the keyring for tables with personal columns"
+        rows = seal_frame(prepared.table, rows, keyring)
     for column, codes in prepared.refs.items():
         targets = _targets(prepared, column)
         ids = pd.Series(pd.NA, index=rows.index, dtype="Int64")
@@ -1256,6 +1265,7 @@ def import_file(
     file_label: str | None = None,
     mapping_file: Path | None = None,
     echo: Callable[[str], None] = lambda _: None,
+    keyring: Keyring | None = None,
 ) -> ImportReport:
     """Check a file (or every geodata file of a folder) and, when nothing is wrong and not
     `dry_run`, import every layer it recognises in one transaction.
@@ -1265,7 +1275,9 @@ def import_file(
     run writes too, inside the transaction, so that the database's own checks run, then rolls back.
     `crs` is an EPSG code or LOCAL:<grid of the mapping file>; `tolerance_m` the snapping distance
     for pipe ends, in metres of the storage CRS; `mapping_file` a YAML file laid over
-    data/field_mapping.yaml. `echo` gets one line per step (reading, writing).
+    data/field_mapping.yaml. `echo` gets one line per step (reading, writing). `keyring` seals
+    the phone numbers of the layers that have some (default: the deployment's,
+    accounts.personal_data.load_keyring, made when missing).
     """
     file = file_label or str(path)
     if kind is not None and kind not in IMPORT_KINDS:
@@ -1292,6 +1304,8 @@ def import_file(
             if lines:
                 raise ImportFailed(file, lines)
             srid = table_schema(conn, "node").srid
+            if keyring is None and any(p.table in PERSONAL_COLUMNS for p in prepared_layers):
+                keyring = load_keyring()
             conn.execute(text(f"LOCK TABLE {', '.join(dict.fromkeys(c.table for c in chosen))} "
                               "IN SHARE ROW EXCLUSIVE MODE"))  # codes checked above stay free
             # one audit row for the whole import rather than one per feature (accounts/audit.py)
@@ -1303,7 +1317,7 @@ def import_file(
                     if prepared.table == "pipe" and not prepared.report.nodes_by_code:
                         _write_pipes(conn, prepared, _snapped_pipes(conn, prepared, tolerance_m, srid), srid)
                     else:
-                        _write_features(conn, prepared, srid)
+                        _write_features(conn, prepared, srid, keyring)
                 summary["rows"] = {p.table: p.report.features for p in prepared_layers}
             if dry_run:
                 transaction.rollback()

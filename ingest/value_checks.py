@@ -17,18 +17,25 @@ A constraint that is none of these is `CheckPlan.unchecked`: the database would 
 value at write time with one generic line for the whole file. tests/test_import_checks.py fails
 for any such constraint of an importable table, and gives every constraint a file with one bad
 value.
+
+Left out on purpose (`CheckPlan.sealed`): the CHECKs about the stored form of personal data,
+``x_is_masked`` and ``x_is_sealed`` of each column of accounts.personal_data.PERSONAL_COLUMNS
+(migration 0018). A file gives phone numbers in clear, as it should, and the importer seals them
+(`seal_frame`) just before the COPY, which satisfies both by construction: applied to the file's
+clear values they would refuse every phone.
 """
 from __future__ import annotations
 
 import operator
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from accounts.personal_data import stored_form_constraints
 from core.codes import Code, code_of_constraint
 from db.catalog import CheckConstraint, Condition
 from ingest.field_mapping import TableSchema
@@ -311,11 +318,16 @@ ROW_CHECKS: dict[tuple[str, str], Callable[[Layer], None]] = {
 
 @dataclass(frozen=True)
 class CheckPlan:
-    """The checks of one table: per importable column, per row, and the constraints left to the database."""
+    """The checks of one table: per importable column, per row, and the constraints left to the database.
+
+    `sealed` are the constraints on the stored form of personal data (module docstring): covered
+    by sealing at write time, not checks of a file's values.
+    """
 
     columns: dict[str, list[ColumnCheck]]
     rows: list[Callable[[Layer], None]]
     unchecked: list[CheckConstraint]
+    sealed: list[CheckConstraint] = field(default_factory=list)
 
     def check_rows(self, layer: Layer) -> None:
         for check in self.rows:
@@ -327,8 +339,13 @@ def plan(schema: TableSchema, importable: Iterable[str]) -> CheckPlan:
     columns: dict[str, list[ColumnCheck]] = {}
     rows: list[Callable[[Layer], None]] = []
     unchecked: list[CheckConstraint] = []
+    sealed: list[CheckConstraint] = []
+    stored_form = stored_form_constraints(schema.name)
     wanted = set(importable)
     for constraint in schema.checks:
+        if constraint.name in stored_form:
+            sealed.append(constraint)
+            continue
         if (hand := ROW_CHECKS.get((schema.name, constraint.name))) is not None:
             rows.append(hand)
             continue
@@ -338,5 +355,5 @@ def plan(schema: TableSchema, importable: Iterable[str]) -> CheckPlan:
             continue
         for check in checks:
             columns.setdefault(check.column, []).append(check)
-    return CheckPlan(columns, rows, unchecked)
+    return CheckPlan(columns, rows, unchecked, sealed)
 

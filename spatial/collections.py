@@ -130,6 +130,10 @@ def describe(conn: sa.Connection, layers: dict[str, Layer] | None = None) -> dic
     layers = LAYERS if layers is None else layers
     tables = catalog.tables(conn, [layer.table for layer in layers.values()])
     masked = catalog.views(conn, "published")
+    # A masked collection publishes what its view has: columns added to the table after the view was
+    # made (the sealed personal data of migration 0018) are not published, and could not be read.
+    view_columns = {name: {c.name for c in info.columns}
+                    for name, info in catalog.tables(conn, masked, schema="published").items()}
     out: dict[str, Collection] = {}
     for layer in layers.values():
         table = tables.get(layer.table)
@@ -139,8 +143,10 @@ def describe(conn: sa.Connection, layers: dict[str, Layer] | None = None) -> dic
         if table.primary_key is None:  # keyset paging and MVT feature ids need one
             raise QiwangError(f"table {layer.table} has no single-column primary key: cannot publish {layer.id}")
         hidden = set(ALWAYS_HIDDEN) | set(layer.hidden)
+        published = view_columns.get(layer.table)
         columns = [Column(c.name, c.base_type, c.comment, *_json_type(c.base_type))
-                   for c in table.columns if c.base_type != "geometry" and c.name not in hidden]
+                   for c in table.columns if c.base_type != "geometry" and c.name not in hidden
+                   and (published is None or c.name in published)]
         geometry_type = g.type + ("Z" if g.coord_dimension == 3 and not g.type.endswith("Z") else "")
         key, key_type = table.primary_key
         out[layer.id] = Collection(layer, table.comment, tuple(columns), g.column, geometry_type, g.srid, key, key_type,

@@ -14,7 +14,8 @@
 A network is drawn in EPSG:4550 around a fixed origin in Anshan. `tables(network)` gives its rows
 as data frames, once, and both ways in use them: `model(network)` / `topology(network)` build the
 analyses' model in memory (no database), `load(engine, network)` empties the network tables of a
-database and writes the same rows there. Codes are the names used here.
+database and writes the same rows there. Codes are the names used here. The staff phones of valves
+and regulators are written as every writer writes them: sealed (accounts.personal_data.seal_frame).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import pandas as pd
 import shapely
 import sqlalchemy as sa
 
+from accounts.personal_data import load_keyring, seal_frame
 from db.catalog import storage_srid
 from network_analysis.model import NetworkModel, NetworkTables, build_model
 from network_analysis.topology import Topology
@@ -37,6 +39,7 @@ Z = 10.0  # every node, pipe and valve lies at this height (m)
 ENTERPRISE, DIVISION = "2103020001", "210302"
 VALVE_AT = 0.05  # a valve stands this share of its pipe's length from the node it cuts
 DICTIONARIES = Path(__file__).resolve().parent.parent / "data" / "dictionaries.csv"
+VALVE_PHONE, REGULATOR_PHONE = "13900000000", "13900000001"  # every valve's and regulator's responsible person
 
 
 @dataclass
@@ -154,6 +157,14 @@ def topology(net: Network) -> Topology:
     return Topology(model(net))
 
 
+def sealed(table: str, **values: str | None) -> dict[str, str | None]:
+    """Query parameters for one row's personal columns as every writer stores them: each column
+    `x` given masked, with `x_sealed` and `x_index` (bytea as hex text: write
+    ``CAST(:x_sealed AS bytea)`` where the type is not the target column's)."""
+    row = seal_frame(table, pd.DataFrame({column: [value] for column, value in values.items()}), load_keyring())
+    return {column: row[column].iloc[0] for column in row.columns}
+
+
 def _insert(conn: sa.Connection, sql: str, rows: pd.DataFrame, **constants: object) -> dict[int, int]:
     """Insert `rows` one by one with `sql` (… RETURNING id); the rows' ids → the database's."""
     ids = {}
@@ -194,14 +205,18 @@ def load(engine: sa.Engine, net: Network) -> None:
                    2010, '2025-01-01', :status, :pressure_class, :max_operating_pressure_mpa, 1, f.id, t.id,
                    ST_MakeLine(f.geom, t.geom), :e, :d
             FROM node f, node t WHERE f.id = :from_node_id AND t.id = :to_node_id RETURNING id""", pipes, **biz)
-        valves = rows.valves.assign(pipe_id=rows.valves["pipe_id"].map(pipe), node_id=rows.valves["node_id"].map(node))
+        keyring = load_keyring()
+        valves = seal_frame("valve", rows.valves.assign(
+            pipe_id=rows.valves["pipe_id"].map(pipe), node_id=rows.valves["node_id"].map(node),
+            responsible_phone=VALVE_PHONE), keyring)
         _insert(conn, """
             INSERT INTO valve (code, pipe_id, node_id, valve_type, check_direction, normal_state, operability,
-                   name, model, manufacturer, responsible_person, responsible_phone, commissioned_on, geom,
-                   enterprise_code, admin_code)
+                   name, model, manufacturer, responsible_person, responsible_phone, responsible_phone_sealed,
+                   responsible_phone_index, commissioned_on, geom, enterprise_code, admin_code)
             VALUES (:code, :pipe_id, :node_id, :valve_type, :check_direction, :normal_state, :operability, '阀门',
-                    'Q41F', '厂家', '李四', '13900000000', '2015-01-01', ST_SetSRID(ST_MakePoint(:x, :y, :z), :srid),
-                    :e, :d)
+                    'Q41F', '厂家', '李四', :responsible_phone, CAST(:responsible_phone_sealed AS bytea),
+                    CAST(:responsible_phone_index AS bytea), '2015-01-01',
+                    ST_SetSRID(ST_MakePoint(:x, :y, :z), :srid), :e, :d)
             RETURNING id""", valves, **biz)
         _insert(conn, """
             INSERT INTO station (code, name, station_type, address, equipment, outlet_node_id,
@@ -212,12 +227,16 @@ def load(engine: sa.Engine, net: Network) -> None:
         _insert(conn, """
             INSERT INTO regulator (code, regulator_kind, inlet_node_id, outlet_node_id, inlet_pressure_class,
                    outlet_pressure_class, outlet_pressure_kpa, name, model, manufacturer, responsible_person,
-                   responsible_phone, commissioned_on, geom, enterprise_code, admin_code)
+                   responsible_phone, responsible_phone_sealed, responsible_phone_index, commissioned_on, geom,
+                   enterprise_code, admin_code)
             SELECT :code, 'cabinet', :inlet_node_id, :outlet_node_id, :inlet_pressure_class, :outlet_pressure_class,
-                   2.5, '调压柜', 'RTZ', '厂家', '王五', '13900000001', '2015-01-01', geom, :e, :d
+                   2.5, '调压柜', 'RTZ', '厂家', '王五', :responsible_phone, CAST(:responsible_phone_sealed AS bytea),
+                   CAST(:responsible_phone_index AS bytea), '2015-01-01', geom, :e, :d
             FROM node WHERE id = :inlet_node_id RETURNING id""",
-                rows.regulators.assign(inlet_node_id=rows.regulators["inlet_node_id"].map(node),
-                                       outlet_node_id=rows.regulators["outlet_node_id"].map(node)), **biz)
+                seal_frame("regulator", rows.regulators.assign(
+                    inlet_node_id=rows.regulators["inlet_node_id"].map(node),
+                    outlet_node_id=rows.regulators["outlet_node_id"].map(node), responsible_phone=REGULATOR_PHONE),
+                    keyring), **biz)
         _insert(conn, """
             INSERT INTO customer (code, name, credit_code, supplier, meter_reader, account_no, user_type,
                    user_subtype, street, community, address, service_node_id, geom, enterprise_code, admin_code)

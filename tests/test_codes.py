@@ -5,6 +5,11 @@ Each code's SQL is compared with the live catalog's constraint as PostgreSQL nor
 core/codes.py, fails here until the other side follows; and a few hundred near-miss values are
 judged by the catalog's own expression, by `Code.is_valid` and by the JSON Schema fragment the OGC
 processes publish, which must all agree.
+
+A code marked ``checked_in_database = false`` (the citizen ID number, sealed at rest since
+migration 0017) has no constraint in the catalog, and that is checked too: its rule is judged by
+PostgreSQL from the code's own SQL, and the writers' check before sealing
+(accounts.personal_data.seal_frame) refuses exactly what it refuses.
 """
 from __future__ import annotations
 
@@ -12,11 +17,14 @@ import re
 from collections.abc import Iterator
 
 import jsonschema
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from accounts.personal_data import Keyring, seal_frame
 from app.processes.network_statistics import PROCESS_METADATA
 from core.codes import ADMIN_CODE, CODES, CREDIT_CODE, ENTERPRISE_CODE, ID_NUMBER, Code, code_of_constraint
+from core.errors import InvalidInput
 from core.text import escaped, unstorable, unstorable_char
 
 VALID = {ENTERPRISE_CODE: ["2103020001", "9999999999", "1000000010"], ADMIN_CODE: ["210302", "999999", "100000"],
@@ -25,6 +33,8 @@ VALID = {ENTERPRISE_CODE: ["2103020001", "9999999999", "1000000010"], ADMIN_CODE
 # one character swapped in: other digits, letters the credit code leaves out, lower case, spaces, and
 # digits PostgreSQL's [0-9] does not take (Arabic-Indic, full-width)
 SWAPS = "0159AHIJNOPQSVXYZax ٣１"
+IN_DATABASE = [code for code in CODES if code.checked_in_database]
+IN_PYTHON = [code for code in CODES if not code.checked_in_database]
 
 
 def near_misses(code: Code) -> list[str]:
@@ -62,7 +72,12 @@ def conn(net_engine: sa.Engine) -> Iterator[sa.Connection]:
         transaction.rollback()
 
 
-@pytest.mark.parametrize("code", CODES, ids=lambda c: c.constraint)
+def test_only_the_id_number_is_checked_outside_the_database() -> None:
+    assert IN_PYTHON == [ID_NUMBER]
+    assert code_of_constraint(ID_NUMBER.constraint) is None  # no constraint of the schema is its rule
+
+
+@pytest.mark.parametrize("code", IN_DATABASE, ids=lambda c: c.constraint)
 def test_the_schema_writes_the_rule_as_core_codes_does(conn: sa.Connection, code: Code) -> None:
     found = catalog_rule(conn, code)
     assert found, f"no constraint {code.constraint} in the catalog"
@@ -83,6 +98,14 @@ def test_the_schema_writes_the_rule_as_core_codes_does(conn: sa.Connection, code
         conn.execute(sa.text(drop))
 
 
+@pytest.mark.parametrize("code", IN_PYTHON, ids=lambda c: c.constraint)
+def test_a_rule_on_sealed_values_is_not_in_the_schema(conn: sa.Connection, code: Code) -> None:
+    """The database holds ID numbers sealed: no CHECK could read them, and none pretends to."""
+    assert catalog_rule(conn, code) == []
+    assert conn.execute(sa.text("SELECT count(*) FROM pg_constraint WHERE conname = :n"),
+                        {"n": code.constraint}).scalar_one() == 0
+
+
 def test_every_pattern_rule_of_the_schema_is_a_code(conn: sa.Connection) -> None:
     """A new code rule (a regular expression in a CHECK or a domain) belongs in core/codes.py."""
     names = conn.execute(sa.text(
@@ -90,13 +113,16 @@ def test_every_pattern_rule_of_the_schema_is_a_code(conn: sa.Connection) -> None
         "LEFT JOIN pg_type t ON t.oid = k.contypid WHERE k.contype = 'c' AND pg_get_constraintdef(k.oid) LIKE '% ~ %' "
         "AND 'public'::regnamespace IN (c.relnamespace, t.typnamespace)")).scalars().all()
     assert names and sorted({n for n in names if code_of_constraint(n) is None}) == []
-    assert sorted(set(names)) == sorted(code.constraint for code in CODES)
+    assert sorted(set(names)) == sorted(code.constraint for code in IN_DATABASE)
 
 
 @pytest.mark.parametrize("code", CODES, ids=lambda c: c.constraint)
 def test_python_json_schema_and_the_database_judge_alike(conn: sa.Connection, code: Code) -> None:
-    _, column, definition = catalog_rule(conn, code)[0]
-    expression = re.sub(rf"\b{column}\b", "v", definition.removeprefix("CHECK "))
+    if code.checked_in_database:
+        _, column, definition = catalog_rule(conn, code)[0]
+        expression = re.sub(rf"\b{column}\b", "v", definition.removeprefix("CHECK "))
+    else:  # the rule as the schema wrote it until the values were sealed, judged by PostgreSQL all the same
+        expression = code.sql_for("v")
     samples = near_misses(code)
     verdicts = dict(conn.execute(sa.text(f"SELECT v, {expression} FROM unnest(CAST(:samples AS text[])) AS s(v)"),
                                  {"samples": samples}).all())
@@ -106,6 +132,25 @@ def test_python_json_schema_and_the_database_judge_alike(conn: sa.Connection, co
         assert code.is_valid(value) == verdicts[value], repr(value)
         if not value.endswith("\n"):  # Python's re.search lets '$' match before a final newline; ECMA-262 does not
             assert schema.is_valid(value) == verdicts[value], repr(value)
+
+
+def test_sealing_refuses_what_the_id_number_rule_refuses() -> None:
+    """The check the database made before 0017 is made before sealing: the same verdict for every
+    near miss, refused with the column named and the value never quoted."""
+    keyring = Keyring.generate()
+    for value in near_misses(ID_NUMBER):
+        frame = pd.DataFrame({"customer_id": [1], "id_number": [value]})
+        if ID_NUMBER.is_valid(value):
+            stored = seal_frame("customer_personal", frame, keyring)["id_number"].iloc[0]
+            assert stored == value[:4] + "*" * 10 + value[-4:]
+            continue
+        with pytest.raises(InvalidInput) as refused:
+            seal_frame("customer_personal", frame, keyring)
+        assert refused.value.field == "customer_personal.id_number"
+        assert refused.value.reason == (
+            "row 1: not a citizen ID number (18 characters: 17 digits not starting with 0 and a check "
+            "character 0-9 or X; GB 11643)")
+        assert not value.strip() or value.strip() not in str(refused.value)
 
 
 def test_the_statistics_process_publishes_the_codes_schemas() -> None:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from ezdxf.entities import DXFGraphic
 from pyproj import Transformer
 
+from accounts.personal_data import PERSONAL_COLUMNS, decrypt, load_keyring, sealed_column
 from core.errors import QiwangError
 from ingest.exporter import DEFAULT_LAYERS, DXF_APPID, DXF_LAYERS, DXF_PRESSURE_STYLE, ExportResult, export
 
@@ -51,9 +52,15 @@ def known_pipe(engine: sa.Engine) -> tuple[str, str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def personal(engine: sa.Engine) -> list[str]:
-    """ID numbers and phone numbers of customer_personal, which no export may contain."""
-    found = rows(engine, "SELECT id_number, contact_phone, meter_reader_phone FROM customer_personal")
-    return sorted({value for row in found for value in row if value})
+    """ID numbers and phone numbers of customer_personal, which no export may contain: in clear, as
+    their sealed values open (the table holds them masked)."""
+    columns = list(PERSONAL_COLUMNS["customer_personal"])
+    found = rows(engine, f"SELECT {', '.join(sealed_column(c) for c in columns)} FROM customer_personal")
+    keyring = load_keyring(create=False)
+    values = {decrypt(keyring, blob, associated=f"customer_personal.{column}")
+              for row in found for column, blob in zip(columns, row, strict=True) if blob is not None}
+    assert all(re.fullmatch(r"1[3-9]\d{9}|\d{17}[\dX]", v) for v in values)
+    return sorted(values)
 
 
 def assert_no_personal_data(path: Path, personal: list[str]) -> None:

@@ -1,7 +1,9 @@
 """The importer's value checks come from the schema's CHECK constraints: every CHECK (and domain
 constraint) of every importable table has a pre-check, and a file with one bad value in a
 CHECK-constrained column gets exactly one `FILE:LAYER:FEATURE:FIELD: reason` line, the field named
-as the file calls it, and nothing written.
+as the file calls it, and nothing written. The CHECKs on the stored form of phone numbers
+(x_is_masked, x_is_sealed, migration 0017) are covered by sealing instead: a file's clear phone
+numbers are stored masked and sealed.
 
 The files are one feature of a small demo city's export (so that every reference, enterprise and
 position is valid), given a new code and one bad value, the field renamed to the column's Chinese
@@ -22,6 +24,14 @@ import sqlalchemy as sa
 from conftest import ThrowawayDatabases, demo_city_database
 from sqlalchemy.pool import NullPool
 
+from accounts.personal_data import (
+    PERSONAL_COLUMNS,
+    decrypt,
+    index_column,
+    load_keyring,
+    sealed_column,
+    stored_form_constraints,
+)
 from db.catalog import CheckConstraint
 from ingest.exporter import EXPORTABLE_LAYERS, export
 from ingest.field_mapping import load_mapping, table_schema
@@ -167,13 +177,42 @@ def test_every_check_of_an_importable_table_has_a_precheck_and_a_case(city: sa.E
     """A new CHECK in a migration fails here until the importer checks it (value_checks) and
     CASES gives it a bad value: the database's own refusal is one generic line for the whole file."""
     with city.connect() as conn:
-        unchecked = {}
+        unchecked, sealed = {}, {}
         for table in IMPORT_KINDS.values():
             schema = table_schema(conn, table)
-            left = plan(schema, importable_columns(schema)).unchecked
-            unchecked.update({(table, c.name): c.definition for c in left})
+            checks = plan(schema, importable_columns(schema))
+            unchecked.update({(table, c.name): c.definition for c in checks.unchecked})
+            sealed.update({(table, c.name): c.columns for c in checks.sealed})
     assert unchecked == {}
-    assert sorted(catalog_constraints(city)) == sorted((case.table, case.constraint) for case in CASES)
+    # covered by sealing (test_phone_numbers_of_a_file_are_stored_sealed), each of them, and nothing else
+    assert sealed == {(table, name): (column, *((sealed_column(column),) if name.endswith("_is_sealed") else ()))
+                      for table in IMPORT_KINDS.values()
+                      for name, column in stored_form_constraints(table).items()}
+    assert {table for table, _ in sealed} == {"valve", "regulator", "sentry", "device", "hazard", "crew_base"}
+    assert sorted(set(catalog_constraints(city)) - set(sealed)) == sorted((case.table, case.constraint)
+                                                                          for case in CASES)
+
+
+@pytest.mark.parametrize("table", ["sentry", "hazard", "crew_base"])
+def test_phone_numbers_of_a_file_are_stored_sealed(table: str, city: sa.Engine,
+                                                   exported: dict[str, gpd.GeoDataFrame], tmp_path: Path) -> None:
+    """A phone number in clear, as files have them: imported, the table holds its mask, its sealed
+    value (which opens to the number) and its blind index."""
+    column = next(iter(PERSONAL_COLUMNS[table]))
+    row = exported[table].iloc[[0]].copy()
+    code = f"SEALED-{row['code'].iloc[0]}"
+    row["code"], row[column] = code, "13912345678"
+    path = tmp_path / f"{table}.gpkg"
+    pyogrio.write_dataframe(row, path, layer=table)
+    import_file(city, path, kind=KIND_OF[table], file_label=path.name)
+    with city.connect() as conn:
+        stored, blob, index = conn.execute(sa.text(
+            f"SELECT {column}, {sealed_column(column)}, {index_column(column)} FROM {table} WHERE code = :c"),
+            {"c": code}).one()
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE code = :c"), {"c": code})
+        conn.commit()
+    assert stored == "139****5678" and len(index) == 32
+    assert decrypt(load_keyring(create=False), blob, associated=f"{table}.{column}") == "13912345678"
 
 
 def test_the_mapping_spells_exactly_the_values_the_schema_allows(city: sa.Engine) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from conftest import DEMO_PIPES, DEMO_SEED, migrated_database, scalar
-from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load, topology
+from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load, sealed, topology
 from networks import TIERS as BASE  # its customers play no part here
 
 from core.errors import InvalidInput
@@ -56,21 +56,26 @@ def add_sentry(engine: sa.Engine, code: str, pipe: str | None, x: float, y: floa
     """A sentry at (x, y) naming `pipe`, or in the chamber of `valve`."""
     execute(engine, f"""
         INSERT INTO sentry (code, location_kind, pipe_id, valve_id, name, model, manufacturer, responsible_person,
-                            responsible_phone, commissioned_on, geom, enterprise_code, admin_code)
+                            responsible_phone, responsible_phone_sealed, responsible_phone_index, commissioned_on,
+                            geom, enterprise_code, admin_code)
         VALUES (:code, CASE WHEN CAST(:valve AS text) IS NULL THEN 'adjacent_space' ELSE 'valve_chamber' END,
                 (SELECT id FROM pipe WHERE code = :pipe), (SELECT id FROM valve WHERE code = :valve),
-                '管网哨兵', 'GS-1', '厂家', '李四', '13900000000', '2023-01-01', {point(x, y)}, :e, :d)""",
-            code=code, pipe=pipe, valve=valve, e=ENTERPRISE, d=DIVISION)
+                '管网哨兵', 'GS-1', '厂家', '李四', :responsible_phone, CAST(:responsible_phone_sealed AS bytea),
+                CAST(:responsible_phone_index AS bytea), '2023-01-01', {point(x, y)}, :e, :d)""",
+            code=code, pipe=pipe, valve=valve, e=ENTERPRISE, d=DIVISION,
+            **sealed("sentry", responsible_phone="13900000000"))
 
 
 def add_device(engine: sa.Engine, code: str, pipe: str, x: float, y: float) -> None:
     """A cathodic-protection test post at (x, y) naming `pipe`."""
     execute(engine, f"""
         INSERT INTO device (code, device_type, pipe_id, name, model, manufacturer, responsible_person,
-                            responsible_phone, commissioned_on, geom, enterprise_code, admin_code)
-        SELECT :code, '阴极保护测试桩', id, '阴极保护测试桩', 'CP-TS-2', '厂家', '李四', '13900000000',
+                            responsible_phone, responsible_phone_sealed, responsible_phone_index, commissioned_on,
+                            geom, enterprise_code, admin_code)
+        SELECT :code, '阴极保护测试桩', id, '阴极保护测试桩', 'CP-TS-2', '厂家', '李四', :responsible_phone,
+               CAST(:responsible_phone_sealed AS bytea), CAST(:responsible_phone_index AS bytea),
                '2015-01-01', {point(x, y)}, enterprise_code, admin_code
-        FROM pipe WHERE code = :pipe""", code=code, pipe=pipe)
+        FROM pipe WHERE code = :pipe""", code=code, pipe=pipe, **sealed("device", responsible_phone="13900000000"))
 
 
 def add_pipe(engine: sa.Engine, code: str, from_node: str, to_node: str, *via: tuple[float, float]) -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import sqlalchemy as sa
-from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
+from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load, sealed
 from pyproj import Transformer
 
 from core.errors import InvalidInput
@@ -28,6 +28,7 @@ NET = Network(
 )
 CENTRE = (ORIGIN[0] + 100, ORIGIN[1] + 20)
 SECRETS = ("210302199001011234", "王小明", "13812345678", "13987654321", "13911112222")  # personal data, phones
+MASKS = ("2103**********1234", "138****5678", "139****4321", "139****2222")  # as the tables hold them (sealed)
 
 EXPECTED = [  # (layer, code, name, distance_m) within 150 m of CENTRE, nearest first
     ("pipe", "p3", None, 0.0),
@@ -48,26 +49,40 @@ EXPECTED = [  # (layer, code, name, distance_m) within 150 m of CENTRE, nearest 
 @pytest.fixture(scope="module")
 def net(net_engine: sa.Engine) -> sa.Engine:
     load(net_engine, NET)
-    biz = {"e": ENTERPRISE, "d": DIVISION, "x0": ORIGIN[0], "y0": ORIGIN[1], "phone": SECRETS[4]}
+    biz = {"e": ENTERPRISE, "d": DIVISION, "x0": ORIGIN[0], "y0": ORIGIN[1],
+           **sealed("sentry", responsible_phone=SECRETS[4])}
     with net_engine.begin() as conn:
         conn.execute(sa.text(
             """INSERT INTO sentry (code, location_kind, name, model, manufacturer, responsible_person,
-                   responsible_phone, commissioned_on, geom, enterprise_code, admin_code)
-               VALUES ('s1', 'adjacent_space', '管网哨兵', 'GS-1', '厂家', '周七', :phone, '2024-01-01',
+                   responsible_phone, responsible_phone_sealed, responsible_phone_index, commissioned_on, geom,
+                   enterprise_code, admin_code)
+               VALUES ('s1', 'adjacent_space', '管网哨兵', 'GS-1', '厂家', '周七', :responsible_phone,
+                       :responsible_phone_sealed, :responsible_phone_index, '2024-01-01',
                        ST_SetSRID(ST_MakePoint(:x0 + 120, :y0 + 10, 10), 4550), :e, :d)"""), biz)
         conn.execute(sa.text(
             """INSERT INTO device (code, device_type, name, model, manufacturer, responsible_person,
-                   responsible_phone, commissioned_on, geom, enterprise_code, admin_code)
-               VALUES ('d1', '阴极保护测试桩', '阴极保护测试桩', 'CP', '厂家', '周七', :phone, '2024-01-01',
-                       ST_SetSRID(ST_MakePoint(:x0 + 90, :y0 - 30, 10), 4550), :e, :d)"""), biz)
+                   responsible_phone, responsible_phone_sealed, responsible_phone_index, commissioned_on, geom,
+                   enterprise_code, admin_code)
+               VALUES ('d1', '阴极保护测试桩', '阴极保护测试桩', 'CP', '厂家', '周七', :responsible_phone,
+                       :responsible_phone_sealed, :responsible_phone_index, '2024-01-01',
+                       ST_SetSRID(ST_MakePoint(:x0 + 90, :y0 - 30, 10), 4550), :e, :d)"""),
+            biz | sealed("device", responsible_phone=SECRETS[4]))
         conn.execute(sa.text(
             """INSERT INTO sensitive_site (code, name, site_type, address, occupancy, geom, enterprise_code, admin_code)
                VALUES ('MG1', '育才学校', 10, '测试路2号', 1500,
                        ST_Translate(ST_MakeEnvelope(130, 20, 170, 60, 4550), :x0, :y0), :e, :d)"""), biz)
+        personal = sealed("customer_personal", id_number=SECRETS[0], contact_phone=SECRETS[2],
+                          meter_reader_phone=SECRETS[3])
         conn.execute(sa.text(
-            """INSERT INTO customer_personal (customer_id, id_number, contact_person, contact_phone, meter_reader_phone)
-               SELECT id, :id_number, :person, :phone, :reader_phone FROM customer"""),
-            dict(zip(("id_number", "person", "phone", "reader_phone"), SECRETS[:4], strict=True)))
+            """INSERT INTO customer_personal (customer_id, id_number, id_number_sealed, id_number_index,
+                   contact_person, contact_phone, contact_phone_sealed, contact_phone_index, meter_reader_phone,
+                   meter_reader_phone_sealed, meter_reader_phone_index)
+               SELECT id, :id_number, CAST(:id_number_sealed AS bytea), CAST(:id_number_index AS bytea), :person,
+                      :contact_phone, CAST(:contact_phone_sealed AS bytea), CAST(:contact_phone_index AS bytea),
+                      :meter_reader_phone, CAST(:meter_reader_phone_sealed AS bytea),
+                      CAST(:meter_reader_phone_index AS bytea)
+               FROM customer"""), personal | {"person": SECRETS[1]})
+        assert personal["id_number"] == MASKS[0]
     return net_engine
 
 
@@ -116,7 +131,7 @@ def test_no_personal_data_in_the_answer(net: sa.Engine) -> None:
     result = query(net, *CENTRE, 5000)
     text = json.dumps(result, ensure_ascii=False)
     assert [f["code"] for f in result["features"] if f["layer"] == "customer"] == ["c3", "c2", "c1"]
-    assert not [secret for secret in SECRETS if secret in text]
+    assert not [secret for secret in (*SECRETS, *MASKS) if secret in text]
     assert all(set(f) == {"layer", "id", "code", "name", "distance_m"} for f in result["features"])
     assert not any(word in text for word in ("phone", "id_number", "contact", "person"))
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 import shapely
 import sqlalchemy as sa
-from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load
+from networks import DIVISION, ENTERPRISE, ORIGIN, Network, load, sealed
 from pyproj import Transformer
 from sqlalchemy.pool import NullPool
 
@@ -69,10 +69,12 @@ def load_roads(engine: sa.Engine, roads: dict = GRID, bases: dict = BASES) -> No
                      "e": ENTERPRISE, "d": DIVISION})
         for code, (x, y) in bases.items():
             conn.execute(sa.text(
-                """INSERT INTO crew_base (code, name, address, phone, crew_count, geom, enterprise_code, admin_code)
-                   VALUES (:code, :code || '号抢修站', '测试路', '13900000009', 3,
+                """INSERT INTO crew_base (code, name, address, phone, phone_sealed, phone_index, crew_count, geom,
+                                         enterprise_code, admin_code)
+                   VALUES (:code, :code || '号抢修站', '测试路', :phone, :phone_sealed, :phone_index, 3,
                            ST_SetSRID(ST_MakePoint(:x, :y), 4550), :e, :d)"""),
-                {"code": code, "x": X0 + x, "y": Y0 + y, "e": ENTERPRISE, "d": DIVISION})
+                {"code": code, "x": X0 + x, "y": Y0 + y, "e": ENTERPRISE, "d": DIVISION,
+                 **sealed("crew_base", phone="13900000009")})
 
 
 @pytest.fixture(scope="module")

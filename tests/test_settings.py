@@ -33,6 +33,12 @@ def test_defaults_without_environment_or_file() -> None:
             settings.work_mem) == (1_048_576, "15s", "120s", "32MB")
     assert (settings.cors_origins, settings.cors_api_origins, settings.jobs_retention_days) == ((), (), 7.0)
     assert settings.name_of("work_mem") == "QIWANG_WORK_MEM"
+    assert settings.personal_data_key_file == ROOT / "var" / "keys" / "personal_data.json"
+
+
+def test_a_relative_key_file_is_under_the_project_root() -> None:
+    settings = load_settings({"QIWANG_PERSONAL_DATA_KEY_FILE": "secrets/keys.json"})
+    assert settings.personal_data_key_file == ROOT / "secrets" / "keys.json"
 
 
 # Every variable: as set in the environment, the field it fills and the value read from it.
@@ -61,6 +67,8 @@ VARIABLES = [
     ("QIWANG_PASSWORD_MAX_AGE_DAYS", "30", "password_max_age_days", 30.0),
     ("QIWANG_TOKEN_DAYS", "1", "token_days", 1.0),
     ("QIWANG_AUTH_CACHE_SECONDS", "0", "auth_cache_seconds", 0.0),
+    ("QIWANG_PERSONAL_DATA_KEY_FILE", "/etc/qiwang/personal_data.json", "personal_data_key_file",
+     Path("/etc/qiwang/personal_data.json")),
 ]
 
 
@@ -103,6 +111,7 @@ BAD_VALUES = [
     ("QIWANG_JOBS_RETENTION_DAYS", "a week", "'a week' is not a positive number of days"),
     ("QIWANG_SESSION_IDLE_MINUTES", "0", "'0' is not a positive number of minutes"),
     ("QIWANG_AUTH_CACHE_SECONDS", "-1", "'-1' is not a non-negative number of seconds"),
+    ("QIWANG_PERSONAL_DATA_KEY_FILE", " ", "' ' is not a file path"),
 ]
 
 
