@@ -25,8 +25,10 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -67,9 +69,29 @@ class Entry:
                 "client_addr": self.client_addr}
 
 
+# The name the CLI's operator gave with `./qiwang --as NAME` (None: the OS user's).
+_operator_name: ContextVar[str | None] = ContextVar("operator_name", default=None)
+OPERATOR_NAME = re.compile(r"[\w.@-]{1,64}")   # letters of any script, digits, _ . @ -
+
+
+def name_operator(name: str | None) -> None:
+    """Name the local operator for the rest of this CLI run (``./qiwang --as NAME``).
+
+    Raises
+    ------
+    InvalidInput
+        `name` is empty, longer than 64 characters or has characters other than letters, digits,
+        ``_ . @ -`` (it is recorded in every audit row the run writes, and shown by ``audit list``).
+    """
+    if name is not None and not OPERATOR_NAME.fullmatch(name):
+        raise InvalidInput("as", f"{name!r} is not an operator name (1-64 letters, digits, _ . @ -)")
+    _operator_name.set(name)
+
+
 def operator() -> str:
-    """How the local operator (the CLI, as the owner) is named: ``operator:<OS user>``."""
-    return f"operator:{getpass.getuser()}"
+    """How the local operator (the CLI, as the owner) is named: ``operator:NAME`` of
+    ``./qiwang --as NAME``, else ``operator:<OS user>``."""
+    return f"operator:{_operator_name.get() or getpass.getuser()}"
 
 
 def default_actor(conn: sa.Connection) -> str | None:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +31,7 @@ from accounts.store import Account
 from app.http_errors import error_response, response_for
 from core.errors import Forbidden, QiwangError, Unauthenticated
 from core.settings import Settings
+from core.ttl_cache import TtlCache
 from db import acting
 
 SESSION_COOKIE = "qiwang_session"
@@ -55,31 +54,6 @@ def csrf_token(session_id: str) -> str:
     return credentials.digest("csrf:" + session_id).hex()[:32]
 
 
-class PasswordCache:
-    """Verified Basic credentials for a few seconds: argon2 (64 MiB, ~0.1 s) on every tile request
-    of a QGIS session would cost more than the tile. A hit is still checked against the account's
-    auth_version and disabled flag, so a disabled account or a changed password is refused at once."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._lock = threading.Lock()
-        self._entries: dict[bytes, tuple[float, Account]] = {}
-
-    def get(self, key: bytes) -> Account | None:
-        if self.seconds <= 0:
-            return None
-        with self._lock:
-            entry = self._entries.get(key)
-        return entry[1] if entry and entry[0] > time.monotonic() else None
-
-    def put(self, key: bytes, account: Account) -> None:
-        if self.seconds > 0:
-            with self._lock:
-                if len(self._entries) > 10_000:
-                    self._entries.clear()
-                self._entries[key] = (time.monotonic() + self.seconds, account)
-
-
 def _basic(header: str) -> tuple[str, str]:
     try:
         name, _, secret = base64.b64decode(header, validate=True).decode("utf-8").partition(":")
@@ -96,7 +70,10 @@ class Authenticator:
     def __init__(self, engine: sa.Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self.cache = PasswordCache(settings.auth_cache_seconds)
+        # Verified Basic credentials for a few seconds: argon2 (64 MiB, ~0.1 s) on every tile request
+        # of a QGIS session would cost more than the tile. A hit is still checked against the account's
+        # auth_version and disabled flag, so a disabled account or a changed password is refused at once.
+        self.cache: TtlCache[bytes, Account] = TtlCache(settings.auth_cache_seconds)
 
     def _in_auth_role(self, work: Any) -> Any:
         """Run `work(conn)` in a transaction as qiwang_auth; a sign-in failure is raised after the

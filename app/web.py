@@ -16,10 +16,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app import limits as request_limits
 from app.auth import install_auth
 from app.http_errors import error_response, not_permitted, response_for, unavailable
+from app.scope_summaries import ScopeSummaries
 from core.errors import QiwangError
 from core.settings import Settings, load_settings
 from db.acting import SYSTEM_ROLE, acting_as
 from db.engine import database_url, get_engine
+from spatial.ogc_provider import collections_of
 
 # Business tables shown on the landing page: name -> (中文, English).
 TABLES = {
@@ -29,24 +31,6 @@ TABLES = {
     "station": ("场站", "Stations"),
     "customer": ("用户", "Customers"),
 }
-# Above this many rows (by the planner's estimate) show the estimate: count(*) would take seconds.
-EXACT_COUNT_BELOW = 1_000_000
-
-
-def table_counts(conn: sa.Connection) -> dict[str, tuple[int, bool] | None]:
-    """table -> (rows, is_estimate), or None when the table does not exist yet."""
-    counts: dict[str, tuple[int, bool] | None] = {}
-    for table in TABLES:
-        estimate = conn.execute(
-            sa.text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
-        ).scalar()
-        if estimate is None:
-            counts[table] = None
-        elif estimate >= EXACT_COUNT_BELOW:
-            counts[table] = (estimate, True)
-        else:
-            counts[table] = (conn.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one(), False)
-    return counts
 
 
 def _db_error(exc: sa.exc.SQLAlchemyError) -> str:
@@ -94,8 +78,10 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
     _cors(app, limits)
     app.config["QIWANG_BASEMAP"] = basemap = basemap_config(settings)
-    with acting_as(SYSTEM_ROLE):  # the catalog and the collections' extents, read once
-        app.register_blueprint(ogc_blueprint(url, public_url, jobs_dir or Path("var/jobs").resolve(), basemap))
+    scopes = ScopeSummaries(engine, settings.scope_cache_seconds)
+    with acting_as(SYSTEM_ROLE):  # the catalog, read once
+        app.register_blueprint(ogc_blueprint(url, public_url, jobs_dir or Path("var/jobs").resolve(), scopes, basemap))
+        landing = {c.layer.table: c for c in collections_of(url).values() if c.layer.table in TABLES}
     app.register_blueprint(styles_blueprint)
     app.register_blueprint(map_blueprint)
     app.register_blueprint(alarms_blueprint(engine))
@@ -153,9 +139,10 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
                 versions = conn.execute(
                     sa.text("SELECT current_setting('server_version'), postgis_lib_version()")
                 ).one()
-                counts = table_counts(conn)
+            seen = scopes.of(landing.values())   # what the caller's scope holds, not the whole table
         except sa.exc.SQLAlchemyError as exc:
             return render_template("index.html", tables=TABLES, error=_db_error(exc)), 503
+        counts = {table: seen[landing[table].id].count if table in landing else None for table in TABLES}
         return render_template("index.html", tables=TABLES, counts=counts, versions=versions)
 
     @app.get("/health")

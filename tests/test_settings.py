@@ -67,6 +67,7 @@ VARIABLES = [
     ("QIWANG_PASSWORD_MAX_AGE_DAYS", "30", "password_max_age_days", 30.0),
     ("QIWANG_TOKEN_DAYS", "1", "token_days", 1.0),
     ("QIWANG_AUTH_CACHE_SECONDS", "0", "auth_cache_seconds", 0.0),
+    ("QIWANG_SCOPE_CACHE_SECONDS", "60", "scope_cache_seconds", 60.0),
     ("QIWANG_PERSONAL_DATA_KEY_FILE", "/etc/qiwang/personal_data.json", "personal_data_key_file",
      Path("/etc/qiwang/personal_data.json")),
 ]

@@ -82,7 +82,7 @@ def _demo_accounts(owner_url: str) -> None:
     import os
     from datetime import UTC, datetime
 
-    from app.cli.users import operator
+    from accounts.audit import operator
     from db.engine import get_engine
     from demo.accounts import create_demo_accounts
 

@@ -163,7 +163,7 @@ def _step(action: str):
     def command(code: str, note: str | None) -> None:
         import psycopg
 
-        from app.cli.users import operator
+        from accounts.audit import operator
         from telemetry.alarms import advance
 
         with psycopg.connect(_conninfo()) as conn:

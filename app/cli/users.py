@@ -1,26 +1,21 @@
 """`qiwang user …`: accounts, their roles and scopes, passwords and API tokens (accounts/store.py).
 
 The CLI is the local operator's: it runs as the database owner and records its changes as
-``operator:<OS user>``.
+``operator:<OS user>``, or ``operator:NAME`` after ``./qiwang --as NAME``.
 """
 from __future__ import annotations
 
-import getpass
 import sys
 from datetime import UTC, datetime
 
 import click
 
+from accounts.audit import operator
 from app.cli.common import ready_database, settings
 from app.cli.format import shown
 from app.cli.root import command_family
 
 user = command_family("user", "Accounts: add, list, disable, passwords, API tokens.")
-
-
-def operator() -> str:
-    """How the CLI's changes are attributed: the OS user running it."""
-    return f"operator:{getpass.getuser()}"
 
 
 def _owner_engine():

@@ -33,12 +33,13 @@ from app.http_errors import error_response, response_for
 from app.ogc import documents, features, processes, tiles
 from app.ogc.config import PREFIX, build_config, openapi_document
 from app.ogc.context import OgcContext
+from app.scope_summaries import ScopeSummaries
 from core.errors import NotFound, QiwangError
 from db.engine import get_engine
 from spatial.ogc_provider import collections_of
 
 
-def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path,
+def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path, scopes: ScopeSummaries,
                   basemap: dict[str, str] | None = None) -> Blueprint:
     """The /ogc blueprint.
 
@@ -50,6 +51,8 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path,
         Where clients reach the server (its root): links in the answers are absolute, under it.
     jobs_dir
         Where asynchronous jobs' results are written.
+    scopes
+        The counts and extents of each caller's scope (the collection documents' bboxes).
     basemap
         The HTML pages' raster basemap ({url, attribution}), None for none.
 
@@ -60,7 +63,7 @@ def ogc_blueprint(database_url: str, public_url: str, jobs_dir: Path,
     """
     collections = collections_of(database_url)
     config = build_config(collections, database_url, public_url, jobs_dir, basemap)
-    ctx = OgcContext(API(config, openapi_document(config, collections)), collections, get_engine(database_url))
+    ctx = OgcContext(API(config, openapi_document(config, collections)), collections, get_engine(database_url), scopes)
     bp = Blueprint("ogc", __name__, url_prefix=PREFIX)
     for module in (documents, features, tiles, processes):
         module.add_routes(bp, ctx)

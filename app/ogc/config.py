@@ -18,7 +18,7 @@ from app.ogc.links import collection_url, link, style_links
 from app.processes import manager_definition, process_resources
 from core.crs import EPSG_URI, served_crs, supported
 from spatial import features
-from spatial.collections import Collection
+from spatial.collections import WORLD_CRS84, Collection
 
 PREFIX = "/ogc"
 
@@ -65,7 +65,7 @@ def build_config(collections: dict[str, Collection], database_url: str, public_u
                      "JSON Schema of the features"),
                 *style_links(c.id, public_url),
             ],
-            "extents": {"spatial": {"bbox": list(c.extent_crs84 or (-180, -90, 180, 90)),
+            "extents": {"spatial": {"bbox": list(c.extent_crs84 or WORLD_CRS84),
                                     "crs": served_crs("CRS84").uri}},
             "limits": {"default_items": features.DEFAULT_LIMIT, "max_items": features.MAX_LIMIT},
             "providers": [{

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, make_response, request
 from pygeoapi.api import API, APIRequest, apply_gzip
 
 from app.ogc.links import GEOJSON
+from app.scope_summaries import ScopeSummaries
 from core.errors import NotFound
 from spatial.collections import Collection
 
@@ -55,6 +56,7 @@ class OgcContext:
     api: API
     collections: dict[str, Collection]
     engine: sa.Engine
+    scopes: ScopeSummaries   # what the caller's scope holds of each collection (bbox, count)
 
     @property
     def base(self) -> str:

@@ -3,10 +3,14 @@ and the conformance declaration, which is Qiwang's own: only what works and is t
 
 from __future__ import annotations
 
+import copy
+
 import pygeoapi.api as core_api
 from flask import Blueprint, Response
+from pygeoapi.api import APIRequest
 
 from app.ogc.context import OgcContext, json_response
+from spatial.collections import WORLD_CRS84
 
 _FEATURES = "http://www.opengis.net/spec/ogcapi-features-{part}/1.0/conf/{name}"
 # Only what works and is exercised by tests/test_ogc*.py (QGIS needs the four filter URIs to push filters).
@@ -45,12 +49,31 @@ CONFORMANCE = [
 ]
 
 
+def describe_in_scope(ctx: OgcContext, api_request: APIRequest, dataset: str | None = None) -> tuple[dict, int, str]:
+    """pygeoapi's collection documents, with each collection's bbox that of the caller's scope.
+
+    pygeoapi reads the bbox from its configuration, which holds the whole network's (computed once
+    at start): it answers here from a copy of the configuration whose bboxes are the caller's
+    (app.scope_summaries), so an enterprise is never shown where the others' networks lie.
+    """
+    wanted = [c for cid, c in ctx.collections.items() if dataset is None or cid == dataset]
+    config = dict(ctx.api.config)
+    config["resources"] = resources = dict(config["resources"])
+    for cid, summary in ctx.scopes.of(wanted).items():
+        resource = resources[cid] = dict(resources[cid])
+        extents = resource["extents"] = dict(resource["extents"])
+        extents["spatial"] = dict(extents["spatial"], bbox=list(summary.extent_crs84 or WORLD_CRS84))
+    scoped = copy.copy(ctx.api)
+    scoped.config = config
+    return core_api.describe_collections(scoped, api_request, dataset)
+
+
 def add_routes(bp: Blueprint, ctx: OgcContext) -> None:
     """Add the landing page, OpenAPI, conformance, collection and schema routes to the /ogc blueprint `bp`."""
 
     ctx.add_pygeoapi_route(bp, "landing_page", core_api.landing_page, "/")
     ctx.add_pygeoapi_route(bp, "openapi", core_api.openapi_, "/openapi", skip_valid_check=True)
-    ctx.add_pygeoapi_route(bp, "collection_documents", core_api.describe_collections,
+    ctx.add_pygeoapi_route(bp, "collection_documents", lambda api, req, *dataset: describe_in_scope(ctx, req, *dataset),
                            "/collections", "/collections/<collection_id>")
     ctx.add_pygeoapi_route(bp, "collection_schema", core_api.get_collection_schema,
                            "/collections/<collection_id>/schema")
