@@ -149,11 +149,12 @@ def incidents(engine: sa.Engine, state: str | None = None) -> list[dict]:
     """
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            """SELECT code, state, title, valves_to_close, customers_out, result -> 'burst' ->> 'pipe', created_at
+            """SELECT code, state, title, valves_to_close, customers_out, result -> 'burst' ->> 'pipe', created_at,
+                      created_by
                FROM incident WHERE CAST(:state AS text) IS NULL OR state = :state ORDER BY created_at DESC, id DESC"""),
             {"state": state}).all()
     return [{"code": c, "state": s, "title": t, "valves_to_close": v, "customers_out": n, "pipe": p,
-             "created_at": at.isoformat()} for c, s, t, v, n, p, at in rows]
+             "created_at": at.isoformat(), "created_by": by} for c, s, t, v, n, p, at, by in rows]
 
 
 def incident(engine: sa.Engine, code: str) -> dict:
@@ -169,7 +170,9 @@ def incident(engine: sa.Engine, code: str) -> dict:
     Returns
     -------
     dict
-        code, state, title, request, result (the report), created_at, updated_at (ISO 8601).
+        code, state, title, request, result (the report), created_at, updated_at (ISO 8601), and who
+        did it as the database recorded it (migration 0019): created_by, state_changed_by,
+        state_changed_at (an account's name, or ``operator:NAME`` for the CLI).
 
     Raises
     ------
@@ -177,13 +180,15 @@ def incident(engine: sa.Engine, code: str) -> dict:
         No incident has that code.
     """
     with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT state, title, request, result, created_at, updated_at FROM incident "
-                                   "WHERE code = :code"), {"code": code}).first()
+        row = conn.execute(sa.text(
+            "SELECT state, title, request, result, created_at, updated_at, created_by, state_changed_by, "
+            "state_changed_at FROM incident WHERE code = :code"), {"code": code}).first()
     if row is None:
         raise NotFound(f"unknown incident {code!r}")
-    state, title, request, result, created, updated = row
+    state, title, request, result, created, updated, created_by, changed_by, changed = row
     return {"code": code, "state": state, "title": title, "request": request, "result": result,
-            "created_at": created.isoformat(), "updated_at": updated.isoformat()}
+            "created_at": created.isoformat(), "updated_at": updated.isoformat(), "created_by": created_by,
+            "state_changed_by": changed_by, "state_changed_at": changed.isoformat()}
 
 
 def set_incident_state(engine: sa.Engine, code: str, state: str) -> dict:

@@ -293,6 +293,8 @@ def test_a_write_as_an_account_names_the_account_table_feature_and_fields(
                                      ("a_dispatcher", dispatcher.db_role, "update", "incident", "SG-AUDIT")]
     inserted, updated = rows[0][5], rows[1][5]
     assert inserted["geom"] == "(geometry)" and inserted["state"] == "planned" and inserted["customers_out"] == 3
+    assert inserted["created_by"] == inserted["state_changed_by"] == "a_dispatcher"   # migration 0019
+    # state_changed_at is the transaction's time: the same as the insert's here, so not a change
     assert updated == {"state": ["planned", "active"], "title": [None, "爆管"]}
 
 
@@ -410,5 +412,6 @@ def test_the_cli_records_the_operator_it_is_told_to_act_as(owner: sa.Engine, db_
         "qiwang: error: invalid value for '--as': 'bad name;' is not an operator name "
         "(1-64 letters, digits, _ . @ -) (see ./qiwang --help)")
     actions = [(actor, action) for actor, action, *_ in rows_after(owner, start)]
+    me = f"operator:{getpass.getuser()}"
     assert actions == [("operator:张工", "insert"), ("operator:张工", "account_add"),
-                       (f"operator:{getpass.getuser()}", "update"), (f"operator:{getpass.getuser()}", "account_disable")]
+                       (me, "update"), (me, "account_disable")]

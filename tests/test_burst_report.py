@@ -128,7 +128,18 @@ def test_a_dispatcher_saves_incidents_a_viewer_may_not(engine: sa.Engine, db_url
     app = get_engine(app_url)   # the app's engines switch roles per transaction (db/acting.py)
     with acting_as(dispatcher.db_role):
         code = analyse_and_save(app, "planned", pipe=feeder)["incident"]
-        assert incident(app, code)["result"]["burst"]["pipe"] == feeder
+        saved = incident(app, code)
+        assert saved["result"]["burst"]["pipe"] == feeder
+        assert (saved["created_by"], saved["state_changed_by"]) == (dispatcher.name, dispatcher.name)
+    # the database records who, whatever the writer sends: a forged name is replaced, the saver kept
+    other = ensure_account(db_url, f"disp2_{enterprise}", ("dispatcher",), enterprise=str(enterprise))
+    with acting_as(other.db_role), app.begin() as conn:
+        conn.execute(sa.text("UPDATE incident SET state = 'active', created_by = 'someone', state_changed_by = "
+                             "'someone' WHERE code = :c"), {"c": code})
+    with acting_as(other.db_role):
+        moved = incident(app, code)
+    assert (moved["state"], moved["created_by"], moved["state_changed_by"]) == ("active", dispatcher.name, other.name)
+    assert moved["state_changed_at"] > saved["state_changed_at"]
     with acting_as(viewer.db_role), pytest.raises(sa.exc.ProgrammingError) as refused:
         analyse_and_save(app, "planned", pipe=feeder)
     assert refused.value.orig.sqlstate == "42501"

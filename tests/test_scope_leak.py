@@ -212,6 +212,6 @@ def test_collection_extents_and_landing_counts_are_the_accounts_scope(live_serve
     assert whole["extent"]["spatial"]["bbox"] == [scope_bbox(engine, "pipe", "admin_code = :d", d=DISTRICT_OF_BOTH)]
 
     page = a_viewer.get(f"{live_server.url}/", timeout=TIMEOUT).text
-    [(pipes_of_a, pipes)] = owner_rows(engine, "SELECT count(*) FILTER (WHERE enterprise_code = :a), count(*) FROM pipe",
-                                       a=ENTERPRISE_A)
+    [(pipes_of_a, pipes)] = owner_rows(
+        engine, "SELECT count(*) FILTER (WHERE enterprise_code = :a), count(*) FROM pipe", a=ENTERPRISE_A)
     assert f'<td class="n">{pipes_of_a:,}</td>' in page and f"{pipes:,}" not in page

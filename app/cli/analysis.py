@@ -141,7 +141,8 @@ def incident_list(state: str | None, as_json: bool) -> None:
         _json(rows)
         return
     for row in rows:
-        click.echo(f"{row['code']}  {row['state']:<8} {row['created_at'][:16]}  pipe {row['pipe']:<12} "
+        click.echo(f"{row['code']}  {row['state']:<8} {row['created_at'][:16]}  {row['created_by']:<16} "
+                   f"pipe {row['pipe']:<12} "
                    f"valves {number(row['valves_to_close']):>3}  customers {number(row['customers_out']):>6}  "
                    f"{row['title'] or ''}".rstrip())
 
