@@ -10,11 +10,13 @@ KML (for Google Earth and web maps) is one file, one folder per layer, always in
 CAD users) is written with ezdxf, not GDAL, because GDAL's DXF writer takes no attributes, writes a
 fixed R2004 template in ANSI_1252 and has no way to set layer colours: see `_write_dxf`.
 
-Personal data (table customer_personal) is never exported. Staff phone numbers go out as the tables
-hold them since migration 0018: masked (138****0000); their sealed values and blind indexes
-(``x_sealed``, ``x_index``) are no columns of `table_schema` (ingest/field_mapping.py), so no format
-ever carries them. Output is written next to OUT under a temporary name and moved into place at the
-end, so a failed export leaves no half-written file.
+Personal data (table customer_personal) is never exported. Layers are read as the OGC API reads
+them: from ``published.<table>`` where a table has that view, so staff names (张**), residents'
+addresses and credit codes of individuals go out masked, as everywhere but GET /api/pii; phone
+numbers are masked in the tables themselves since migration 0018 (138****0000), and their sealed
+values and blind indexes (``x_sealed``, ``x_index``) are no columns of `table_schema`
+(ingest/field_mapping.py), so no format ever carries them. Output is written next to OUT under a
+temporary name and moved into place at the end, so a failed export leaves no half-written file.
 """
 from __future__ import annotations
 
@@ -145,8 +147,10 @@ def parse_bbox(value: str) -> tuple[float, float, float, float]:
     return minx, miny, maxx, maxy
 
 
-def _select(schema: TableSchema, srid: int, bbox: tuple[float, float, float, float] | None) -> str:
-    """SELECT of all attributes, dictionary labels and referenced codes, geometry as WKB in `srid`."""
+def _select(schema: TableSchema, srid: int, bbox: tuple[float, float, float, float] | None,
+            relation: str) -> str:
+    """SELECT of all attributes, dictionary labels and referenced codes, geometry as WKB in `srid`,
+    from `relation` (the table, or its view with personal data masked)."""
     parts, joins = [], []
     for column, sql_type in schema.columns.items():
         if column in ("id", schema.geometry):
@@ -185,7 +189,7 @@ def _select(schema: TableSchema, srid: int, bbox: tuple[float, float, float, flo
         where = f"WHERE t.{schema.geometry} && {envelope}"
     return (
         f"SELECT {', '.join(parts)}, ST_AsBinary({geom}) AS geom_wkb "
-        f"FROM {schema.name} t {' '.join(joins)} {where} ORDER BY t.id"
+        f"FROM {relation} t {' '.join(joins)} {where} ORDER BY t.id"
     )
 
 
@@ -200,19 +204,29 @@ def _geometry_type(conn: Connection, table: str) -> str:
     return f"{base} Z" if row[1] == 3 and base != "Unknown" else base
 
 
+def _relation(conn: Connection, table: str) -> str:
+    """What a layer is read from: ``published.<table>`` (names, addresses, credit codes of
+    individuals masked: migrations 0011, 0014) where the table has that view, else the table."""
+    masked = conn.execute(text("SELECT to_regclass(:v) IS NOT NULL"), {"v": f"published.{table}"}).scalar_one()
+    return f"published.{table}" if masked else f"public.{table}"
+
+
 def _chunks(conn: Connection, schema: TableSchema, srid: int,
             bbox: tuple[float, float, float, float] | None) -> Iterator[gpd.GeoDataFrame]:
     """The layer's rows, CHUNK_ROWS at a time (at least one frame, empty for an empty layer)."""
+    relation = _relation(conn, schema.name)
     dtypes = {c: _NULLABLE_INTS[t] for c, t in schema.columns.items() if t in _NULLABLE_INTS and c != "id"}
     dtypes = {c: t for c, t in dtypes.items() if c not in schema.references and (schema.name, c) != _HAZARD_FEATURE}
     streaming = conn.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
     empty = True
-    for chunk in pd.read_sql(text(_select(schema, srid, bbox)), streaming, chunksize=CHUNK_ROWS, dtype=dtypes):
+    query = text(_select(schema, srid, bbox, relation))
+    for chunk in pd.read_sql(query, streaming, chunksize=CHUNK_ROWS, dtype=dtypes):
         geometry = shapely.from_wkb(chunk.pop("geom_wkb").to_numpy())
         empty = False
         yield gpd.GeoDataFrame(chunk, geometry=geometry, crs=f"EPSG:{srid}")
     if empty:  # an empty layer still gets its fields, so readers see the schema
-        frame = pd.read_sql(text(f"SELECT * FROM ({_select(schema, srid, bbox)}) s LIMIT 0"), conn, dtype=dtypes)
+        frame = pd.read_sql(text(f"SELECT * FROM ({_select(schema, srid, bbox, relation)}) s LIMIT 0"), conn,
+                            dtype=dtypes)
         frame.pop("geom_wkb")
         yield gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries([], crs=f"EPSG:{srid}"), crs=f"EPSG:{srid}")
 

@@ -304,6 +304,22 @@ def test_the_cli_export_carries_masks_only(db_url: str, engine: sa.Engine, secre
         for column in PERSONAL_COLUMNS.get(layer, {}):
             assert frame[column].str.fullmatch(MASKED_PHONE.pattern).all(), (layer, column)
             assert sealed_column(column) not in frame.columns and index_column(column) not in frame.columns
+    # staff names, residents' addresses, credit codes of individuals: as the published views mask them
+    masked = 0
+    for layer in layers:
+        frame = pyogrio.read_dataframe(out, layer=layer)
+        columns = [c for (c,) in rows(engine, """
+            SELECT a.attname FROM pg_attribute a
+             WHERE a.attrelid = to_regclass('published.' || :t) AND a.attnum > 0 AND a.attname IN (
+                   SELECT column_name FROM information_schema.columns
+                    WHERE table_schema = 'public' AND table_name = :t AND data_type = 'text')""", t=layer)]
+        for column in columns:
+            seen = [v for (v,) in rows(engine, f'SELECT "{column}" FROM published."{layer}" ORDER BY id')]
+            clear = [v for (v,) in rows(engine, f'SELECT "{column}" FROM public."{layer}" ORDER BY id')]
+            if seen != clear:
+                masked += 1
+                assert [None if pd.isna(v) else v for v in frame[column]] == seen, (layer, column)
+    assert masked >= 4
 
 
 # ---- (d) the one endpoint that opens them
