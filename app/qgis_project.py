@@ -10,9 +10,40 @@ features it reads and nothing else (QGIS issue #56946): an empty collection beco
 geometry or CRS, whatever the project file says, until it is loaded again once it has features. So
 the records the system itself writes while it runs, and which start empty in every deployment
 (alarms, incidents, topology issues), are read through GDAL's OAPIF driver (QGIS's "ogr" provider)
-with their geometry type declared in the data source; GDAL counts their features even when the
-server gives no `numberMatched`, and reads them afresh at every redraw, which suits records that
-change by the minute.
+with their geometry type declared in the data source (`|geometrytype=`); GDAL pages through them
+itself and reads them afresh at every redraw, which suits records that change by the minute.
+
+Signing in (`authcfg`, a QGIS authentication configuration of method Basic). Both providers name it
+in their data source, ` authcfg='<id>'` after the ogr source, as QGIS writes it (QGIS 3.22 reads no
+`|authcfg=` part: it would end up in the URL and the layer would not open). The password stays in
+QGIS's authentication database, never in the project. QGIS's ogr provider signs GDAL's requests by
+routing them through its own network stack (QgsCPLHTTPFetchOverrider, a GDAL HTTP callback pushed
+for the current thread) only inside the provider methods that set one up: the constructor, feature
+iterators, subset strings, … but not QgsOgrProvider::featureCount()/recalculateFeatureCount() nor
+reloadData() in QGIS 3.22. There GDAL fetches with libcurl directly, unsigned (seen on the server:
+no Authorization and no User-Agent, where every other request carries QGIS's), gets 401 and the
+layer reports 0 features, from whatever thread it is asked. With an `authcfg` each record layer is
+therefore a QGIS virtual layer over that ogr layer (`?layer=ogr:<source>:<name>:UTF-8`): the virtual
+provider counts with SQL over the ogr layer's feature iterator, which is signed, so the count is the
+scope's exact count; the geometry type and CRS (EPSG:4326, GDAL's name for CRS84 features) are the
+ogr layer's, so an empty collection stays a point layer; refreshing the layer is signed too.
+Alternatives tried in QGIS 3.22 and rejected:
+
+- QGIS's Basic method writes the credentials into an ogr source (in memory) only when it starts
+  with `http(s)://` or `/vsicurl/http(s)://`, not `OAPIF:`, and unescaped (a password with '@',
+  ':', '/' or '#' breaks the URL); GDAL opens such a URL with its GeoJSON driver: one request, no
+  paging, at most the server's 10 000 features a page. `GeoJSON:http…` (no credentials written)
+  counts in memory but has the same one-page limit, reports 3D points in EPSG:4979, and QGIS
+  reopens it unsigned on refresh.
+- QGIS's OAPIF provider for the records: signed throughout, but an empty collection becomes a layer
+  without geometry or CRS (the reason above), and it counts only what `numberMatched` says.
+- GDAL's USERPWD open option, GDAL_HTTP_USERPWD or a .netrc: a password outside QGIS's
+  authentication database (in the project or on disk).
+
+What the virtual layer costs: it gives spatial filters to SQLite, not to GDAL, so each redraw reads
+the whole collection of the account's scope (in pages of GDAL_PAGE_SIZE) rather than the visible
+extent, and date-time fields come out as ISO text. Without an `authcfg` the record layers stay the
+plain ogr layers above, whose count QGIS 3.22 asks for unsigned.
 
 Each layer carries the renderer of its QML style (spatial.styles, from the palette) and sits in a
 layer-tree group (spatial.collections.Layer.group): 运行 operations on top, then 管网 network,
@@ -23,7 +54,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from lxml import etree
 from pyproj import CRS
@@ -44,6 +75,9 @@ GDAL_PAGE_SIZE = 1000  # GDAL before 3.8 asks for pages of 10 otherwise
 # Opens on the demo city (鞍山市铁东区); lon/lat of the view's corners.
 HOME_VIEW = (122.90, 41.05, 123.09, 41.17)
 QGIS_GEOMETRY = {"point": "Point", "line": "Line", "polygon": "Polygon"}
+# QGIS's authentication configuration ids (QgsAuthManager makes them so; app/files_api.py checks the same):
+# anything else could not be quoted in a data source.
+AUTHCFG = re.compile(r"[A-Za-z0-9]{7}")
 
 
 def ogc_root(base_url: str) -> str:
@@ -72,22 +106,35 @@ def version_stamp(version: tuple[int, int, int]) -> str:
     return ".".join(map(str, version)) + (f"-{name}" if name else "")
 
 
-def provider(collection: str) -> str:
-    """The QGIS data provider a collection's layer uses: 'ogr' (GDAL's OAPIF driver) or 'OAPIF'."""
-    return "ogr" if collection in RECORD_GEOMETRY else "OAPIF"
+def provider(collection: str, authcfg: str | None = None) -> str:
+    """The QGIS data provider of a collection's layer: 'OAPIF', or for the records 'ogr' (GDAL's
+    OAPIF driver), wrapped in a 'virtual' layer when the layer signs in with `authcfg`."""
+    if collection not in RECORD_GEOMETRY:
+        return "OAPIF"
+    return "virtual" if authcfg else "ogr"
+
+
+def gdal_source(collection: str, base_url: str, authcfg: str | None = None) -> str:
+    """The ogr provider's data source of a record collection: GDAL's OAPIF connection string, with
+    the layer's geometry type and GDAL's page size after '|' and ` authcfg='<id>'` at the end."""
+    source = (f"OAPIF:{ogc_root(base_url)}/collections/{collection}|layername={collection}"
+              f"|geometrytype={RECORD_GEOMETRY[collection]}|option:PAGE_SIZE={GDAL_PAGE_SIZE}")
+    return source + (f" authcfg='{authcfg}'" if authcfg else "")
 
 
 def datasource(collection: str, base_url: str, authcfg: str | None = None) -> str:
     """The data source URI of one collection's layer, in the form its provider() reads.
 
-    OAPIF: key='value' pairs, as QGIS writes them. ogr: GDAL's OAPIF connection string of the
-    collection, with the layer's geometry type and GDAL's page size after '|'. `authcfg`: the
-    QGIS authentication configuration (Basic: account and password or token) the layer signs in with.
+    OAPIF: key='value' pairs, as QGIS writes them. ogr: gdal_source(). virtual: that ogr layer
+    embedded, percent-encoded as QgsVirtualLayerDefinition.toString() writes it (everything but
+    letters, digits and '-._~'), named after the collection. `authcfg`: the QGIS authentication
+    configuration (Basic: account and password or token) the layer signs in with.
     """
-    if provider(collection) == "ogr":
-        return (f"OAPIF:{ogc_root(base_url)}/collections/{collection}|layername={collection}"
-                f"|geometrytype={RECORD_GEOMETRY[collection]}|option:PAGE_SIZE={GDAL_PAGE_SIZE}"
-                + (f"|authcfg={authcfg}" if authcfg else ""))
+    if collection in RECORD_GEOMETRY:
+        source = gdal_source(collection, base_url, authcfg)
+        if provider(collection, authcfg) == "ogr":
+            return source
+        return f"?layer=ogr:{quote(source, safe='')}:{collection}:UTF-8"
     pairs = {
         "pagingEnabled": "true",
         "preferCoordinatesForWfsT11": "false",
@@ -128,8 +175,8 @@ def _maplayer(layers: etree._Element, style: LayerStyle, base_url: str, authcfg:
     etree.SubElement(ml, "datasource").text = datasource(style.collection, base_url, authcfg)
     etree.SubElement(ml, "layername").text = style.title
     etree.SubElement(ml, "shortname").text = style.collection
-    _srs(etree.SubElement(ml, "srs"), GDAL_CRS if provider(style.collection) == "ogr" else "OGC:CRS84")
-    etree.SubElement(ml, "provider", encoding="UTF-8").text = provider(style.collection)
+    _srs(etree.SubElement(ml, "srs"), GDAL_CRS if style.collection in RECORD_GEOMETRY else "OGC:CRS84")
+    etree.SubElement(ml, "provider", encoding="UTF-8").text = provider(style.collection, authcfg)
     ml.append(renderer_element(style.collection))
     etree.SubElement(ml, "blendMode").text = "0"
     etree.SubElement(ml, "featureBlendMode").text = "0"
@@ -146,6 +193,9 @@ def project_xml(base_url: str, collections: list[str] | None = None,
         raise QiwangError("a collection is named twice")
     styles = [layer_style(c) for c in chosen]
     ogc_root(base_url)  # check the URL once, before building anything
+    if authcfg is not None and not AUTHCFG.fullmatch(authcfg):
+        raise QiwangError(f"authcfg {authcfg[:40]!r} is not a QGIS authentication configuration id "
+                          "(7 letters or digits)")
 
     root = etree.Element("qgis", projectname="气网 Qiwang", version=stamp)
     etree.SubElement(root, "homePath", path="")
@@ -167,7 +217,7 @@ def project_xml(base_url: str, collections: list[str] | None = None,
         for style in members:
             etree.SubElement(node, "layer-tree-layer", id=layer_id(style.collection), name=style.title,
                              source=datasource(style.collection, base_url, authcfg),
-                             providerKey=provider(style.collection),
+                             providerKey=provider(style.collection, authcfg),
                              checked="Qt::Checked", expanded="0")
     order = etree.SubElement(tree, "custom-order", enabled="0")
     for style in top_first:

@@ -4,7 +4,8 @@ QGIS runs in /usr/bin/python3 (tests/qgis/open_project.py) against a Qiwang serv
 database served here, whose requests are recorded: what QGIS asked for, as which account, and
 what it was answered is seen on the server. QGIS signs in as a user would (issue 18): an
 authentication configuration of method Basic in QGIS's authentication database (a temporary one,
-opened with a master password from the environment), named by every layer (`authcfg=<id>`).
+opened with a master password from the environment), named by every layer of a project written
+with that `authcfg`, as GET /qgis/project.qgs?authcfg=<id> writes it.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import pytest
 import requests
@@ -32,7 +33,7 @@ from signed_in import CITY, ENTERPRISE_A, ensure_account, forget
 from sqlalchemy.pool import NullPool
 from telemetry_support import conninfo, devices, raise_alarms
 
-from app.qgis_project import RECORD_GEOMETRY, layer_id, write_project
+from app.qgis_project import RECORD_GEOMETRY, datasource, layer_id, write_project
 from spatial.styles import palette
 
 if TYPE_CHECKING:
@@ -132,30 +133,20 @@ def server(city_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     recording.server.close()
 
 
-def with_authcfg(project: Path, authcfg: str, to: Path) -> Path:
-    """A copy of `project` whose every layer signs in through QGIS's authentication configuration
-    `authcfg`: ` authcfg='<id>'` after the data source, as QGIS writes it for both providers."""
-    tree = etree.parse(str(project))
-    for source in tree.iter("datasource"):
-        source.text = f"{source.text} authcfg='{authcfg}'"
-    for node in tree.iter("layer-tree-layer"):
-        node.set("source", f"{node.get('source')} authcfg='{authcfg}'")
-    tree.write(str(to), encoding="utf-8", xml_declaration=False, doctype="<!DOCTYPE qgis PUBLIC "
-               "'http://mrcc.com/qgis.dtd' 'SYSTEM'>")
-    return to
-
-
-def open_in_qgis(project: Path, runs: dict[str, tuple[TestAccount, str | None]],
-                 subset: tuple[str, str] | None = None) -> dict:
-    """Open `project` in one QGIS session once per run: label → (account, password or None for
-    the account's own); what QGIS made of each, by label."""
-    work = project.parent
+def open_in_qgis(work: Path, base_url: str, runs: dict[str, tuple[TestAccount, str | None]],
+                 collections: list[str] | None = None, subset: tuple[str, str] | None = None) -> dict:
+    """Open the project of `collections` (default all) in one QGIS session once per run: label →
+    (account, password or None for the account's own), each run with a project of its own written
+    with the run's authcfg; what QGIS made of each, by label."""
     spec = []
     for k, (label, (account, password)) in enumerate(runs.items()):
         authcfg = f"qiwang{k}"  # QGIS's configuration ids are seven characters
+        project = write_project(work / f"{label}.qgs", base_url, collections, authcfg=authcfg)
+        text = project.read_text(encoding="utf-8")
+        assert f"authcfg%3D%27{authcfg}%27" in text or f"authcfg='{authcfg}'" in text
+        assert account.password not in text and account.token not in text  # only QGIS's database has them
         spec.append({"label": label, "authcfg": authcfg, "username": account.name,
-                     "password": password or account.password, "subset": subset,
-                     "project": str(with_authcfg(project, authcfg, work / f"{label}.qgs"))})
+                     "password": password or account.password, "subset": subset, "project": str(project)})
     runs_file = work / "runs.json"
     runs_file.touch(mode=0o600)
     runs_file.write_text(json.dumps(spec))
@@ -199,10 +190,10 @@ def opened(server: RecordingServer, accounts: dict[str, TestAccount],
            tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The whole project opened in one QGIS session as the city's regulator, enterprise A's
     viewer, and with a wrong password."""
-    project = write_project(tmp_path_factory.mktemp("qgis") / "qiwang.qgs", server.url)
-    return open_in_qgis(project, {"city_regulator": (accounts["city_regulator"], None),
-                                  "a_viewer": (accounts["a_viewer"], None),
-                                  "mistyped": (accounts["mistyped"], "not-the-password")})
+    return open_in_qgis(tmp_path_factory.mktemp("qgis"), server.url,
+                        {"city_regulator": (accounts["city_regulator"], None),
+                         "a_viewer": (accounts["a_viewer"], None),
+                         "mistyped": (accounts["mistyped"], "not-the-password")})
 
 
 def read(seen: dict) -> dict[str, int]:
@@ -211,9 +202,8 @@ def read(seen: dict) -> dict[str, int]:
 
 
 def reported(seen: dict, collections: Iterable[str] | None = None) -> dict[str, int]:
-    """The feature count QGIS reports, per collection of QGIS's own OAPIF provider (by default)."""
-    chosen = collections or [c for c in palette() if c not in RECORD_GEOMETRY]
-    return {c: seen["layers"][layer_id(c)]["count"] for c in chosen}
+    """The feature count QGIS reports, per collection (by default all)."""
+    return {c: seen["layers"][layer_id(c)]["count"] for c in (collections or palette())}
 
 
 def test_qgis_3_22_opens_the_project_with_its_crs_every_layer_and_the_servers_counts(
@@ -227,12 +217,12 @@ def test_qgis_3_22_opens_the_project_with_its_crs_every_layer_and_the_servers_co
     assert expected["alarms"] == 3 and all(expected[c] == 0 for c in EMPTY)
     assert expected["pipes"] == owner_count(city_url, "SELECT count(*) FROM pipe")  # the regulator sees all
     assert read(seen) == expected
-    assert reported(seen) == {c: n for c, n in expected.items() if c not in RECORD_GEOMETRY}
+    assert reported(seen) == expected
     for collection in palette():
         layer = seen["layers"][layer_id(collection)]
         assert layer["valid"] is True, collection
-        if collection in RECORD_GEOMETRY:
-            assert (layer["provider"], layer["crs"]) == ("ogr", "EPSG:4326"), collection
+        if collection in RECORD_GEOMETRY:  # GDAL's OAPIF driver in a virtual layer (app/qgis_project.py)
+            assert (layer["provider"], layer["crs"]) == ("virtual", "EPSG:4326"), collection
         else:
             assert (layer["provider"], layer["crs"]) == ("OAPIF", "OGC:CRS84"), collection
     # empty collections still have their geometry type (and so their CRS and style)
@@ -242,20 +232,24 @@ def test_qgis_3_22_opens_the_project_with_its_crs_every_layer_and_the_servers_co
     asked = server.of(accounts["city_regulator"].name)
     assert {r.path for r in asked} >= {f"/ogc/collections/{c}/items" for c in palette()}
     assert {r.status for r in asked} <= {200, 308}  # 308: QGIS asks {base}/ogc, the landing page is /ogc/
-    # what QGIS asked without credentials (GDAL's feature count: see below) was refused
-    assert {r.status for r in server.requests if r.account is None} <= {401}
+    # and nothing went out unsigned (GDAL's own feature count of an ogr layer would: see below)
+    assert [r for r in server.requests if r.account is None] == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "QGIS 3.22 limitation the project inherits: its ogr provider counts features "
-    "(QgsOgrProvider::recalculateFeatureCount) without the layer's authcfg, so GDAL's count request goes "
-    "out unsigned, gets 401 and the alarms layer reports 0 features; app/qgis_project.py reads alarms, "
-    "incidents and topology_issues through that provider (RECORD_GEOMETRY)"))
 def test_qgis_3_22_counts_the_records_layers_when_signed_in(opened: dict, server: RecordingServer,
                                                              accounts: dict[str, TestAccount]) -> None:
-    expected = {c: served_count(server.url, c, accounts["city_regulator"]) for c in RECORD_GEOMETRY}
-    assert expected["alarms"] == 3
+    """QGIS 3.22's ogr provider counts (QgsOgrProvider::recalculateFeatureCount) outside the GDAL HTTP
+    callback that signs its other requests: alone, the alarms layer would report 0 (a 401 on the
+    server). The virtual layer around it counts through its feature iterator, which is signed."""
+    regulator = accounts["city_regulator"]
+    expected = {c: served_count(server.url, c, regulator) for c in RECORD_GEOMETRY}
+    assert expected == {"alarms": 3, "incidents": 0, "topology_issues": 0}
     assert reported(opened["city_regulator"], RECORD_GEOMETRY) == expected
+    for collection in RECORD_GEOMETRY:
+        items = [r for r in server.requests if r.path == f"/ogc/collections/{collection}/items"]
+        gdal_pages = [r for r in items if r.account == regulator.name and r.query.get("limit") == ["1000"]]
+        assert gdal_pages and {r.status for r in gdal_pages} == {200}, collection  # GDAL's pages, signed
+        assert [r for r in items if r.account is None] == [], collection
 
 
 def test_qgis_signed_in_as_an_enterprise_sees_its_scope(opened: dict, server: RecordingServer,
@@ -265,7 +259,7 @@ def test_qgis_signed_in_as_an_enterprise_sees_its_scope(opened: dict, server: Re
     viewer, everything = read(seen), read(opened["city_regulator"])
     expected = {c: served_count(server.url, c, accounts["a_viewer"]) for c in palette()}
     assert viewer == expected
-    assert reported(seen) == {c: n for c, n in expected.items() if c not in RECORD_GEOMETRY}
+    assert reported(seen) == expected
     for table, collection in (("pipe", "pipes"), ("valve", "valves"), ("customer", "customers")):
         assert viewer[collection] == owner_count(
             city_url, f"SELECT count(*) FROM {table} WHERE enterprise_code = :e", e=ENTERPRISE_A), collection
@@ -287,9 +281,8 @@ def test_qgis_3_22_filters_locally_and_sends_no_filter_to_the_server(
         server: RecordingServer, tmp_path: Path, city_url: str, accounts: dict[str, TestAccount]) -> None:
     """What the README says of QGIS 3.22: a layer filter is applied to features downloaded whole."""
     regulator = accounts["city_regulator"]
-    project = write_project(tmp_path / "qiwang.qgs", server.url, ["valves"])
     server.requests.clear()
-    seen = open_in_qgis(project, {"filter": (regulator, None)},
+    seen = open_in_qgis(tmp_path, server.url, {"filter": (regulator, None)}, ["valves"],
                         ("qiwang_valves", "\"operability\" <> 'operable'"))["filter"]
     engine = sa.create_engine(city_url, poolclass=NullPool)  # NullPool: no connection outlives the block
     with engine.connect() as conn:
@@ -317,3 +310,30 @@ def test_project_is_stamped_with_the_version_asked_and_keeps_its_crs(tmp_path: P
     for bad, message in (("3.16", "projects are written for QGIS 3.22 to 3.x"), ("latest", "give a QGIS version")):
         with pytest.raises(QiwangError, match=message):
             write_project(tmp_path / "q.qgs", "http://127.0.0.1:5000", None, bad)
+
+
+def test_records_layers_signing_in_are_virtual_layers_naming_only_the_authcfg(tmp_path: Path) -> None:
+    from core.errors import QiwangError
+
+    base = "http://127.0.0.1:5000"
+    root = etree.parse(str(write_project(tmp_path / "p.qgs", base, ["alarms", "valves"], authcfg="qiwang9"))).getroot()
+    layers = {m.findtext("id"): m for m in root.findall("projectlayers/maplayer")}
+    alarms, valves = layers["qiwang_alarms"], layers["qiwang_valves"]
+    assert (alarms.findtext("provider"), valves.findtext("provider")) == ("virtual", "OAPIF")
+    assert alarms.findtext("srs/spatialrefsys/authid") == "EPSG:4326"
+    source = alarms.findtext("datasource")
+    assert source == datasource("alarms", base, "qiwang9")
+    prefix, suffix = "?layer=ogr:", ":alarms:UTF-8"
+    assert source.startswith(prefix) and source.endswith(suffix)
+    embedded = source[len(prefix):-len(suffix)]
+    assert ":" not in embedded and "'" not in embedded  # percent-encoded: the ':' of the parts stay separators
+    assert unquote(embedded) == ("OAPIF:http://127.0.0.1:5000/ogc/collections/alarms|layername=alarms"
+                                 "|geometrytype=Point25D|option:PAGE_SIZE=1000 authcfg='qiwang9'")
+    assert valves.findtext("datasource") == (
+        "authcfg='qiwang9' pagingEnabled='true' preferCoordinatesForWfsT11='false' restrictToRequestBBOX='1' "
+        "srsname='OGC:CRS84' typename='valves' url='http://127.0.0.1:5000/ogc'")
+    tree = {t.get("id"): t for t in root.iter("layer-tree-layer")}
+    assert (tree["qiwang_alarms"].get("providerKey"), tree["qiwang_alarms"].get("source")) == ("virtual", source)
+    for bad in ("qiwang", "qiwang9'", "qi wang"):  # not QGIS's ids: could not be quoted in a data source
+        with pytest.raises(QiwangError, match="not a QGIS authentication configuration id"):
+            write_project(tmp_path / "q.qgs", base, ["alarms"], authcfg=bad)
