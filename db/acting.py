@@ -73,6 +73,29 @@ def as_system() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def system_within(conn: sa.Connection) -> Iterator[sa.Connection]:
+    """Inside, the statements of `conn`'s open transaction act as SYSTEM_ROLE; after, as before.
+
+    For a step of an analysis of the whole network in the middle of a request (a join that row-level
+    security would make a sequential scan), without a second connection: about 0.1 ms instead of
+    1 ms. Outside any context (the CLI, the owner) nothing changes. When the statements inside fail,
+    the transaction is aborted and can only roll back, so it never reads more as the system.
+    """
+    now = _ACTING.get()
+    if now is None:
+        yield conn
+        return
+    conn.execute(sa.text("SELECT set_config('role', :r, true)"), {"r": SYSTEM_ROLE})
+    try:
+        yield conn
+    finally:
+        try:
+            conn.execute(sa.text("SELECT set_config('role', :r, true)"), {"r": now.role})
+        except sa.exc.DBAPIError:   # an aborted transaction: nothing more runs in it
+            pass
+
+
 def install(engine: sa.Engine) -> None:
     """Make every transaction `engine` begins act as the current context's role (once per engine)."""
     if not sa.event.contains(engine, "begin", _begin):

@@ -21,7 +21,7 @@ from network_analysis.burst import BurstResult
 from network_analysis.topology import Topology
 
 OUTSIDE_KEYS = ("valves_to_close", "isolated_pipes", "dry_pipes", "customers", "check_valves_holding",
-                "sources_to_shut")
+                "sources_to_shut", "sensitive_sites")
 
 
 def nothing_outside() -> dict[str, int]:
@@ -45,28 +45,31 @@ class Visible:
     valves: set[int]
     customers: set[int]
     sources: set[str]
+    sites: set[int]
 
 
 def visible(conn: sa.Connection, pipes: Iterable[int], valves: Iterable[int], customers: Iterable[int],
-            sources: Iterable[str]) -> Visible:
+            sources: Iterable[str], sites: Iterable[int] = ()) -> Visible:
     """Which of these the connection's role may read, asked in one round trip."""
     rows = conn.execute(sa.text("""
         SELECT 'pipe', id::text FROM pipe WHERE id = ANY(:pipes)
         UNION ALL SELECT 'valve', id::text FROM valve WHERE id = ANY(:valves)
         UNION ALL SELECT 'customer', id::text FROM customer WHERE id = ANY(:customers)
         UNION ALL SELECT 'source', code FROM station WHERE code = ANY(:sources)
-        UNION ALL SELECT 'source', code FROM regulator WHERE code = ANY(:sources)"""),
+        UNION ALL SELECT 'source', code FROM regulator WHERE code = ANY(:sources)
+        UNION ALL SELECT 'site', id::text FROM sensitive_site WHERE id = ANY(:sites)"""),
         {"pipes": sorted({int(i) for i in pipes}), "valves": sorted({int(i) for i in valves}),
-         "customers": sorted({int(i) for i in customers}), "sources": sorted(set(sources))}).all()
-    found: dict[str, set[str]] = {"pipe": set(), "valve": set(), "customer": set(), "source": set()}
+         "customers": sorted({int(i) for i in customers}), "sources": sorted(set(sources)),
+         "sites": sorted({int(i) for i in sites})}).all()
+    found: dict[str, set[str]] = {"pipe": set(), "valve": set(), "customer": set(), "source": set(), "site": set()}
     for kind, key in rows:
         found[kind].add(key)
     return Visible({int(i) for i in found["pipe"]}, {int(i) for i in found["valve"]},
-                   {int(i) for i in found["customer"]}, found["source"])
+                   {int(i) for i in found["customer"]}, found["source"], {int(i) for i in found["site"]})
 
 
 def cut_to_scope(conn: sa.Connection, topo: Topology, result: BurstResult, out: dict, pipe_given: bool,
-                 failed_valves: list[str]) -> dict:
+                 failed_valves: list[str], site_ids: list[int]) -> dict:
     """The report `out` of `result` with only the features the connection's role may read listed,
     and ``outside_scope`` counting those left out.
 
@@ -84,6 +87,8 @@ def cut_to_scope(conn: sa.Connection, topo: Topology, result: BurstResult, out: 
         Whether the burst pipe was named by code, and the codes named as failed valves: one the
         caller may not see is answered as one that does not exist (no oracle for another
         enterprise's codes).
+    site_ids
+        The database ids of ``out["sensitive_sites"]``, in its order.
 
     Raises
     ------
@@ -95,7 +100,7 @@ def cut_to_scope(conn: sa.Connection, topo: Topology, result: BurstResult, out: 
     valve_index = sorted(iso.to_close | iso.already_closed | iso.check_boundary | set(result.failed_valves))
     affected = np.union1d(result.isolated_pipes, result.dry_pipes)
     seen = visible(conn, m.pipe_id[np.append(affected, result.pipe)].tolist(), m.valve_id[valve_index].tolist(),
-                   m.customer_id[result.affected_customers].tolist(), out["sources_to_shut"])
+                   m.customer_id[result.affected_customers].tolist(), out["sources_to_shut"], site_ids)
     if pipe_given and int(m.pipe_id[result.pipe]) not in seen.pipes:
         raise InvalidInput("pipe", f"unknown pipe code {m.pipe_code[result.pipe]!r}")
     failed = {m.valve_code[v]: int(m.valve_id[v]) for v in result.failed_valves}
@@ -121,6 +126,9 @@ def cut_to_scope(conn: sa.Connection, topo: Topology, result: BurstResult, out: 
     customers["list"], outside["customers"] = kept(customers["list"], customer_codes)
     out["check_valves_holding"], outside["check_valves_holding"] = kept(out["check_valves_holding"], valve_codes)
     out["sources_to_shut"], outside["sources_to_shut"] = kept(out["sources_to_shut"], seen.sources)
+    sites = out["sensitive_sites"]
+    out["sensitive_sites"] = [entry for site, entry in zip(site_ids, sites, strict=True) if site in seen.sites]
+    outside["sensitive_sites"] = len(sites) - len(out["sensitive_sites"])
     ring = out["second_ring"]
     if ring is not None:
         for key in ("failed_valves", "first_ring_valves", "added_valves"):

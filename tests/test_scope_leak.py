@@ -123,10 +123,14 @@ def test_process_answers_list_only_the_accounts_features(live_server, a_viewer, 
                                               "AND status = 'in_service' ORDER BY diameter_mm DESC, code LIMIT 4",
                                        a=ENTERPRISE_A, d=DISTRICT_OF_BOTH)]
     outside_d = {c for (c,) in owner_rows(engine, "SELECT code FROM pipe WHERE admin_code <> :d", d=DISTRICT_OF_BOTH)}
-    cases = [(a_viewer, pipe, b_pipes, b_valves, b_customers) for pipe in inside] + [
-        (users["district_regulator"].session(), pipe, outside_d, set(), set()) for pipe in inside]
-    counted = 0
-    for http, pipe, hidden_pipes, hidden_valves, hidden_customers in cases:
+    a_sites = {c for (c,) in owner_rows(engine, "SELECT code FROM sensitive_site WHERE enterprise_code = :a",
+                                        a=ENTERPRISE_A)}
+    d_sites = {c for (c,) in owner_rows(engine, "SELECT code FROM sensitive_site WHERE admin_code = :d",
+                                        d=DISTRICT_OF_BOTH)}
+    cases = [(a_viewer, pipe, b_pipes, b_valves, b_customers, a_sites) for pipe in inside] + [
+        (users["district_regulator"].session(), pipe, outside_d, set(), set(), d_sites) for pipe in inside]
+    counted = sites = 0
+    for http, pipe, hidden_pipes, hidden_valves, hidden_customers, allowed_sites in cases:
         mine = http.post(f"{base}/burst-analysis/execution", json={"inputs": {"pipe": pipe, "geometry": True}},
                          timeout=TIMEOUT).json()
         whole = everyone.post(f"{base}/burst-analysis/execution", json={"inputs": {"pipe": pipe}},
@@ -142,9 +146,13 @@ def test_process_answers_list_only_the_accounts_features(live_server, a_viewer, 
             assert len(mine[key]) + outside[key] == len(whole[key]), key
         assert len(mine["affected_customers"]["list"]) + outside["customers"] == whole["affected_customers"]["count"]
         assert mine["affected_customers"]["count"] == whole["affected_customers"]["count"]
+        assert len(mine["sensitive_sites"]) + outside["sensitive_sites"] == len(whole["sensitive_sites"])
+        assert {site["code"] for site in mine["sensitive_sites"]} <= allowed_sites
+        sites += len(whole["sensitive_sites"])
         assert whole["outside_scope"] == dict.fromkeys(outside, 0)
         counted += outside["isolated_pipes"] + outside["dry_pipes"]
     assert counted > 0, "no burst in the district reached past it: the outside counts were never exercised"
+    assert sites > 0, "no burst concerned a sensitive site: their scope was never exercised"
     # a pipe of B named by code is as unknown to A as one that does not exist
     b_pipe = sorted(b_pipes)[0]
     refused = a_viewer.post(f"{base}/burst-analysis/execution", json={"inputs": {"pipe": b_pipe}}, timeout=TIMEOUT)
