@@ -12,11 +12,13 @@ fixed R2004 template in ANSI_1252 and has no way to set layer colours: see `_wri
 
 Personal data (table customer_personal) is never exported. Layers are read as the OGC API reads
 them: from ``published.<table>`` where a table has that view, so staff names (张**), residents'
-addresses and credit codes of individuals go out masked, as everywhere but GET /api/pii; phone
-numbers are masked in the tables themselves since migration 0018 (138****0000), and their sealed
-values and blind indexes (``x_sealed``, ``x_index``) are no columns of `table_schema`
-(ingest/field_mapping.py), so no format ever carries them. Output is written next to OUT under a
-temporary name and moved into place at the end, so a failed export leaves no half-written file.
+addresses and credit codes of individuals go out masked, as everywhere but GET /api/pii (the
+owner's ``unmasked`` export, for backups and moves, reads the tables and is audited as a
+``pii_read``). Phone numbers are masked in the tables themselves since migration 0018
+(138****0000), and their sealed values and blind indexes (``x_sealed``, ``x_index``) are no
+columns of `table_schema` (ingest/field_mapping.py), so no format ever carries them. Output is
+written next to OUT under a temporary name and moved into place at the end, so a failed export
+leaves no half-written file.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 from sqlalchemy import Connection, Engine, text
 
+from accounts import audit
 from core.errors import QiwangError
 from ingest.field_mapping import LABEL_SUFFIX, TableSchema, load_mapping, table_schema
 
@@ -204,17 +207,20 @@ def _geometry_type(conn: Connection, table: str) -> str:
     return f"{base} Z" if row[1] == 3 and base != "Unknown" else base
 
 
-def _relation(conn: Connection, table: str) -> str:
+def _relation(conn: Connection, table: str, masked: bool) -> str:
     """What a layer is read from: ``published.<table>`` (names, addresses, credit codes of
-    individuals masked: migrations 0011, 0014) where the table has that view, else the table."""
-    masked = conn.execute(text("SELECT to_regclass(:v) IS NOT NULL"), {"v": f"published.{table}"}).scalar_one()
-    return f"published.{table}" if masked else f"public.{table}"
+    individuals masked: migrations 0011, 0014) where the table has that view, else the table;
+    the table itself for an unmasked export."""
+    if not masked:
+        return f"public.{table}"
+    view = conn.execute(text("SELECT to_regclass(:v) IS NOT NULL"), {"v": f"published.{table}"}).scalar_one()
+    return f"published.{table}" if view else f"public.{table}"
 
 
 def _chunks(conn: Connection, schema: TableSchema, srid: int,
-            bbox: tuple[float, float, float, float] | None) -> Iterator[gpd.GeoDataFrame]:
+            bbox: tuple[float, float, float, float] | None, masked: bool) -> Iterator[gpd.GeoDataFrame]:
     """The layer's rows, CHUNK_ROWS at a time (at least one frame, empty for an empty layer)."""
-    relation = _relation(conn, schema.name)
+    relation = _relation(conn, schema.name, masked)
     dtypes = {c: _NULLABLE_INTS[t] for c, t in schema.columns.items() if t in _NULLABLE_INTS and c != "id"}
     dtypes = {c: t for c, t in dtypes.items() if c not in schema.references and (schema.name, c) != _HAZARD_FEATURE}
     streaming = conn.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
@@ -238,7 +244,7 @@ def _shapefile_frame(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def _write_layer(conn: Connection, table: str, fmt: str, path: Path, srid: int,
-                 bbox: tuple[float, float, float, float] | None) -> int:
+                 bbox: tuple[float, float, float, float] | None, masked: bool) -> int:
     """Write one table as one layer of `path`; returns features written."""
     driver, _, options = FORMATS[fmt]
     schema = table_schema(conn, table)
@@ -246,7 +252,7 @@ def _write_layer(conn: Connection, table: str, fmt: str, path: Path, srid: int,
     # Shapefiles get a .cpg saying UTF-8, so that no reader has to guess the encoding.
     write = dict(layer=table, driver=driver, geometry_type=geometry_type, layer_options=options or None,
                  encoding="UTF-8" if fmt == "shp" else None)
-    chunks = (_shapefile_frame(c) if fmt == "shp" else c for c in _chunks(conn, schema, srid, bbox))
+    chunks = (_shapefile_frame(c) if fmt == "shp" else c for c in _chunks(conn, schema, srid, bbox, masked))
     if fmt == "kml":
         return _write_kml_layer(list(chunks), path, write)
     if fmt not in APPENDABLE:
@@ -282,7 +288,8 @@ def _write_kml_layer(frames: list[gpd.GeoDataFrame], path: Path, write: dict) ->
 
 
 def _write_dxf(conn: Connection, tables: list[str], path: Path, srid: int,
-               bbox: tuple[float, float, float, float] | None, echo: Callable[[str], None]) -> dict[str, int]:
+               bbox: tuple[float, float, float, float] | None, echo: Callable[[str], None],
+               masked: bool) -> dict[str, int]:
     """Write `tables` as one DXF drawing (R2010, units metres, coordinates in EPSG:`srid`).
 
     Pipes become 3D polylines (POLYLINE, Z = pipe-top heights in metres, 1985 datum) on one layer
@@ -321,7 +328,7 @@ def _write_dxf(conn: Connection, tables: list[str], path: Path, srid: int,
         if table != "pipe":
             _add_layer(doc, name, colour)
         written = 0
-        for frame in _chunks(conn, table_schema(conn, table), srid, bbox):
+        for frame in _chunks(conn, table_schema(conn, table), srid, bbox, masked):
             if table == "pipe":
                 layers = [DXF_PIPE_LAYER.format(pressure[c]) for c in frame["pressure_class"]]
             else:
@@ -408,6 +415,8 @@ def export(
     crs: str | None = None,
     bbox: str | None = None,
     echo: Callable[[str], None] = lambda _: None,
+    *,
+    unmasked: bool = False,
 ) -> ExportResult:
     """Write layers to OUT: one file (gpkg, kml, dxf), or a folder with one file per layer.
 
@@ -415,6 +424,13 @@ def export(
     KML is always EPSG:4326 lon/lat, DXF needs a projected CRS in metres. `bbox` is
     minx,miny,maxx,maxy in the output CRS. A single layer written to a path ending in the
     format's extension becomes that one file.
+
+    `unmasked` reads the tables instead of their ``published`` views: names, residents'
+    addresses and credit codes of individuals go out in clear, so that a backup or a move to
+    another Qiwang imports again (a masked credit code is no credit code). It is the owner's
+    (the CLI's ``--unmasked``), never an HTTP client's, and one ``pii_read`` audit row records
+    the export before anything is read. Phone numbers stay masked either way: the tables hold
+    them masked (migration 0018), their clear values only sealed.
     """
     if fmt not in FORMATS:
         raise QiwangError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -441,12 +457,14 @@ def export(
                                 {"s": srid}).scalar():
                 raise QiwangError(f"--crs EPSG:{srid}: PostGIS has no definition for it")
             result = ExportResult(crs=f"EPSG:{srid}")
+            if unmasked:
+                _audit_unmasked(engine, fmt, chosen, out)
             if fmt == "dxf":
-                result.counts = _write_dxf(conn, chosen, staging, srid, box, echo)
+                result.counts = _write_dxf(conn, chosen, staging, srid, box, echo, not unmasked)
             else:
                 for table in chosen:
                     path = staging if single_file else staging / f"{table}{ext}"
-                    result.counts[table] = _write_layer(conn, table, fmt, path, srid, box)
+                    result.counts[table] = _write_layer(conn, table, fmt, path, srid, box, not unmasked)
                     echo(f"{table}: {result.counts[table]:,} features")
     except BaseException:
         _remove(staging)
@@ -462,6 +480,12 @@ def export(
             result.paths.append(out / written.name)
         staging.rmdir()
     return result
+
+
+def _audit_unmasked(engine: Engine, fmt: str, layers: list[str], out: Path) -> None:
+    """Record an unmasked export (its own transaction: the read is recorded even if writing fails)."""
+    with engine.begin() as conn:
+        audit.append(conn, "pii_read", {"export": fmt, "layers": layers, "out": str(out)})
 
 
 def _format_srid(fmt: str, srid: int | None) -> int | None:

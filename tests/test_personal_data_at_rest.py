@@ -322,6 +322,30 @@ def test_the_cli_export_carries_masks_only(db_url: str, engine: sa.Engine, secre
     assert masked >= 4
 
 
+def test_an_unmasked_cli_export_is_the_tables_and_is_audited(db_url: str, engine: sa.Engine, secrets: set[str],
+                                                             tmp_path: Path) -> None:
+    """`export --unmasked` (backups, moves): names and credit codes as the tables hold them, phone
+    numbers still masked, and one pii_read row naming the operator, the format and the layers."""
+    from app.cli import files  # noqa: F401  (adds `export` to the root group)
+    from app.cli.root import cli
+
+    out = tmp_path / "backup.gpkg"
+    before = scalar(engine, "SELECT coalesce(max(id), 0) FROM audit.log")
+    command = ["--as", "backup-op", "export", "--unmasked", "--layers", "customer,valve", str(out)]
+    done = CliRunner().invoke(cli, command, env={"DATABASE_URL": db_url})
+    assert done.exit_code == 0, done.output
+    customer = pyogrio.read_dataframe(out, layer="customer")
+    assert [None if pd.isna(v) else v for v in customer["credit_code"]] == [
+        v for (v,) in rows(engine, "SELECT credit_code FROM public.customer ORDER BY id")]
+    assert customer["credit_code"].dropna().str.contains(r"\*").sum() == 0
+    valve = pyogrio.read_dataframe(out, layer="valve")
+    assert valve["responsible_phone"].dropna().str.fullmatch(MASKED_PHONE.pattern).all()
+    assert leaks(valve.drop(columns="geometry").to_json(force_ascii=False), secrets) == []
+    logged = rows(engine, "SELECT actor, action, detail FROM audit.log WHERE id > :b ORDER BY id", b=before)
+    assert [(actor, action, detail["export"], detail["layers"]) for actor, action, detail in logged] == [
+        ("operator:backup-op", "pii_read", "gpkg", ["customer", "valve"])]
+
+
 # ---- (d) the one endpoint that opens them
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,24 @@ from app.cli.root import cli
                                "customer,sensitive_site,hazard).")
 @click.option("--crs", help="Output CRS, e.g. EPSG:4490 (default: the storage CRS, EPSG:4550).")
 @click.option("--bbox", help="minx,miny,maxx,maxy in the output CRS.")
+@click.option("--unmasked", is_flag=True,
+              help="Names, residents' addresses and credit codes of individuals in clear, for a backup or a "
+                   "move to another Qiwang (audited as pii_read; phone numbers stay masked).")
 @click.argument("out", type=click.Path(path_type=Path))
-def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | None, out: Path) -> None:
+def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | None, unmasked: bool,
+                   out: Path) -> None:
     """Export network layers to OUT (a .gpkg file, or a folder of files).
 
     Every attribute is written, with Chinese labels beside dictionary codes (material,
-    material_label); Z is kept. Personal data of customers is never exported.
+    material_label); Z is kept. Personal data is masked as over the API (张**, 138****0000)
+    unless --unmasked; customers' ID numbers and phones (customer_personal) are never exported.
     """
     from db.engine import get_engine
     from ingest.exporter import export
 
     names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
-    result = export(get_engine(ready_database(owner=True)), out, fmt, names, crs, bbox, echo=click.echo)
+    result = export(get_engine(ready_database(owner=True)), out, fmt, names, crs, bbox, echo=click.echo,
+                    unmasked=unmasked)
     click.echo(f"{sum(result.counts.values()):,} features in {len(result.counts)} layers, {result.crs}: "
                + ", ".join(shown_path(p) for p in result.paths))
 
