@@ -73,6 +73,14 @@ class Account:
         changed = self.password_changed_at
         return changed is None or now - changed > timedelta(days=max_age_days)
 
+    def state(self, now: datetime, max_age_days: float) -> str:
+        """``disabled``, ``must change password``, ``password expired`` or ``active``."""
+        if self.disabled:
+            return "disabled"
+        if self.must_change_password:
+            return "must change password"
+        return "password expired" if self.password_expired(now, max_age_days) else "active"
+
 
 _COLUMNS = ("id, name, display_name, db_role, enterprise_code, admin_code, duties, must_change_password, "
             "password_changed_at, disabled_at IS NOT NULL, db_login, auth_version")
@@ -98,25 +106,28 @@ def groups_of(duties: tuple[str, ...], division: bool, db_login: bool) -> list[s
     return ["qiwang_account", kind, *(f"qiwang_{d}" for d in duties), *(["qiwang_db_login"] if db_login else [])]
 
 
-def check_duties(duties: tuple[str, ...], division: bool) -> None:
-    """Refuse unknown duties, a regulator outside a division, and separated duties mixed with others.
+def check_duties(duties: tuple[str, ...], division: bool, *, field: str = "role") -> None:
+    """Refuse no duty, unknown or repeated duties, a regulator outside a division, and separated
+    duties mixed with others.
 
     Raises
     ------
     InvalidInput
-        Field ``role``.
+        Named `field` (``role`` for the CLI's option, ``roles`` for the JSON field).
     """
     if not duties:
-        raise InvalidInput("role", "at least one role is needed")
+        raise InvalidInput(field, "at least one role is needed")
     unknown = [d for d in duties if d not in DUTIES]
     if unknown:
-        raise InvalidInput("role", f"unknown role {unknown[0]!r} (roles: {', '.join(DUTIES)})")
+        raise InvalidInput(field, f"unknown role {unknown[0]!r} (roles: {', '.join(DUTIES)})")
+    if len(set(duties)) < len(duties):
+        raise InvalidInput(field, "a role is named twice")
     if "regulator" in duties and not division:
-        raise InvalidInput("role", "a regulator belongs to an administrative division (--division), not an enterprise")
+        raise InvalidInput(field, "a regulator belongs to an administrative division, not an enterprise")
     separated = [d for d in duties if d in SEPARATED_DUTIES]
     if separated and len(duties) > 1:
-        raise InvalidInput("role", f"{separated[0]} is a separated duty (三员分立): it cannot be combined with "
-                                   "other roles")
+        raise InvalidInput(field, f"{separated[0]} is a separated duty (三员分立): it cannot be combined with "
+                                  "other roles")
 
 
 def add_account(conn: sa.Connection, name: str, duties: tuple[str, ...], *, enterprise: str | None = None,
@@ -172,7 +183,7 @@ def add_account(conn: sa.Connection, name: str, duties: tuple[str, ...], *, ente
     audit.attribute(conn, created_by)
     database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
     role = role_name(name, database)
-    _set_role(conn, role, groups_of(duties, division is not None, db_login), password if db_login else None)
+    _set_role(conn, role, duties, division is not None, password if db_login else None)
     hashed = passwords.hash_password(password)
     row = conn.execute(sa.text(f"""
         INSERT INTO auth.account (name, display_name, db_role, enterprise_code, admin_code, duties, password_hash,
@@ -189,15 +200,27 @@ def add_account(conn: sa.Connection, name: str, duties: tuple[str, ...], *, ente
     return _account(row), password if made else None
 
 
-def _set_role(conn: sa.Connection, role: str, groups: list[str], login_password: str | None) -> None:
-    verifier = None
-    if login_password is not None:
-        # The SCRAM verifier, made by libpq: the password itself never reaches the server's logs.
-        raw = conn.connection.driver_connection
-        assert raw is not None  # a connection in a transaction is checked out
-        verifier = raw.pgconn.encrypt_password(login_password.encode(), role.encode(), b"scram-sha-256").decode()
+def _set_role(conn: sa.Connection, role: str, duties: tuple[str, ...], division: bool,
+              login_password: str | None) -> None:
+    """Make `role` an account's role with the groups of `duties`: through auth.set_account_groups
+    (the login path's, migration 0020) for an account of business duties without a database
+    login, through the owner's auth.create_account_role for a direct login or a separated duty."""
+    if login_password is None and not set(duties) & set(SEPARATED_DUTIES):
+        conn.execute(sa.text("SELECT auth.set_account_groups(:role, :duties, :division)"),
+                     {"role": role, "duties": list(duties), "division": division})
+        return
+    verifier = None if login_password is None else _verifier(conn, role, login_password)
     conn.execute(sa.text("SELECT auth.create_account_role(:role, :groups, :verifier)"),
-                 {"role": role, "groups": groups, "verifier": verifier})
+                 {"role": role, "groups": groups_of(duties, division, login_password is not None),
+                  "verifier": verifier})
+
+
+def _verifier(conn: sa.Connection, role: str, password: str) -> str:
+    """The SCRAM verifier of `password` for `role`, made by libpq: the password itself never
+    reaches the server's logs."""
+    raw = conn.connection.driver_connection
+    assert raw is not None  # a connection in a transaction is checked out
+    return raw.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
 
 def account(conn: sa.Connection, name: str) -> Account:
@@ -213,18 +236,58 @@ def accounts(conn: sa.Connection) -> list[Account]:
     return [_account(r) for r in conn.execute(sa.text(f"SELECT {_COLUMNS} FROM auth.account ORDER BY name"))]
 
 
-def disable(conn: sa.Connection, name: str, now: datetime) -> Account:
-    """Disable account `name`: it can no longer sign in; its sessions end and its tokens are revoked."""
+def disable(conn: sa.Connection, name: str, now: datetime, *, by: str | None = None) -> Account:
+    """Disable account `name`: it can no longer sign in, nor log in to PostgreSQL; its sessions
+    end and its tokens are revoked. `by`: the account doing it (default: the CLI's operator)."""
     found = account(conn, name)
-    _attribute_operator(conn)
+    _attribute(conn, by)
     conn.execute(sa.text("UPDATE auth.account SET disabled_at = coalesce(disabled_at, :now), "
                          "auth_version = auth_version + 1 WHERE id = :id"), {"now": now, "id": found.id})
     _end_everything(conn, found.id, now)
     if found.db_login:
-        conn.execute(sa.text("SELECT auth.create_account_role(:role, :groups, NULL)"),
-                     {"role": found.db_role, "groups": groups_of(found.duties, found.admin_code is not None, False)})
-    audit.append(conn, "account_disable", {"name": name})
+        conn.execute(sa.text("SELECT auth.disable_account_login(:role)"), {"role": found.db_role})
+    audit.append(conn, "account_disable", {"name": name}, by)
     return account(conn, name)
+
+
+def set_duties(conn: sa.Connection, name: str, duties: tuple[str, ...], now: datetime, *,
+               by: str | None = None) -> Account:
+    """Give account `name` the roles `duties` instead of its own (its scope stays: enterprise or
+    division). Signed-in sessions and cached credentials see the change at their next request.
+
+    Raises
+    ------
+    InvalidInput
+        Field ``roles``: unknown, not for its scope kind, or a separated duty on either side
+        (三员分立: those accounts are made by ``user add`` and never re-roled).
+    Conflict
+        The account is disabled.
+    """
+    found = account(conn, name)
+    division = found.admin_code is not None
+    check_duties(duties, division, field="roles")
+    separated = [d for d in (*found.duties, *duties) if d in SEPARATED_DUTIES]
+    if separated:
+        raise InvalidInput("roles", f"{separated[0]} is a separated duty (三员分立): its accounts are made with "
+                                    "`qiwang user add` and never change roles")
+    if found.disabled:
+        raise Conflict(f"account {name} is disabled")
+    if tuple(duties) == found.duties:
+        return found
+    _attribute(conn, by)
+    conn.execute(sa.text("UPDATE auth.account SET duties = :duties, auth_version = auth_version + 1 WHERE id = :id"),
+                 {"duties": list(duties), "id": found.id})
+    _set_role(conn, found.db_role, duties, division, None)
+    audit.append(conn, "role_change", {"name": name, "before": list(found.duties), "after": list(duties)}, by)
+    return account(conn, name)
+
+
+def _attribute(conn: sa.Connection, by: str | None) -> None:
+    """Name the actor of the transaction's row changes: `by`, else the CLI's operator."""
+    if by is not None:
+        audit.attribute(conn, by)
+    else:
+        _attribute_operator(conn)
 
 
 def _attribute_operator(conn: sa.Connection) -> None:
@@ -270,8 +333,9 @@ def set_password(conn: sa.Connection, name: str, new_password: str, now: datetim
                  {"a": found.id, "h": hashed, "now": now})
     conn.execute(sa.text("UPDATE auth.session SET ended_at = :now WHERE account_id = :id AND ended_at IS NULL"),
                  {"now": now, "id": found.id})
-    if found.db_login:
-        _set_role(conn, found.db_role, groups_of(found.duties, found.admin_code is not None, True), new_password)
+    if found.db_login and not found.disabled:
+        conn.execute(sa.text("SELECT auth.set_account_login_password(:role, :verifier)"),
+                     {"role": found.db_role, "verifier": _verifier(conn, found.db_role, new_password)})
     audit.append(conn, "password_change", {"name": name, "set_by": "administrator" if must_change else "self"},
                  None if must_change else name)
     return account(conn, name)

@@ -92,7 +92,8 @@ def _shown(value: Any) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 1] + "…"
 
 
-def _reason(error: ValidationError) -> str:
+def reason_of(error: ValidationError) -> str:
+    """What a JSON Schema error says, for people (``must be a list, not 'x'``)."""
     schema = error.schema if isinstance(error.schema, Mapping) else {}
     keyword, instance = error.validator, error.instance
     if keyword == "required":
@@ -130,7 +131,7 @@ def check(document: Any, schema: Mapping[str, Any], path: Path | str, root: Iter
     """
     error = best_match(ConfigValidator(schema).iter_errors(document))
     if error is not None:
-        raise problem(path, [*root, *error.absolute_path], _reason(error))
+        raise problem(path, [*root, *error.absolute_path], reason_of(error))
 
 
 def read_yaml(path: Path, what: str) -> Any:

@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 
 from accounts import passwords, store
 from core.errors import Conflict, Forbidden, InvalidInput, Unauthenticated
+from db.acting import AUTH_ROLE, acting_as
+from db.engine import get_engine
 
 T0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 GOOD = "Gas-Valve-2026"
@@ -203,3 +205,43 @@ def test_a_database_login_sees_its_scope_in_psql(owner: sa.Engine, db_url: str) 
     b = ensure_account(db_url, "rules_nologin_b", ("viewer",), enterprise=ENTERPRISE_B)
     refused = psql(b.db_role, password_of("rules_nologin_b"))          # no --db-login: no password login
     assert refused.returncode == 2 and f'Peer authentication failed for user "{b.db_role}"' in refused.stderr
+
+
+def test_a_password_changed_on_the_web_is_the_database_logins_too(db_url: str, app_url: str) -> None:
+    """The login path (qiwang_auth, not the owner) changes an account's password: its direct
+    PostgreSQL login takes the new one (auth.set_account_login_password, migration 0020)."""
+    a = ensure_account(db_url, "rules.psql.c", ("viewer",), enterprise=ENTERPRISE_A, db_login=True)
+    app = get_engine(app_url)   # the app's engines switch roles per transaction (db/acting.py)
+    with acting_as(AUTH_ROLE), app.begin() as conn:
+        store.set_password(conn, a.name, "Pipe-Line-2027", datetime.now(UTC))
+    url = make_url(db_url)
+
+    def count(password: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["psql", "-X", "-At", "-h", url.query["host"], "-U", a.db_role, "-d", url.database,
+                               "-c", "SELECT count(*) > 0 FROM pipe"], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PGPASSWORD": password})
+
+    new = count("Pipe-Line-2027")
+    assert (new.returncode, new.stdout.strip()) == (0, "t"), new.stderr
+    old = count(a.password)
+    assert old.returncode == 2 and "password authentication failed" in old.stderr
+
+
+def test_roles_change_through_the_store_and_a_dotted_name_is_an_account(owner: sa.Engine) -> None:
+    """``zhang.san``: a valid name whose role (zhang.san@db) regrole's parser refused before 0020."""
+    made = make(owner, "zhang.san", duties=("viewer",))
+    with owner.begin() as conn:
+        changed = store.set_duties(conn, "zhang.san", ("viewer", "gis_editor"), T0)
+        assert changed.duties == ("viewer", "gis_editor") and changed.auth_version == made.auth_version + 1
+        assert set(conn.execute(sa.text(
+            "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+            "WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = :r)"), {"r": made.db_role}).scalars()) == {
+            "qiwang_account", "qiwang_enterprise_staff", "qiwang_viewer", "qiwang_gis_editor"}
+        with pytest.raises(InvalidInput) as refused:
+            store.set_duties(conn, "zhang.san", ("auditor",), T0)
+        assert (refused.value.field, refused.value.reason) == ("roles", (
+            "auditor is a separated duty (三员分立): its accounts are made with `qiwang user add` and never "
+            "change roles"))
+        store.disable(conn, "zhang.san", T0)
+        with pytest.raises(Conflict, match=r"^account zhang\.san is disabled$"):
+            store.set_duties(conn, "zhang.san", ("viewer",), T0)

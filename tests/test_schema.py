@@ -29,7 +29,7 @@ def test_alembic_upgrade_downgrade_upgrade(scratch_url: str) -> None:
             # only PostGIS's spatial_ref_sys and alembic's bookkeeping are left
             assert tables == 2
             assert scalar(engine, "SELECT to_regnamespace('dict')") is None
-    assert scalar(engine, "SELECT version_num FROM alembic_version") == "0019"
+    assert scalar(engine, "SELECT version_num FROM alembic_version") == "0020"
     assert scalar(engine, "SELECT count(*) FROM dict.dictionary") == 42
     engine.dispose()
 

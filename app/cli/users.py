@@ -70,8 +70,7 @@ def user_list() -> None:
     click.echo(f"{'name':<20}{'roles':<34}{'scope':<22}state")
     now = datetime.now(UTC)
     for a in found:
-        state = "disabled" if a.disabled else "must change password" if a.must_change_password else \
-            "password expired" if a.password_expired(now, settings().password_max_age_days) else "active"
+        state = a.state(now, settings().password_max_age_days)
         click.echo(f"{a.name:<20}{','.join(a.duties):<34}{a.home:<22}{state}{' db-login' if a.db_login else ''}")
 
 
@@ -84,6 +83,24 @@ def user_disable(name: str) -> None:
     with _owner_engine().begin() as conn:
         disable(conn, name, datetime.now(UTC))
     click.echo(f"account {name}: disabled")
+
+
+@user.command("roles")
+@click.argument("name")
+@click.option("--role", "roles", required=True,
+              help="The account's roles from now on, comma-separated (its enterprise or division stays).")
+def user_roles(name: str, roles: str) -> None:
+    """Give account NAME other roles; its sessions and tokens hold the new ones at once.
+
+    Accounts of the separated duties (sysadmin, security_admin, auditor) keep theirs: make a new
+    account and disable the old one.
+    """
+    from accounts.store import set_duties
+
+    duties = tuple(r.strip() for r in roles.split(",") if r.strip())
+    with _owner_engine().begin() as conn:
+        account = set_duties(conn, name, duties, datetime.now(UTC))
+    click.echo(f"account {account.name}: {', '.join(account.duties)} of {account.home}")
 
 
 @user.command("passwd")
