@@ -39,8 +39,19 @@ class BackgroundServer:
         self.thread.start()
 
     def close(self) -> None:
-        """Stop listening (requests in flight are not waited for)."""
-        self.server.close()
+        """Stop listening and end the server's loop (requests in flight are not waited for).
+
+        The sockets are closed by the loop's own thread (through waitress's trigger): closed from
+        here, under the loop's poll, they would make it fail on a bad file descriptor."""
+        server = self.server
+
+        def stop() -> None:
+            for channel in list(server._map.values()):   # the listener, open connections, the trigger
+                channel.close()
+
+        server.trigger.pull_trigger(stop)
+        self.thread.join(timeout=5)
+        server.task_dispatcher.set_thread_count(0)   # idle workers end; busy ones after their request
 
 
 class LiveServer(BackgroundServer):

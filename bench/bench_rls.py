@@ -13,12 +13,14 @@ reads what the first brought into PostgreSQL's buffers), so that the machine's n
 caches fall on both alike:
 1. pages of 1,000 pipes, walked by `next` links (keyset paging) through enterprise A's pipes;
 2. MVT tiles of pipes at z12-16, random tiles inside enterprise A's extent;
-3. bursts through the API (burst_analysis in this process, as A's role and as the owner).
+3. bursts through the API (burst_analysis in this process) as A's role, as the BYPASSRLS account
+   (the same code path: role switch, cut to scope, no policy) and as the owner (none of it).
 Prints medians, p95 and the ratio of medians scoped / unrestricted. Targets (issue 18): ratio ≤
 1.15 for pages and tiles, tile p95 ≤ 50 ms, burst p95 unchanged within noise.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -148,28 +150,32 @@ def measure(url: str, app_url: str, args) -> None:
         server.close()
         jobs.cleanup()
 
-    print(f"\n3. burst_analysis in this process, {args.bursts} random pipes of A, as A's role and as the owner")
+    print(f"\n3. burst_analysis in this process, {args.bursts} random pipes of A: as A's role, as the "
+          f"BYPASSRLS account (the same path, no policy) and as the owner (no role, no cut to scope)")
     engine = get_engine(app_url)
-    topo = topologies.get(sa.create_engine(url))
+    unrestricted = get_engine(url)   # the owner through the same pool settings as the app's engine
+    topo = topologies.get(unrestricted)
     codes = topo.model.pipe_code
     with owner.connect() as conn:
         pipes = conn.execute(sa.text("SELECT code FROM pipe WHERE enterprise_code = :a AND status = 'in_service' "
                                      "ORDER BY random() LIMIT :n"),
                              {"a": ENTERPRISE_A, "n": args.bursts}).scalars().all()
     pipes = [p for p in pipes if (codes == p).sum() == 1]
-    s_b: list[float] = []
-    f_b: list[float] = []
+    ways = {"scoped": (engine, scoped_role), "bypassrls": (engine, free_role), "owner": (unrestricted, None)}
+    burst_times: dict[str, list[float]] = {way: [] for way in ways}
     for i, code in enumerate(pipes):
-        for which in alternating(i, "scoped", "owner"):
+        order = list(ways)[i % 3:] + list(ways)[:i % 3]   # each way first, second and third in turn
+        for way in order:
+            bind, role = ways[way]
             start = time.perf_counter()
-            if which == "scoped":
-                with acting_as(scoped_role):
-                    burst_analysis(engine, pipe=code, topology=topo)
-                s_b.append(time.perf_counter() - start)
-            else:
-                burst_analysis(owner, pipe=code, topology=topo)
-                f_b.append(time.perf_counter() - start)
-    report(f"burst ({len(pipes)} pipes)", s_b, f_b)
+            with acting_as(role) if role else contextlib.nullcontext():
+                burst_analysis(bind, pipe=code, topology=topo)
+            burst_times[way].append(time.perf_counter() - start)
+    report(f"burst vs owner ({len(pipes)})", burst_times["scoped"], burst_times["owner"])
+    report(f"burst vs BYPASSRLS ({len(pipes)})", burst_times["scoped"], burst_times["bypassrls"])
+    burst_p95 = {way: harness.Summary.of(t).p95 for way, t in burst_times.items()}
+    print(f"   burst p95: scoped {burst_p95['scoped']:.1f} ms, BYPASSRLS {burst_p95['bypassrls']:.1f} ms, "
+          f"owner {burst_p95['owner']:.1f} ms")
     owner.dispose()
     ok = page_ratio <= RATIO_TARGET and tile_ratio <= RATIO_TARGET and worst_p95 <= TILE_TARGET_MS
     print(f"\ntargets {'met' if ok else 'NOT met'}: pages {page_ratio:.3f}, tiles {tile_ratio:.3f} (≤ {RATIO_TARGET}), "

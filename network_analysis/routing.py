@@ -77,6 +77,7 @@ class RoadGraph:
     geom: np.ndarray  # shapely LineStrings, 2D, storage CRS
     length: np.ndarray  # m
     seconds: np.ndarray  # travel time over the whole road, s
+    srid: int  # EPSG code of the storage CRS the geometries are in
     first: np.ndarray = field(init=False)  # vertex of the first point of each road
     last: np.ndarray = field(init=False)
     vertex_xy: np.ndarray = field(init=False)
@@ -126,7 +127,8 @@ class RoadGraph:
         speed_ms = np.asarray(cols[3], dtype=float) / 3.6  # km/h → m/s
         return cls(version=version, road_id=np.asarray(cols[0], dtype=np.int64),
                    code=np.asarray(cols[1], dtype=object), name=np.asarray(cols[2], dtype=object),
-                   oneway=np.asarray(cols[4], dtype=bool), geom=geom, length=length, seconds=length / speed_ms)
+                   oneway=np.asarray(cols[4], dtype=bool), geom=geom, length=length, seconds=length / speed_ms,
+                   srid=storage_srid(conn))
 
     def _stretch(self, road: int, from_m: float, to_m: float) -> dict:
         """Edge attributes for driving `road` from `from_m` to `to_m` (m along it)."""
@@ -154,12 +156,12 @@ class RoadGraph:
         return result
 
     def snap_one(self, x: float, y: float, name: str = "point") -> Snap:
-        """(x, y) in EPSG:4550 snapped onto the nearest road.
+        """(x, y) in the storage CRS snapped onto the nearest road.
 
         Parameters
         ----------
         x, y
-            Easting and northing in EPSG:4550 (m).
+            Easting and northing in the storage CRS (`srid`), m.
         name
             The caller's parameter that gave the point: the field of the InvalidInput raised when
             no road lies within SNAP_LIMIT_M (500 m) of it or it is not finite.
@@ -170,12 +172,13 @@ class RoadGraph:
             The nearest point on a drivable road. Conflict when there is no road at all.
         """
         if not (np.isfinite(x) and np.isfinite(y)):
-            raise InvalidInput(name, f"point ({x}, {y}) is not a finite coordinate in EPSG:4550")
+            raise InvalidInput(name, f"point ({x}, {y}) is not a finite coordinate in EPSG:{self.srid}")
         if not len(self._drivable):
             raise Conflict("the road table is empty: nothing to route on")
         snap = self.snap(np.array([[x, y]]))[0]
         if snap is None:
-            raise InvalidInput(name, f"no road within {SNAP_LIMIT_M:g} m of ({x:.1f}, {y:.1f}) (EPSG:4550)")
+            raise InvalidInput(name, f"no road within {SNAP_LIMIT_M:g} m of ({x:.1f}, {y:.1f}) "
+                                    f"(EPSG:{self.srid})")
         return snap
 
     # --- temporary vertices for snapped points ----------------------------------------------

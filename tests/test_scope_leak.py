@@ -223,3 +223,36 @@ def test_collection_extents_and_landing_counts_are_the_accounts_scope(live_serve
     [(pipes_of_a, pipes)] = owner_rows(
         engine, "SELECT count(*) FILTER (WHERE enterprise_code = :a), count(*) FROM pipe", a=ENTERPRISE_A)
     assert f'<td class="n">{pipes_of_a:,}</td>' in page and f"{pipes:,}" not in page
+
+
+def test_visibility_is_asked_of_each_kind_under_the_role(users: dict[str, TestAccount], app_url: str,
+                                                         engine: sa.Engine) -> None:
+    """network_analysis.scope.visible: per kind, exactly the ids and codes the role reads; kinds
+    with nothing to ask about are not queried (an empty answer, not an error)."""
+    from db.acting import acting_as
+    from db.engine import get_engine
+    from network_analysis.scope import Visible, visible
+
+    def two_of_each(table: str, key: str) -> list:
+        return [v for (v,) in owner_rows(engine, f"(SELECT {key} FROM {table} WHERE enterprise_code = :a LIMIT 2) "
+                                                 f"UNION ALL (SELECT {key} FROM {table} WHERE enterprise_code = :b "
+                                                 f"LIMIT 2)", a=ENTERPRISE_A, b=ENTERPRISE_B)]
+
+    def of_a(table: str, key: str, values: list) -> set:
+        return {v for (v,) in owner_rows(engine, f"SELECT {key} FROM {table} WHERE {key} = ANY(:v) "
+                                                 f"AND enterprise_code = :a", v=values, a=ENTERPRISE_A)}
+
+    pipes, valves, customers = two_of_each("pipe", "id"), two_of_each("valve", "id"), two_of_each("customer", "id")
+    sources = two_of_each("station", "code") + two_of_each("regulator", "code")
+    with acting_as(users["a_viewer"].db_role), get_engine(app_url).connect() as conn:
+        seen = visible(conn, pipes, valves, customers, sources)
+        nothing = visible(conn, [], [], [], [])
+        only_valves = visible(conn, [], valves, [], [])
+    assert len(pipes) == len(valves) == len(customers) == 4
+    assert seen.pipes == of_a("pipe", "id", pipes) and len(seen.pipes) == 2
+    assert seen.valves == of_a("valve", "id", valves) and len(seen.valves) == 2
+    assert seen.customers == of_a("customer", "id", customers) and len(seen.customers) == 2
+    assert seen.sources == of_a("station", "code", sources) | of_a("regulator", "code", sources)
+    assert len(seen.sources) == len(sources) // 2 and seen.sites == set()
+    assert nothing == Visible(set(), set(), set(), set(), set())
+    assert (only_valves.valves, only_valves.pipes) == (seen.valves, set())
