@@ -39,6 +39,7 @@ READ = "GET HEAD"
 # First match wins; a request no rule matches is refused (403), so a new route must be added here.
 RULES: tuple[Rule, ...] = (
     _rule("session", READ, r"^/api/session$", ANY_ACCOUNT),
+    _rule("API document", READ, r"^/api/openapi$", ANY_ACCOUNT),
     _rule("sign out", "POST", r"^/logout$", ANY_ACCOUNT),
     _rule("landing", READ, r"^/$", ANY_ACCOUNT),
     # every POST under an alarm: the blueprint answers 404 for a path that names no step

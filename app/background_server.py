@@ -34,7 +34,7 @@ class BackgroundServer:
         self.server = waitress.create_server(lambda env, start: app_holder["app"](env, start),
                                              host="127.0.0.1", port=0, threads=threads)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        app_holder["app"] = make_app(self.url)
+        self.app = app_holder["app"] = make_app(self.url)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
 

@@ -59,6 +59,7 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
     """
     from app.accounts_api import accounts_blueprint
     from app.alarms_api import alarms_blueprint
+    from app.api_document import api_document
     from app.audit_api import audit_blueprint
     from app.files_api import files_blueprint
     from app.map import basemap_config, map_blueprint
@@ -144,6 +145,13 @@ def create_app(url: str | None = None, public_url: str | None = None, jobs_dir: 
             return render_template("index.html", tables=TABLES, error=_db_error(exc)), 503
         counts = {table: seen[landing[table].id].count if table in landing else None for table in TABLES}
         return render_template("index.html", tables=TABLES, counts=counts, versions=versions)
+
+    @app.get("/api/openapi")
+    def api_openapi() -> Response:
+        """The OpenAPI document of /api (app.api_document); the OGC API's is /ogc/openapi."""
+        answer = jsonify(api_document(public_url))
+        answer.mimetype = "application/vnd.oai.openapi+json;version=3.0"
+        return answer
 
     @app.get("/health")
     def health():

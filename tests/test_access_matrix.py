@@ -36,6 +36,8 @@ def family_requests(pipe: str) -> dict[str, tuple[str, str, dict | None]]:
         "accounts": ("GET", "/api/accounts", None),
         "account changes": ("POST", "/api/accounts", {}),    # through: 400, the body names nobody
         "map": ("GET", "/map", None),
+        "personal data": ("GET", "/api/pii/valves/FM0000000", None),   # through: 404, no such valve
+        "API document": ("GET", "/api/openapi", None),
     }
 
 
@@ -46,6 +48,7 @@ def expected(duty: str | None, family: str) -> str | int:
         "alarm steps": {"dispatcher"}, "incidents": {"dispatcher"}, "audit": {"auditor"},
         "accounts": {"sysadmin", "security_admin", "enterprise_admin"},
         "account changes": {"sysadmin", "security_admin", "enterprise_admin"},
+        "personal data": {"pii"}, "API document": set(DUTIES),
     }.get(family, READERS)
     return "ok" if duty in allowed else 403
 
