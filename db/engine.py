@@ -107,6 +107,35 @@ def check_reachable(url: str) -> None:
         probe.dispose()
 
 
+def check_authenticator(url: str) -> None:
+    """Refuse a web server login that would read past row-level security.
+
+    The app must log in as the authenticator (`qiwang_app`, migration 0011), which reads nothing by
+    itself: every request then acts as its account's role, and a transaction begun outside any
+    account fails closed. A superuser, a BYPASSRLS role or one owning the tables would instead
+    read every enterprise's rows wherever a code path forgot to take a role. That happens with an
+    external DATABASE_URL and no QIWANG_APP_DATABASE_URL (the app then logs in as the owner).
+
+    Raises
+    ------
+    QiwangError
+        Naming the login, what it may do, and the setting that fixes it.
+    """
+    with sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 10}).connect() as conn:
+        login, superuser, bypass, owner = conn.execute(sa.text(
+            """SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+                      EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
+                                 AND c.relkind IN ('r', 'p') AND pg_has_role(r.oid, c.relowner, 'USAGE'))
+                 FROM pg_roles r WHERE r.rolname = session_user""")).one()
+    why = [what for what, holds in (("is a superuser", superuser), ("bypasses row-level security", bypass),
+                                    ("owns the tables", owner)) if holds]
+    if why:
+        raise QiwangError(f"the web server would log in as {login}, which {' and '.join(why)}: every account's "
+                          f"scope would depend on each code path taking the account's role. Set "
+                          f"QIWANG_APP_DATABASE_URL to a login of {APP_ROLE} (e.g. ALTER ROLE {APP_ROLE} LOGIN "
+                          f"PASSWORD '…' as the owner, then postgresql://{APP_ROLE}:…@host/db)")
+
+
 def ensure_database(url: str) -> None:
     """Reachable, and PostGIS enabled (the schema's first requirement)."""
     check_reachable(url)

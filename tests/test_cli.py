@@ -114,3 +114,12 @@ def test_database_url_from_the_settings_file(tmp_path: Path) -> None:
     line = assert_one_line_error(qiwang("db", "url", QIWANG_SETTINGS_FILE=str(settings)), 1)
     assert line == (f"qiwang: error: {settings}: database_url must point at PostgreSQL with PostGIS "
                     "(postgresql://...), not sqlite://")
+
+
+def test_serve_refuses_to_log_in_as_the_owner(db_url: str) -> None:
+    """An external DATABASE_URL alone (no QIWANG_APP_DATABASE_URL) would serve as the owner: refused
+    before listening."""
+    line = assert_one_line_error(qiwang("serve", "--port", "1", DATABASE_URL=db_url), 1)
+    assert line.startswith("qiwang: error: the web server would log in as ")
+    assert line.endswith("Set QIWANG_APP_DATABASE_URL to a login of qiwang_app (e.g. ALTER ROLE qiwang_app LOGIN "
+                         "PASSWORD '…' as the owner, then postgresql://qiwang_app:…@host/db)")

@@ -153,6 +153,22 @@ def test_app_role_is_a_powerless_authenticator(owner_and_app: tuple[str, str]) -
              WHERE c.relispartition AND g.grantee IN ('qiwang_reader', 'qiwang_account')""").fetchone()[0] == 0
 
 
+def test_the_web_server_refuses_a_login_past_row_level_security(owner_and_app: tuple[str, str]) -> None:
+    from core.errors import QiwangError
+    from db.engine import check_authenticator
+
+    owner, app = owner_and_app
+    check_authenticator(app)   # the authenticator: serves
+    with pytest.raises(QiwangError) as refused:
+        check_authenticator(owner)
+    login = make_url(owner).username
+    assert str(refused.value) == (
+        f"the web server would log in as {login}, which is a superuser and bypasses row-level security and owns the "
+        "tables: every account's scope would depend on each code path taking the account's role. Set "
+        "QIWANG_APP_DATABASE_URL to a login of qiwang_app (e.g. ALTER ROLE qiwang_app LOGIN PASSWORD '…' as the "
+        "owner, then postgresql://qiwang_app:…@host/db)")
+
+
 def test_the_authenticator_alone_reads_nothing(owner_and_app: tuple[str, str]) -> None:
     assert app_error(owner_and_app[1], "SELECT count(*) FROM pipe") == "permission denied for table pipe"
     assert app_error(owner_and_app[1], "SELECT * FROM auth.account") == "permission denied for schema auth"

@@ -97,6 +97,9 @@ def serve_app(url: str, host: str, port: int) -> None:
     """Serve the web app with waitress (a production WSGI server; Flask's own is for debugging)."""
     import waitress
 
+    from db.engine import check_authenticator
+
+    check_authenticator(url)   # fail closed: never serve as a login that reads past row-level security
     try:
         server = waitress.create_server(web_app(url, settings().public_url or f"http://{host}:{port}"),
                                         host=host, port=port, threads=8,
