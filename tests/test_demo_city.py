@@ -13,6 +13,7 @@ import pytest
 import requests
 import shapely
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from conftest import DEMO_PIPES, ROOT, scalar
 from pyproj import Transformer
 
@@ -219,8 +220,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_load_demo_and_demo_commands_work_end_to_end(scratch_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": scratch_url}
+def test_load_demo_and_demo_commands_work_end_to_end(scratch_url: str, databases) -> None:
+    # an external database, as an operator would give it: the owner's URL, and the authenticator's
+    # login for the server (without it, serve and demo refuse to start: tests/test_cli.py)
+    app_url = databases.app_url(make_url(scratch_url).database)
+    env = {**os.environ, "DATABASE_URL": scratch_url, "QIWANG_APP_DATABASE_URL": app_url}
     done = subprocess.run([str(ROOT / "qiwang"), "load-demo", "--pipes", "1000", "--seed", "5"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
