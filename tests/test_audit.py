@@ -36,21 +36,9 @@ DISPATCHER_OF = {ENTERPRISE_A: "a_dispatcher", ENTERPRISE_B: "b_dispatcher"}
 
 
 @pytest.fixture(scope="module")
-def server(app_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
-    """The web app with the audit blueprint (registered here while app/web.py does not yet)."""
-    from app.audit_api import audit_blueprint
-    from app.web import create_app
-    from db.engine import get_engine
-
-    def make(url: str):
-        app = create_app(app_url, url, tmp_path_factory.mktemp("audit-jobs"))
-        if "audit" not in app.blueprints:
-            app.register_blueprint(audit_blueprint(get_engine(app_url)))
-        return app
-
-    running = BackgroundServer(make)
-    yield running
-    running.close()
+def server(live_server: BackgroundServer) -> BackgroundServer:
+    """The session's web server (app/web.py, the audit blueprint among its routes)."""
+    return live_server
 
 
 @pytest.fixture(scope="module")
