@@ -114,12 +114,21 @@ def clip_box(box: tuple[float, float, float, float], domain: tuple[float, float,
     return (w, s, e, n) if w <= e and s <= n else None
 
 
-def densify_step(box: tuple[float, float, float, float], degrees: float = 0.001, segments: int = 256) -> float:
+MAX_DENSIFIED_SEGMENTS = 100_000   # in one densified geometry: what PostgreSQL folds into a plan stays small
+
+
+def densify_step(box: tuple[float, float, float, float], degrees: float = 0.001, segments: int = 256,
+                 length: float = 0.0) -> float:
     """The segment length (degrees) to densify a geographic geometry of extent `box` with before
-    transforming it: `degrees` (≈ 100 m, so edges follow meridians and parallels), but never more
-    than `segments` segments along the longer side: a continent-sized box densified at 0.001° has
-    millions of vertices, and the chord of a 1/256 part of a zone-sized box is off by centimetres."""
-    return max(degrees, max(box[2] - box[0], box[3] - box[1]) / segments)
+    transforming it.
+
+    `degrees` (≈ 100 m, so edges follow meridians and parallels), but never more than `segments`
+    segments along the longer side (a continent-sized box densified at 0.001° has millions of
+    vertices, and the chord of a 1/256 part of a zone-sized box is off by centimetres), and never
+    more than MAX_DENSIFIED_SEGMENTS in all for a geometry whose edges are `length` degrees long
+    together (a zig-zag of 10,000 positions across the box would otherwise become millions).
+    """
+    return max(degrees, max(box[2] - box[0], box[3] - box[1]) / segments, length / MAX_DENSIFIED_SEGMENTS)
 
 
 # -- transforming points ---------------------------------------------------------------------------

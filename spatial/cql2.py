@@ -149,8 +149,9 @@ class _ToSql(Evaluator):
                 # ClipByBox2D never fails on an invalid polygon (ST_Intersection would).
                 sql = f"ST_ClipByBox2D({sql}, ST_MakeEnvelope({', '.join(map(repr, domain))}, {srid}))"
                 bounds = clip_box(bounds, domain) or domain
-            # Follow meridians and parallels, not straight chords (at most a few hundred segments a side).
-            sql = f"ST_Segmentize({sql}, {densify_step(bounds)!r})"
+            # Follow meridians and parallels, not straight chords (at most a few hundred segments a
+            # side, and a bounded number in all however the literal zig-zags).
+            sql = f"ST_Segmentize({sql}, {densify_step(bounds, length=float(shapely.length(g)))!r})"
         return f"ST_Transform({sql}, {self.collection.srid})"
 
     # -- tree -----------------------------------------------------------------------------------

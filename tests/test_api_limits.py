@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 import signed_in
@@ -24,7 +25,7 @@ from conftest import ROOT, LiveServer
 from signed_in import CITY
 from sqlalchemy.engine import make_url
 
-from core.crs import storage_domain
+from core.crs import MAX_DENSIFIED_SEGMENTS, densify_step, storage_domain
 from db.cluster import EmbeddedCluster
 from spatial import features
 from spatial.cql2 import MAX_DEPTH, MAX_POSITIONS
@@ -185,6 +186,29 @@ def test_large_polygon_within_the_cap_answers(http: requests.Session, ogc: str, 
             f"SELECT count(*) FROM station WHERE {IN_THE_CITY} AND ST_Intersects(geom, ST_Transform("
             "ST_Segmentize(ST_GeomFromText(:g, 4326), 0.001), 4550))"), {"g": polygon, "city": CITY}).scalar_one()
     assert body["numberMatched"] == expected > 0
+
+
+def test_a_zigzag_literal_is_densified_to_a_bounded_size(http: requests.Session, ogc: str,
+                                                         engine: sa.Engine) -> None:
+    """1,500 positions zig-zagging across the storage CRS's area of use: densified at a 256th of the
+    box they would be 385,000 vertices in the query's plan; the step grows so that they stay within
+    MAX_DENSIFIED_SEGMENTS, and the answer is the one PostGIS gives for that step."""
+    import shapely
+
+    line = "LINESTRING(" + ", ".join(f"{124.4 if i % 2 else 121.6} {round(40.8 + i * 0.0005, 4)}"
+                                     for i in range(1500)) + ")"
+    geometry = shapely.from_wkt(line)
+    edges = np.hypot(*np.diff(shapely.get_coordinates(geometry), axis=0).T)
+    step = densify_step(geometry.bounds, length=geometry.length)
+    assert np.ceil(edges / densify_step(geometry.bounds)).sum() > 3 * MAX_DENSIFIED_SEGMENTS   # unbounded
+    assert np.ceil(edges / step).sum() <= MAX_DENSIFIED_SEGMENTS + len(edges)
+    with engine.connect() as conn:
+        expected = conn.execute(sa.text(
+            f"SELECT count(*) FROM pipe WHERE {IN_THE_CITY} AND ST_Intersects(geom, ST_Transform("
+            "ST_Segmentize(ST_GeomFromText(:g, 4326), :s), 4550))"), {"g": line, "s": step, "city": CITY}).scalar_one()
+    answer = get(http, f"{ogc}/collections/pipes/items", filter=f"S_INTERSECTS(geometry, {line})", limit=1)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["numberMatched"] == expected > 0
 
 
 # -- defect 4: 500 instead of 400 -------------------------------------------------------------------

@@ -13,9 +13,9 @@ import pytest
 import requests
 import shapely
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 from conftest import DEMO_PIPES, ROOT, scalar
 from pyproj import Transformer
+from sqlalchemy.engine import make_url
 
 from demo.accounts import DEMO_ACCOUNTS
 from demo.city import CITY_CENTRE_LONLAT, generate
