@@ -13,6 +13,7 @@ to a file's field or imported; the importer writes the companions itself, by sea
 """
 from __future__ import annotations
 
+import datetime
 import functools
 import re
 import unicodedata
@@ -56,6 +57,12 @@ class FieldMapping:
         if comment:
             names.append(comment)
         return list(dict.fromkeys(names))
+
+    def given_values(self, table: str) -> tuple[dict[str, object], dict[str, object]]:
+        """(defaults, constants) of `table`: column → value. A default fills the column where the
+        file has no such field or the value is empty; a constant overrides the file."""
+        spec = self.layers.get(table, {})
+        return dict(spec.get("defaults", {})), dict(spec.get("constants", {}))
 
     def layer_names(self, table: str) -> list[str]:
         return [table, *self.layers.get(table, {}).get("names", [])]
@@ -119,9 +126,12 @@ class FieldMapping:
 
 _NAMES = {"type": "array", "items": {"type": ["string", "number"]}}  # aliases; YAML may read 2019 as a number
 _NAME_LISTS = {"type": "object", "additionalProperties": _NAMES}
+_VALUES = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}  # column → value
 _LAYER = {"type": "object", "additionalProperties": False, "properties": {
     "names": _NAMES,
     "fields": _NAME_LISTS,
+    "defaults": _VALUES,
+    "constants": _VALUES,
     "coordinates": {**_NAME_LISTS, "propertyNames": {"enum": ["start_x", "start_y", "end_x", "end_y"]}},
     "values": {"type": "object", "additionalProperties": _NAME_LISTS},
 }}
@@ -142,9 +152,19 @@ MAPPING_SCHEMA = {"type": "object", "additionalProperties": False, "properties":
 }}
 
 
+def _dates_as_text(value: object) -> object:
+    """YAML reads 2015-01-01 as a date: a value for a column, given as the file would give it."""
+    if isinstance(value, dict):
+        return {key: _dates_as_text(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_dates_as_text(v) for v in value]
+    return value.isoformat() if isinstance(value, datetime.date) else value
+
+
 def _read_yaml(path: Path) -> dict:
-    document = config_file.read_yaml(path, "the field mapping") or {}  # an empty override changes nothing
+    document = _dates_as_text(config_file.read_yaml(path, "the field mapping") or {})  # empty: no change
     config_file.check(document, MAPPING_SCHEMA, path)
+    assert isinstance(document, dict)  # the schema says so
     return document
 
 

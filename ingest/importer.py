@@ -44,6 +44,7 @@ reason without its values) for people; `problems` keeps every line.
 from __future__ import annotations
 
 import codecs
+import csv
 import math
 import re
 import struct
@@ -97,7 +98,8 @@ IMPORT_KINDS = {"pipes": "pipe", "nodes": "node", "valves": "valve", "stations":
                 "railways": "railway", "rivers": "river", "hazards": "hazard", "devices": "device",
                 "crew_bases": "crew_base"}
 # Write order: every layer after the layers it names by code (a valve names its pipe and node, …).
-LAYER_ORDER = ("node", "station", "pipe", "valve", "regulator", "device", "sensitive_site", "customer", "sentry",
+# Pipes come before stations: a pipe layer that names its nodes makes them, and a station names one.
+LAYER_ORDER = ("node", "pipe", "station", "valve", "regulator", "device", "sensitive_site", "customer", "sentry",
                "hazard", "road", "railway", "river", "crew_base")
 # References whose table a column of the row names: a hazard concerns a pipe, a valve… named by
 # (feature_type, feature_code) in files, as the exporter writes it. The id itself never comes from a file.
@@ -132,7 +134,7 @@ class LayerReport:
     reused_nodes: int = 0
     snapped_ends: int = 0
     max_snap_m: float = 0.0
-    nodes_by_code: bool = False  # pipes joined to imported nodes by from/to node codes, not by snapping
+    nodes_by_code: bool = False  # pipes name their nodes (from/to node codes): no snapping
 
 
 @dataclass
@@ -154,7 +156,10 @@ class ImportReport:
             if layer.unused_fields:
                 lines.append(f"  fields not imported: {', '.join(layer.unused_fields)}")
             if layer.table == "pipe" and layer.nodes_by_code:
-                lines.append("  nodes: taken from the from/to node codes (node layer of this import)")
+                lines.append(f"  nodes by name (from/to node codes): {layer.new_nodes:,} new, {layer.reused_nodes:,} "
+                             f"of the node layer or the database; {layer.snapped_ends:,} pipe ends moved onto their "
+                             f"node within {self.tolerance_m:g} m"
+                             + (f" (largest move {layer.max_snap_m:.3f} m)" if layer.snapped_ends else ""))
             elif layer.table == "pipe":
                 lines.append(f"  nodes: {layer.new_nodes:,} new, {layer.reused_nodes:,} existing reused; "
                              f"{layer.snapped_ends:,} pipe ends snapped within {self.tolerance_m:g} m"
@@ -165,36 +170,47 @@ class ImportReport:
 
 
 PROBLEMS_PER_KIND = 10  # problem lines listed per kind of problem unless every line is asked for
+FEATURES_SHOWN = 5  # features named in a line that stands for many identical problems
 # A reason's values (quoted codes, numbers) vary from line to line; without them it is its kind.
 _REASON_VALUES = re.compile(r"'[^']*'|\"[^\"]*\"|-?\d[\d,]*(?:\.\d+)?")
+
+
+def problem_parts(file: str, line: str) -> tuple[str, str, str, str]:
+    """(LAYER, FEATURE, FIELD, reason) of a problem line `FILE:LAYER:FEATURE:FIELD: reason`
+    ('*' where a line of another shape has no such part)."""
+    rest = line[len(file) + 1:] if line.startswith(f"{file}:") else line
+    parts = rest.split(":", 3)
+    if len(parts) < 4:
+        return "*", "*", "*", rest
+    layer, feature, field_name, reason = parts
+    return layer, feature, field_name, reason.strip()
 
 
 def problem_kind(file: str, line: str) -> tuple[str, str]:
     """(LAYER:FIELD, reason without its values) of a problem line `FILE:LAYER:FEATURE:FIELD: reason`:
     the lines that differ only by feature and values are problems of one kind."""
-    rest = line[len(file) + 1:] if line.startswith(f"{file}:") else line
-    parts = rest.split(":", 3)
-    if len(parts) < 4:
-        return "*", _REASON_VALUES.sub("…", rest)
-    layer, _feature, field_name, reason = parts
-    return f"{layer}:{field_name}", _REASON_VALUES.sub("…", reason.strip())
+    layer, _feature, field_name, reason = problem_parts(file, line)
+    if layer == "*" and field_name == "*":
+        return "*", _REASON_VALUES.sub("…", reason)
+    return f"{layer}:{field_name}", _REASON_VALUES.sub("…", reason)
 
 
 class ImportFailed(QiwangError):
-    """Problems found in the file; nothing was written. `problems` holds the report lines."""
+    """Problems found in the file; nothing was written. `problems` holds the report lines,
+    `skipped` the layers not taken (with why), to be listed whatever the outcome."""
 
-    def __init__(self, file: str, problems: list[str]) -> None:
+    def __init__(self, file: str, problems: list[str], skipped: list[str] | None = None) -> None:
         self.file = file
         self.problems = problems
+        self.skipped = list(skipped or [])
         super().__init__(f"{len(problems):,} problem{'s' * (len(problems) != 1)} in {file}: nothing imported")
 
     def report(self, per_kind: int | None = PROBLEMS_PER_KIND) -> list[str]:
         """The problems for a person: a summary first (how many of each kind, most first), then
-        the lines of each kind in feature order, the first `per_kind` of them (None: every one)
-        followed by how many more there are.
-
-        A re-import of an export, for one, has as many 'code … is already in the database' lines
-        as features: the summary says so in one line, the listing gives a few examples.
+        each kind's problems in feature order. Identical problems of several features are one line
+        with their count and the first features (`…: enterprise 2103020001 is not registered in
+        this database: 1,613 features (1, 2, 3, 4, 5, …)`); of each kind the first `per_kind` such
+        lines, then how many more problems there are. `per_kind` None: every line as it is.
         """
         kinds: dict[tuple[str, str], list[str]] = {}
         for line in self.problems:
@@ -203,14 +219,42 @@ class ImportFailed(QiwangError):
             return list(self.problems)  # nothing to group: every line is a kind of its own
         ranked = sorted(kinds.items(), key=lambda item: -len(item[1]))  # stable: file order among equals
         width = len(f"{len(ranked[0][1]):,}")
-        out = [f"{len(self.problems):,} problems of {len(kinds):,} kinds in {self.file}:"]
+        out = [f"{len(self.problems):,} problems of {len(kinds):,} kind{'s' * (len(kinds) != 1)} in {self.file}:"]
         out += [f"  {len(lines):>{width},} × {where}: {reason}" for (where, reason), lines in ranked]
         for _kind, lines in ranked:
-            shown = lines if per_kind is None else lines[:per_kind]
-            out += shown
-            if len(lines) > len(shown):
-                out.append(f"… and {len(lines) - len(shown):,} more of this kind (--all-errors lists every one)")
+            if per_kind is None:
+                out += lines
+                continue
+            groups = self._identical(lines)
+            shown = groups[:per_kind]
+            out += [line for line, _ in shown]
+            if rest := len(lines) - sum(n for _, n in shown):
+                out.append(f"… and {rest:,} more of this kind (--all-problems lists every one)")
         return out
+
+    def _identical(self, lines: list[str]) -> list[tuple[str, int]]:
+        """Lines of one kind with identical layer, field and reason folded into one: (line, count)."""
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for line in lines:
+            layer, feature, field_name, reason = problem_parts(self.file, line)
+            groups.setdefault((layer, field_name, reason), []).append(feature)
+        out = []
+        for (layer, field_name, reason), features in groups.items():
+            if len(features) == 1:
+                out.append((f"{self.file}:{layer}:{features[0]}:{field_name}: {reason}", 1))
+                continue
+            named = ", ".join(features[:FEATURES_SHOWN]) + (", …" if len(features) > FEATURES_SHOWN else "")
+            out.append((f"{self.file}:{layer}:{field_name}: {reason}: {len(features):,} features ({named})",
+                        len(features)))
+        return out
+
+    def write_csv(self, path: Path) -> None:
+        """Every problem as a row of a CSV file (UTF-8 with BOM, as Excel opens it): file, layer,
+        feature, field, reason."""
+        with path.open("w", newline="", encoding="utf-8-sig") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "layer", "feature", "field", "reason"])
+            writer.writerows([self.file, *problem_parts(self.file, line)] for line in self.problems)
 
 
 class _Problems:
@@ -705,6 +749,51 @@ class _Nodes:
     geoms: np.ndarray  # pipes with ends moved onto their nodes
 
 
+def _node_frame(pipes: pd.DataFrame, node_of_end: np.ndarray, points: np.ndarray) -> pd.DataFrame:
+    """New nodes' rows (without id and code) for the pipe ends that make them.
+
+    `node_of_end`: for each of the 2n ends (the n starts, then the n ends) the index of its new
+    node in `points`, or -1 (an existing node). A node's type follows its degree, its pressure class
+    is the highest of its pipes', its ground elevation, depth, enterprise and division are those
+    of the first end that makes it."""
+    n = len(pipes)
+    mine = node_of_end >= 0
+    nodes, first = np.unique(node_of_end[mine], return_index=True)
+    assert len(nodes) == len(points), "every new node is made by some end"
+    rep = np.flatnonzero(mine)[first]  # index into the ends
+    pipe_row, at_start = rep % n, rep < n
+    degree = np.bincount(node_of_end[mine], minlength=len(points))
+    pressure = pd.Series(np.concatenate([pipes["pressure_class"].to_numpy()] * 2)[mine])
+    node_pressure = pressure.groupby(node_of_end[mine]).max().to_numpy()
+    frame = pd.DataFrame({
+        "node_type": pd.array(np.select([degree >= 3, degree == 1], [TEE, END], 0), dtype="Int16").astype(object),
+        "role": "junction",
+        "pressure_class": node_pressure.astype(int),
+        "ground_elevation_m": np.where(at_start, pipes["start_elevation_m"].to_numpy()[pipe_row],
+                                       pipes["end_elevation_m"].to_numpy()[pipe_row]),
+        "depth_m": np.where(at_start, pipes["start_depth_m"].to_numpy()[pipe_row],
+                            pipes["end_depth_m"].to_numpy()[pipe_row]),
+        "geom": points,
+        "enterprise_code": pipes["enterprise_code"].to_numpy(dtype=object)[pipe_row],
+        "admin_code": pipes["admin_code"].to_numpy(dtype=object)[pipe_row],
+    })
+    frame.loc[degree == 2, "node_type"] = None
+    return frame
+
+
+def _ends_moved(lines: np.ndarray, targets: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """`lines` with the ends flagged in `moved` (the n starts, then the n ends) put on `targets`
+    (2n × 2, plan coordinates); heights stay the line's own."""
+    n = len(lines)
+    out = lines.copy()
+    for which, rows in ((0, np.flatnonzero(moved[:n])), (-1, np.flatnonzero(moved[n:]))):
+        for row in rows:
+            coords = shapely.get_coordinates(out[row], include_z=True)
+            coords[which, :2] = targets[row if which == 0 else row + n]
+            out[row] = shapely.LineString(coords)
+    return out
+
+
 def _build_nodes(conn: Connection, pipes: pd.DataFrame, geoms: np.ndarray, tolerance: float, srid: int) -> _Nodes:
     """One node per cluster of pipe ends within `tolerance` metres (per enterprise), reusing nodes
     already in the database; ends are moved (in plan, Z kept) onto their node."""
@@ -737,41 +826,92 @@ def _build_nodes(conn: Connection, pipes: pd.DataFrame, geoms: np.ndarray, toler
     end_label = labels[k:]
     moved = np.hypot(*(all_xyz[end_label, :2] - points[:, :2]).T)
     snapped = moved > 0
-    # move snapped ends onto their node in plan; heights stay the pipe's own
-    target = np.column_stack([all_xyz[end_label, :2], points[:, 2]])
-    out = geoms.copy()
-    for which, rows in ((0, np.flatnonzero(snapped[:n])), (-1, np.flatnonzero(snapped[n:]))):
-        for row in rows:
-            coords = shapely.get_coordinates(out[row], include_z=True)
-            coords[which] = target[row if which == 0 else row + n]
-            out[row] = shapely.LineString(coords)
-    new_labels, first = np.unique(end_label[end_label >= k], return_index=True)
+    out = _ends_moved(geoms, all_xyz[end_label, :2], snapped)
+    new_labels = np.unique(end_label[end_label >= k])
     new_index = np.full(len(all_xyz), -1)
     new_index[new_labels] = np.arange(len(new_labels))
     existing_ids = np.concatenate([existing["id"].to_numpy(dtype=np.int64), np.zeros(len(points), np.int64)])
     node_of_end = np.where(end_label < k, -existing_ids[end_label] - 1, new_index[end_label])
-    # attributes of new nodes: from the first pipe end in each cluster
-    rep = np.flatnonzero(end_label >= k)[first]  # index into points
-    pipe_row = rep % n
-    at_start = rep < n
-    degree = np.bincount(new_index[end_label[end_label >= k]], minlength=len(new_labels))
-    pressure = pd.Series(np.concatenate([pipes["pressure_class"].to_numpy()] * 2)[end_label >= k])
-    node_pressure = pressure.groupby(new_index[end_label[end_label >= k]]).max().to_numpy()
-    frame = pd.DataFrame({
-        "node_type": pd.array(np.select([degree >= 3, degree == 1], [TEE, END], 0), dtype="Int16").astype(object),
-        "role": "junction",
-        "pressure_class": node_pressure.astype(int),
-        "ground_elevation_m": np.where(at_start, pipes["start_elevation_m"].to_numpy()[pipe_row],
-                                       pipes["end_elevation_m"].to_numpy()[pipe_row]),
-        "depth_m": np.where(at_start, pipes["start_depth_m"].to_numpy()[pipe_row],
-                            pipes["end_depth_m"].to_numpy()[pipe_row]),
-        "geom": shapely.points(all_xyz[new_labels]),
-        "enterprise_code": pipes["enterprise_code"].to_numpy(dtype=object)[pipe_row],
-        "admin_code": pipes["admin_code"].to_numpy(dtype=object)[pipe_row],
-    })
-    frame.loc[degree == 2, "node_type"] = None
+    frame = _node_frame(pipes, new_index[end_label], shapely.points(all_xyz[new_labels]))
     return _Nodes(frame, node_of_end[:n], node_of_end[n:], len(np.unique(end_label[end_label < k])),
                   int(snapped.sum()), float(moved.max()) if len(moved) else 0.0, out)
+
+
+# -- nodes by name ---------------------------------------------------------------------------------
+@dataclass
+class _NamedNodes:
+    """The nodes a pipe layer names (from/to node codes) that neither its node layer nor the
+    database has: made at the first end naming each."""
+
+    frame: pd.DataFrame  # new nodes with their codes, ready for COPY (ids given at write time)
+    node_of_end: np.ndarray  # per end (the n starts, then the n ends): index into frame, or -1
+
+
+def _node_positions(rows: pd.DataFrame, geoms: np.ndarray) -> pd.DataFrame:
+    """enterprise_code, code, x, y of nodes (a node layer, or the nodes a pipe layer names)."""
+    return pd.DataFrame({"enterprise_code": rows["enterprise_code"].to_numpy(dtype=object),
+                         "code": rows["code"].to_numpy(dtype=object),
+                         "x": shapely.get_x(geoms), "y": shapely.get_y(geoms)})
+
+
+def _named_nodes(conn: Connection, pipes: _Prepared, imported: list[pd.DataFrame], tolerance_m: float) -> None:
+    """Nodes of a pipe layer that names them: each end must lie within `tolerance_m` (metres, in
+    plan) of the node it names, be it of the node layer, of the database, or made here by the
+    first end naming it; one problem line per end that does not. `imported`: positions of the
+    nodes of this import so far (_node_positions). Sets `pipes.named`, moves the ends onto their
+    nodes and reports on the layer."""
+    rows, n = pipes.rows, len(pipes.rows)
+    which = ("from", "to")
+    codes = np.concatenate([pipes.refs["from_node_id"].to_numpy(dtype=object),
+                            pipes.refs["to_node_id"].to_numpy(dtype=object)])
+    enterprise = np.concatenate([rows["enterprise_code"].to_numpy(dtype=object)] * 2)
+    points = np.concatenate([shapely.get_point(pipes.geoms, 0), shapely.get_point(pipes.geoms, -1)])
+    xy = np.column_stack([shapely.get_x(points), shapely.get_y(points)])
+    usable = ~np.isnan(xy[:, 0]) & pd.notna(codes) & pd.notna(enterprise)
+    key = pd.Series(np.where(usable, enterprise.astype(str) + "\x1f" + codes.astype(str), None), dtype=object)
+
+    known = [pd.DataFrame(conn.execute(
+        text("SELECT enterprise_code, code, ST_X(geom) AS x, ST_Y(geom) AS y FROM node WHERE code = ANY(:c)"),
+        {"c": sorted(set(codes[usable]))}).all(), columns=["enterprise_code", "code", "x", "y"])]
+    nodes = pd.concat([*known, *imported], ignore_index=True).dropna()
+    nodes_key = nodes["enterprise_code"].astype(str) + "\x1f" + nodes["code"].astype(str)
+    position = pd.DataFrame({"x": nodes["x"].to_numpy(), "y": nodes["y"].to_numpy()}, index=nodes_key.to_numpy())
+    position = position[~position.index.duplicated()]   # a code twice is reported by _check_codes
+    target = position.reindex(key.to_numpy()).to_numpy(dtype=float, copy=True)
+    has_node = usable & ~np.isnan(target[:, 0])
+
+    # a name no node has: the first end naming it (in row order, a start before its end) places it
+    order = np.argsort(np.r_[np.arange(n) * 2, np.arange(n) * 2 + 1], kind="stable")
+    new = usable & ~has_node
+    ends = order[new[order]]
+    labels, _ = pd.factorize(key.to_numpy()[ends])   # numbered in order of first appearance
+    node_of_end = np.full(2 * n, -1)
+    node_of_end[ends] = labels
+    first_end = ends[np.unique(labels, return_index=True)[1]]
+    target[new] = xy[first_end[node_of_end[new]]]
+    distance = np.hypot(*(xy - target).T)
+
+    field_of = {0: pipes.ref_fields["from_node_id"], 1: pipes.ref_fields["to_node_id"]}
+    for end in np.flatnonzero(usable & (distance > tolerance_m)):
+        row, side = end % n, int(end // n)
+        where = ("the node layer or the database puts it" if has_node[end]
+                 else f"row {first_end[node_of_end[end]] % n + 1} puts it")
+        pipes.problems.rows(np.array([row]), field_of[side], (
+            f"{which[side]}-node {codes[end]!r} is {distance[end]:,.2f} m from the pipe's drawn "
+            f"{'start' if side == 0 else 'end'}, where {where} (tolerance {tolerance_m:g} m)"))
+    loops = np.flatnonzero(usable[:n] & usable[n:] & (key[:n].to_numpy() == key[n:].to_numpy()))
+    pipes.problems.rows(loops, field_of[1], [f"both ends name node {codes[row]!r}" for row in loops])
+
+    moved = usable & (distance > 0) & (distance <= tolerance_m)
+    pipes.geoms = _ends_moved(pipes.geoms, target, moved)
+    xyz = shapely.get_coordinates(points[first_end], include_z=True) if len(first_end) else np.empty((0, 3))
+    frame = _node_frame(rows, node_of_end, shapely.points(np.column_stack([target[first_end], xyz[:, 2:]])))
+    frame.insert(0, "code", codes[first_end])
+    pipes.named = _NamedNodes(frame, node_of_end)
+    report = pipes.report
+    report.new_nodes, report.reused_nodes = len(frame), len(set(key[has_node]))
+    report.snapped_ends = int(moved.sum())
+    report.max_snap_m = float(distance[moved].max()) if moved.any() else 0.0
 
 
 # -- one layer -------------------------------------------------------------------------------------
@@ -785,6 +925,7 @@ class _Prepared:
     refs: dict[str, pd.Series]  # reference column (…_id) → code of the referenced feature, per row
     ref_fields: dict[str, str]  # reference column → source field
     problems: _Problems
+    named: _NamedNodes | None = None  # a pipe layer's nodes by name (_named_nodes)
 
 
 @dataclass
@@ -853,8 +994,8 @@ def _references(src: _Source, schema: TableSchema, mapping: FieldMapping, nodes_
                 problems: _Problems) -> tuple[dict[str, pd.Series], dict[str, str]]:
     """Codes naming other features (<column>_code fields), per reference column, and their fields.
 
-    A pipe's from/to nodes are taken by code only when its nodes come in the same import;
-    otherwise they are built from the pipe ends (snapping)."""
+    A pipe's from/to nodes are taken by code when the layer names both (nodes by name); otherwise
+    they are built from the pipe ends (snapping)."""
     refs, fields = {}, {}
     for column in schema.references:
         if schema.name == "pipe" and not nodes_by_code:
@@ -927,6 +1068,49 @@ def _geometries(conn: Connection, src: _Source, schema: TableSchema, rows: pd.Da
     return geoms, note, sheet or {}
 
 
+def parse_set_options(options: list[str] | tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """`--set LAYER.COLUMN=VALUE` options as table → column → value. LAYER is a kind of --as
+    (pipes) or a table (pipe)."""
+    out: dict[str, dict[str, str]] = {}
+    for option in options:
+        where, equals, value = option.partition("=")
+        layer, dot, column = where.strip().partition(".")
+        table = IMPORT_KINDS.get(layer, layer)
+        if not (equals and dot and column.strip()):
+            raise QiwangError(f"--set {option}: give LAYER.COLUMN=VALUE, e.g. pipes.pressure_class=中压")
+        if table not in IMPORT_KINDS.values():
+            raise QiwangError(f"--set {option}: no layer {layer!r} (choose one of {', '.join(IMPORT_KINDS)})")
+        out.setdefault(table, {})[column.strip()] = value.strip()
+    return out
+
+
+def _given_values(frame: pd.DataFrame, table: str, importable: list[str], found: dict[str, str],
+                  mapping: FieldMapping, set_values: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The layer's fields with the mapping's defaults and constants and the --set values laid in,
+    and column → field with them. A value the file lacks comes in a field named after where it was
+    given (`defaults.pressure_class`, `--set pipes.pressure_class`), so that a problem line says so."""
+    defaults, constants = mapping.given_values(table)
+    kind = next(k for k, t in IMPORT_KINDS.items() if t == table)
+    given = [(f"layers.{table}.defaults", column, value, False) for column, value in defaults.items()]
+    given += [(f"layers.{table}.constants", column, value, True) for column, value in constants.items()]
+    given += [("--set", column, value, True) for column, value in set_values.items()]
+    if not given:
+        return frame, found
+    frame, found = frame.copy(), dict(found)
+    for where, column, value, overrides in given:
+        if column not in importable:
+            raise QiwangError(f"{where}: {table} has no column {column!r} a file may give "
+                              f"(columns: {', '.join(importable)})")
+        name = f"--set {kind}.{column}" if where == "--set" else f"{where.rsplit('.', 1)[1]}.{column}"
+        if column in found and not overrides:
+            field_name = found[column]
+            frame[field_name] = frame[field_name].astype(object).where(~_blank(frame[field_name]), value)
+        else:
+            frame[name] = pd.Series([value] * len(frame), index=frame.index, dtype=object)
+            found[column] = name
+    return frame, found
+
+
 def importable_columns(schema: TableSchema) -> list[str]:
     """The columns of `schema` a file may give, in table order: not ids, timestamps or generated
     columns (BUILT_COLUMNS), not references (a file names those by code), not geometry."""
@@ -937,17 +1121,23 @@ def importable_columns(schema: TableSchema) -> list[str]:
 
 def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: FieldMapping,
              crs_option: str | None, enterprise_option: str | None,
-             with_nodes: bool = False) -> tuple[_Prepared, _Problems]:
-    """Convert and check one layer; nothing is written here. `with_nodes`: a node layer comes in
-    the same import (pipes then name their nodes by code)."""
+             set_values: dict[str, str] | None = None) -> tuple[_Prepared, _Problems]:
+    """Convert and check one layer; nothing is written here. `set_values`: --set column → value."""
     problems = _Problems(file, src.layer)
     schema = table_schema(conn, table)
     importable = importable_columns(schema)
     found = mapping.resolve(table, importable, list(src.frame.columns), schema.comments)
+    frame, found = _given_values(src.frame, table, importable, found, mapping, set_values or {})
+    given_fields = set(frame.columns) - set(src.frame.columns)
+    src = _Source(src.layer, frame, src.wkb, src.crs, src.geometry_type, src.encoding,
+                  (*src.constant_fields, *given_fields))
     mandatory = (APPENDIX_MANDATORY.get(table, set()) | (schema.not_null - schema.has_default)) & set(importable)
+    kind = next(k for k, t in IMPORT_KINDS.items() if t == table)
     for column in sorted(mandatory - set(found) - {"enterprise_code", "admin_code"}, key=importable.index):
-        problems.layer(column, f"mandatory field {schema.comments[column]} is missing")
-    nodes_by_code = table == "pipe" and with_nodes and {"from_node_id", "to_node_id"} <= set(
+        problems.layer(column, f"mandatory field {schema.comments[column]} is missing (give it in the file, "
+                               f"as layers.{table}.defaults.{column} in a --mapping file, or with "
+                               f"--set {kind}.{column}=…)")
+    nodes_by_code = table == "pipe" and {"from_node_id", "to_node_id"} <= set(
         c for c in schema.references
         if f"{c.removesuffix('_id')}_code" in mapping.resolve(table, [f"{c.removesuffix('_id')}_code"],
                                                               list(src.frame.columns)))
@@ -975,7 +1165,8 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
     unknown = np.flatnonzero(rows["enterprise_code"].notna().to_numpy()
                              & ~rows["enterprise_code"].isin(known).to_numpy())
     problems.rows(unknown, ent_field, [
-        f"enterprise {rows['enterprise_code'].iloc[i]} is not registered in this database" for i in unknown])
+        f"enterprise {rows['enterprise_code'].iloc[i]} is not registered in this database (register it with "
+        f"./qiwang enterprise add {rows['enterprise_code'].iloc[i]} --name … --credit-code …)" for i in unknown])
 
     source_crs = _source_crs(src, crs_option, mapping, problems)
     geoms, geometry_note, sheet = _geometries(conn, src, schema, rows, mapping, source_crs, problems)
@@ -1100,7 +1291,9 @@ def _choose(path: Path, layers: list[tuple[str, str | None]], file: str, layer: 
         elif table:
             skipped.append(f"{name}: {table} layers are not imported")
         else:
-            skipped.append(f"{name}: not recognised as any layer (say what it holds with --layer {name} --as …)")
+            skipped.append(f"{name}: not recognised as any layer (to take it, name it under layers.<table>.names "
+                           f"in a --mapping file, e.g. layers.valve.names: [{name}], or import it alone with "
+                           f"--layer {name} --as KIND)")
     return chosen, skipped
 
 
@@ -1140,9 +1333,14 @@ def _check_references(conn: Connection, prepared_layers: list[_Prepared]) -> Non
             keys.setdefault(prepared.table, set()).update(
                 zip(prepared.rows["enterprise_code"].to_numpy(dtype=object),
                     prepared.rows["code"].to_numpy(dtype=object), strict=True))
+        if prepared.named is not None:  # the nodes a pipe layer makes by naming them
+            keys.setdefault("node", set()).update(zip(prepared.named.frame["enterprise_code"].to_numpy(dtype=object),
+                                                      prepared.named.frame["code"].to_numpy(dtype=object), strict=True))
     for prepared in prepared_layers:
         enterprises = prepared.rows["enterprise_code"].to_numpy(dtype=object)
         for column, codes in prepared.refs.items():
+            if prepared.named is not None and column in ("from_node_id", "to_node_id"):
+                continue  # named nodes exist or are made (_named_nodes)
             targets = _targets(prepared, column).to_numpy(dtype=object)
             for referenced in sorted({t for t in targets if isinstance(t, str)}):
                 pairs = list(zip(enterprises, codes.to_numpy(dtype=object), strict=True))
@@ -1206,6 +1404,33 @@ def _copy_pipes(conn: Connection, prepared: _Prepared, nodes: _Nodes, srid: int)
     copy_frame(conn, "pipe", to_copy_text(pipes, ("geom",)))
 
 
+def _write_named_pipes(conn: Connection, prepared: _Prepared, srid: int) -> None:
+    """COPY the nodes a pipe layer names and nobody has yet, then the pipes, their ends on
+    those nodes or on the nodes of the node layer and the database (one transaction: the caller's)."""
+    assert prepared.named is not None
+    conn.execute(text("LOCK TABLE node, pipe IN SHARE ROW EXCLUSIVE MODE"))  # ids below stay ours
+    n = len(prepared.rows)
+    with _bulk(conn, ["pipe", "node"], n):
+        nodes = prepared.named.frame.copy()
+        base = int(conn.execute(text("SELECT COALESCE(max(id), 0) FROM node")).scalar_one())
+        ids = base + 1 + np.arange(len(nodes), dtype=np.int64)
+        nodes.insert(0, "id", ids)
+        nodes["geom"] = shapely.set_srid(nodes["geom"].to_numpy(), srid)
+        copy_frame(conn, "node", to_copy_text(nodes, ("geom",)))
+        conn.execute(text(
+            "SELECT setval(pg_get_serial_sequence('node', 'id'), GREATEST((SELECT max(id) FROM node), 1))"))
+        pipes = prepared.rows.copy()
+        for side, column in enumerate(("from_node_id", "to_node_id")):
+            made = prepared.named.node_of_end[side * n:(side + 1) * n]
+            elsewhere = _reference_ids(conn, "node", pipes["enterprise_code"], prepared.refs[column].where(made < 0))
+            pipes[column] = np.where(made >= 0, ids[np.maximum(made, 0)] if len(ids) else 0,
+                                     elsewhere.to_numpy(dtype=np.int64, na_value=0))
+        pipes["geom"] = shapely.set_srid(prepared.geoms, srid)
+        copy_frame(conn, "pipe", to_copy_text(pipes, ("geom",)))
+    for table in ("node", "pipe"):
+        conn.execute(text(f"ANALYZE {table}"))
+
+
 def _reference_ids(conn: Connection, table: str, enterprise: pd.Series, codes: pd.Series) -> pd.Series:
     """Ids of the features of `table` that (enterprise, code) name; <NA> where no code is given."""
     wanted = sorted(set(codes.dropna()))
@@ -1266,6 +1491,7 @@ def import_file(
     mapping_file: Path | None = None,
     echo: Callable[[str], None] = lambda _: None,
     keyring: Keyring | None = None,
+    set_values: dict[str, dict[str, str]] | None = None,
 ) -> ImportReport:
     """Check a file (or every geodata file of a folder) and, when nothing is wrong and not
     `dry_run`, import every layer it recognises in one transaction.
@@ -1275,7 +1501,8 @@ def import_file(
     run writes too, inside the transaction, so that the database's own checks run, then rolls back.
     `crs` is an EPSG code or LOCAL:<grid of the mapping file>; `tolerance_m` the snapping distance
     for pipe ends, in metres of the storage CRS; `mapping_file` a YAML file laid over
-    data/field_mapping.yaml. `echo` gets one line per step (reading, writing). `keyring` seals
+    data/field_mapping.yaml; `set_values` table → column → value, constants of `--set`
+(parse_set_options). `echo` gets one line per step (reading, writing). `keyring` seals
     the phone numbers of the layers that have some (default: the deployment's,
     accounts.personal_data.load_keyring, made when missing).
     """
@@ -1288,7 +1515,6 @@ def import_file(
         raise QiwangError(f"snapping tolerance {tolerance_m} m: give 0 to 10 m")
     mapping = load_mapping(mapping_file)
     chosen, skipped = _plan(path, file, layer, kind, mapping)
-    with_nodes = any(c.table == "node" for c in chosen)
     report = ImportReport(file, skipped=skipped, tolerance_m=tolerance_m)
     with engine.connect() as conn:
         transaction = conn.begin()
@@ -1297,12 +1523,19 @@ def import_file(
             for number, item in enumerate(chosen, 1):
                 echo(f"[{number}/{len(chosen)}] reading {item.file}:{item.layer} → {item.table}")
                 source = _read(item.path, item.file, item.layer, mapping, item.table)
-                prepared, _ = _prepare(conn, source, item.file, item.table, mapping, crs, enterprise, with_nodes)
+                prepared, _ = _prepare(conn, source, item.file, item.table, mapping, crs, enterprise,
+                                       (set_values or {}).get(item.table))
                 prepared_layers.append(prepared)
+            imported = [_node_positions(p.rows, p.geoms) for p in prepared_layers if p.table == "node"]
+            for prepared in prepared_layers:
+                if prepared.table == "pipe" and prepared.report.nodes_by_code:
+                    _named_nodes(conn, prepared, imported, tolerance_m)
+                    assert prepared.named is not None
+                    imported.append(_node_positions(prepared.named.frame, prepared.named.frame["geom"].to_numpy()))
             _check_references(conn, prepared_layers)
             lines = [line for prepared in prepared_layers for line in prepared.problems.lines()]
             if lines:
-                raise ImportFailed(file, lines)
+                raise ImportFailed(file, lines, skipped)
             srid = table_schema(conn, "node").srid
             if keyring is None and any(p.table in PERSONAL_COLUMNS for p in prepared_layers):
                 keyring = load_keyring()
@@ -1314,7 +1547,9 @@ def import_file(
                     report.layers.append(prepared.report)
                     echo(f"[{number}/{len(prepared_layers)}] writing {prepared.report.features:,} "
                          f"{prepared.table} rows")
-                    if prepared.table == "pipe" and not prepared.report.nodes_by_code:
+                    if prepared.named is not None:
+                        _write_named_pipes(conn, prepared, srid)
+                    elif prepared.table == "pipe":
                         _write_pipes(conn, prepared, _snapped_pipes(conn, prepared, tolerance_m, srid), srid)
                     else:
                         _write_features(conn, prepared, srid, keyring)

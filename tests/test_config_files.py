@@ -112,7 +112,7 @@ def test_an_unreadable_rules_file(tmp_path: Path) -> None:
 MAPPING_ERRORS = [
     ("layers: [pipe]", "layers: must be a mapping, not ['pipe']"),
     ("layers: {pipe: {feilds: {code: [编号]}}}",
-     "layers.pipe: unknown key feilds (allowed: coordinates, fields, names, values)"),
+     "layers.pipe: unknown key feilds (allowed: constants, coordinates, defaults, fields, names, values)"),
     ("layers: {pipe: {fields: {code: 编号}}}", "layers.pipe.fields.code: must be a list, not '编号'"),
     ("layers: {pipe: {fields: {code: [编号, yes]}}}",
      "layers.pipe.fields.code[1]: must be text or a number, not True"),

@@ -277,7 +277,8 @@ def test_mapping_file_adds_field_names(target: sa.Engine, tmp_path: Path) -> Non
     path = tmp_path / "own_names.gpkg"
     pyogrio.write_dataframe(pipe_frame([row], [anshan_line(0)]), path, layer="pipe")
     assert failed_lines(target, path, enterprise=ENTERPRISE) == [
-        "own_names.gpkg:pipe:*:material: mandatory field 管道材质 is missing"]
+        "own_names.gpkg:pipe:*:material: mandatory field 管道材质 is missing "
+        "(give it in the file, as layers.pipe.defaults.material in a --mapping file, or with --set pipes.material=…)"]
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text("layers:\n  pipe:\n    fields:\n      material: [GXCZ]\n", encoding="utf-8")
     report = import_file(target, path, enterprise=ENTERPRISE, mapping_file=mapping)
@@ -371,8 +372,10 @@ def test_missing_mandatory_field_and_enterprise(target: sa.Engine, tmp_path: Pat
     path = tmp_path / "missing.gpkg"
     pyogrio.write_dataframe(pipe_frame([row], [anshan_line(0)]), path, layer="pipe")
     assert failed_lines(target, path) == [
-        "missing.gpkg:pipe:*:road_name: mandatory field 所在道路 is missing",
-        "missing.gpkg:pipe:*:survey_date: mandatory field 探测日期 is missing",
+        "missing.gpkg:pipe:*:road_name: mandatory field 所在道路 is missing "
+        "(give it in the file, as layers.pipe.defaults.road_name in a --mapping file, or with --set pipes.road_name=…)",
+        "missing.gpkg:pipe:*:survey_date: mandatory field 探测日期 is missing "
+        "(give it in the file, as layers.pipe.defaults.survey_date in a --mapping file, or with --set pipes.survey_date=…)",
         "missing.gpkg:pipe:*:enterprise_code: the file has no 企业唯一编码 field: give --enterprise CODE",
     ]
 
@@ -381,7 +384,8 @@ def test_unregistered_enterprise(target: sa.Engine, tmp_path: Path) -> None:
     path = tmp_path / "other.gpkg"
     pyogrio.write_dataframe(pipe_frame([chinese_pipe("E1", 企业唯一编码="2103020009")], [anshan_line(0)]), path)
     assert failed_lines(target, path) == [
-        "other.gpkg:other:1:企业唯一编码: enterprise 2103020009 is not registered in this database",
+        "other.gpkg:other:1:企业唯一编码: enterprise 2103020009 is not registered in this database (register it with "
+        "./qiwang enterprise add 2103020009 --name … --credit-code …)",
     ]
 
 
@@ -466,11 +470,11 @@ def test_cli_reimport_of_an_export_summarises_first_and_groups_each_kind(db_url:
     assert lines[3] == (f"{out}:pipe:1:code: code {first.code!r} is already in the database "
                         f"(enterprise {first.enterprise_code})")
     assert [line.split(":")[2] for line in lines[3:13]] == [str(i) for i in range(1, 11)]
-    assert lines[13] == f"… and {pipes - 10:,} more of this kind (--all-errors lists every one)"
+    assert lines[13] == f"… and {pipes - 10:,} more of this kind (--all-problems lists every one)"
     assert lines[14].startswith(f"{out}:valve:1:code: code 'FM")
-    assert lines[24:] == [f"… and {valves - 10:,} more of this kind (--all-errors lists every one)"]
+    assert lines[24:] == [f"… and {valves - 10:,} more of this kind (--all-problems lists every one)"]
     assert done.stderr.splitlines()[-1] == f"qiwang: error: {pipes + valves:,} problems in {out}: nothing imported"
-    every = qiwang(db_url, "import", "--all-errors", str(out)).stdout.splitlines()
+    every = qiwang(db_url, "import", "--all-problems", str(out)).stdout.splitlines()
     assert every[:3] == lines[:3] and len(every) == 3 + pipes + valves
     assert all(re.fullmatch(rf"{re.escape(str(out))}:(pipe|valve):\d+:code: code '\w+' is already in the database "
                             r"\(enterprise \d{10}\)", line) for line in every[3:])

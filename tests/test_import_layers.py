@@ -155,7 +155,8 @@ def test_network_layers_named_by_code(target: sa.Engine, tmp_path: Path) -> None
     small_network(path, [valve_row("V1", "P1", "N1")])
     report = import_file(target, path)
     assert [layer.table for layer in report.layers] == ["node", "pipe", "valve"]
-    assert report.skipped == ["巡检轨迹: not recognised as any layer (say what it holds with --layer 巡检轨迹 --as …)"]
+    assert report.skipped == ["巡检轨迹: not recognised as any layer (to take it, name it under layers.<table>.names in a --mapping "
+                              "file, e.g. layers.valve.names: [巡检轨迹], or import it alone with --layer 巡检轨迹 --as KIND)"]
     with target.connect() as conn:
         got = conn.execute(sa.text(
             "SELECT v.code, p.code, n.code, v.valve_type, v.normal_state, ST_Z(v.geom), "
@@ -319,8 +320,10 @@ def test_cli_imports_whole_geopackage_and_names_unknown_layers(target: sa.Engine
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
     assert out[0] == f"{path}:节点 → node: 2 features; CRS EPSG:4550 (from the file) → EPSG:4550"
-    assert "  nodes: taken from the from/to node codes (node layer of this import)" in out
-    assert "skipped layer 巡检轨迹: not recognised as any layer (say what it holds with --layer 巡检轨迹 --as …)" in out
+    assert ("  nodes by name (from/to node codes): 0 new, 2 of the node layer or the database; 0 pipe ends moved "
+            "onto their node within 0.05 m") in out
+    assert ("skipped layer 巡检轨迹: not recognised as any layer (to take it, name it under layers.<table>.names in a "
+            "--mapping file, e.g. layers.valve.names: [巡检轨迹], or import it alone with --layer 巡检轨迹 --as KIND)") in out
     assert out[-1] == "written in one transaction"
     assert "[3/3] writing 1 valve rows" in done.stderr.splitlines()  # progress on stderr
     assert (count(target, "node"), count(target, "pipe"), count(target, "valve")) == (2, 1, 1)

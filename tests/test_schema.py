@@ -29,7 +29,7 @@ def test_alembic_upgrade_downgrade_upgrade(scratch_url: str) -> None:
             # only PostGIS's spatial_ref_sys and alembic's bookkeeping are left
             assert tables == 2
             assert scalar(engine, "SELECT to_regnamespace('dict')") is None
-    assert scalar(engine, "SELECT version_num FROM alembic_version") == "0020"
+    assert scalar(engine, "SELECT version_num FROM alembic_version") == "0021"
     assert scalar(engine, "SELECT count(*) FROM dict.dictionary") == 42
     engine.dispose()
 
@@ -103,6 +103,7 @@ def test_every_business_table_carries_enterprise_and_division(engine: sa.Engine)
             WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
               AND c.relname NOT IN ('spatial_ref_sys', 'alembic_version', 'network_version', 'road_version',
                                     'admin_division', 'jobs',
+                                    'import_log',   -- the operator's record of imports (owner only)
                                     'customer_personal',
                                     -- telemetry records: raw input, child rows of an alarm, logs, the outbox
                                     'reading_quarantine', 'alarm_event', 'device_status_log', 'outbox')

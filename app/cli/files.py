@@ -53,11 +53,18 @@ def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | No
               help="Pipe ends closer than this (metres) share one node.")
 @click.option("--mapping", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="YAML file of field names, CAD layers and local grids, laid over data/field_mapping.yaml.")
+@click.option("--set", "set_options", multiple=True, metavar="LAYER.COLUMN=VALUE",
+              help="A value for every feature of a layer, overriding the file's (e.g. pipes.pressure_class=中压); "
+                   "repeatable. Defaults for empty or missing fields go in the --mapping file.")
 @click.option("--dry-run", is_flag=True, help="Check and report only; write nothing.")
-@click.option("--all-errors", is_flag=True,
-              help="List every problem line (default: a summary, then the first 10 lines of each kind).")
+@click.option("--all-problems", "--all-errors", "all_problems", is_flag=True,
+              help="List every problem line (default: a summary, then the first 10 lines of each kind, "
+                   "identical problems of many features as one line).")
+@click.option("--problems-csv", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write every problem to this CSV file (file, layer, feature, field, reason).")
 def import_command(path: Path, layer: str | None, kind: str | None, crs: str | None, enterprise: str | None,
-                   tolerance: float, mapping: Path | None, dry_run: bool, all_errors: bool) -> None:
+                   tolerance: float, mapping: Path | None, set_options: tuple[str, ...], dry_run: bool,
+                   all_problems: bool, problems_csv: Path | None) -> None:
     """Import network layers from a GeoPackage, Shapefile, GeoJSON, CSV sheet, DXF drawing, or a
     folder of such files (a Shapefile export).
 
@@ -67,20 +74,27 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
     sheet gives coordinates as columns (起点X/起点Y/终点X/终点Y for pipes, x/y for points) in the
     --crs it names. Every feature is checked first; any problem is listed as
     FILE:LAYER:FEATURE:FIELD: reason and nothing is written: a summary of the kinds of problem
-    first, then the first 10 lines of each kind (--all-errors: every line). Progress goes to stderr.
+    first, then the first 10 lines of each kind, identical problems of many features as one line with their
+    count (--all-problems: every line; --problems-csv FILE: every line in a sheet). Progress goes to stderr.
     """
     from db.engine import get_engine
-    from ingest.importer import PROBLEMS_PER_KIND, ImportFailed, import_file
+    from ingest.importer import PROBLEMS_PER_KIND, ImportFailed, import_file, parse_set_options
 
     def progress(line: str) -> None:
         click.echo(line, err=True)
 
     try:
         report = import_file(get_engine(ready_database(owner=True)), path, layer, kind, crs, enterprise, dry_run,
-                             tolerance, file_label=str(path), mapping_file=mapping, echo=progress)
+                             tolerance, file_label=str(path), mapping_file=mapping, echo=progress,
+                             set_values=parse_set_options(set_options))
     except ImportFailed as failed:
-        for line in failed.report(None if all_errors else PROBLEMS_PER_KIND):
+        for line in failed.report(None if all_problems else PROBLEMS_PER_KIND):
             click.echo(line)
+        for name in failed.skipped:
+            click.echo(f"skipped layer {name}")
+        if problems_csv is not None:
+            failed.write_csv(problems_csv)
+            click.echo(f"every problem: {shown_path(problems_csv)}")
         raise
     for line in report.summary():
         click.echo(line)
