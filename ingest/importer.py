@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import math
 import re
 import struct
@@ -70,6 +71,7 @@ from core.codes import ENTERPRISE_CODE
 from core.errors import QiwangError
 from db.bulk_load import constraints_deferred, copy_frame, to_copy_text
 from ingest import dxf_reader as dxf
+from ingest import import_log
 from ingest.exporter import parse_crs
 from ingest.field_mapping import (
     LABEL_SUFFIX,
@@ -89,6 +91,10 @@ from ingest.value_checks import shown as _shown
 from ingest.value_checks import textual as _textual
 
 SNAP_TOLERANCE_M = 0.05
+# --mode: insert new features only; update stored ones by code (the fields the file carries);
+# upsert both; replace-enterprise: delete the enterprise's network, then insert, in one transaction.
+MODES = ("insert", "update", "upsert", "replace-enterprise")
+NETWORK_TABLES = ("node", "pipe", "station", "valve", "regulator", "device")  # what replace-enterprise replaces
 # Imports at least this large, and larger than what the tables hold, drop indexes and constraints
 # of node and pipe and rebuild them after the COPY (one sort each instead of per-row upkeep).
 BULK_ROWS = 50_000
@@ -135,6 +141,8 @@ class LayerReport:
     snapped_ends: int = 0
     max_snap_m: float = 0.0
     nodes_by_code: bool = False  # pipes name their nodes (from/to node codes): no snapping
+    inserted: int = 0
+    updated: int = 0
 
 
 @dataclass
@@ -146,6 +154,9 @@ class ImportReport:
     skipped: list[str] = field(default_factory=list)  # layer names, with why
     written: bool = False
     tolerance_m: float = SNAP_TOLERANCE_M
+    mode: str = "insert"
+    deleted: dict[str, int] = field(default_factory=dict)  # replace-enterprise: rows deleted per table
+    log_id: int | None = None  # its import_log row
 
     def summary(self) -> list[str]:
         lines = []
@@ -153,6 +164,8 @@ class ImportReport:
             lines.append(f"{layer.source} → {layer.table}: {layer.features:,} features; CRS {layer.crs}"
                          + (f"; encoding {layer.encoding}" if layer.encoding else "")
                          + (f"; {layer.geometry_note}" if layer.geometry_note else ""))
+            if self.mode != "insert":
+                lines.append(f"  {layer.inserted:,} new, {layer.updated:,} updated")
             if layer.unused_fields:
                 lines.append(f"  fields not imported: {', '.join(layer.unused_fields)}")
             if layer.table == "pipe" and layer.nodes_by_code:
@@ -165,7 +178,11 @@ class ImportReport:
                              f"{layer.snapped_ends:,} pipe ends snapped within {self.tolerance_m:g} m"
                              + (f" (largest move {layer.max_snap_m:.3f} m)" if layer.snapped_ends else ""))
         lines += [f"skipped layer {name}" for name in self.skipped]
+        if self.deleted:
+            lines.append("replaced: deleted " + ", ".join(f"{n:,} {table}" for table, n in self.deleted.items()))
         lines.append("written in one transaction" if self.written else "dry run: nothing written")
+        if self.log_id is not None:
+            lines.append(f"recorded as import #{self.log_id} (./qiwang import-log)")
         return lines
 
 
@@ -926,6 +943,10 @@ class _Prepared:
     ref_fields: dict[str, str]  # reference column → source field
     problems: _Problems
     named: _NamedNodes | None = None  # a pipe layer's nodes by name (_named_nodes)
+    existing: np.ndarray | None = None  # rows that update stored features (--mode update, upsert)
+    carried: list[str] = field(default_factory=list)  # columns the file gives (an update sets those)
+    crs_record: dict = field(default_factory=dict)  # CRS declared and used, transformation (import_log)
+    enterprise_field: str = "enterprise_code"  # the source field of 企业唯一编码 (or --enterprise)
 
 
 @dataclass
@@ -1085,7 +1106,8 @@ def parse_set_options(options: list[str] | tuple[str, ...]) -> dict[str, dict[st
 
 
 def _given_values(frame: pd.DataFrame, table: str, importable: list[str], found: dict[str, str],
-                  mapping: FieldMapping, set_values: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str]]:
+                  mapping: FieldMapping, set_values: dict[str, str]
+                  ) -> tuple[pd.DataFrame, dict[str, str], set[str]]:
     """The layer's fields with the mapping's defaults and constants and the --set values laid in,
     and column → field with them. A value the file lacks comes in a field named after where it was
     given (`defaults.pressure_class`, `--set pipes.pressure_class`), so that a problem line says so."""
@@ -1095,8 +1117,8 @@ def _given_values(frame: pd.DataFrame, table: str, importable: list[str], found:
     given += [(f"layers.{table}.constants", column, value, True) for column, value in constants.items()]
     given += [("--set", column, value, True) for column, value in set_values.items()]
     if not given:
-        return frame, found
-    frame, found = frame.copy(), dict(found)
+        return frame, found, set()
+    frame, found, defaulted = frame.copy(), dict(found), set()
     for where, column, value, overrides in given:
         if column not in importable:
             raise QiwangError(f"{where}: {table} has no column {column!r} a file may give "
@@ -1108,7 +1130,11 @@ def _given_values(frame: pd.DataFrame, table: str, importable: list[str], found:
         else:
             frame[name] = pd.Series([value] * len(frame), index=frame.index, dtype=object)
             found[column] = name
-    return frame, found
+            if overrides:
+                defaulted.discard(column)
+            else:
+                defaulted.add(column)
+    return frame, found, defaulted
 
 
 def importable_columns(schema: TableSchema) -> list[str]:
@@ -1121,22 +1147,18 @@ def importable_columns(schema: TableSchema) -> list[str]:
 
 def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: FieldMapping,
              crs_option: str | None, enterprise_option: str | None,
-             set_values: dict[str, str] | None = None) -> tuple[_Prepared, _Problems]:
-    """Convert and check one layer; nothing is written here. `set_values`: --set column → value."""
+             set_values: dict[str, str] | None = None, mode: str = "insert") -> tuple[_Prepared, _Problems]:
+    """Convert and check one layer; nothing is written here. `set_values`: --set column → value;
+    `mode` one of MODES."""
     problems = _Problems(file, src.layer)
     schema = table_schema(conn, table)
     importable = importable_columns(schema)
     found = mapping.resolve(table, importable, list(src.frame.columns), schema.comments)
-    frame, found = _given_values(src.frame, table, importable, found, mapping, set_values or {})
+    frame, found, defaulted = _given_values(src.frame, table, importable, found, mapping, set_values or {})
     given_fields = set(frame.columns) - set(src.frame.columns)
     src = _Source(src.layer, frame, src.wkb, src.crs, src.geometry_type, src.encoding,
                   (*src.constant_fields, *given_fields))
     mandatory = (APPENDIX_MANDATORY.get(table, set()) | (schema.not_null - schema.has_default)) & set(importable)
-    kind = next(k for k, t in IMPORT_KINDS.items() if t == table)
-    for column in sorted(mandatory - set(found) - {"enterprise_code", "admin_code"}, key=importable.index):
-        problems.layer(column, f"mandatory field {schema.comments[column]} is missing (give it in the file, "
-                               f"as layers.{table}.defaults.{column} in a --mapping file, or with "
-                               f"--set {kind}.{column}=…)")
     nodes_by_code = table == "pipe" and {"from_node_id", "to_node_id"} <= set(
         c for c in schema.references
         if f"{c.removesuffix('_id')}_code" in mapping.resolve(table, [f"{c.removesuffix('_id')}_code"],
@@ -1168,6 +1190,9 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
         f"enterprise {rows['enterprise_code'].iloc[i]} is not registered in this database (register it with "
         f"./qiwang enterprise add {rows['enterprise_code'].iloc[i]} --name … --credit-code …)" for i in unknown])
 
+    existing = _check_codes(conn, table, rows, found.get("code", "code"), problems, mode)
+    if table == "pipe" and existing.any():
+        _stored_heights(conn, rows, existing)
     source_crs = _source_crs(src, crs_option, mapping, problems)
     geoms, geometry_note, sheet = _geometries(conn, src, schema, rows, mapping, source_crs, problems)
 
@@ -1182,7 +1207,13 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
     else:
         rows["admin_code"] = _admin_codes(conn, geoms, rows["enterprise_code"])
 
-    _check_codes(conn, table, rows, found.get("code", "code"), problems)
+    if mode != "update" and not existing.all():  # what new features must have (an update keeps the rest)
+        kind = next(k for k, t in IMPORT_KINDS.items() if t == table)
+        for column in sorted(mandatory - set(found) - {"enterprise_code", "admin_code"}, key=importable.index):
+            problems.layer(column, f"mandatory field {schema.comments[column]} is missing (give it in the file, "
+                                   f"as layers.{table}.defaults.{column} in a --mapping file, or with "
+                                   f"--set {kind}.{column}=…)")
+    carried = [c for c in rows.columns if c in found and c not in defaulted and c != "enterprise_code"]
     used = {*found.values(), *sheet.values(), *ref_fields.values(), *src.constant_fields}
     # what our own export adds (labels, referenced codes, generated columns) is derived, not data
     derived = {c for c in schema.columns if c in schema.references or c in BUILT_COLUMNS}
@@ -1192,13 +1223,39 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
     report = LayerReport(f"{file}:{src.layer}", table, len(rows), f"{source_crs.text} → EPSG:{schema.srid}",
                          encoding=src.encoding if src.encoding and src.encoding != "UTF-8" else None,
                          geometry_note=geometry_note, unused_fields=unused, nodes_by_code=nodes_by_code)
-    return _Prepared(table, rows, geoms, report, schema, refs, ref_fields, problems), problems
+    prepared = _Prepared(table, rows, geoms, report, schema, refs, ref_fields, problems,
+                         existing=existing if existing.any() else None, carried=carried,
+                         crs_record={"declared": src.crs, "used": source_crs.text,
+                                     "transformation": f"{source_crs.text} → EPSG:{schema.srid}", "accuracy_m": None},
+                         enterprise_field=ent_field)
+    return prepared, problems
 
 
-def _check_codes(conn: Connection, table: str, rows: pd.DataFrame, code_field: str, problems: _Problems) -> None:
-    """Codes are unique per enterprise: within the file and against the database."""
-    if "code" not in rows:
+HEIGHT_COLUMNS = ("start_elevation_m", "end_elevation_m", "start_depth_m", "end_depth_m")  # a pipe's Z
+
+
+def _stored_heights(conn: Connection, rows: pd.DataFrame, existing: np.ndarray) -> None:
+    """The stored ground elevations and depths of updated pipes where the file does not carry
+    them: a 2D line's heights are interpolated from them (not written: not carried)."""
+    missing = [c for c in HEIGHT_COLUMNS if c not in rows]
+    if not missing:
         return
+    stored = pd.DataFrame(conn.execute(text(
+        f"SELECT enterprise_code, code, {', '.join(missing)} FROM pipe WHERE code = ANY(:c)"),
+        {"c": sorted(set(rows.loc[existing, "code"]))}).all(), columns=["enterprise_code", "code", *missing])
+    heights = rows[["enterprise_code", "code"]].merge(stored, how="left", on=["enterprise_code", "code"])
+    for column in missing:
+        rows[column] = heights[column].to_numpy(dtype=float)
+
+
+def _check_codes(conn: Connection, table: str, rows: pd.DataFrame, code_field: str, problems: _Problems,
+                 mode: str = "insert") -> np.ndarray:
+    """Codes are unique per enterprise within the file; against the database, as `mode` wants:
+    new for an insert, stored for an update, either for an upsert. Returns which rows name a
+    stored feature."""
+    existing = np.zeros(len(rows), dtype=bool)
+    if "code" not in rows:
+        return existing
     key = rows[["enterprise_code", "code"]]
     present = key.notna().all(axis=1).to_numpy()
     joined = (key["enterprise_code"].astype(str) + "/" + key["code"].astype(str)).to_numpy()
@@ -1207,17 +1264,22 @@ def _check_codes(conn: Connection, table: str, rows: pd.DataFrame, code_field: s
     problems.rows(dup_rows, code_field, [f"duplicate code {rows['code'].iloc[i]!r} (first in row {first[i] + 1})"
                                          for i in dup_rows])
     codes = sorted(set(rows.loc[present, "code"]))
-    if not codes:
-        return
     taken = pd.DataFrame(conn.execute(
         text(f"SELECT enterprise_code, code FROM {table} WHERE code = ANY(:c)"), {"c": codes}).all(),
-        columns=["enterprise_code", "code"])
-    if taken.empty:
-        return
-    clash = key.reset_index().merge(taken, on=["enterprise_code", "code"])["index"].to_numpy()
-    clash = np.sort(clash)
-    problems.rows(clash, code_field, [f"code {rows['code'].iloc[i]!r} is already in the database (enterprise "
-                                      f"{rows['enterprise_code'].iloc[i]})" for i in clash])
+        columns=["enterprise_code", "code"]) if codes else pd.DataFrame(columns=["enterprise_code", "code"])
+    stored = key.reset_index(drop=True).reset_index().merge(taken, on=["enterprise_code", "code"])["index"]
+    existing[stored.to_numpy(dtype=np.int64)] = True
+    if mode == "insert":
+        clash = np.flatnonzero(existing)
+        problems.rows(clash, code_field, [
+            f"code {rows['code'].iloc[i]!r} is already in the database (enterprise {rows['enterprise_code'].iloc[i]}; "
+            "--mode update or upsert changes stored features)" for i in clash])
+    elif mode == "update":
+        new = np.flatnonzero(present & ~existing)
+        problems.rows(new, code_field, [
+            f"no {table} {rows['code'].iloc[i]!r} of enterprise {rows['enterprise_code'].iloc[i]} to update "
+            "(--mode upsert adds new ones)" for i in new])
+    return existing
 
 
 # -- choosing layers -------------------------------------------------------------------------------
@@ -1404,48 +1466,42 @@ def _copy_pipes(conn: Connection, prepared: _Prepared, nodes: _Nodes, srid: int)
     copy_frame(conn, "pipe", to_copy_text(pipes, ("geom",)))
 
 
-def _write_named_pipes(conn: Connection, prepared: _Prepared, srid: int) -> None:
-    """COPY the nodes a pipe layer names and nobody has yet, then the pipes, their ends on
-    those nodes or on the nodes of the node layer and the database (one transaction: the caller's)."""
+def _write_named_nodes(conn: Connection, prepared: _Prepared, srid: int) -> None:
+    """COPY the nodes a pipe layer names and nobody has yet; the pipes' from/to node ids are then
+    known (those nodes, or the node layer's and the database's by code) and set on its rows."""
     assert prepared.named is not None
-    conn.execute(text("LOCK TABLE node, pipe IN SHARE ROW EXCLUSIVE MODE"))  # ids below stay ours
+    conn.execute(text("LOCK TABLE node IN SHARE ROW EXCLUSIVE MODE"))  # ids below stay ours
     n = len(prepared.rows)
-    with _bulk(conn, ["pipe", "node"], n):
-        nodes = prepared.named.frame.copy()
-        base = int(conn.execute(text("SELECT COALESCE(max(id), 0) FROM node")).scalar_one())
-        ids = base + 1 + np.arange(len(nodes), dtype=np.int64)
-        nodes.insert(0, "id", ids)
-        nodes["geom"] = shapely.set_srid(nodes["geom"].to_numpy(), srid)
+    nodes = prepared.named.frame.copy()
+    base = int(conn.execute(text("SELECT COALESCE(max(id), 0) FROM node")).scalar_one())
+    ids = base + 1 + np.arange(len(nodes), dtype=np.int64)
+    nodes.insert(0, "id", ids)
+    nodes["geom"] = shapely.set_srid(nodes["geom"].to_numpy(), srid)
+    with _bulk(conn, ["node"], len(nodes)):
         copy_frame(conn, "node", to_copy_text(nodes, ("geom",)))
-        conn.execute(text(
-            "SELECT setval(pg_get_serial_sequence('node', 'id'), GREATEST((SELECT max(id) FROM node), 1))"))
-        pipes = prepared.rows.copy()
-        for side, column in enumerate(("from_node_id", "to_node_id")):
-            made = prepared.named.node_of_end[side * n:(side + 1) * n]
-            elsewhere = _reference_ids(conn, "node", pipes["enterprise_code"], prepared.refs[column].where(made < 0))
-            pipes[column] = np.where(made >= 0, ids[np.maximum(made, 0)] if len(ids) else 0,
-                                     elsewhere.to_numpy(dtype=np.int64, na_value=0))
-        pipes["geom"] = shapely.set_srid(prepared.geoms, srid)
-        copy_frame(conn, "pipe", to_copy_text(pipes, ("geom",)))
-    for table in ("node", "pipe"):
-        conn.execute(text(f"ANALYZE {table}"))
+    conn.execute(text("SELECT setval(pg_get_serial_sequence('node', 'id'), GREATEST((SELECT max(id) FROM node), 1))"))
+    conn.execute(text("ANALYZE node"))
+    for side, column in enumerate(("from_node_id", "to_node_id")):
+        made = prepared.named.node_of_end[side * n:(side + 1) * n]
+        elsewhere = _reference_ids(conn, "node", prepared.rows["enterprise_code"],
+                                   prepared.refs.pop(column).where(made < 0))
+        prepared.rows[column] = np.where(made >= 0, ids[np.maximum(made, 0)] if len(ids) else 0,
+                                         elsewhere.to_numpy(dtype=np.int64, na_value=0))
+        prepared.carried.append(column)
 
 
-def _reference_ids(conn: Connection, table: str, enterprise: pd.Series, codes: pd.Series) -> pd.Series:
-    """Ids of the features of `table` that (enterprise, code) name; <NA> where no code is given."""
-    wanted = sorted(set(codes.dropna()))
-    found = pd.DataFrame(conn.execute(
-        text(f"SELECT enterprise_code, code, id FROM {table} WHERE code = ANY(:c)"), {"c": wanted}).all(),
-        columns=["enterprise_code", "code", "id"])
-    key = pd.DataFrame({"enterprise_code": enterprise.to_numpy(dtype=object), "code": codes.to_numpy(dtype=object)})
-    ids = key.merge(found, how="left", on=["enterprise_code", "code"])["id"]  # a left merge keeps the order
-    return pd.Series(ids.to_numpy(), index=codes.index).astype("Int64")
+def _subset(prepared: _Prepared, mask: np.ndarray) -> _Prepared:
+    """The rows of a layer that `mask` picks, to be written one way (inserted, or updated)."""
+    return dataclasses.replace(
+        prepared, rows=prepared.rows[mask].reset_index(drop=True), geoms=prepared.geoms[mask],
+        refs={column: codes[mask].reset_index(drop=True) for column, codes in prepared.refs.items()},
+        named=None, existing=None)
 
 
-def _write_features(conn: Connection, prepared: _Prepared, srid: int, keyring: Keyring | None) -> None:
-    """COPY one layer, its references to other features turned from codes into ids (the features
-    they name are in the database by now: layers are written in LAYER_ORDER), its personal columns
-    sealed (`keyring`: needed when the table has some)."""
+def _feature_rows(conn: Connection, prepared: _Prepared, srid: int, keyring: Keyring | None) -> pd.DataFrame:
+    """One layer's rows as stored: references to other features turned from codes into ids (the
+    features they name are in the database by now: layers are written in LAYER_ORDER), personal
+    columns sealed (`keyring`: needed when the table has some), geometry with its SRID."""
     rows = prepared.rows.copy()
     if prepared.table in PERSONAL_COLUMNS:
         assert keyring is not None, "import_file loads the keyring for tables with personal columns"
@@ -1458,9 +1514,101 @@ def _write_features(conn: Connection, prepared: _Prepared, srid: int, keyring: K
             ids[mine] = _reference_ids(conn, referenced, rows["enterprise_code"][mine], codes[mine])
         rows[column] = ids
     rows["geom"] = shapely.set_srid(prepared.geoms, srid)
+    return rows
+
+
+def _write_features(conn: Connection, prepared: _Prepared, srid: int, keyring: Keyring | None) -> None:
+    """COPY one layer's new features (_feature_rows)."""
+    rows = _feature_rows(conn, prepared, srid, keyring)
     with _bulk(conn, [prepared.table], len(rows)):
         copy_frame(conn, prepared.table, to_copy_text(rows, ("geom",)))
     conn.execute(text(f"ANALYZE {prepared.table}"))
+
+
+def _update_features(conn: Connection, prepared: _Prepared, srid: int, keyring: Keyring | None) -> int:
+    """Update stored features by (enterprise, code): the columns the file carries, the references
+    it gives, the geometry (and the sealed companions of personal columns); every other column
+    keeps its stored value. Returns the rows updated."""
+    rows = _feature_rows(conn, prepared, srid, keyring)
+    sealed = [c for c in rows.columns if c not in prepared.rows.columns]
+    columns = [c for c in rows.columns
+               if c in {*prepared.carried, *prepared.refs, *sealed, "geom"} and c not in ("code", "enterprise_code")]
+    key = ["enterprise_code", "code"]
+    conn.execute(text(f"CREATE TEMP TABLE import_update ON COMMIT DROP AS "
+                      f"SELECT {', '.join(key + columns)} FROM {prepared.table} WITH NO DATA"))
+    copy_frame(conn, "import_update", to_copy_text(rows[key + columns], ("geom",)))
+    updated = conn.execute(text(
+        f"UPDATE {prepared.table} t SET {', '.join(f'{c} = u.{c}' for c in columns)}, updated_at = now() "
+        "FROM import_update u WHERE t.enterprise_code = u.enterprise_code AND t.code = u.code")).rowcount
+    conn.execute(text("DROP TABLE import_update"))
+    conn.execute(text(f"ANALYZE {prepared.table}"))
+    return int(updated)
+
+
+def _replace_enterprise(conn: Connection, file: str, enterprise: str) -> dict[str, int]:
+    """Delete the network of `enterprise` (NETWORK_TABLES) for --mode replace-enterprise, in the
+    import's transaction; refused (ImportFailed, nothing deleted) while rows outside it (customers,
+    sentries, …) name its features through a foreign key that would forbid the deletion."""
+    blocking = conn.execute(text(
+        "SELECT c.conrelid::regclass::text, a.attname, c.confrelid::regclass::text FROM pg_constraint c "
+        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
+        "WHERE c.contype = 'f' AND c.confrelid::regclass::text = ANY(:t) AND NOT c.conrelid::regclass::text = ANY(:t) "
+        "AND c.confdeltype IN ('a', 'r') ORDER BY 1, 2"), {"t": list(NETWORK_TABLES)}).all()
+    lines = []
+    for table, column, referenced in blocking:
+        named = conn.execute(text(f"SELECT count(*) FROM {table} x JOIN {referenced} r ON r.id = x.{column} "
+                                  "WHERE r.enterprise_code = :e"), {"e": enterprise}).scalar_one()
+        if named:
+            lines.append(f"{file}:*:*:--mode: replace-enterprise cannot replace the network of enterprise "
+                         f"{enterprise}: {named:,} {table} rows name its {referenced} features ({table}.{column}); "
+                         f"import them in the same file, or use --mode upsert")
+    if lines:
+        raise ImportFailed(file, lines)
+    deleted = {}
+    for table in reversed(LAYER_ORDER):
+        if table in NETWORK_TABLES:
+            deleted[table] = int(conn.execute(text(f"DELETE FROM {table} WHERE enterprise_code = :e"),
+                                              {"e": enterprise}).rowcount)
+    return {table: n for table, n in deleted.items() if n}
+
+
+def _kept_nodes(conn: Connection, prepared: _Prepared, tolerance_m: float) -> None:
+    """Pipes updated without node codes keep their stored nodes: their drawn ends must lie within
+    `tolerance_m` (metres, in plan) of them, and are moved onto them."""
+    assert prepared.existing is not None
+    rows, n = prepared.rows, len(prepared.rows)
+    stored = pd.DataFrame(conn.execute(text(
+        "SELECT p.enterprise_code, p.code, f.code, ST_X(f.geom), ST_Y(f.geom), t.code, ST_X(t.geom), ST_Y(t.geom) "
+        "FROM pipe p JOIN node f ON f.id = p.from_node_id JOIN node t ON t.id = p.to_node_id "
+        "WHERE p.code = ANY(:c)"), {"c": sorted(set(rows.loc[prepared.existing, "code"]))}).all(),
+        columns=["enterprise_code", "code", "from_code", "fx", "fy", "to_code", "tx", "ty"])
+    nodes = rows[["enterprise_code", "code"]].merge(stored, how="left", on=["enterprise_code", "code"])
+    points = np.concatenate([shapely.get_point(prepared.geoms, 0), shapely.get_point(prepared.geoms, -1)])
+    xy = np.column_stack([shapely.get_x(points), shapely.get_y(points)])
+    target = np.vstack([nodes[["fx", "fy"]].to_numpy(dtype=float), nodes[["tx", "ty"]].to_numpy(dtype=float)])
+    distance = np.hypot(*(xy - target).T)
+    mine = np.concatenate([prepared.existing] * 2) & ~np.isnan(distance)
+    code_field = "geometry"
+    for end in np.flatnonzero(mine & (distance > tolerance_m)):
+        row, side = end % n, int(end // n)
+        node = nodes.iloc[row]["from_code" if side == 0 else "to_code"]
+        prepared.problems.rows(np.array([row]), code_field, (
+            f"the pipe's drawn {'start' if side == 0 else 'end'} is {distance[end]:,.2f} m from its stored "
+            f"{'from' if side == 0 else 'to'}-node {node!r} (tolerance {tolerance_m:g} m): an update keeps a "
+            "pipe's nodes unless the file names them (from/to node codes)"))
+    moved = mine & (distance > 0) & (distance <= tolerance_m)
+    prepared.geoms = _ends_moved(prepared.geoms, target, moved)
+
+
+def _reference_ids(conn: Connection, table: str, enterprise: pd.Series, codes: pd.Series) -> pd.Series:
+    """Ids of the features of `table` that (enterprise, code) name; <NA> where no code is given."""
+    wanted = sorted(set(codes.dropna()))
+    found = pd.DataFrame(conn.execute(
+        text(f"SELECT enterprise_code, code, id FROM {table} WHERE code = ANY(:c)"), {"c": wanted}).all(),
+        columns=["enterprise_code", "code", "id"])
+    key = pd.DataFrame({"enterprise_code": enterprise.to_numpy(dtype=object), "code": codes.to_numpy(dtype=object)})
+    ids = key.merge(found, how="left", on=["enterprise_code", "code"])["id"]  # a left merge keeps the order
+    return pd.Series(ids.to_numpy(), index=codes.index).astype("Int64")
 
 
 def _snapped_pipes(conn: Connection, prepared: _Prepared, tolerance_m: float, srid: int) -> _Nodes:
@@ -1492,6 +1640,7 @@ def import_file(
     echo: Callable[[str], None] = lambda _: None,
     keyring: Keyring | None = None,
     set_values: dict[str, dict[str, str]] | None = None,
+    mode: str = "insert",
 ) -> ImportReport:
     """Check a file (or every geodata file of a folder) and, when nothing is wrong and not
     `dry_run`, import every layer it recognises in one transaction.
@@ -1502,7 +1651,10 @@ def import_file(
     `crs` is an EPSG code or LOCAL:<grid of the mapping file>; `tolerance_m` the snapping distance
     for pipe ends, in metres of the storage CRS; `mapping_file` a YAML file laid over
     data/field_mapping.yaml; `set_values` table → column → value, constants of `--set`
-(parse_set_options). `echo` gets one line per step (reading, writing). `keyring` seals
+    (parse_set_options). `mode` one of MODES: update and upsert match stored features by
+    (enterprise, code) and set only what the file carries; replace-enterprise (with `enterprise`)
+    deletes that enterprise's network first. An import written is recorded in import_log
+    (ingest/import_log.py). `echo` gets one line per step (reading, writing). `keyring` seals
     the phone numbers of the layers that have some (default: the deployment's,
     accounts.personal_data.load_keyring, made when missing).
     """
@@ -1513,26 +1665,23 @@ def import_file(
         raise QiwangError(f"--enterprise {enterprise}: an enterprise code is {ENTERPRISE_CODE.description}")
     if not (0 <= tolerance_m <= 10):
         raise QiwangError(f"snapping tolerance {tolerance_m} m: give 0 to 10 m")
+    if mode not in MODES:
+        raise QiwangError(f"--mode {mode}: choose one of {', '.join(MODES)}")
+    if mode == "replace-enterprise" and enterprise is None:
+        raise QiwangError("--mode replace-enterprise: name the enterprise whose network the file replaces "
+                          "with --enterprise CODE")
     mapping = load_mapping(mapping_file)
     chosen, skipped = _plan(path, file, layer, kind, mapping)
-    report = ImportReport(file, skipped=skipped, tolerance_m=tolerance_m)
+    report = ImportReport(file, skipped=skipped, tolerance_m=tolerance_m, mode=mode)
     with engine.connect() as conn:
         transaction = conn.begin()
         try:
-            prepared_layers = []
-            for number, item in enumerate(chosen, 1):
-                echo(f"[{number}/{len(chosen)}] reading {item.file}:{item.layer} → {item.table}")
-                source = _read(item.path, item.file, item.layer, mapping, item.table)
-                prepared, _ = _prepare(conn, source, item.file, item.table, mapping, crs, enterprise,
-                                       (set_values or {}).get(item.table))
-                prepared_layers.append(prepared)
-            imported = [_node_positions(p.rows, p.geoms) for p in prepared_layers if p.table == "node"]
-            for prepared in prepared_layers:
-                if prepared.table == "pipe" and prepared.report.nodes_by_code:
-                    _named_nodes(conn, prepared, imported, tolerance_m)
-                    assert prepared.named is not None
-                    imported.append(_node_positions(prepared.named.frame, prepared.named.frame["geom"].to_numpy()))
-            _check_references(conn, prepared_layers)
+            if mode == "replace-enterprise":
+                assert enterprise is not None
+                with audit.bulk(conn, "import_replace", {"file": str(file), "enterprise": enterprise}) as summary:
+                    report.deleted = summary["deleted"] = _replace_enterprise(conn, file, enterprise)
+            prepared_layers = _prepared_layers(conn, chosen, mapping, crs, enterprise, set_values or {}, mode,
+                                               tolerance_m, echo)
             lines = [line for prepared in prepared_layers for line in prepared.problems.lines()]
             if lines:
                 raise ImportFailed(file, lines, skipped)
@@ -1542,18 +1691,24 @@ def import_file(
             conn.execute(text(f"LOCK TABLE {', '.join(dict.fromkeys(c.table for c in chosen))} "
                               "IN SHARE ROW EXCLUSIVE MODE"))  # codes checked above stay free
             # one audit row for the whole import rather than one per feature (accounts/audit.py)
-            with audit.bulk(conn, "import", {"file": str(file)}) as summary:
+            with audit.bulk(conn, "import", {"file": str(file), "mode": mode}) as summary:
                 for number, prepared in enumerate(prepared_layers, 1):
                     report.layers.append(prepared.report)
                     echo(f"[{number}/{len(prepared_layers)}] writing {prepared.report.features:,} "
                          f"{prepared.table} rows")
-                    if prepared.named is not None:
-                        _write_named_pipes(conn, prepared, srid)
-                    elif prepared.table == "pipe":
-                        _write_pipes(conn, prepared, _snapped_pipes(conn, prepared, tolerance_m, srid), srid)
-                    else:
-                        _write_features(conn, prepared, srid, keyring)
+                    _write_layer(conn, prepared, srid, keyring, tolerance_m)
                 summary["rows"] = {p.table: p.report.features for p in prepared_layers}
+            if not dry_run:
+                report.log_id = import_log.record(
+                    conn, file_name=file, digest=import_log.sha256(path, _members(path)), mode=mode,
+                    enterprises=sorted({e for p in prepared_layers for e in p.rows["enterprise_code"].dropna()}),
+                    counts=[{"layer": p.report.source.rsplit(":", 1)[-1], "table": p.table,
+                             "inserted": p.report.inserted, "updated": p.report.updated} for p in prepared_layers]
+                    + [{"layer": "(replaced)", "table": t, "deleted": n} for t, n in report.deleted.items()],
+                    crs=[{"layer": p.report.source.rsplit(":", 1)[-1], **p.crs_record} for p in prepared_layers],
+                    mapping={"file": str(mapping_file) if mapping_file else None,
+                             "text": mapping_file.read_text(encoding="utf-8") if mapping_file else None,
+                             "set": set_values or {}})
             if dry_run:
                 transaction.rollback()
             else:
@@ -1567,3 +1722,57 @@ def import_file(
             transaction.rollback()
             raise
     return report
+
+
+def _members(path: Path) -> list[Path] | None:
+    """A folder's geodata files (and their sidecars), in name order; None for a file."""
+    if not path.is_dir():
+        return None
+    return sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
+
+
+def _prepared_layers(conn: Connection, chosen: list[_Chosen], mapping: FieldMapping, crs: str | None,
+                     enterprise: str | None, set_values: dict[str, dict[str, str]], mode: str,
+                     tolerance_m: float, echo: Callable[[str], None]) -> list[_Prepared]:
+    """Every chosen layer read, converted and checked, alone and against the others (nodes by
+    name, kept nodes of updated pipes, references); problems are on each layer's `problems`."""
+    prepared_layers = []
+    for number, item in enumerate(chosen, 1):
+        echo(f"[{number}/{len(chosen)}] reading {item.file}:{item.layer} → {item.table}")
+        source = _read(item.path, item.file, item.layer, mapping, item.table)
+        prepared, _ = _prepare(conn, source, item.file, item.table, mapping, crs, enterprise,
+                               set_values.get(item.table), "insert" if mode == "replace-enterprise" else mode)
+        if mode == "replace-enterprise":
+            other = np.flatnonzero(prepared.rows["enterprise_code"].notna().to_numpy()
+                                   & (prepared.rows["enterprise_code"] != enterprise).to_numpy())
+            prepared.problems.rows(other, prepared.enterprise_field, [
+                f"--mode replace-enterprise replaces the network of enterprise {enterprise}: this feature is of "
+                f"enterprise {prepared.rows['enterprise_code'].iloc[i]}" for i in other])
+        prepared_layers.append(prepared)
+    imported = [_node_positions(p.rows, p.geoms) for p in prepared_layers if p.table == "node"]
+    for prepared in prepared_layers:
+        if prepared.table == "pipe" and prepared.report.nodes_by_code:
+            _named_nodes(conn, prepared, imported, tolerance_m)
+            assert prepared.named is not None
+            imported.append(_node_positions(prepared.named.frame, prepared.named.frame["geom"].to_numpy()))
+        elif prepared.table == "pipe" and prepared.existing is not None:
+            _kept_nodes(conn, prepared, tolerance_m)
+    _check_references(conn, prepared_layers)
+    return prepared_layers
+
+
+def _write_layer(conn: Connection, prepared: _Prepared, srid: int, keyring: Keyring | None,
+                 tolerance_m: float) -> None:
+    """Write one checked layer: its new features inserted, its stored ones updated."""
+    if prepared.named is not None:
+        _write_named_nodes(conn, prepared, srid)
+    new = np.ones(len(prepared.rows), dtype=bool) if prepared.existing is None else ~prepared.existing
+    if new.any():
+        part = prepared if new.all() else _subset(prepared, new)
+        if prepared.table == "pipe" and prepared.named is None:
+            _write_pipes(conn, part, _snapped_pipes(conn, part, tolerance_m, srid), srid)
+        else:
+            _write_features(conn, part, srid, keyring)
+        prepared.report.inserted = int(new.sum())
+    if not new.all():
+        prepared.report.updated = _update_features(conn, _subset(prepared, ~new), srid, keyring)

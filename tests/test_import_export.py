@@ -372,11 +372,12 @@ def test_missing_mandatory_field_and_enterprise(target: sa.Engine, tmp_path: Pat
     path = tmp_path / "missing.gpkg"
     pyogrio.write_dataframe(pipe_frame([row], [anshan_line(0)]), path, layer="pipe")
     assert failed_lines(target, path) == [
+        "missing.gpkg:pipe:*:enterprise_code: the file has no 企业唯一编码 field: give --enterprise CODE",
         "missing.gpkg:pipe:*:road_name: mandatory field 所在道路 is missing "
         "(give it in the file, as layers.pipe.defaults.road_name in a --mapping file, or with --set pipes.road_name=…)",
         "missing.gpkg:pipe:*:survey_date: mandatory field 探测日期 is missing "
-        "(give it in the file, as layers.pipe.defaults.survey_date in a --mapping file, or with --set pipes.survey_date=…)",
-        "missing.gpkg:pipe:*:enterprise_code: the file has no 企业唯一编码 field: give --enterprise CODE",
+        "(give it in the file, as layers.pipe.defaults.survey_date in a --mapping file, "
+        "or with --set pipes.survey_date=…)",
     ]
 
 
@@ -465,10 +466,12 @@ def test_cli_reimport_of_an_export_summarises_first_and_groups_each_kind(db_url:
     width = len(f"{max(pipes, valves):,}")
     assert lines[:3] == [
         f"{pipes + valves:,} problems of 2 kinds in {out}:",
-        f"  {pipes:>{width},} × pipe:code: code … is already in the database (enterprise …)",
-        f"  {valves:>{width},} × valve:code: code … is already in the database (enterprise …)"]
+        f"  {pipes:>{width},} × pipe:code: code … is already in the database (enterprise …; --mode update or upsert "
+        "changes stored features)",
+        f"  {valves:>{width},} × valve:code: code … is already in the database (enterprise …; --mode update or upsert "
+        "changes stored features)"]
     assert lines[3] == (f"{out}:pipe:1:code: code {first.code!r} is already in the database "
-                        f"(enterprise {first.enterprise_code})")
+                        f"(enterprise {first.enterprise_code}; --mode update or upsert changes stored features)")
     assert [line.split(":")[2] for line in lines[3:13]] == [str(i) for i in range(1, 11)]
     assert lines[13] == f"… and {pipes - 10:,} more of this kind (--all-problems lists every one)"
     assert lines[14].startswith(f"{out}:valve:1:code: code 'FM")
@@ -477,4 +480,5 @@ def test_cli_reimport_of_an_export_summarises_first_and_groups_each_kind(db_url:
     every = qiwang(db_url, "import", "--all-problems", str(out)).stdout.splitlines()
     assert every[:3] == lines[:3] and len(every) == 3 + pipes + valves
     assert all(re.fullmatch(rf"{re.escape(str(out))}:(pipe|valve):\d+:code: code '\w+' is already in the database "
-                            r"\(enterprise \d{10}\)", line) for line in every[3:])
+                            r"\(enterprise \d{10}; --mode update or upsert changes stored features\)", line)
+               for line in every[3:])

@@ -17,6 +17,7 @@ import shapely
 import sqlalchemy as sa
 from networks import DIVISION, ENTERPRISE, ORIGIN, SRID, Network, load
 
+from core.codes import credit_code_check_char
 from ingest.importer import ImportFailed, ImportReport, import_file, parse_set_options
 
 X0, Y0 = ORIGIN
@@ -70,7 +71,8 @@ def test_a_file_with_exactly_the_appendix_a14_fields_imports(empty: sa.Engine, t
         f"{path}:管道:*:pressure_class: mandatory field 压力级制 is missing "
         "(give it in the file, as layers.pipe.defaults.pressure_class in a --mapping file, "
         "or with --set pipes.pressure_class=…)"]
-    report = import_file(empty, path, enterprise=ENTERPRISE, set_values=parse_set_options(["pipes.pressure_class=中压"]))
+    report = import_file(empty, path, enterprise=ENTERPRISE,
+                         set_values=parse_set_options(["pipes.pressure_class=中压"]))
     assert report.written and count(empty, "pipe") == 3 and count(empty, "node") == 4
     with empty.connect() as conn:
         rows = conn.execute(sa.text(
@@ -117,7 +119,7 @@ def test_an_unregistered_enterprise_is_one_line_and_unknown_layers_are_listed(em
 #                     P4
 #                     |
 #                     D
-NODES = {"S": (0, 0), "A": (100, 0), "B": (200, 0), "C": (300, 0), "D": (200, 100)}
+NODES = {"S": (0, 0), "A": (100, 0), "B": (200, 0), "C": (300, 0), "D": (200, 100), "E": (250, 100)}
 PIPES = {"P1": "S-A", "P2": "A-B", "P3": "B-C", "P4": "B-D"}
 VALVES = {"V1": ("P2", "A"), "V2": ("P3", "B"), "V3": ("P4", "B")}
 MAPPING = """
@@ -156,7 +158,8 @@ def model_file(path: Path, pipes: dict[str, str] = PIPES, drawn: dict[str, list]
         geometry=[shapely.LineString((drawn or {}).get(code) or [at(a), at(b)]) for code, (a, b) in ends.items()],
         crs=f"EPSG:{SRID}").to_file(path, layer="pipes", driver="GPKG")
     gpd.GeoDataFrame(
-        {"valve_id": list(valves), "pipe_id": [p for p, _ in valves.values()], "node_id": [v for _, v in valves.values()]},
+        {"valve_id": list(valves), "pipe_id": [p for p, _ in valves.values()],
+         "node_id": [v for _, v in valves.values()]},
         geometry=[shapely.Point((valve_points or {}).get(code) or at(node)) for code, (_, node) in valves.items()],
         crs=f"EPSG:{SRID}").to_file(path, layer="valves", driver="GPKG")
     gpd.GeoDataFrame({"source_id": ["G1"], "node_id": ["S"]}, geometry=[shapely.Point(at("S"))],
@@ -189,7 +192,8 @@ def test_a_model_whose_pipes_name_their_nodes_imports_and_bursts(empty: sa.Engin
         valves = conn.execute(sa.text(
             "SELECT v.code, p.code, n.code FROM valve v JOIN pipe p ON p.id = pipe_id JOIN node n ON n.id = node_id "
             "ORDER BY v.code")).all()
-        station = conn.execute(sa.text("SELECT s.code, n.code FROM station s JOIN node n ON n.id = outlet_node_id")).all()
+        station = conn.execute(sa.text(
+            "SELECT s.code, n.code FROM station s JOIN node n ON n.id = outlet_node_id")).all()
     assert nodes == {"S": 3, "A": None, "B": 1, "C": 3, "D": 3}   # dt_pipeline_node_type: 1 tee, 3 end
     assert [tuple(r) for r in pipes] == [(code, *spec.split("-")) for code, spec in sorted(PIPES.items())]
     assert [tuple(r) for r in valves] == [(code, *where) for code, where in sorted(VALVES.items())]
@@ -197,3 +201,138 @@ def test_a_model_whose_pipes_name_their_nodes_imports_and_bursts(empty: sa.Engin
     closed = {pipe: sorted(v["code"] for v in burst_analysis(empty, pipe=pipe)["valves_to_close"])
               for pipe in ("P2", "P3", "P4")}
     assert closed == {"P2": ["V1", "V2", "V3"], "P3": ["V2"], "P4": ["V3"]}
+
+
+def refused(engine: sa.Engine, path: Path, **options: object) -> list[str]:
+    """The problem lines of an import that must be refused (file names shortened), nothing written."""
+    before = {table: count(engine, table) for table in ("node", "pipe", "valve", "station")}
+    with pytest.raises(ImportFailed) as failed:
+        import_file(engine, path, **options)  # type: ignore[arg-type]
+    assert {table: count(engine, table) for table in before} == before
+    return [line.removeprefix(f"{path}:") for line in failed.value.problems]
+
+
+def node_layer(path: Path, x: float, y: float) -> None:
+    gpd.GeoDataFrame({"code": ["C"], "pressure_class": [1]}, geometry=[shapely.Point(X0 + x, Y0 + y)],
+                     crs=f"EPSG:{SRID}").to_file(path, layer="node", driver="GPKG")
+
+
+def test_pipe_ends_must_lie_on_the_nodes_they_name(empty: sa.Engine, tmp_path: Path, mapping: Path) -> None:
+    """P4's drawn end lies 2.9 km from node D, which P4 is the first to name: D is made there, and
+    P5 starting at D's true place is 2,900 m off. With a node layer placing C 12 m from P3's drawn
+    end, the node layer is right; 0.04 m off (within the tolerance), the end is moved onto it."""
+    far = {"P4": [at("B"), (X0 + 200, Y0 + 3000)]}
+    path = model_file(tmp_path / "far.gpkg", pipes={**PIPES, "P5": "D-E"}, drawn=far)
+    assert refused(empty, path, enterprise=ENTERPRISE, mapping_file=mapping) == [
+        "pipes:5:from_node: from-node 'D' is 2,900.00 m from the pipe's drawn start, where row 4 puts it "
+        "(tolerance 0.05 m)"]
+    path = model_file(tmp_path / "nodes.gpkg")
+    node_layer(path, 300, 12)
+    assert refused(empty, path, enterprise=ENTERPRISE, mapping_file=mapping) == [
+        "pipes:3:to_node: to-node 'C' is 12.00 m from the pipe's drawn end, where the node layer or the "
+        "database puts it (tolerance 0.05 m)"]
+    path = model_file(tmp_path / "good.gpkg")
+    node_layer(path, 300, 0.04)
+    report = imported(empty, path, enterprise=ENTERPRISE, mapping_file=mapping)
+    assert [line for line in report.summary() if "nodes" in line] == [
+        "  nodes by name (from/to node codes): 4 new, 1 of the node layer or the database; "
+        "1 pipe ends moved onto their node within 0.05 m (largest move 0.040 m)"]
+    with empty.connect() as conn:
+        end = conn.execute(sa.text("SELECT ST_X(ST_EndPoint(geom)) - :x, ST_Y(ST_EndPoint(geom)) - :y FROM pipe "
+                                   "WHERE code = 'P3'"), {"x": X0, "y": Y0}).one()
+    assert tuple(round(v, 6) for v in end) == (300.0, 0.04)
+
+
+# -- modes and the import log -------------------------------------------------------------------------
+OTHER = "2103020002"
+
+
+def network_version(engine: sa.Engine) -> int:
+    return int(count_sql(engine, "SELECT version FROM network_version"))
+
+
+def count_sql(engine: sa.Engine, sql: str, **params: object) -> object:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).scalar_one()
+
+
+def test_update_changes_only_the_carried_fields(empty: sa.Engine, tmp_path: Path, mapping: Path) -> None:
+    imported(empty, model_file(tmp_path / "model.gpkg"), enterprise=ENTERPRISE, mapping_file=mapping)
+    with empty.connect() as conn:
+        before = {r[0]: tuple(r[1:]) for r in conn.execute(sa.text(
+            "SELECT code, diameter_mm::int, material, road_name, from_node_id, to_node_id, ST_AsText(geom) FROM pipe"))}
+    # a sheet of corrections: P2 and P3 are DN160, P3 redrawn 0.03 m off at its end; no node codes
+    path = tmp_path / "corrections.gpkg"
+    gpd.GeoDataFrame({"pipe_id": ["P2", "P3"], "diam": [160.0, 160.0]},
+                     geometry=[shapely.LineString([at("A"), at("B")]),
+                               shapely.LineString([at("B"), (X0 + 300, Y0 + 0.03)])],
+                     crs=f"EPSG:{SRID}").to_file(path, layer="pipes", driver="GPKG")
+    version = network_version(empty)
+    report = imported(empty, path, enterprise=ENTERPRISE, mapping_file=mapping, mode="update")
+    assert [(layer.table, layer.inserted, layer.updated) for layer in report.layers] == [("pipe", 0, 2)]
+    assert network_version(empty) == version + 1   # once for the import, not per statement
+    with empty.connect() as conn:
+        after = {r[0]: tuple(r[1:]) for r in conn.execute(sa.text(
+            "SELECT code, diameter_mm::int, material, road_name, from_node_id, to_node_id, ST_AsText(geom) FROM pipe"))}
+    assert after == {code: ((160, *row[1:]) if code in ("P2", "P3") else row) for code, row in before.items()}
+    # a code that is not stored, and an end 5 m from the node it keeps
+    gpd.GeoDataFrame({"pipe_id": ["P9", "P4"], "diam": [90.0, 90.0]},
+                     geometry=[shapely.LineString([at("A"), at("B")]),
+                               shapely.LineString([at("B"), (X0 + 205, Y0 + 100)])],
+                     crs=f"EPSG:{SRID}").to_file(path, layer="pipes", driver="GPKG", mode="w")
+    assert refused(empty, path, enterprise=ENTERPRISE, mapping_file=mapping, mode="update") == [
+        f"pipes:1:pipe_id: no pipe 'P9' of enterprise {ENTERPRISE} to update (--mode upsert adds new ones)",
+        "pipes:2:geometry: the pipe's drawn end is 5.00 m from its stored to-node 'D' (tolerance 0.05 m): an update "
+        "keeps a pipe's nodes unless the file names them (from/to node codes)"]
+
+
+def test_replace_enterprise_swaps_one_network_and_the_log_lists_every_import(empty: sa.Engine, tmp_path: Path,
+                                                                            mapping: Path) -> None:
+    with empty.begin() as conn:
+        conn.execute(sa.text(
+            f"""INSERT INTO enterprise (enterprise_code, name, admin_code, address, legal_representative,
+                    business_license_type, credit_code, gas_license_no, gas_license_issued_on,
+                    gas_license_expires_on, operating_area)
+                SELECT '{OTHER}', '另一燃气', admin_code, address, legal_representative, business_license_type,
+                       :credit, 'T-2', gas_license_issued_on, gas_license_expires_on, operating_area
+                FROM enterprise WHERE enterprise_code = '{ENTERPRISE}'"""),
+            {"credit": "91210302MA0000002" + credit_code_check_char("91210302MA0000002")})
+        conn.execute(sa.text("TRUNCATE import_log"))
+    model = model_file(tmp_path / "model.gpkg")
+    for enterprise in (ENTERPRISE, OTHER):
+        imported(empty, model, enterprise=enterprise, mapping_file=mapping)
+    smaller = model_file(tmp_path / "smaller.gpkg", pipes={"P1": "S-A", "P2": "A-B"}, valves={"V1": ("P2", "A")})
+    version = network_version(empty)
+    report = imported(empty, smaller, enterprise=ENTERPRISE, mapping_file=mapping, mode="replace-enterprise")
+    assert report.deleted == {"valve": 3, "station": 1, "pipe": 4, "node": 5}
+    assert network_version(empty) == version + 1
+    with empty.connect() as conn:
+        held = conn.execute(sa.text(
+            "SELECT enterprise_code, (SELECT count(*) FROM pipe p WHERE p.enterprise_code = e.enterprise_code), "
+            "(SELECT count(*) FROM node n WHERE n.enterprise_code = e.enterprise_code), "
+            "(SELECT count(*) FROM valve v WHERE v.enterprise_code = e.enterprise_code) "
+            "FROM enterprise e ORDER BY 1")).all()
+    assert [tuple(r) for r in held] == [(ENTERPRISE, 2, 3, 1), (OTHER, 4, 5, 3)]
+    # the file's features must all be of the enterprise replaced
+    assert refused(empty, smaller, enterprise=ENTERPRISE, mapping_file=mapping, mode="replace-enterprise",
+                   set_values=parse_set_options(["valves.enterprise_code=" + OTHER])) == [
+        f"valves:1:valve_id: code 'V1' is already in the database (enterprise {OTHER}; --mode update or upsert "
+        "changes stored features)",
+        f"valves:1:--set valves.enterprise_code: --mode replace-enterprise replaces the network of enterprise "
+        f"{ENTERPRISE}: this feature is of enterprise {OTHER}"]
+
+    from ingest.import_log import entries, sha256
+    with empty.connect() as conn:
+        log = entries(conn)
+    assert [(e.mode, e.file_name, e.enterprises, e.sha256) for e in log] == [
+        ("replace-enterprise", str(smaller), [ENTERPRISE], sha256(smaller)),
+        ("insert", str(model), [OTHER], sha256(model)), ("insert", str(model), [ENTERPRISE], sha256(model))]
+    assert log[0].counts == [
+        {"layer": "pipes", "table": "pipe", "inserted": 2, "updated": 0},
+        {"layer": "sources", "table": "station", "inserted": 1, "updated": 0},
+        {"layer": "valves", "table": "valve", "inserted": 1, "updated": 0},
+        *({"layer": "(replaced)", "table": t, "deleted": n} for t, n in report.deleted.items())]
+    assert log[0].account.startswith("operator:") and log[0].mapping["file"] == str(mapping)
+    where = f"EPSG:{SRID} (from the file) → EPSG:{SRID} (accuracy unknown)"
+    assert log[0].lines()[1:4] == [f"  pipes → pipe: 2 inserted; {where}", f"  sources → station: 1 inserted; {where}",
+                                   f"  valves → valve: 1 inserted; {where}"]

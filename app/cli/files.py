@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from app.cli.common import ready_database, shown_path
 from app.cli.root import cli
+
+if TYPE_CHECKING:
+    from ingest.importer import ImportReport
 
 
 @cli.command("export")
@@ -56,6 +64,10 @@ def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | No
 @click.option("--set", "set_options", multiple=True, metavar="LAYER.COLUMN=VALUE",
               help="A value for every feature of a layer, overriding the file's (e.g. pipes.pressure_class=中压); "
                    "repeatable. Defaults for empty or missing fields go in the --mapping file.")
+@click.option("--mode", type=click.Choice(["insert", "update", "upsert", "replace-enterprise"]), default="insert",
+              show_default=True,
+              help="insert: new features only; update: stored features by code, only the fields the file carries; "
+                   "upsert: both; replace-enterprise: the --enterprise's whole network replaced by the file's.")
 @click.option("--dry-run", is_flag=True, help="Check and report only; write nothing.")
 @click.option("--all-problems", "--all-errors", "all_problems", is_flag=True,
               help="List every problem line (default: a summary, then the first 10 lines of each kind, "
@@ -63,7 +75,7 @@ def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | No
 @click.option("--problems-csv", type=click.Path(path_type=Path, dir_okay=False),
               help="Write every problem to this CSV file (file, layer, feature, field, reason).")
 def import_command(path: Path, layer: str | None, kind: str | None, crs: str | None, enterprise: str | None,
-                   tolerance: float, mapping: Path | None, set_options: tuple[str, ...], dry_run: bool,
+                   tolerance: float, mapping: Path | None, set_options: tuple[str, ...], mode: str, dry_run: bool,
                    all_problems: bool, problems_csv: Path | None) -> None:
     """Import network layers from a GeoPackage, Shapefile, GeoJSON, CSV sheet, DXF drawing, or a
     folder of such files (a Shapefile export).
@@ -75,18 +87,55 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
     --crs it names. Every feature is checked first; any problem is listed as
     FILE:LAYER:FEATURE:FIELD: reason and nothing is written: a summary of the kinds of problem
     first, then the first 10 lines of each kind, identical problems of many features as one line with their
-    count (--all-problems: every line; --problems-csv FILE: every line in a sheet). Progress goes to stderr.
+    count (--all-problems: every line; --problems-csv FILE: every line in a sheet). Progress goes to
+    stderr: a bar on a terminal, step lines otherwise.
     """
+    with import_progress() as progress:
+        report = _import(path, layer, kind, crs, enterprise, dry_run, tolerance, mapping, set_options, mode,
+                         all_problems, problems_csv, progress)
+    for line in report.summary():
+        click.echo(line)
+
+
+_STEP = re.compile(r"^\[(\d+)/(\d+)\] (reading|writing) ")
+
+
+@contextmanager
+def import_progress() -> Iterator[Callable[[str], None]]:
+    """Where the import's step lines go: a progress bar on a terminal (rich; steps are each layer's
+    reading and writing), else plain lines on stderr."""
+    if not sys.stderr.isatty():
+        yield lambda line: click.echo(line, err=True)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("import", total=None)
+
+        def step(line: str) -> None:
+            if match := _STEP.match(line):
+                number, layers = int(match[1]), int(match[2])
+                done = number - 1 if match[3] == "reading" else layers + number - 1
+                bar.update(task, description=line, completed=done, total=2 * layers)
+            else:
+                bar.console.print(line)
+
+        yield step
+        bar.update(task, completed=bar.tasks[0].total or 0)
+
+
+def _import(path: Path, layer: str | None, kind: str | None, crs: str | None, enterprise: str | None,
+            dry_run: bool, tolerance: float, mapping: Path | None, set_options: tuple[str, ...], mode: str,
+            all_problems: bool, problems_csv: Path | None, progress: Callable[[str], None]) -> ImportReport:
     from db.engine import get_engine
     from ingest.importer import PROBLEMS_PER_KIND, ImportFailed, import_file, parse_set_options
 
-    def progress(line: str) -> None:
-        click.echo(line, err=True)
-
     try:
-        report = import_file(get_engine(ready_database(owner=True)), path, layer, kind, crs, enterprise, dry_run,
+        return import_file(get_engine(ready_database(owner=True)), path, layer, kind, crs, enterprise, dry_run,
                              tolerance, file_label=str(path), mapping_file=mapping, echo=progress,
-                             set_values=parse_set_options(set_options))
+                             set_values=parse_set_options(set_options), mode=mode)
     except ImportFailed as failed:
         for line in failed.report(None if all_problems else PROBLEMS_PER_KIND):
             click.echo(line)
@@ -96,6 +145,21 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
             failed.write_csv(problems_csv)
             click.echo(f"every problem: {shown_path(problems_csv)}")
         raise
-    for line in report.summary():
-        click.echo(line)
 
+
+
+@cli.command("import-log")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many imports.")
+def import_log_command(limit: int) -> None:
+    """The imports written, newest first: file and SHA-256, account, mode, rows per layer, CRS and
+    transformation with its accuracy, the mapping used."""
+    from db.engine import get_engine
+    from ingest.import_log import entries
+
+    with get_engine(ready_database(owner=True)).connect() as conn:
+        found = entries(conn, limit)
+    if not found:
+        click.echo("no imports recorded yet")
+    for entry in found:
+        for line in entry.lines():
+            click.echo(line)
