@@ -11,12 +11,15 @@ columns) becomes one check here, chosen in this order:
    (``col > 0``, ``col >= 0``, ``col BETWEEN a AND b``, ``col IN (…)``, ``col ~ 'regex'``),
    evaluated vectorised on the converted column;
 3. a hand-written check (ROW_CHECKS) for every other form (several columns, IS NULL, references
-   between features), listed by constraint name.
+   between features), listed by constraint name together with the definition it was written for:
+   a migration that changes the rule under the same name makes the check stale, and the
+   constraint unchecked, until the check is rewritten.
 
 A constraint that is none of these is `CheckPlan.unchecked`: the database would refuse such a
-value at write time with one generic line for the whole file. tests/test_import_checks.py fails
-for any such constraint of an importable table, and gives every constraint a file with one bad
-value.
+value at write time with one generic line for the whole file. `CheckPlan.covered` says how each
+other constraint is checked. tests/test_import_checks.py fails for any unchecked constraint of an
+importable table, and gives every constraint a file with one bad value (for a hand-written check,
+also that the database itself refuses that file by that constraint when the check is left out).
 
 Left out on purpose (`CheckPlan.sealed`): the CHECKs about the stored form of personal data,
 ``x_is_masked`` and ``x_is_sealed`` of each column of accounts.personal_data.PERSONAL_COLUMNS
@@ -251,16 +254,29 @@ def _non_residents_have_credit_code(layer: Layer) -> None:
                         "may leave it empty")
 
 
+def _allowed(layer: Layer, column: str) -> tuple[float | str, ...]:
+    """The values a one-column ``IN (…)`` CHECK of the schema allows for `column` (() when none)."""
+    for constraint in layer.schema.checks:
+        simple = constraint.simple() if constraint.columns == (column,) else None
+        for condition in simple.conditions if simple else ():
+            if condition.op == "in" and isinstance(condition.value, tuple):
+                return condition.value
+    return ()
+
+
 def _check_valve_has_direction(layer: Layer) -> None:
-    """CHECK ((valve_type = 'check') = (check_direction IS NOT NULL))."""
+    """CHECK ((valve_type = 'check') = (check_direction IS NOT NULL)): a check valve has a
+    direction, no other valve has one."""
     kind = layer.value("valve_type")
     known = kind.notna().to_numpy()
     is_check = known & (kind == "check").to_numpy(dtype=bool)
     direction = layer.given("check_direction")
     where, what = layer.field("check_direction"), layer.comment("check_direction")
-    layer.problems.rows(np.flatnonzero(is_check & ~direction), where, f"{what} is empty: a check valve needs it")
+    allowed = " or ".join(_number(v) for v in _allowed(layer, "check_direction"))
+    layer.problems.rows(np.flatnonzero(is_check & ~direction), where,
+                        f"{what} is empty: a check valve needs a direction" + (f" ({allowed})" if allowed else ""))
     extra = np.flatnonzero(known & ~is_check & direction)
-    layer.problems.rows(extra, where, [f"{what} given for a {kind.iloc[i]} valve: only check valves have one"
+    layer.problems.rows(extra, where, [f"{what} given for a {kind.iloc[i]} valve: only check valves have a direction"
                                        for i in extra])
 
 
@@ -305,29 +321,58 @@ def _feature_reference_is_whole(layer: Layer) -> None:
                         "feature_code and feature_type go together: give both or neither")
 
 
+@dataclass(frozen=True)
+class RowCheck:
+    """A hand-written check and the constraint definition it was written for (as
+    pg_get_constraintdef prints it)."""
+
+    definition: str
+    check: Callable[[Layer], None]
+
+    def written_for(self, constraint: CheckConstraint) -> bool:
+        """Whether `constraint` is still the rule this check was written for."""
+        return " ".join(constraint.definition.split()) == " ".join(self.definition.split())
+
+
 # Constraints of forms the simple checks do not evaluate: (table, constraint) → check.
-ROW_CHECKS: dict[tuple[str, str], Callable[[Layer], None]] = {
-    ("customer", "non_residents_have_credit_code"): _non_residents_have_credit_code,
-    ("valve", "check_valve_has_direction"): _check_valve_has_direction,
-    ("regulator", "regulator_joins_two_nodes"): _regulator_joins_two_nodes,
-    ("regulator", "regulator_lowers_pressure"): _regulator_lowers_pressure,
-    ("device", "reporting_device_is_whole"): _reporting_device_is_whole,
-    ("hazard", "feature_reference_is_whole"): _feature_reference_is_whole,
+ROW_CHECKS: dict[tuple[str, str], RowCheck] = {
+    ("customer", "non_residents_have_credit_code"): RowCheck(
+        "CHECK (((user_type = 1) OR (credit_code IS NOT NULL)))", _non_residents_have_credit_code),
+    ("valve", "check_valve_has_direction"): RowCheck(
+        "CHECK (((valve_type = 'check'::text) = (check_direction IS NOT NULL)))", _check_valve_has_direction),
+    ("regulator", "regulator_joins_two_nodes"): RowCheck(
+        "CHECK ((inlet_node_id <> outlet_node_id))", _regulator_joins_two_nodes),
+    ("regulator", "regulator_lowers_pressure"): RowCheck(
+        "CHECK ((outlet_pressure_class <= inlet_pressure_class))", _regulator_lowers_pressure),
+    ("device", "reporting_device_is_whole"): RowCheck(
+        "CHECK (((telemetry_type IS NULL) OR ((reporting_interval_s IS NOT NULL) AND (status IS NOT NULL))))",
+        _reporting_device_is_whole),
+    ("hazard", "feature_reference_is_whole"): RowCheck(
+        "CHECK (((feature_type IS NULL) = (feature_id IS NULL)))", _feature_reference_is_whole),
 }
+
+
+def hand_written(table: str) -> set[str]:
+    """The names of the constraints of `table` that a hand-written check (ROW_CHECKS) covers."""
+    return {name for owner, name in ROW_CHECKS if owner == table}
 
 
 @dataclass(frozen=True)
 class CheckPlan:
     """The checks of one table: per importable column, per row, and the constraints left to the database.
 
-    `sealed` are the constraints on the stored form of personal data (module docstring): covered
-    by sealing at write time, not checks of a file's values.
+    `covered` names every constraint that is checked and how: "code" (a code of core/codes.py),
+    "column" (comparisons of one column with constants), "row" (a hand-written check of
+    ROW_CHECKS) or "sealed" (the stored form of personal data, module docstring: covered by
+    sealing at write time, not checks of a file's values; those are also in `sealed`).
+    `unchecked` are the others: the database would be the first to see them.
     """
 
     columns: dict[str, list[ColumnCheck]]
     rows: list[Callable[[Layer], None]]
     unchecked: list[CheckConstraint]
     sealed: list[CheckConstraint] = field(default_factory=list)
+    covered: dict[str, str] = field(default_factory=dict)
 
     def check_rows(self, layer: Layer) -> None:
         for check in self.rows:
@@ -340,14 +385,20 @@ def plan(schema: TableSchema, importable: Iterable[str]) -> CheckPlan:
     rows: list[Callable[[Layer], None]] = []
     unchecked: list[CheckConstraint] = []
     sealed: list[CheckConstraint] = []
+    covered: dict[str, str] = {}
     stored_form = stored_form_constraints(schema.name)
     wanted = set(importable)
     for constraint in schema.checks:
         if constraint.name in stored_form:
             sealed.append(constraint)
+            covered[constraint.name] = "sealed"
             continue
         if (hand := ROW_CHECKS.get((schema.name, constraint.name))) is not None:
-            rows.append(hand)
+            if hand.written_for(constraint):
+                rows.append(hand.check)
+                covered[constraint.name] = "row"
+            else:  # the rule changed under its name: the check says something else
+                unchecked.append(constraint)
             continue
         checks = column_checks(constraint)
         if checks is None or any(c.column not in wanted for c in checks):
@@ -355,5 +406,5 @@ def plan(schema: TableSchema, importable: Iterable[str]) -> CheckPlan:
             continue
         for check in checks:
             columns.setdefault(check.column, []).append(check)
-    return CheckPlan(columns, rows, unchecked, sealed)
-
+        covered[constraint.name] = "code" if code_of_constraint(constraint.name) is not None else "column"
+    return CheckPlan(columns, rows, unchecked, sealed, covered)

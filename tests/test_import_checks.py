@@ -5,6 +5,9 @@ as the file calls it, and nothing written. The CHECKs on the stored form of phon
 (x_is_masked, x_is_sealed, migration 0017) are covered by sealing instead: a file's clear phone
 numbers are stored masked and sealed.
 
+Each hand-written check (value_checks.ROW_CHECKS) is also shown to guard a real rule: its file,
+imported with that check left out, is refused by the database by that very constraint.
+
 The files are one feature of a small demo city's export (so that every reference, enterprise and
 position is valid), given a new code and one bad value, the field renamed to the column's Chinese
 name as gas companies' files call it; they are imported into that city's own database.
@@ -12,7 +15,7 @@ name as gas companies' files call it; they are imported into that city's own dat
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +35,13 @@ from accounts.personal_data import (
     sealed_column,
     stored_form_constraints,
 )
+from core.errors import QiwangError
 from db.catalog import CheckConstraint
+from ingest import value_checks
 from ingest.exporter import EXPORTABLE_LAYERS, export
 from ingest.field_mapping import load_mapping, table_schema
 from ingest.importer import IMPORT_KINDS, ImportFailed, import_file, importable_columns
-from ingest.value_checks import plan
+from ingest.value_checks import ROW_CHECKS, hand_written, plan
 
 KIND_OF = {table: kind for kind, table in IMPORT_KINDS.items()}
 ENTERPRISE_RULE = "enterprise_code_is_division_plus_sequence"
@@ -54,10 +59,11 @@ class Case:
     changes: dict[str, Any]
     reason: str
     pick: Callable[[pd.DataFrame], pd.Series] | None = field(default=None, compare=False)  # rows to choose from
+    variant: str = ""     # a second case of one constraint (the other way round)
 
     @property
     def id(self) -> str:
-        return f"{self.table}-{self.constraint}"
+        return f"{self.table}-{self.constraint}" + (f"-{self.variant}" if self.variant else "")
 
 
 def spelled(value: str, allowed: str) -> str:
@@ -99,7 +105,11 @@ TABLE_CASES = [
     Case("valve", "valve_check_direction_check", "check_direction", "止回方向",
          {"valve_type": "check", "check_direction": "sideways"}, spelled("sideways", "into_pipe, out_of_pipe")),
     Case("valve", "check_valve_has_direction", "check_direction", "止回方向",
-         {"valve_type": "check", "check_direction": None}, "止回方向 is empty: a check valve needs it"),
+         {"valve_type": "check", "check_direction": None},
+         "止回方向 is empty: a check valve needs a direction (into_pipe or out_of_pipe)"),
+    Case("valve", "check_valve_has_direction", "check_direction", "止回方向",
+         {"valve_type": "gate", "check_direction": "into_pipe"},
+         "止回方向 given for a gate valve: only check valves have a direction", variant="not-a-check-valve"),
     Case("regulator", "regulator_capacity_m3h_check", "capacity_m3h", None, {"capacity_m3h": -300},
          "must be greater than 0: -300"),
     Case("regulator", "regulator_outlet_pressure_kpa_check", "outlet_pressure_kpa", None, {"outlet_pressure_kpa": 0},
@@ -175,22 +185,46 @@ def catalog_constraints(engine: sa.Engine) -> dict[tuple[str, str], CheckConstra
 
 def test_every_check_of_an_importable_table_has_a_precheck_and_a_case(city: sa.Engine) -> None:
     """A new CHECK in a migration fails here until the importer checks it (value_checks) and
-    CASES gives it a bad value: the database's own refusal is one generic line for the whole file."""
+    CASES gives it a bad value: the database's own refusal is one generic line for the whole file.
+    Every constraint the catalog lists is covered, by the planner (a code, comparisons of one
+    column) or by a hand-written check named for it; a hand-written check whose constraint was
+    dropped, or changed under its name, fails here too."""
+    unchecked, sealed, how, listed, by_hand = {}, {}, {}, set(), set()
     with city.connect() as conn:
-        unchecked, sealed = {}, {}
         for table in IMPORT_KINDS.values():
             schema = table_schema(conn, table)
             checks = plan(schema, importable_columns(schema))
             unchecked.update({(table, c.name): c.definition for c in checks.unchecked})
             sealed.update({(table, c.name): c.columns for c in checks.sealed})
+            how.update({(table, name): kind for name, kind in checks.covered.items()})
+            listed |= {(table, c.name) for c in schema.checks}
+            by_hand |= {(table, name) for name in hand_written(table)}
     assert unchecked == {}
+    assert set(how) == listed
+    assert {key for key, kind in how.items() if kind == "row"} == by_hand == set(ROW_CHECKS)
+    assert set(how.values()) == {"code", "column", "row", "sealed"}
     # covered by sealing (test_phone_numbers_of_a_file_are_stored_sealed), each of them, and nothing else
     assert sealed == {(table, name): (column, *((sealed_column(column),) if name.endswith("_is_sealed") else ()))
                       for table in IMPORT_KINDS.values()
                       for name, column in stored_form_constraints(table).items()}
+    assert {key for key, kind in how.items() if kind == "sealed"} == set(sealed)
     assert {table for table, _ in sealed} == {"valve", "regulator", "sentry", "device", "hazard", "crew_base"}
-    assert sorted(set(catalog_constraints(city)) - set(sealed)) == sorted((case.table, case.constraint)
-                                                                          for case in CASES)
+    assert set(catalog_constraints(city)) - set(sealed) == {(case.table, case.constraint) for case in CASES}
+    assert len({case.id for case in CASES}) == len(CASES)
+
+
+def test_a_hand_written_check_written_for_another_rule_leaves_the_constraint_unchecked(city: sa.Engine) -> None:
+    """A migration that changes a hand-written check's rule under the same name: the check no
+    longer says what the database enforces, so the planner lists the constraint as unchecked (and
+    the test above fails) until the check is rewritten."""
+    with city.connect() as conn:
+        schema = table_schema(conn, "valve")
+    changed = tuple(replace(c, definition="CHECK (((valve_type = 'check'::text) OR (check_direction IS NULL)))")
+                    if c.name == "check_valve_has_direction" else c for c in schema.checks)
+    checks = plan(replace(schema, checks=changed), importable_columns(schema))
+    assert [c.name for c in checks.unchecked] == ["check_valve_has_direction"]
+    assert "check_valve_has_direction" not in checks.covered
+    assert plan(schema, importable_columns(schema)).covered["check_valve_has_direction"] == "row"
 
 
 @pytest.mark.parametrize("table", ["sentry", "hazard", "crew_base"])
@@ -223,7 +257,8 @@ def test_the_mapping_spells_exactly_the_values_the_schema_allows(city: sa.Engine
     for table, spec in load_mapping().layers.items():
         for column, values in spec.get("values", {}).items():
             allowed = [c.simple() for c in constraints.values() if c.table == table and c.columns == (column,)]
-            lists = [tuple(cond.value) for check in allowed if check for cond in check.conditions if cond.op == "in"]
+            lists = [cond.value for check in allowed if check for cond in check.conditions
+                     if cond.op == "in" and isinstance(cond.value, tuple)]
             assert lists == [tuple(values)], (table, column)
 
 
@@ -232,9 +267,9 @@ def count(engine: sa.Engine, table: str) -> int:
         return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_a_bad_value_is_one_line_naming_the_field_and_nothing_is_written(
-        case: Case, city: sa.Engine, exported: dict[str, gpd.GeoDataFrame], tmp_path: Path) -> None:
+def bad_file(case: Case, city: sa.Engine, exported: dict[str, gpd.GeoDataFrame], tmp_path: Path) -> tuple[Path, str]:
+    """One feature of the city's export with the case's bad value, the blamed field renamed to the
+    case's label: the file and the one problem line it should get."""
     frame = exported[case.table]
     chosen = frame[case.pick(frame)] if case.pick else frame
     row = chosen.iloc[[0]].copy()
@@ -253,8 +288,54 @@ def test_a_bad_value_is_one_line_naming_the_field_and_nothing_is_written(
     row = row.rename(columns={source: label})
     path = tmp_path / f"{case.table}.gpkg"
     pyogrio.write_dataframe(row, path, layer=case.table)
+    return path, f"{path.name}:{case.table}:1:{label}: {reason}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_a_bad_value_is_one_line_naming_the_field_and_nothing_is_written(
+        case: Case, city: sa.Engine, exported: dict[str, gpd.GeoDataFrame], tmp_path: Path) -> None:
+    """A dry run writes inside the transaction, so a value the checks let through would meet the
+    database's own constraint: an ImportFailed with the one line is the pre-check's answer."""
+    path, line = bad_file(case, city, exported, tmp_path)
     before = {table: count(city, table) for table in (case.table, "node")}
     with pytest.raises(ImportFailed) as failed:
-        import_file(city, path, kind=KIND_OF[case.table], file_label=path.name)
-    assert failed.value.problems == [f"{path.name}:{case.table}:1:{label}: {reason}"]
+        import_file(city, path, kind=KIND_OF[case.table], file_label=path.name, dry_run=True)
+    assert failed.value.problems == [line]
     assert {table: count(city, table) for table in before} == before
+
+
+def refused_by(exc: BaseException) -> str | None:
+    """The constraint the database named in refusing a write, looked for along `exc`'s context
+    (the importer words it as a QiwangError; the driver's error is in its chain)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for candidate in (seen, getattr(seen, "orig", None)):
+            name = getattr(getattr(candidate, "diag", None), "constraint_name", None)
+            if name:
+                return str(name)
+        seen = seen.__context__
+    return None
+
+
+HAND_CASES = [case for case in TABLE_CASES if (case.table, case.constraint) in ROW_CHECKS]
+
+
+def test_every_hand_written_check_has_a_case() -> None:
+    assert {(case.table, case.constraint) for case in HAND_CASES} == set(ROW_CHECKS)
+
+
+@pytest.mark.parametrize("case", HAND_CASES, ids=lambda c: c.id)
+def test_without_its_hand_written_check_the_database_refuses_the_case_by_that_constraint(
+        case: Case, city: sa.Engine, exported: dict[str, gpd.GeoDataFrame], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The case's file breaks the rule it is a case of, and only that one: with the check left out
+    the pre-checks find nothing, and the database refuses the (dry-run) write by that constraint."""
+    path, _ = bad_file(case, city, exported, tmp_path)
+    monkeypatch.setattr(value_checks, "ROW_CHECKS",
+                        {key: check for key, check in ROW_CHECKS.items() if key != (case.table, case.constraint)})
+    before = count(city, case.table)
+    with pytest.raises(QiwangError, match="refused the import") as refused:
+        import_file(city, path, kind=KIND_OF[case.table], file_label=path.name, dry_run=True)
+    assert not isinstance(refused.value, ImportFailed)
+    assert refused_by(refused.value) == case.constraint
+    assert count(city, case.table) == before
