@@ -110,6 +110,14 @@ def attribute(conn: sa.Connection, actor: str | None) -> None:
     conn.execute(sa.text("SELECT set_config('qiwang.actor', :a, true)"), {"a": actor or ""})
 
 
+def attribute_operator(conn: sa.Connection) -> None:
+    """Name the CLI's operator as the actor of the transaction's writes when `conn` acts as the
+    owner and nobody named one (an account's role is recorded as its account anyway)."""
+    actor = default_actor(conn)
+    if actor is not None:
+        attribute(conn, actor)
+
+
 def append(conn: sa.Connection, action: str, detail: dict[str, Any] | None = None, actor: str | None = None, *,
            client_addr: str | None = None, once_within: timedelta | None = None) -> int | None:
     """Record one event in `conn`'s transaction.

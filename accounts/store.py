@@ -287,15 +287,7 @@ def _attribute(conn: sa.Connection, by: str | None) -> None:
     if by is not None:
         audit.attribute(conn, by)
     else:
-        _attribute_operator(conn)
-
-
-def _attribute_operator(conn: sa.Connection) -> None:
-    """Name the CLI's operator as the actor of the transaction's writes when it acts as the owner
-    and nobody named one (an account's role is its account anyway)."""
-    actor = audit.default_actor(conn)
-    if actor is not None:
-        audit.attribute(conn, actor)
+        audit.attribute_operator(conn)
 
 
 def _end_everything(conn: sa.Connection, account_id: int, now: datetime) -> None:
@@ -321,7 +313,7 @@ def set_password(conn: sa.Connection, name: str, new_password: str, now: datetim
         {"id": found.id, "n": passwords.HISTORY}).scalars())
     passwords.check_password(new_password, name, history)
     if must_change:
-        _attribute_operator(conn)
+        audit.attribute_operator(conn)
     else:
         audit.attribute(conn, name)   # the account changes its own
     hashed = passwords.hash_password(new_password)
@@ -349,7 +341,7 @@ def create_token(conn: sa.Connection, name: str, days: float, now: datetime) -> 
         raise Conflict(f"account {name} is disabled")
     if not 0 < days <= 3650:
         raise InvalidInput("expires", f"{days:g} is not a number of days from 1 to 3650")
-    _attribute_operator(conn)
+    audit.attribute_operator(conn)
     token_id, token = credentials.new_token()
     expires = now + timedelta(days=days)
     conn.execute(sa.text("INSERT INTO auth.token (id, account_id, secret_hash, created_at, expires_at) "
@@ -362,7 +354,7 @@ def create_token(conn: sa.Connection, name: str, days: float, now: datetime) -> 
 def revoke_token(conn: sa.Connection, name: str, token_id: str, now: datetime) -> None:
     """Revoke token `token_id` of account `name` (NotFound when it has no such token)."""
     found = account(conn, name)
-    _attribute_operator(conn)
+    audit.attribute_operator(conn)
     done = conn.execute(sa.text("UPDATE auth.token SET revoked_at = coalesce(revoked_at, :now) "
                                 "WHERE id = :id AND account_id = :a"), {"now": now, "id": token_id, "a": found.id})
     if done.rowcount == 0:

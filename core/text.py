@@ -1,4 +1,4 @@
-"""Text PostgreSQL can store: the one rule for strings that come from clients.
+"""Text rules: what PostgreSQL can store, and the key for matching names and labels.
 
 PostgreSQL's text type cannot hold NUL, and a lone UTF-16 surrogate (JSON "\\ud800" decodes to
 one) is not Unicode at all: psycopg refuses to encode it. Both are the client's doing, so every
@@ -9,6 +9,7 @@ where a text must be kept anyway (a quarantined message's topic, a reason quotin
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -32,3 +33,9 @@ def escaped(value: str) -> str:
     """`value` with what PostgreSQL text cannot hold written as visible escapes: NUL as ``\\0``,
     a lone surrogate as ``\\udxxx`` (as Python's 'backslashreplace' writes it)."""
     return _UNSTORABLE.sub(lambda m: "\\0" if m.group() == "\x00" else f"\\u{ord(m.group()):04x}", value)
+
+
+def normalise(name: str) -> str:
+    """Key for matching names and labels: NFKC (full-width （） become ()), case-folded, without
+    spaces, underscores and hyphens."""
+    return re.sub(r"[\s_\-]+", "", unicodedata.normalize("NFKC", str(name))).casefold()

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,18 +23,13 @@ from sqlalchemy import Connection, text
 from accounts.personal_data import companion_columns
 from core import config_file
 from core.errors import QiwangError
+from core.text import normalise
 from db import catalog
 from db.catalog import CheckConstraint
 
 DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "data" / "field_mapping.yaml"
 SHAPEFILE_NAME_MAX = 10  # dBASE field names
 LABEL_SUFFIX = "_label"  # export: dictionary label beside each code column
-
-
-def normalise(name: str) -> str:
-    """Key for matching names and labels: NFKC (full-width （） become ()), case-folded, without
-    spaces, underscores and hyphens."""
-    return re.sub(r"[\s_\-]+", "", unicodedata.normalize("NFKC", str(name))).casefold()
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,12 @@ default and the fixed-key JSON of network_analysis.api with --json.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 
-from app.cli.common import ready_database
+from app.cli.common import options_named, ready_database
 from app.cli.format import number, pad
 from app.cli.root import cli
-from core.errors import InvalidInput
 from emergency.states import INCIDENT_STATES, STARTING_STATES
 
 
@@ -31,32 +28,6 @@ def _engine():
     from db.engine import get_engine
 
     return get_engine(ready_database())
-
-
-@contextmanager
-def _options(names: dict[str, str], values: dict[str, tuple[str, ...]] | None = None) -> Iterator[None]:
-    """InvalidInput from an analysis worded with the command's options: its field is the analysis's
-    parameter (`point`, `failed_valves[1]`), which the user knows as an option (`--at`, the second
-    `--failed-valve`, named with the value given).
-
-    Parameters
-    ----------
-    names
-        Analysis parameter → option.
-    values
-        Option → the values given to a repeated option, for indexed fields.
-    """
-    try:
-        yield
-    except InvalidInput as exc:
-        field = exc.field or ""
-        parameter, _, index = field.partition("[")
-        option = names.get(parameter)
-        if option is None:
-            raise
-        if index and values and option in values:
-            option = f"{option} {values[option][int(index.rstrip(']'))]}"
-        raise InvalidInput(option, exc.reason) from None
 
 
 def _json(data: dict | list) -> None:
@@ -84,7 +55,7 @@ def burst(pipe: str | None, at: str | None, crs: str | None, failed: tuple[str, 
     points = [_xy(b, "--barrier") for b in barriers]
     options = {"pipe": "--pipe", "point": "--at", "crs": "--crs", "failed_valves": "--failed-valve",
                "barriers": "--barrier", "save_as": "--save"}
-    with _options(options, {"--failed-valve": failed, "--barrier": barriers}):
+    with options_named(options, {"--failed-valve": failed, "--barrier": barriers}):
         result = analyse_and_save(_engine(), save, title, pipe=pipe, point=point, crs=crs, failed_valves=failed,
                                   barriers=points, geometry=geometry)
     if as_json:
@@ -201,7 +172,7 @@ def qa(tolerance: float, near_miss: float, as_json: bool) -> None:
     """Topology checks; findings are stored as features in topology_issue."""
     from network_analysis.qa import run_qa
 
-    with _options({"tolerance_m": "--tolerance", "near_miss_m": "--near-miss"}):
+    with options_named({"tolerance_m": "--tolerance", "near_miss_m": "--near-miss"}):
         result = run_qa(_engine(), tolerance_m=tolerance, near_miss_m=near_miss)
     if as_json:
         _json(result)
@@ -234,7 +205,7 @@ def near(at: str, radius: float, crs: str | None, limit: int | None, as_json: bo
     per_layer = limit or (NEAR_ALL if as_json else NEAR_SHOWN)
     with _engine().connect() as conn:
         x, y = _xy(at, "--at")
-        with _options({"point": "--at", "radius_m": "--radius", "crs": "--crs", "limit_per_layer": "--limit"}):
+        with options_named({"point": "--at", "radius_m": "--radius", "crs": "--crs", "limit_per_layer": "--limit"}):
             result = radius_query(conn, x, y, radius, crs=crs, limit_per_layer=per_layer)
     if as_json:
         _json(result)
@@ -261,7 +232,7 @@ def stats(enterprise: str | None, division: str | None, year: int | None, as_jso
     from network_analysis.statistics import network_statistics
 
     options = {"enterprise_code": "--enterprise", "admin_code": "--division", "as_of_year": "--year"}
-    with _engine().connect() as conn, _options(options):
+    with _engine().connect() as conn, options_named(options):
         result = network_statistics(conn, enterprise_code=enterprise, admin_code=division, as_of_year=year)
     if as_json:
         _json(result)
@@ -296,7 +267,7 @@ def route(start: str | None, end: str, crs: str | None, as_json: bool) -> None:
 
     engine = _engine()
     target = _xy(end, "--to")
-    with _options({"start": "--from", "end": "--to", "crs": "--crs"}):
+    with options_named({"start": "--from", "end": "--to", "crs": "--crs"}):
         if start:
             result = routing.route(engine, _xy(start, "--from"), target, crs=crs)
             path = result

@@ -9,12 +9,14 @@ from __future__ import annotations
 import datetime
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from core.errors import QiwangError
+from core.errors import InvalidInput, QiwangError
 from core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -131,3 +133,28 @@ def log_unexpected(exc: BaseException) -> str:
     except OSError as log_error:
         return f"and the traceback could not be written to {ERROR_LOG}: {log_error.strerror}"
 
+
+@contextmanager
+def options_named(names: dict[str, str], values: dict[str, tuple[str, ...]] | None = None) -> Iterator[None]:
+    """InvalidInput from a lower layer worded with the command's options: its field is the function's
+    parameter (`point`, `failed_valves[1]`), which the user knows as an option (`--at`, the second
+    `--failed-valve`, named with the value given).
+
+    Parameters
+    ----------
+    names
+        The function's parameter → option.
+    values
+        Option → the values given to a repeated option, for indexed fields.
+    """
+    try:
+        yield
+    except InvalidInput as exc:
+        field = exc.field or ""
+        parameter, _, index = field.partition("[")
+        option = names.get(parameter)
+        if option is None:
+            raise
+        if index and values and option in values:
+            option = f"{option} {values[option][int(index.rstrip(']'))]}"
+        raise InvalidInput(option, exc.reason) from None

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import click
 
-from app.cli import analysis, audit, database, files, jobs, keys, serving, styles, telemetry, users  # noqa: F401  (they add their commands)
+from app.cli import analysis, audit, database, files, jobs, keys, registers, serving, styles, telemetry, users  # noqa: F401  (they add their commands)
 from app.cli.common import PROJECT_ROOT, embedded_cluster, log_unexpected
 from app.cli.root import cli
 from core.errors import QiwangError
