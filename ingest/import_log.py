@@ -62,11 +62,7 @@ class Entry:
         for layer in self.counts:
             changes = ", ".join(f"{layer[k]:,} {k}" for k in ("inserted", "updated", "deleted") if layer.get(k))
             crs = crs_of.get(layer["layer"])
-            where = ""
-            if crs:
-                accuracy = crs.get("accuracy_m")
-                where = (f"; {crs['transformation']} (accuracy "
-                         f"{'unknown' if accuracy is None else f'{accuracy:g} m'})")
+            where = f"; {crs['transformation']}" if crs and crs.get("transformation") else ""
             out.append(f"  {layer['layer']} → {layer['table']}: {changes or 'nothing changed'}{where}")
         if self.mapping.get("file") or self.mapping.get("set"):
             given = [f"--mapping {self.mapping['file']}"] if self.mapping.get("file") else []

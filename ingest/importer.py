@@ -72,6 +72,7 @@ from core.errors import QiwangError
 from db.bulk_load import constraints_deferred, copy_frame, to_copy_text
 from ingest import dxf_reader as dxf
 from ingest import import_log
+from ingest.datum import Datum, DatumRefused, Helmert, choose, for_local_grid
 from ingest.exporter import parse_crs
 from ingest.field_mapping import (
     LABEL_SUFFIX,
@@ -141,6 +142,8 @@ class LayerReport:
     snapped_ends: int = 0
     max_snap_m: float = 0.0
     nodes_by_code: bool = False  # pipes name their nodes (from/to node codes): no snapping
+    datum: str | None = None  # the transformation to the storage CRS and its accuracy
+    crs_overridden: str | None = None  # the file's declared CRS, when --crs contradicts it
     inserted: int = 0
     updated: int = 0
 
@@ -164,6 +167,10 @@ class ImportReport:
             lines.append(f"{layer.source} → {layer.table}: {layer.features:,} features; CRS {layer.crs}"
                          + (f"; encoding {layer.encoding}" if layer.encoding else "")
                          + (f"; {layer.geometry_note}" if layer.geometry_note else ""))
+            if layer.crs_overridden:
+                lines.append(f"  --crs overrides the CRS the file declares: {layer.crs_overridden}")
+            if layer.datum:
+                lines.append(f"  transformation: {layer.datum}")
             if self.mode != "insert":
                 lines.append(f"  {layer.inserted:,} new, {layer.updated:,} updated")
             if layer.unused_fields:
@@ -699,12 +706,12 @@ def _with_z(geoms: np.ndarray, start_z: np.ndarray, end_z: np.ndarray) -> np.nda
     return out
 
 
-def _transform(geoms: np.ndarray, source: CRS, target_srid: int, grid: LocalGrid | None = None) -> np.ndarray:
-    """Plane coordinates to the storage CRS with pyproj (x = east/longitude), after the local grid's
-    four parameters when there is one (then `source` is the grid's target); heights unchanged."""
-    transformer = None
-    if source.to_epsg() != target_srid:
-        transformer = Transformer.from_crs(source, CRS.from_epsg(target_srid), always_xy=True)
+def _transform(geoms: np.ndarray, source: _SourceCRS, target_srid: int) -> np.ndarray:
+    """Plane coordinates to the storage CRS by the layer's datum transformation (x = east/longitude),
+    after the local grid's four parameters when there is one; heights unchanged."""
+    assert source.datum is not None and source.crs is not None
+    grid = source.grid
+    transformer = source.datum.transformer if source.crs.to_epsg() != target_srid else None
     if grid is None and transformer is None:
         return geoms
 
@@ -956,9 +963,47 @@ class _SourceCRS:
     crs: CRS | None
     text: str
     grid: LocalGrid | None = None
+    datum: Datum | None = None  # how to the storage CRS (ingest/datum.py); None: no usable CRS
+    overridden: str | None = None  # the file's declared CRS that --crs contradicts
 
 
-def _source_crs(src: _Source, crs_option: str | None, mapping: FieldMapping, problems: _Problems) -> _SourceCRS:
+@dataclass(frozen=True)
+class DatumOptions:
+    """What the user says about datums: `shift` a 7-parameter Helmert (--datum-shift),
+    `accept_approximate` an approximate transformation is good enough (--accept-approximate-datum)."""
+
+    shift: Helmert | None = None
+    accept_approximate: bool = False
+
+
+def _source_crs(src: _Source, crs_option: str | None, mapping: FieldMapping, problems: _Problems,
+                target_srid: int, datum_options: DatumOptions) -> _SourceCRS:
+    """The layer's CRS (--crs over the file's), and the transformation to the storage CRS: one
+    of unknown accuracy or worse than 1 m is a problem line unless the user gives or accepts it."""
+    found = _declared_crs(src, crs_option, mapping, problems)
+    if found.crs is None:
+        return found
+    declared = None
+    if crs_option and src.crs:
+        try:
+            declared = CRS.from_user_input(src.crs)
+        except CRSError:
+            declared = None
+    overridden = None
+    if declared is not None and found.grid is None and not declared.equals(found.crs, ignore_axis_order=True):
+        overridden = f"{declared.name} (EPSG:{declared.to_epsg()})" if declared.to_epsg() else declared.name
+    try:
+        if found.grid is not None:
+            chosen = for_local_grid(found.grid, target_srid, datum_options.accept_approximate)
+        else:
+            chosen = choose(found.crs, target_srid, datum_options.shift, datum_options.accept_approximate)
+    except DatumRefused as refused:
+        problems.layer("geometry", str(refused))
+        return _SourceCRS(None, found.text)
+    return dataclasses.replace(found, datum=chosen, overridden=overridden)
+
+
+def _declared_crs(src: _Source, crs_option: str | None, mapping: FieldMapping, problems: _Problems) -> _SourceCRS:
     if crs_option and crs_option.upper().startswith(LOCAL_PREFIX):
         grid = local_grid(crs_option, mapping.local_grids)
         return _SourceCRS(grid.target, f"{grid.describe()} (--crs)", grid)
@@ -1075,8 +1120,8 @@ def _geometries(conn: Connection, src: _Source, schema: TableSchema, rows: pd.Da
         flat = np.flatnonzero(pd.notna(geoms) & ~shapely.has_z(geoms))
         xy = shapely.get_coordinates(geoms[flat])
         geoms[flat] = shapely.points(np.column_stack([xy, np.nan_to_num(z[flat])]))
-    if source_crs.crs is not None:
-        geoms = _transform(geoms, source_crs.crs, schema.srid, source_crs.grid)
+    if source_crs.datum is not None:
+        geoms = _transform(geoms, source_crs, schema.srid)
         minx, miny, maxx, maxy = _deployment_area(conn, schema.srid)
         bounds = shapely.bounds(geoms)
         outside = pd.notna(geoms) & ~((bounds[:, 0] >= minx) & (bounds[:, 1] >= miny)
@@ -1147,7 +1192,8 @@ def importable_columns(schema: TableSchema) -> list[str]:
 
 def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: FieldMapping,
              crs_option: str | None, enterprise_option: str | None,
-             set_values: dict[str, str] | None = None, mode: str = "insert") -> tuple[_Prepared, _Problems]:
+             set_values: dict[str, str] | None = None, mode: str = "insert",
+             datum_options: DatumOptions = DatumOptions()) -> tuple[_Prepared, _Problems]:
     """Convert and check one layer; nothing is written here. `set_values`: --set column → value;
     `mode` one of MODES."""
     problems = _Problems(file, src.layer)
@@ -1193,7 +1239,7 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
     existing = _check_codes(conn, table, rows, found.get("code", "code"), problems, mode)
     if table == "pipe" and existing.any():
         _stored_heights(conn, rows, existing)
-    source_crs = _source_crs(src, crs_option, mapping, problems)
+    source_crs = _source_crs(src, crs_option, mapping, problems, schema.srid, datum_options)
     geoms, geometry_note, sheet = _geometries(conn, src, schema, rows, mapping, source_crs, problems)
 
     if "admin_code" in rows:
@@ -1221,12 +1267,16 @@ def _prepare(conn: Connection, src: _Source, file: str, table: str, mapping: Fie
     derived |= {mapping.shapefile_name(c) for c in derived}
     unused = [f for f in src.frame.columns if f not in used and f not in derived]
     report = LayerReport(f"{file}:{src.layer}", table, len(rows), f"{source_crs.text} → EPSG:{schema.srid}",
+                         datum=source_crs.datum.describe() if source_crs.datum else None,
+                         crs_overridden=source_crs.overridden,
                          encoding=src.encoding if src.encoding and src.encoding != "UTF-8" else None,
                          geometry_note=geometry_note, unused_fields=unused, nodes_by_code=nodes_by_code)
     prepared = _Prepared(table, rows, geoms, report, schema, refs, ref_fields, problems,
                          existing=existing if existing.any() else None, carried=carried,
-                         crs_record={"declared": src.crs, "used": source_crs.text,
-                                     "transformation": f"{source_crs.text} → EPSG:{schema.srid}", "accuracy_m": None},
+                         crs_record={"declared": src.crs, "used": source_crs.text, "overridden": source_crs.overridden,
+                                     "transformation": source_crs.datum.describe() if source_crs.datum else None,
+                                     "accuracy_m": source_crs.datum.accuracy_m if source_crs.datum else None,
+                                     **({"datum": source_crs.datum.record()} if source_crs.datum else {})},
                          enterprise_field=ent_field)
     return prepared, problems
 
@@ -1641,6 +1691,7 @@ def import_file(
     keyring: Keyring | None = None,
     set_values: dict[str, dict[str, str]] | None = None,
     mode: str = "insert",
+    datum_options: DatumOptions = DatumOptions(),
 ) -> ImportReport:
     """Check a file (or every geodata file of a folder) and, when nothing is wrong and not
     `dry_run`, import every layer it recognises in one transaction.
@@ -1653,7 +1704,9 @@ def import_file(
     data/field_mapping.yaml; `set_values` table → column → value, constants of `--set`
     (parse_set_options). `mode` one of MODES: update and upsert match stored features by
     (enterprise, code) and set only what the file carries; replace-enterprise (with `enterprise`)
-    deletes that enterprise's network first. An import written is recorded in import_log
+    deletes that enterprise's network first. `datum_options`: a transformation of unknown accuracy
+    or worse than 1 m (Beijing 1954, Xian 1980) is refused unless it gives one or accepts it.
+    An import written is recorded in import_log
     (ingest/import_log.py). `echo` gets one line per step (reading, writing). `keyring` seals
     the phone numbers of the layers that have some (default: the deployment's,
     accounts.personal_data.load_keyring, made when missing).
@@ -1681,7 +1734,7 @@ def import_file(
                 with audit.bulk(conn, "import_replace", {"file": str(file), "enterprise": enterprise}) as summary:
                     report.deleted = summary["deleted"] = _replace_enterprise(conn, file, enterprise)
             prepared_layers = _prepared_layers(conn, chosen, mapping, crs, enterprise, set_values or {}, mode,
-                                               tolerance_m, echo)
+                                               tolerance_m, echo, datum_options)
             lines = [line for prepared in prepared_layers for line in prepared.problems.lines()]
             if lines:
                 raise ImportFailed(file, lines, skipped)
@@ -1733,7 +1786,8 @@ def _members(path: Path) -> list[Path] | None:
 
 def _prepared_layers(conn: Connection, chosen: list[_Chosen], mapping: FieldMapping, crs: str | None,
                      enterprise: str | None, set_values: dict[str, dict[str, str]], mode: str,
-                     tolerance_m: float, echo: Callable[[str], None]) -> list[_Prepared]:
+                     tolerance_m: float, echo: Callable[[str], None],
+                     datum_options: DatumOptions = DatumOptions()) -> list[_Prepared]:
     """Every chosen layer read, converted and checked, alone and against the others (nodes by
     name, kept nodes of updated pipes, references); problems are on each layer's `problems`."""
     prepared_layers = []
@@ -1741,7 +1795,8 @@ def _prepared_layers(conn: Connection, chosen: list[_Chosen], mapping: FieldMapp
         echo(f"[{number}/{len(chosen)}] reading {item.file}:{item.layer} → {item.table}")
         source = _read(item.path, item.file, item.layer, mapping, item.table)
         prepared, _ = _prepare(conn, source, item.file, item.table, mapping, crs, enterprise,
-                               set_values.get(item.table), "insert" if mode == "replace-enterprise" else mode)
+                               set_values.get(item.table), "insert" if mode == "replace-enterprise" else mode,
+                               datum_options)
         if mode == "replace-enterprise":
             other = np.flatnonzero(prepared.rows["enterprise_code"].notna().to_numpy()
                                    & (prepared.rows["enterprise_code"] != enterprise).to_numpy())

@@ -333,6 +333,40 @@ def test_replace_enterprise_swaps_one_network_and_the_log_lists_every_import(emp
         {"layer": "valves", "table": "valve", "inserted": 1, "updated": 0},
         *({"layer": "(replaced)", "table": t, "deleted": n} for t, n in report.deleted.items())]
     assert log[0].account.startswith("operator:") and log[0].mapping["file"] == str(mapping)
-    where = f"EPSG:{SRID} (from the file) → EPSG:{SRID} (accuracy unknown)"
+    where = f"EPSG:{SRID} (CGCS2000 / 3-degree Gauss-Kruger CM 123E) → EPSG:{SRID} by no change (the same CRS); accuracy 0 m"
     assert log[0].lines()[1:4] == [f"  pipes → pipe: 2 inserted; {where}", f"  sources → station: 1 inserted; {where}",
                                    f"  valves → valve: 1 inserted; {where}"]
+
+
+# -- datum honesty ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("epsg, datum", [(2438, "Beijing 1954"), (2386, "Xian 1980")])
+def test_old_datums_are_refused_unless_a_shift_is_given_or_accepted(empty: sa.Engine, tmp_path: Path,
+                                                                     mapping: Path, epsg: int, datum: str) -> None:
+    """PROJ knows only a ballpark offset from Beijing 1954 and Xian 1980 to CGCS2000 (80.6 m and
+    2.1 m off here): refused, every layer saying so; with --datum-shift the user's Helmert is used,
+    with --accept-approximate-datum the ballpark, and the import log keeps which and its accuracy."""
+    from ingest.datum import parse_datum_shift
+    from ingest.import_log import entries
+    from ingest.importer import DatumOptions
+
+    path = model_file(tmp_path / "old.gpkg")
+    for layer in ("pipes", "valves", "sources"):
+        frame = gpd.read_file(path, layer=layer).set_crs(epsg, allow_override=True)
+        frame.to_file(path, layer=layer, driver="GPKG")
+    lines = refused(empty, path, enterprise=ENTERPRISE, mapping_file=mapping)
+    assert [line.split(":", 3)[:3] for line in lines] == [[layer, "*", "geometry"]
+                                                         for layer in ("pipes", "sources", "valves")]
+    assert all(line.split(": ", 1)[1].startswith(f"EPSG:{epsg} {datum} / 3-degree Gauss-Kruger CM 123E: pyproj's "
+                                                 "best transformation to EPSG:4550") and "accuracy unknown" in line
+               and line.endswith("or accept the error with --accept-approximate-datum") for line in lines)
+    approximate = imported(empty, path, enterprise=ENTERPRISE, mapping_file=mapping,
+                           datum_options=DatumOptions(accept_approximate=True))
+    assert "accuracy unknown" in approximate.layers[0].datum
+    load(empty, Network(nodes={}, pipes={}))
+    shifted = imported(empty, path, enterprise=ENTERPRISE, mapping_file=mapping,
+                       datum_options=DatumOptions(parse_datum_shift("15.8,-154.4,-82.3,0,0,0,0")))
+    assert "7-parameter Helmert given by --datum-shift" in shifted.layers[0].datum
+    with empty.connect() as conn:
+        log = entries(conn, 2)
+    assert [(e.crs[0]["datum"]["approximate"], e.crs[0]["datum"]["user_given"], e.crs[0]["accuracy_m"])
+            for e in log] == [(False, True, None), (True, False, None)]

@@ -64,6 +64,12 @@ def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | No
 @click.option("--set", "set_options", multiple=True, metavar="LAYER.COLUMN=VALUE",
               help="A value for every feature of a layer, overriding the file's (e.g. pipes.pressure_class=中压); "
                    "repeatable. Defaults for empty or missing fields go in the --mapping file.")
+@click.option("--datum-shift", metavar="DX,DY,DZ,RX,RY,RZ,DS",
+              help="7-parameter Helmert from the file's datum to CGCS2000 (m, arc-seconds, ppm; coordinate frame, "
+                   "or add ,position_vector), e.g. from the local surveying authority for Beijing 1954.")
+@click.option("--accept-approximate-datum", is_flag=True,
+              help="Import although the best transformation to CGCS2000 has unknown accuracy or is worse than 1 m "
+                   "(recorded as approximate).")
 @click.option("--mode", type=click.Choice(["insert", "update", "upsert", "replace-enterprise"]), default="insert",
               show_default=True,
               help="insert: new features only; update: stored features by code, only the fields the file carries; "
@@ -75,8 +81,9 @@ def export_command(fmt: str, layers: str | None, crs: str | None, bbox: str | No
 @click.option("--problems-csv", type=click.Path(path_type=Path, dir_okay=False),
               help="Write every problem to this CSV file (file, layer, feature, field, reason).")
 def import_command(path: Path, layer: str | None, kind: str | None, crs: str | None, enterprise: str | None,
-                   tolerance: float, mapping: Path | None, set_options: tuple[str, ...], mode: str, dry_run: bool,
-                   all_problems: bool, problems_csv: Path | None) -> None:
+                   tolerance: float, mapping: Path | None, set_options: tuple[str, ...], datum_shift: str | None,
+                   accept_approximate_datum: bool, mode: str, dry_run: bool, all_problems: bool,
+                   problems_csv: Path | None) -> None:
     """Import network layers from a GeoPackage, Shapefile, GeoJSON, CSV sheet, DXF drawing, or a
     folder of such files (a Shapefile export).
 
@@ -92,7 +99,7 @@ def import_command(path: Path, layer: str | None, kind: str | None, crs: str | N
     """
     with import_progress() as progress:
         report = _import(path, layer, kind, crs, enterprise, dry_run, tolerance, mapping, set_options, mode,
-                         all_problems, problems_csv, progress)
+                         all_problems, problems_csv, progress, datum_shift, accept_approximate_datum)
     for line in report.summary():
         click.echo(line)
 
@@ -128,14 +135,17 @@ def import_progress() -> Iterator[Callable[[str], None]]:
 
 def _import(path: Path, layer: str | None, kind: str | None, crs: str | None, enterprise: str | None,
             dry_run: bool, tolerance: float, mapping: Path | None, set_options: tuple[str, ...], mode: str,
-            all_problems: bool, problems_csv: Path | None, progress: Callable[[str], None]) -> ImportReport:
+            all_problems: bool, problems_csv: Path | None, progress: Callable[[str], None],
+            datum_shift: str | None, accept_approximate_datum: bool) -> ImportReport:
     from db.engine import get_engine
-    from ingest.importer import PROBLEMS_PER_KIND, ImportFailed, import_file, parse_set_options
+    from ingest.datum import parse_datum_shift
+    from ingest.importer import PROBLEMS_PER_KIND, DatumOptions, ImportFailed, import_file, parse_set_options
 
+    datum = DatumOptions(parse_datum_shift(datum_shift) if datum_shift else None, accept_approximate_datum)
     try:
         return import_file(get_engine(ready_database(owner=True)), path, layer, kind, crs, enterprise, dry_run,
                              tolerance, file_label=str(path), mapping_file=mapping, echo=progress,
-                             set_values=parse_set_options(set_options), mode=mode)
+                             set_values=parse_set_options(set_options), mode=mode, datum_options=datum)
     except ImportFailed as failed:
         for line in failed.report(None if all_problems else PROBLEMS_PER_KIND):
             click.echo(line)
