@@ -161,10 +161,10 @@ def bulk(conn: sa.Connection, action: str, detail: dict[str, Any] | None = None,
     setting changes nothing: its writes are recorded row by row all the same."""
     summary: dict[str, Any] = dict(detail or {})
     conn.execute(sa.text("SELECT set_config('qiwang.bulk', 'on', true)"))
-    try:
-        yield summary
-    finally:
-        conn.execute(sa.text("SELECT set_config('qiwang.bulk', 'off', true)"))
+    # No `finally`: after a failed statement the transaction is aborted and only its rollback
+    # (which undoes the SET LOCAL too) may follow; another statement would hide the first error.
+    yield summary
+    conn.execute(sa.text("SELECT set_config('qiwang.bulk', 'off', true)"))
     append(conn, action, summary, actor)
 
 

@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pyogrio
 import shapely
 from pyogrio import raw
@@ -90,6 +91,7 @@ from ingest.value_checks import CheckPlan, Layer, plan
 from ingest.value_checks import blank as _blank
 from ingest.value_checks import shown as _shown
 from ingest.value_checks import textual as _textual
+from network_analysis import consistency
 
 SNAP_TOLERANCE_M = 0.05
 # --mode: insert new features only; update stored ones by code (the fields the file carries);
@@ -1108,6 +1110,10 @@ def _geometries(conn: Connection, src: _Source, schema: TableSchema, rows: pd.Da
         if sheet:
             wkb, note = _sheet_points(src.frame, sheet, source_crs.crs, problems)
     geoms = _shapes(wkb, problems, kind, "pipe" if schema.name == "pipe" else "feature")
+    if schema.name == "pipe":  # a pipe crossing itself is drawn wrong, whatever its validity as a line
+        crossing = consistency.non_simple_lines(geoms)
+        problems.rows(crossing.rows, "geometry", crossing.reasons)
+        geoms[crossing.rows] = None
 
     def column(name: str) -> np.ndarray:
         return rows[name].to_numpy(dtype=float, na_value=np.nan) if name in rows else np.full(len(rows), np.nan)
@@ -1767,10 +1773,13 @@ def import_file(
             else:
                 transaction.commit()
                 report.written = True
-        except DBAPIError as exc:
+        except (DBAPIError, psycopg.Error) as exc:  # COPY runs on the driver's connection: psycopg's own errors
             transaction.rollback()
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise QiwangError(f"the database refused the import of {file}, nothing was written: {first}") from None
+            orig = exc.orig if isinstance(exc, DBAPIError) else exc
+            first = str(orig).strip().splitlines()[0] if orig else str(exc)
+            constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
+            raise QiwangError(f"the database refused the import of {file}, nothing was written: {first}"
+                              + (f" (constraint {constraint})" if constraint else "")) from None
         except BaseException:
             transaction.rollback()
             raise
@@ -1813,7 +1822,70 @@ def _prepared_layers(conn: Connection, chosen: list[_Chosen], mapping: FieldMapp
         elif prepared.table == "pipe" and prepared.existing is not None:
             _kept_nodes(conn, prepared, tolerance_m)
     _check_references(conn, prepared_layers)
+    _check_network_rules(conn, prepared_layers, tolerance_m)
     return prepared_layers
+
+
+def _pipe_ends(conn: Connection, prepared_layers: list[_Prepared], wanted: set[tuple[str, str]]) -> pd.DataFrame:
+    """enterprise_code, code, from/to node codes and line of the pipes `wanted` names: this
+    import's (node codes known only where the layer names its nodes), else the database's."""
+    frames = []
+    for prepared in prepared_layers:
+        if prepared.table == "pipe":
+            named = prepared.report.nodes_by_code
+            frames.append(pd.DataFrame({
+                "enterprise_code": prepared.rows["enterprise_code"].to_numpy(dtype=object),
+                "code": prepared.rows["code"].to_numpy(dtype=object),
+                "from_code": prepared.refs["from_node_id"].to_numpy(dtype=object) if named else None,
+                "to_code": prepared.refs["to_node_id"].to_numpy(dtype=object) if named else None,
+                "line": prepared.geoms}))
+    here = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["enterprise_code", "code", "from_code", "to_code", "line"])
+    missing = sorted({code for enterprise, code in wanted} - set(here["code"]))
+    if missing:
+        stored = pd.DataFrame(conn.execute(text(
+            "SELECT p.enterprise_code, p.code, f.code, t.code, ST_AsBinary(p.geom) FROM pipe p "
+            "JOIN node f ON f.id = p.from_node_id JOIN node t ON t.id = p.to_node_id WHERE p.code = ANY(:c)"),
+            {"c": missing}).all(), columns=["enterprise_code", "code", "from_code", "to_code", "line"])
+        stored["line"] = shapely.from_wkb(stored["line"].map(bytes).to_numpy(dtype=object))
+        here = pd.concat([here, stored], ignore_index=True)
+    return here.drop_duplicates(["enterprise_code", "code"])
+
+
+def _check_network_rules(conn: Connection, prepared_layers: list[_Prepared], tolerance_m: float) -> None:
+    """The network's consistency rules (network_analysis/consistency.py), which the editing path
+    checks too: a valve's node is an end of its pipe and its point lies on the pipe within
+    `tolerance_m` (m); a regulator joins two pressure classes."""
+    for prepared in prepared_layers:
+        if prepared.table == "valve" and "pipe_id" in prepared.refs:
+            rows = prepared.rows
+            pipe_codes = prepared.refs["pipe_id"]
+            wanted = set(zip(rows["enterprise_code"], pipe_codes.dropna(), strict=False))
+            pipes = _pipe_ends(conn, prepared_layers, wanted)
+            of = pd.DataFrame({"enterprise_code": rows["enterprise_code"].to_numpy(dtype=object),
+                               "code": pipe_codes.to_numpy(dtype=object)}).merge(
+                pipes, how="left", on=["enterprise_code", "code"])
+            if "node_id" in prepared.refs:
+                ends = consistency.node_not_an_end(prepared.refs["node_id"].to_numpy(dtype=object),
+                                                   of["from_code"].to_numpy(dtype=object),
+                                                   of["to_code"].to_numpy(dtype=object))
+                prepared.problems.rows(ends.rows, prepared.ref_fields["node_id"], ends.reasons)
+            if "node_id" in prepared.refs:  # UNIQUE (pipe_id, node_id): one valve per pipe end
+                pair = pd.Series(list(zip(rows["enterprise_code"], pipe_codes, prepared.refs["node_id"], strict=True)))
+                known = pipe_codes.notna().to_numpy() & prepared.refs["node_id"].notna().to_numpy()
+                twice = np.flatnonzero(known & pair.duplicated().to_numpy())
+                first = {p: i for i, p in reversed(list(enumerate(pair)))}
+                prepared.problems.rows(twice, prepared.ref_fields["node_id"], [
+                    f"a second valve at node {pair[i][2]!r} of pipe {pair[i][1]!r} "
+                    f"(the first is row {first[pair[i]] + 1})" for i in twice])
+            lines = of["line"].to_numpy(dtype=object, copy=True)
+            lines[pd.isna(lines)] = None
+            off = consistency.points_off_lines(prepared.geoms, lines, tolerance_m)
+            prepared.problems.rows(off.rows, "geometry", off.reasons)
+        elif prepared.table == "regulator" and {"inlet_pressure_class", "outlet_pressure_class"} <= set(prepared.rows):
+            same = consistency.same_pressure_class(prepared.rows["inlet_pressure_class"].to_numpy(dtype=object),
+                                                   prepared.rows["outlet_pressure_class"].to_numpy(dtype=object))
+            prepared.problems.rows(same.rows, "outlet_pressure_class", same.reasons)
 
 
 def _write_layer(conn: Connection, prepared: _Prepared, srid: int, keyring: Keyring | None,

@@ -370,3 +370,51 @@ def test_old_datums_are_refused_unless_a_shift_is_given_or_accepted(empty: sa.En
         log = entries(conn, 2)
     assert [(e.crs[0]["datum"]["approximate"], e.crs[0]["datum"]["user_given"], e.crs[0]["accuracy_m"])
             for e in log] == [(False, True, None), (True, False, None)]
+
+
+# -- what used to pass silently -------------------------------------------------------------------
+def check_valve_mapping(mapping: Path) -> Path:
+    """The model mapping with valve_type taken from the file (a `kind` field)."""
+    text = mapping.read_text(encoding="utf-8").replace("code: [valve_id],", "code: [valve_id], valve_type: [kind],")
+    path = mapping.with_name("check.yaml")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+WRONG = {
+    "valve node not an end": (dict(valves={**VALVES, "V4": ("P3", "A")}, valve_points={"V4": (X0 + 200, Y0)}),
+                              ["valves:4:node_id: node 'A' is neither end of the valve's pipe "
+                               "(from-node 'B', to-node 'C')"]),
+    "valve off its pipe": (dict(valve_points={"V2": (X0 + 200, Y0 + 5000)}),
+                           ["valves:2:geometry: 5,000.0 m from its pipe (tolerance 0.05 m)"]),
+    "self-intersecting pipe": (dict(drawn={"P3": [at("B"), (X0 + 260, Y0 + 20), (X0 + 260, Y0 - 20),
+                                                  (X0 + 230, Y0 + 10), at("C")]}),
+                               ["pipes:3:geometry: the line crosses or touches itself at (500230.00, 4550010.00)"]),
+    "two valves at one pipe end": (dict(valves={**VALVES, "V4": ("P3", "B")}),
+                                   ["valves:4:node_id: a second valve at node 'B' of pipe 'P3' (the first is row 2)"]),
+    "zero-length pipe": (dict(drawn={"P4": [at("B"), at("B")]}),
+                         ["pipes:4:geometry: zero-length line"]),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG))
+def test_wrong_networks_are_refused_with_their_line(empty: sa.Engine, tmp_path: Path, mapping: Path,
+                                                    case: str) -> None:
+    shape, lines = WRONG[case]
+    path = model_file(tmp_path / "wrong.gpkg", **shape)  # type: ignore[arg-type]
+    assert refused(empty, path, enterprise=ENTERPRISE, mapping_file=mapping) == lines
+
+
+def test_a_check_valve_needs_a_direction_and_values_keep_their_checks(empty: sa.Engine, tmp_path: Path,
+                                                                     mapping: Path) -> None:
+    path = model_file(tmp_path / "check.gpkg")
+    frame = gpd.read_file(path, layer="valves")
+    frame["kind"] = ["check", "gate", "gate"]
+    frame.to_file(path, layer="valves", driver="GPKG")
+    assert refused(empty, path, enterprise=ENTERPRISE, mapping_file=check_valve_mapping(mapping)) == [
+        "valves:1:check_direction: 止回方向 is empty: a check valve needs a direction (into_pipe or out_of_pipe)"]
+    frame = gpd.read_file(path, layer="pipes")
+    frame.loc[1, "diam"] = -110.0
+    frame.to_file(path, layer="pipes", driver="GPKG")
+    assert refused(empty, path, enterprise=ENTERPRISE, mapping_file=mapping) == [
+        "pipes:2:diam: must be greater than 0: -110"]
