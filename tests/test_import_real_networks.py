@@ -333,7 +333,8 @@ def test_replace_enterprise_swaps_one_network_and_the_log_lists_every_import(emp
         {"layer": "valves", "table": "valve", "inserted": 1, "updated": 0},
         *({"layer": "(replaced)", "table": t, "deleted": n} for t, n in report.deleted.items())]
     assert log[0].account.startswith("operator:") and log[0].mapping["file"] == str(mapping)
-    where = f"EPSG:{SRID} (CGCS2000 / 3-degree Gauss-Kruger CM 123E) → EPSG:{SRID} by no change (the same CRS); accuracy 0 m"
+    where = (f"EPSG:{SRID} (CGCS2000 / 3-degree Gauss-Kruger CM 123E) → EPSG:{SRID} by no change (the same CRS); "
+             "accuracy 0 m")
     assert log[0].lines()[1:4] == [f"  pipes → pipe: 2 inserted; {where}", f"  sources → station: 1 inserted; {where}",
                                    f"  valves → valve: 1 inserted; {where}"]
 
