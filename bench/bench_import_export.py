@@ -5,7 +5,9 @@
 Loads a demo city of N pipes into a scratch database `qiwang_bench_exchange` (embedded cluster, or
 beside DATABASE_URL's database), exports its pipe layer to a GeoPackage, empties the network (the
 divisions and enterprises stay, as in a real deployment) and imports the file back: nodes are
-rebuilt from the pipe ends. With --whole, every default layer is exported and imported instead
+made from the pipes' from/to node codes (nodes by name, issue 19), then, in the same process and
+from a copy of the file without those two fields, rebuilt by snapping the pipe ends (the baseline);
+the ratio of the two is printed. With --whole, every default layer is exported and imported instead
 (nodes, valves, customers, … named by code). The scratch database and the file are removed at the
 end unless --keep.
 """
@@ -15,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import harness  # first: puts the checkout on sys.path
+import pyogrio
 import sqlalchemy as sa
 
 from ingest.exporter import DEFAULT_LAYERS, export
@@ -44,22 +47,33 @@ def main() -> None:
 
 
 def exchange(engine: sa.Engine, out: Path, pipes: int, seed: int, layers: list[str]) -> None:
-    """Export `layers` to the GeoPackage `out`, empty the network, import the file back; print the figures."""
+    """Export `layers` to the GeoPackage `out`, empty the network, import the file back (nodes by
+    name), then again from a copy without node codes (snapping); print the figures."""
     export_s, result = harness.timed(lambda: export(engine, out, "gpkg", layers=layers))
-    with engine.begin() as conn:  # an empty network; the registry (divisions, enterprises) stays
-        conn.execute(sa.text(f"TRUNCATE {', '.join(dict.fromkeys([*layers, 'node']))} RESTART IDENTITY CASCADE"))
-    import_s, report = harness.timed(lambda: import_file(engine, out))
-    features = sum(layer.features for layer in report.layers)
-    pipe_layer = next(layer for layer in report.layers if layer.table == "pipe")
     print(f"{pipes:,} pipes (seed {seed}); {len(layers)} layer(s), {sum(result.counts.values()):,} "
           f"features; GeoPackage {out.stat().st_size / 2**20:.0f} MB")
-    print(f"{'step':<10}{'seconds':>10}{'features/s':>12}")
-    print(f"{'export':<10}{export_s:>10.1f}{sum(result.counts.values()) / export_s:>12,.0f}")
-    print(f"{'import':<10}{import_s:>10.1f}{features / import_s:>12,.0f}")
-    if pipe_layer.nodes_by_code:
-        print("import took the pipes' nodes by code from the node layer")
-    else:
-        print(f"import built {pipe_layer.new_nodes:,} nodes, snapped {pipe_layer.snapped_ends:,} ends")
+    print(f"{'step':<22}{'seconds':>10}{'features/s':>12}")
+    print(f"{'export':<22}{export_s:>10.1f}{sum(result.counts.values()) / export_s:>12,.0f}")
+    runs = [("import, nodes by name", out)]
+    if layers == ["pipe"]:
+        snapping = out.with_name("pipes_without_node_codes.gpkg")
+        frame = pyogrio.read_dataframe(out, layer="pipe")
+        pyogrio.write_dataframe(frame.drop(columns=["from_node_code", "to_node_code"]), snapping, layer="pipe")
+        runs.append(("import, snapping", snapping))
+    seconds = {}
+    for label, path in runs:
+        with engine.begin() as conn:  # an empty network; the registry (divisions, enterprises) stays
+            conn.execute(sa.text(f"TRUNCATE {', '.join(dict.fromkeys([*layers, 'node']))} RESTART IDENTITY CASCADE"))
+        seconds[label], report = harness.timed(lambda path=path: import_file(engine, path))
+        features = sum(layer.features for layer in report.layers)
+        print(f"{label:<22}{seconds[label]:>10.1f}{features / seconds[label]:>12,.0f}")
+        pipe_layer = next(layer for layer in report.layers if layer.table == "pipe")
+        print(f"  {pipe_layer.new_nodes:,} new nodes, {pipe_layer.snapped_ends:,} ends moved")
+        if path != out:
+            path.unlink()
+    if len(seconds) == 2:
+        print(f"nodes by name / snapping: {seconds['import, nodes by name'] / seconds['import, snapping']:.2f}×")
+
 
 if __name__ == "__main__":
     main()
