@@ -181,6 +181,7 @@ def test_bad_references_and_labels_write_nothing(target: sa.Engine, tmp_path: Pa
         "bad_refs.gpkg:阀门:2:阀门类型: '水阀' is not one of gate, ball, butterfly, plug, check "
         "(or their Chinese names)",
         "bad_refs.gpkg:阀门:2:node_code: no node 'N7' of enterprise 2103020001 in this import or the database",
+        "bad_refs.gpkg:阀门:2:node_code: node 'N7' is neither end of the valve's pipe (from-node 'N1', to-node 'N2')",
         "bad_refs.gpkg:阀门:3:pipe_code: 所在管道 is empty",
     ]
     assert count(target, "node") == count(target, "pipe") == count(target, "valve") == 0

@@ -37,7 +37,7 @@ def upgrade() -> None:
             imported_at     timestamptz NOT NULL DEFAULT now(),
             account         text NOT NULL,
             file_name       text NOT NULL,
-            sha256          text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+            sha256          text NOT NULL CHECK (length(sha256) = 64 AND sha256 = lower(sha256)),
             mode            text NOT NULL CHECK (mode IN ('insert', 'update', 'upsert', 'replace-enterprise')),
             enterprises     text[] NOT NULL,
             counts          jsonb NOT NULL,
