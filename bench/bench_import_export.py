@@ -14,6 +14,7 @@ end unless --keep.
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import harness  # first: puts the checkout on sys.path
@@ -64,7 +65,7 @@ def exchange(engine: sa.Engine, out: Path, pipes: int, seed: int, layers: list[s
     for label, path in runs:
         with engine.begin() as conn:  # an empty network; the registry (divisions, enterprises) stays
             conn.execute(sa.text(f"TRUNCATE {', '.join(dict.fromkeys([*layers, 'node']))} RESTART IDENTITY CASCADE"))
-        seconds[label], report = harness.timed(lambda path=path: import_file(engine, path))
+        seconds[label], report = harness.timed(partial(import_file, engine, path))
         features = sum(layer.features for layer in report.layers)
         print(f"{label:<22}{seconds[label]:>10.1f}{features / seconds[label]:>12,.0f}")
         pipe_layer = next(layer for layer in report.layers if layer.table == "pipe")
