@@ -68,6 +68,8 @@ from sqlalchemy.exc import DBAPIError
 
 from accounts import audit
 from accounts.personal_data import PERSONAL_COLUMNS, Keyring, load_keyring, seal_frame
+from accounts.registers import LAYER_NAMES as ENTERPRISE_LAYERS
+from accounts.registers import prepare_enterprises, write_enterprises
 from core.codes import ENTERPRISE_CODE
 from core.errors import QiwangError
 from db.bulk_load import constraints_deferred, copy_frame, to_copy_text
@@ -162,9 +164,10 @@ class ImportReport:
     mode: str = "insert"
     deleted: dict[str, int] = field(default_factory=dict)  # replace-enterprise: rows deleted per table
     log_id: int | None = None  # its import_log row
+    registered: list[tuple[str, int]] = field(default_factory=list)  # enterprises layers: (layer, rows)
 
     def summary(self) -> list[str]:
-        lines = []
+        lines = [f"{self.file}:{layer} → enterprise: {n:,} enterprises registered" for layer, n in self.registered]
         for layer in self.layers:
             lines.append(f"{layer.source} → {layer.table}: {layer.features:,} features; CRS {layer.crs}"
                          + (f"; encoding {layer.encoding}" if layer.encoding else "")
@@ -1395,6 +1398,9 @@ def _choose(path: Path, layers: list[tuple[str, str | None]], file: str, layer: 
         candidates = names
     chosen, skipped = [], []
     for name in candidates:
+        if not wanted and normalise(name) in {normalise(n) for n in ENTERPRISE_LAYERS}:
+            chosen.append(_Chosen(path, file, name, "enterprise"))  # the register, before the network
+            continue
         table = wanted or table_of(name)
         lines = (dict(layers)[name] or "").startswith(("LineString", "MultiLineString"))
         if dict(layers)[name] is None:  # a sheet: only with coordinate columns
@@ -1739,6 +1745,10 @@ def import_file(
                 assert enterprise is not None
                 with audit.bulk(conn, "import_replace", {"file": str(file), "enterprise": enterprise}) as summary:
                     report.deleted = summary["deleted"] = _replace_enterprise(conn, file, enterprise)
+            registered = _register_enterprises(conn, [c for c in chosen if c.table == "enterprise"], mapping,
+                                               skipped)
+            chosen = [c for c in chosen if c.table != "enterprise"]
+            report.registered = registered
             prepared_layers = _prepared_layers(conn, chosen, mapping, crs, enterprise, set_values or {}, mode,
                                                tolerance_m, echo, datum_options)
             lines = [line for prepared in prepared_layers for line in prepared.problems.lines()]
@@ -1747,8 +1757,9 @@ def import_file(
             srid = table_schema(conn, "node").srid
             if keyring is None and any(p.table in PERSONAL_COLUMNS for p in prepared_layers):
                 keyring = load_keyring()
-            conn.execute(text(f"LOCK TABLE {', '.join(dict.fromkeys(c.table for c in chosen))} "
-                              "IN SHARE ROW EXCLUSIVE MODE"))  # codes checked above stay free
+            if chosen:
+                conn.execute(text(f"LOCK TABLE {', '.join(dict.fromkeys(c.table for c in chosen))} "
+                                  "IN SHARE ROW EXCLUSIVE MODE"))  # codes checked above stay free
             # one audit row for the whole import rather than one per feature (accounts/audit.py)
             with audit.bulk(conn, "import", {"file": str(file), "mode": mode}) as summary:
                 for number, prepared in enumerate(prepared_layers, 1):
@@ -1761,7 +1772,8 @@ def import_file(
                 report.log_id = import_log.record(
                     conn, file_name=file, digest=import_log.sha256(path, _members(path)), mode=mode,
                     enterprises=sorted({e for p in prepared_layers for e in p.rows["enterprise_code"].dropna()}),
-                    counts=[{"layer": p.report.source.rsplit(":", 1)[-1], "table": p.table,
+                    counts=[{"layer": layer, "table": "enterprise", "inserted": n} for layer, n in registered]
+                    + [{"layer": p.report.source.rsplit(":", 1)[-1], "table": p.table,
                              "inserted": p.report.inserted, "updated": p.report.updated} for p in prepared_layers]
                     + [{"layer": "(replaced)", "table": t, "deleted": n} for t, n in report.deleted.items()],
                     crs=[{"layer": p.report.source.rsplit(":", 1)[-1], **p.crs_record} for p in prepared_layers],
@@ -1784,6 +1796,23 @@ def import_file(
             transaction.rollback()
             raise
     return report
+
+
+def _register_enterprises(conn: Connection, layers: list[_Chosen], mapping: FieldMapping,
+                          skipped: list[str]) -> list[tuple[str, int]]:
+    """Register the enterprises of the file's `enterprises` layers (appendix A.1 #1, checked as
+    `./qiwang enterprise add` checks one) in the import's transaction, before the network layers
+    that name them; ImportFailed with every problem line otherwise."""
+    written, lines = [], []
+    for item in layers:
+        frame = _read(item.path, item.file, item.layer, mapping, item.table).frame
+        rows, problems = prepare_enterprises(conn, frame, item.file, item.layer)
+        lines += problems
+        if not problems:
+            written.append((item.layer, write_enterprises(conn, rows)))
+    if lines:
+        raise ImportFailed(layers[0].file, lines, skipped)
+    return written
 
 
 def _members(path: Path) -> list[Path] | None:

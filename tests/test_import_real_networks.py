@@ -419,3 +419,21 @@ def test_a_check_valve_needs_a_direction_and_values_keep_their_checks(empty: sa.
     frame.to_file(path, layer="pipes", driver="GPKG")
     assert refused(empty, path, enterprise=ENTERPRISE, mapping_file=mapping) == [
         "pipes:2:diam: must be greater than 0: -110"]
+
+
+def test_enterprises_come_in_with_their_network(empty: sa.Engine, tmp_path: Path, mapping: Path) -> None:
+    """A file's `enterprises` sheet registers the enterprise its network names, in the same import."""
+    path = model_file(tmp_path / "with_register.gpkg")
+    credit = "91210302MA0000003" + credit_code_check_char("91210302MA0000003")
+    register = {"企业唯一编码": "2103020003", "企业名称": "第三燃气", "统一社会信用代码": credit,
+                "公司地址": "测试路3号",
+                "法定代表人": "王五", "营业执照类型": "有限责任公司", "燃气经营许可证号": "T-3",
+                "燃气经营许可证发证时间": "2021-01-01", "燃气经营许可证到期时间": "2031-01-01", "经营区域": "铁东区"}
+    import pandas as pd
+    import pyogrio
+
+    pyogrio.write_dataframe(pd.DataFrame([register]), path, layer="enterprises", driver="GPKG")
+    report = imported(empty, path, enterprise="2103020003", mapping_file=mapping)
+    assert report.summary()[0] == f"{path}:enterprises → enterprise: 1 enterprises registered"
+    assert count_sql(empty, "SELECT count(*) FROM pipe WHERE enterprise_code = '2103020003'") == 4
+    assert count_sql(empty, "SELECT name FROM enterprise WHERE enterprise_code = '2103020003'") == "第三燃气"
