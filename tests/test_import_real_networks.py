@@ -437,3 +437,28 @@ def test_enterprises_come_in_with_their_network(empty: sa.Engine, tmp_path: Path
     assert report.summary()[0] == f"{path}:enterprises → enterprise: 1 enterprises registered"
     assert count_sql(empty, "SELECT count(*) FROM pipe WHERE enterprise_code = '2103020003'") == 4
     assert count_sql(empty, "SELECT name FROM enterprise WHERE enterprise_code = '2103020003'") == "第三燃气"
+
+
+def test_progress_is_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the steps of `./qiwang import` drive a progress bar (rich); else they are lines."""
+    import io
+    import sys
+
+    from app.cli.files import import_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with import_progress() as step:
+        step("[1/2] reading model.gpkg:pipes → pipe")
+        step("[2/2] writing 4 valve rows")
+    shown = terminal.getvalue()
+    assert "[2/2] writing 4 valve rows" in shown and "4/4" in shown and "━" in shown
+    plain = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", plain)
+    with import_progress() as step:
+        step("[1/2] reading model.gpkg:pipes → pipe")
+    assert plain.getvalue() == "[1/2] reading model.gpkg:pipes → pipe\n"
