@@ -275,6 +275,11 @@ def test_update_changes_only_the_carried_fields(empty: sa.Engine, tmp_path: Path
         after = {r[0]: tuple(r[1:]) for r in conn.execute(sa.text(
             "SELECT code, diameter_mm::int, material, road_name, from_node_id, to_node_id, ST_AsText(geom) FROM pipe"))}
     assert after == {code: ((160, *row[1:]) if code in ("P2", "P3") else row) for code, row in before.items()}
+    from ingest.import_log import entries
+    with empty.connect() as conn:
+        logged = entries(conn, 1)[0]
+    assert (logged.mode, logged.file_name, logged.counts) == (
+        "update", str(path), [{"layer": "pipes", "table": "pipe", "inserted": 0, "updated": 2}])
     # a code that is not stored, and an end 5 m from the node it keeps
     gpd.GeoDataFrame({"pipe_id": ["P9", "P4"], "diam": [90.0, 90.0]},
                      geometry=[shapely.LineString([at("A"), at("B")]),
